@@ -1,0 +1,87 @@
+package vif
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// addrSet is an immutable set of IPv4 addresses, replaced as a whole when
+// the addresses change, so the packet loop reads it without locks. Small
+// sets are scanned (faster than hashing for a handful of addresses); large
+// ones use a map.
+type addrSet struct {
+	list []uint32
+	m    map[uint32]struct{}
+}
+
+const addrSetScanMax = 8
+
+func newAddrSet(addrs []netip.Addr) (*addrSet, error) {
+	if len(addrs) == 0 {
+		return nil, ErrNoAddress
+	}
+	s := &addrSet{}
+	for _, a := range addrs {
+		if !a.Is4() || !validUnicast(a.As4()) {
+			return nil, fmt.Errorf("%w: %s", ErrBadAddress, a)
+		}
+		k := key(a.As4())
+		if s.has(k) {
+			continue
+		}
+		s.list = append(s.list, k)
+		if len(s.list) > addrSetScanMax {
+			if s.m == nil {
+				s.m = make(map[uint32]struct{}, len(addrs))
+				for _, k := range s.list {
+					s.m[k] = struct{}{}
+				}
+			}
+			s.m[k] = struct{}{}
+		}
+	}
+	return s, nil
+}
+
+func (s *addrSet) has(k uint32) bool {
+	if s.m != nil {
+		_, ok := s.m[k]
+		return ok
+	}
+	for _, a := range s.list {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *addrSet) addrs() []netip.Addr {
+	out := make([]netip.Addr, len(s.list))
+	for j, k := range s.list {
+		out[j] = netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)})
+	}
+	return out
+}
+
+func key(a [4]byte) uint32 {
+	return uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+}
+
+// validUnicast reports whether a can be a host's own unicast address: not
+// 0.0.0.0/8, loopback, link-local multicast, multicast, the reserved class
+// E range or the limited broadcast address.
+func validUnicast(a [4]byte) bool {
+	switch {
+	case a[0] == 0, a[0] == 127, a[0] >= 224:
+		return false
+	}
+	return true
+}
+
+// badSource reports whether an inner source address must never arrive from
+// a tunnel: one of our own addresses (spoofing), 0/8, loopback, multicast,
+// class E or broadcast.
+func (s *addrSet) badSource(src [4]byte) bool {
+	return !validUnicast(src) || s.has(key(src))
+}

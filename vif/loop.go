@@ -1,0 +1,224 @@
+package vif
+
+import (
+	"errors"
+	"net"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/vif-project/vif/ipip"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// newBufs allocates the buffers of one loop direction, once.
+func newBufs(n int) ([][]byte, []int) {
+	bufs := make([][]byte, n)
+	for j := range bufs {
+		bufs[j] = make([]byte, Headroom+maxPacket)
+	}
+	return bufs, make([]int, n)
+}
+
+// isClosed reports whether err means the device or socket was closed (by
+// Close, or because the interface was deleted).
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.EBADFD)
+}
+
+// maxReadErrors is how many read errors in a row a loop tolerates before it
+// gives up on its device.
+const maxReadErrors = 100
+
+// txLoop reads what the kernel routed into the TUN and loops it back,
+// encapsulates it to the peer or drops it.
+func (i *Interface) txLoop(enc *ipip.Encapsulator) {
+	defer i.wg.Done()
+	defer i.stop()
+	bs := i.dev.BatchSize()
+	bufs, sizes := newBufs(bs)
+	loop := make([][]byte, 0, bs)
+	send := make([][]byte, 0, bs)
+	c := &i.tx
+	hasPeer := i.under != nil && i.peer != [4]byte{}
+	peer := key(i.peer)
+	errRun := 0
+
+	for {
+		n, err := i.dev.Read(bufs, sizes, Headroom)
+		if err != nil {
+			switch {
+			case isClosed(err):
+				i.log.Debug("tun closed, tx loop exits")
+				return
+			case errors.Is(err, tun.ErrTooManySegments):
+				c.drops[dropTunRead].Add(1)
+				// n packets were still read: handle them.
+			default:
+				c.drops[dropTunRead].Add(1)
+				if errRun++; errRun >= maxReadErrors {
+					i.log.Error("tun read failing, stopping interface", "err", err)
+					return
+				}
+				if n == 0 {
+					continue
+				}
+			}
+		} else {
+			errRun = 0
+		}
+
+		set := i.addrs.Load()
+		loop, send = loop[:0], send[:0]
+		var loopBytes uint64
+		for j := 0; j < n; j++ {
+			buf := bufs[j][:Headroom+sizes[j]]
+			h := ipip.Header(buf[Headroom:])
+			if err := h.Valid(); err != nil {
+				c.codec[err.(ipip.Error).Inner()].Add(1)
+				continue
+			}
+			dst := key(h.DstBytes())
+			switch {
+			case set.has(dst):
+				loop = append(loop, buf)
+				loopBytes += uint64(sizes[j])
+				continue
+			case !hasPeer:
+				c.drops[dropNoPeer].Add(1)
+				continue
+			case dst == peer:
+				// Routing the peer's own address into the tunnel would
+				// loop every packet back into it (RFC 2003 section 4).
+				c.drops[dropLoop].Add(1)
+				continue
+			}
+			out, err := enc.Encap(buf, Headroom)
+			if err != nil {
+				c.codec[err.(ipip.Error)].Add(1)
+				continue
+			}
+			send = append(send, buf[:Headroom-ipip.HeaderLen+len(out)])
+		}
+
+		if len(loop) > 0 {
+			if _, err := i.dev.Write(loop, Headroom); err != nil {
+				if isClosed(err) {
+					return
+				}
+				c.drops[dropLoopbackWrite].Add(1)
+			} else {
+				c.looped.Add(uint64(len(loop)))
+				c.loopedBytes.Add(loopBytes)
+			}
+		}
+		if len(send) > 0 && !i.send(send) {
+			return
+		}
+	}
+}
+
+// send writes encapsulated packets to the underlay, skipping any packet it
+// refuses, and counts them. It returns false when the underlay is closed.
+func (i *Interface) send(pkts [][]byte) bool {
+	const off = Headroom - ipip.HeaderLen
+	c := &i.tx
+	for len(pkts) > 0 {
+		k, err := i.under.Write(pkts, off)
+		var bytes uint64
+		for _, p := range pkts[:k] {
+			bytes += uint64(len(p) - off)
+		}
+		c.pkts.Add(uint64(k))
+		c.bytes.Add(bytes)
+		switch {
+		case err != nil && isClosed(err):
+			return false
+		case err != nil:
+			// pkts[k] failed (unreachable, no buffer space, link
+			// down): drop it and go on with the rest.
+			c.drops[dropUnderlayWrite].Add(1)
+			k++
+		case k == 0:
+			c.drops[dropUnderlayWrite].Add(uint64(len(pkts)))
+			return true
+		}
+		pkts = pkts[min(k, len(pkts)):]
+	}
+	return true
+}
+
+// rxLoop reads encapsulated packets from the underlay, checks and
+// decapsulates them, and writes what is ours into the TUN.
+func (i *Interface) rxLoop() {
+	defer i.wg.Done()
+	defer i.stop()
+	bs := i.under.BatchSize()
+	bufs, sizes := newBufs(bs)
+	write := make([][]byte, 0, bs)
+	c := &i.rx
+	peer := i.peer
+	errRun := 0
+
+	for {
+		n, err := i.under.Read(bufs, sizes, Headroom)
+		if err != nil {
+			if isClosed(err) {
+				i.log.Debug("underlay closed, rx loop exits")
+				return
+			}
+			c.drops[dropUnderlayRead].Add(1)
+			if errRun++; errRun >= maxReadErrors {
+				// Persistent errors (the slave is gone): back off
+				// instead of spinning; the loop keeps trying.
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		errRun = 0
+
+		set := i.addrs.Load()
+		write = write[:0]
+		var bytes uint64
+		for j := 0; j < n; j++ {
+			pkt := bufs[j][Headroom : Headroom+sizes[j]]
+			outer := ipip.Header(pkt)
+			if len(pkt) < ipip.HeaderLen || outer.SrcBytes() != peer {
+				c.drops[dropNotPeer].Add(1)
+				continue
+			}
+			inner, err := ipip.Decap(pkt, i.proto)
+			if err != nil {
+				c.codec[err.(ipip.Error)].Add(1)
+				continue
+			}
+			ih := ipip.Header(inner)
+			if !set.has(key(ih.DstBytes())) {
+				c.drops[dropNotLocal].Add(1)
+				continue
+			}
+			if set.badSource(ih.SrcBytes()) {
+				c.drops[dropBadSource].Add(1)
+				continue
+			}
+			// Slide the window so the inner packet starts at Headroom:
+			// the TUN write needs a common offset, and this costs no copy.
+			ihl := outer.HeaderLen()
+			write = append(write, bufs[j][ihl:Headroom+ihl+len(inner)])
+			bytes += uint64(len(inner))
+		}
+		if len(write) == 0 {
+			continue
+		}
+		if _, err := i.dev.Write(write, Headroom); err != nil {
+			if isClosed(err) {
+				return
+			}
+			c.drops[dropTunWrite].Add(1)
+			continue
+		}
+		c.pkts.Add(uint64(len(write)))
+		c.bytes.Add(bytes)
+	}
+}

@@ -1,0 +1,121 @@
+package vif
+
+import (
+	"sync/atomic"
+
+	"github.com/vif-project/vif/ipip"
+)
+
+// Stats is a snapshot of an Interface's counters.
+//
+// Directions are named from the host's point of view: "tx" is what the
+// kernel routed into the vif (read from the TUN), "rx" is what arrived on
+// the underlay from the wire.
+type Stats struct {
+	// Looped counts packets read from the TUN for one of the interface's
+	// own addresses and written back into it (the seed's loopback).
+	Looped, LoopedBytes uint64
+	// Encapsulated counts packets encapsulated and sent to the peer
+	// (bytes are outer bytes).
+	Encapsulated, EncapsulatedBytes uint64
+	// Decapsulated counts packets received from the peer and delivered
+	// into the TUN (bytes are inner bytes).
+	Decapsulated, DecapsulatedBytes uint64
+	// Drops counts dropped packets by reason; only reasons with a
+	// non-zero count are present. The keys are stable: see DropReasons.
+	Drops map[string]uint64
+}
+
+// Dropped returns the total number of dropped packets.
+func (s Stats) Dropped() uint64 {
+	var n uint64
+	for _, v := range s.Drops {
+		n += v
+	}
+	return n
+}
+
+// Drop reasons of the packet loop itself; the codec's reasons (ipip.Error)
+// are counted beside them with the prefix "tx_" or "rx_".
+type dropReason uint8
+
+const (
+	dropNoPeer        dropReason = iota // tx: not for us and no peer configured
+	dropLoop                            // tx: destination is the peer's underlay address
+	dropTunRead                         // tx: the TUN returned a per-packet read error
+	dropUnderlayWrite                   // tx: the underlay refused the packet
+	dropLoopbackWrite                   // tx: writing a looped packet back failed
+	dropNotPeer                         // rx: outer source is not the configured peer
+	dropNotLocal                        // rx: inner destination is not ours (no open relay)
+	dropBadSource                       // rx: inner source is ours, loopback, 0/8, multicast or broadcast
+	dropUnderlayRead                    // rx: the underlay returned a read error
+	dropTunWrite                        // rx: writing into the TUN failed
+	numDropReasons
+)
+
+var dropNames = [numDropReasons]string{
+	dropNoPeer:        "tx_no_peer",
+	dropLoop:          "tx_loop",
+	dropTunRead:       "tx_read_error",
+	dropUnderlayWrite: "tx_write_error",
+	dropLoopbackWrite: "tx_loopback_write_error",
+	dropNotPeer:       "rx_not_peer",
+	dropNotLocal:      "rx_not_local",
+	dropBadSource:     "rx_bad_source",
+	dropUnderlayRead:  "rx_read_error",
+	dropTunWrite:      "rx_write_error",
+}
+
+// DropReasons lists every key Stats.Drops may hold, for documentation and
+// for tools that want a fixed set of columns.
+func DropReasons() []string {
+	var out []string
+	out = append(out, dropNames[:]...)
+	for e := ipip.Error(1); e < ipip.NumErrors; e++ {
+		out = append(out, "tx_"+e.Name(), "rx_"+e.Name())
+	}
+	return out
+}
+
+// counters of one direction, written by that direction's goroutine only
+// (atomically, so Stats can read them). Padding keeps the two directions
+// on separate cache lines.
+type counters struct {
+	pkts, bytes         atomic.Uint64 // tx: encapsulated; rx: decapsulated
+	looped, loopedBytes atomic.Uint64 // tx only
+	drops               [numDropReasons]atomic.Uint64
+	codec               [ipip.NumErrors]atomic.Uint64
+	_                   [64]byte
+}
+
+type txCounters = counters
+type rxCounters = counters
+
+// Stats returns a snapshot of the interface's counters.
+func (i *Interface) Stats() Stats {
+	s := Stats{
+		Encapsulated:      i.tx.pkts.Load(),
+		EncapsulatedBytes: i.tx.bytes.Load(),
+		Looped:            i.tx.looped.Load(),
+		LoopedBytes:       i.tx.loopedBytes.Load(),
+		Decapsulated:      i.rx.pkts.Load(),
+		DecapsulatedBytes: i.rx.bytes.Load(),
+		Drops:             map[string]uint64{},
+	}
+	for _, c := range []*counters{&i.tx, &i.rx} {
+		for r := range c.drops {
+			if v := c.drops[r].Load(); v != 0 {
+				s.Drops[dropNames[r]] += v
+			}
+		}
+	}
+	for e := ipip.Error(1); e < ipip.NumErrors; e++ {
+		if v := i.tx.codec[e].Load(); v != 0 {
+			s.Drops["tx_"+e.Name()] = v
+		}
+		if v := i.rx.codec[e].Load(); v != 0 {
+			s.Drops["rx_"+e.Name()] = v
+		}
+	}
+	return s
+}

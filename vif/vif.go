@@ -1,0 +1,238 @@
+package vif
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vif-project/vif/ipip"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// Headroom is the number of bytes the packet loop leaves in front of every
+// packet it reads, so that the outer IPIP header (20 bytes) and the TUN's
+// virtio header (10 bytes) are written in place.
+const Headroom = 64
+
+// maxPacket is the largest packet a buffer holds after its headroom. TUN
+// writes coalesce TCP segments (GRO) into the first buffer of a flow, so
+// every buffer is sized for the largest IPv4 packet.
+const maxPacket = ipip.MaxPacketLen
+
+// An Underlay carries encapsulated packets to and from the tunnel peer. It
+// mirrors tun.Device's batch interface. In production it is a raw IP socket
+// on the slave interface (ListenUnderlay); tests use viftest.Underlay.
+//
+// Read and Write are called from one goroutine each and may run
+// concurrently with each other; Close is called once, concurrently with
+// both, and must make them return an error that wraps net.ErrClosed or
+// os.ErrClosed.
+type Underlay interface {
+	// Read reads up to len(bufs) IPv4 packets, outer header included, into
+	// bufs[i][offset:] and sets sizes[i]. It blocks until at least one
+	// packet is available and returns the number read.
+	Read(bufs [][]byte, sizes []int, offset int) (int, error)
+	// Write sends the complete IPv4 packets bufs[i][offset:], any number
+	// of them, and returns how many were sent. When it fails on one packet
+	// it returns the count sent before it and the error; the loop drops
+	// that packet and calls Write again with the rest.
+	Write(bufs [][]byte, offset int) (int, error)
+	// BatchSize is the largest number of packets Read returns in one
+	// call; the loop allocates that many receive buffers.
+	BatchSize() int
+	// Close unblocks Read and Write and releases the underlay.
+	Close() error
+}
+
+// Config configures the packet loop of an Interface. A nil *Config is not
+// valid for New: an interface needs at least one address.
+type Config struct {
+	// Addrs are the interface's own addresses. Packets read from the TUN
+	// for one of them are looped back into it; decapsulated packets are
+	// delivered only when their inner destination is one of them.
+	Addrs []netip.Addr
+	// Local is this host's underlay address, the outer source of
+	// encapsulated packets. Required when Peer is set.
+	Local netip.Addr
+	// Peer is the underlay address of the tunnel's other end. When it is
+	// the zero Addr the interface has no tunnel: packets for other
+	// destinations are dropped and nothing is decapsulated.
+	Peer netip.Addr
+	// Protocol is the outer IP protocol, ipip.ProtoIPIP (94, the default
+	// when zero) or ipip.ProtoIPinIP (4).
+	Protocol uint8
+	// TTL is the outer TTL; zero means ipip.DefaultTTL. InheritTTL copies
+	// the inner TTL instead.
+	TTL        uint8
+	InheritTTL bool
+	// Logger receives lifecycle messages and recovered errors; nil
+	// discards them. Nothing is logged per packet.
+	Logger *slog.Logger
+}
+
+// Errors returned by New and SetAddrs.
+var (
+	// ErrNoAddress is returned when a Config has no address.
+	ErrNoAddress = errors.New("vif: no address configured")
+	// ErrBadAddress is returned for an address that is not a unicast
+	// IPv4 address.
+	ErrBadAddress = errors.New("vif: not a unicast IPv4 address")
+	// ErrBadProtocol is returned for a protocol other than 94 or 4.
+	ErrBadProtocol = errors.New("vif: protocol must be 94 or 4")
+	// ErrNoLocal is returned when a peer is set without a local address.
+	ErrNoLocal = errors.New("vif: a peer needs a local underlay address")
+)
+
+// An Interface is a running vif: a packet loop between a TUN device and an
+// underlay. Its methods are safe for concurrent use.
+type Interface struct {
+	dev   tun.Device
+	under Underlay // nil without a peer
+	log   *slog.Logger
+
+	proto uint8
+	local [4]byte
+	peer  [4]byte
+	addrs atomic.Pointer[addrSet]
+
+	tx txCounters
+	rx rxCounters
+
+	wg        sync.WaitGroup
+	done      chan struct{}
+	closeOnce sync.Once
+	stopOnce  sync.Once
+	closers   []func() error // undone in reverse order by Close
+	closeErr  error
+}
+
+// New starts the packet loop of an interface over dev and under and
+// returns it. under may be nil when cfg has no Peer. The Interface takes
+// ownership of dev and under: Close closes them.
+//
+// The loop runs one goroutine per direction. Reading from dev: packets for
+// one of cfg.Addrs are written back into dev, others are encapsulated to
+// cfg.Peer and written to under, or dropped when there is no peer. Reading
+// from under: packets are decapsulated only when their outer source is
+// cfg.Peer and their inner destination one of cfg.Addrs, then written into
+// dev. Every dropped packet is counted by reason (Stats).
+func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
+	if cfg == nil {
+		return nil, ErrNoAddress
+	}
+	set, err := newAddrSet(cfg.Addrs)
+	if err != nil {
+		return nil, err
+	}
+	proto := cfg.Protocol
+	if proto == 0 {
+		proto = ipip.ProtoIPIP
+	}
+	if proto != ipip.ProtoIPIP && proto != ipip.ProtoIPinIP {
+		return nil, ErrBadProtocol
+	}
+	if cfg.Peer.IsValid() {
+		if !cfg.Peer.Is4() || !validUnicast(cfg.Peer.As4()) {
+			return nil, fmt.Errorf("%w: peer %s", ErrBadAddress, cfg.Peer)
+		}
+		if !cfg.Local.IsValid() {
+			return nil, ErrNoLocal
+		}
+		if !cfg.Local.Is4() || !validUnicast(cfg.Local.As4()) {
+			return nil, fmt.Errorf("%w: local %s", ErrBadAddress, cfg.Local)
+		}
+		if under == nil {
+			return nil, errors.New("vif: a peer needs an underlay")
+		}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	i := &Interface{
+		dev:   dev,
+		under: under,
+		log:   log,
+		proto: proto,
+		done:  make(chan struct{}),
+	}
+	i.addrs.Store(set)
+	if cfg.Peer.IsValid() {
+		i.local, i.peer = cfg.Local.As4(), cfg.Peer.As4()
+	}
+	enc := &ipip.Encapsulator{
+		Protocol:   proto,
+		Src:        cfg.Local,
+		Dst:        cfg.Peer,
+		TTL:        cfg.TTL,
+		InheritTTL: cfg.InheritTTL,
+	}
+	i.wg.Add(1)
+	go i.txLoop(enc)
+	if under != nil && cfg.Peer.IsValid() {
+		i.wg.Add(1)
+		go i.rxLoop()
+	}
+	go func() {
+		i.wg.Wait()
+		close(i.done)
+	}()
+	return i, nil
+}
+
+// SetAddrs replaces the interface's own addresses. It is safe to call while
+// the loop runs; the packet loop sees either the old or the new set.
+func (i *Interface) SetAddrs(addrs []netip.Addr) error {
+	set, err := newAddrSet(addrs)
+	if err != nil {
+		return err
+	}
+	i.addrs.Store(set)
+	return nil
+}
+
+// Addrs returns the interface's own addresses.
+func (i *Interface) Addrs() []netip.Addr {
+	return i.addrs.Load().addrs()
+}
+
+// Done returns a channel that is closed when the packet loop has stopped,
+// either through Close or because the TUN device went away (for example
+// `ip link del`). Call Close afterwards to release everything else.
+func (i *Interface) Done() <-chan struct{} { return i.done }
+
+// Close stops the packet loop, closes the device and the underlay, and
+// undoes everything the interface installed (addresses, routes, ARP
+// registrations), in reverse order. It waits for the loop's goroutines to
+// exit. Calling Close more than once is safe; later calls return the first
+// call's result.
+func (i *Interface) Close() error {
+	i.closeOnce.Do(func() {
+		i.stop()
+		<-i.done
+		var errs []error
+		for k := len(i.closers) - 1; k >= 0; k-- {
+			if err := i.closers[k](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		i.closeErr = errors.Join(errs...)
+		i.log.Info("vif closed")
+	})
+	return i.closeErr
+}
+
+// stop closes the device and the underlay, which ends both loops. It may
+// be called from a loop that hit a fatal error.
+func (i *Interface) stop() {
+	i.stopOnce.Do(func() {
+		if i.under != nil {
+			i.under.Close()
+		}
+		i.dev.Close()
+	})
+}

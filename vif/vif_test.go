@@ -1,0 +1,441 @@
+package vif_test
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/vif-project/vif/ipip"
+	"github.com/vif-project/vif/vif"
+	"github.com/vif-project/vif/vif/viftest"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var (
+	addrA  = netip.MustParseAddr("192.0.2.1")
+	addrB  = netip.MustParseAddr("198.51.100.1")
+	other  = netip.MustParseAddr("203.0.113.7")
+	localA = netip.MustParseAddr("198.18.0.1")
+	localB = netip.MustParseAddr("198.18.0.2")
+	stray  = netip.MustParseAddr("198.18.0.66")
+)
+
+const wait = 2 * time.Second
+
+// udp builds an IPv4/UDP packet with gopacket, independently of ipip.
+func udp(t testing.TB, src, dst netip.Addr, payload string) []byte {
+	t.Helper()
+	ip := &layers.IPv4{
+		Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
+		Flags: layers.IPv4DontFragment,
+		SrcIP: src.AsSlice(), DstIP: dst.AsSlice(),
+	}
+	u := &layers.UDP{SrcPort: 4000, DstPort: 5000}
+	u.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, ip, u, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// encap wraps inner in an outer header from src to dst with protocol proto.
+func encap(t testing.TB, src, dst netip.Addr, proto uint8, inner []byte) []byte {
+	t.Helper()
+	buf := make([]byte, ipip.HeaderLen+len(inner))
+	copy(buf[ipip.HeaderLen:], inner)
+	e := &ipip.Encapsulator{Protocol: proto, Src: src, Dst: dst}
+	out, err := e.Encap(buf, ipip.HeaderLen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+type rig struct {
+	ifc   *vif.Interface
+	tun   *viftest.TUN
+	under *viftest.Underlay
+}
+
+func newRig(t *testing.T, cfg vif.Config) *rig {
+	t.Helper()
+	r := &rig{tun: viftest.NewTUN(8), under: viftest.NewUnderlay(8)}
+	var under vif.Underlay
+	if cfg.Peer.IsValid() {
+		under = r.under
+	}
+	ifc, err := vif.New(r.tun, under, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ifc = ifc
+	t.Cleanup(func() {
+		if err := ifc.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return r
+}
+
+func tunnelCfg() vif.Config {
+	return vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: localB}
+}
+
+// waitStats polls until cond holds for the interface's stats.
+func waitStats(t *testing.T, ifc *vif.Interface, what string, cond func(vif.Stats) bool) vif.Stats {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		s := ifc.Stats()
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; stats: %+v", what, s)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	r := newRig(t, vif.Config{Addrs: []netip.Addr{addrA, addrB}})
+	pkt := udp(t, other, addrB, "hello")
+	r.tun.Inject(pkt)
+	got, ok := r.tun.Recv(wait)
+	if !ok {
+		t.Fatal("looped packet not written back into the TUN")
+	}
+	if string(got) != string(pkt) {
+		t.Fatalf("looped packet changed:\n got %x\nwant %x", got, pkt)
+	}
+	s := waitStats(t, r.ifc, "looped", func(s vif.Stats) bool { return s.Looped == 1 })
+	if s.LoopedBytes != uint64(len(pkt)) {
+		t.Errorf("LoopedBytes = %d, want %d", s.LoopedBytes, len(pkt))
+	}
+}
+
+func TestEncapsulate(t *testing.T) {
+	for _, proto := range []uint8{0, ipip.ProtoIPIP, ipip.ProtoIPinIP} {
+		cfg := tunnelCfg()
+		cfg.Protocol = proto
+		r := newRig(t, cfg)
+		pkt := udp(t, addrA, other, "through the tunnel")
+		r.tun.Inject(pkt)
+		out, ok := r.under.Recv(wait)
+		if !ok {
+			t.Fatalf("proto %d: nothing sent on the underlay", proto)
+		}
+		p := gopacket.NewPacket(out, layers.LayerTypeIPv4, gopacket.Default)
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if ip == nil {
+			t.Fatalf("proto %d: underlay packet is not IPv4: %x", proto, out)
+		}
+		want := proto
+		if want == 0 {
+			want = ipip.ProtoIPIP
+		}
+		if uint8(ip.Protocol) != want || !ip.SrcIP.Equal(localA.AsSlice()) || !ip.DstIP.Equal(localB.AsSlice()) {
+			t.Errorf("proto %d: outer = proto %d %v > %v, want %d %v > %v", proto, ip.Protocol, ip.SrcIP, ip.DstIP, want, localA, localB)
+		}
+		if ip.Flags&layers.IPv4DontFragment == 0 {
+			t.Errorf("proto %d: outer DF not copied from inner", proto)
+		}
+		if string(out[ipip.HeaderLen:]) != string(pkt) {
+			t.Errorf("proto %d: inner packet changed", proto)
+		}
+		s := waitStats(t, r.ifc, "encapsulated", func(s vif.Stats) bool { return s.Encapsulated == 1 })
+		if s.EncapsulatedBytes != uint64(len(out)) {
+			t.Errorf("EncapsulatedBytes = %d, want %d", s.EncapsulatedBytes, len(out))
+		}
+	}
+}
+
+func TestTxDrops(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    vif.Config
+		pkt    func(t *testing.T) []byte
+		reason string
+	}{
+		{"no peer", vif.Config{Addrs: []netip.Addr{addrA}}, func(t *testing.T) []byte { return udp(t, addrA, other, "x") }, "tx_no_peer"},
+		{"destination is the peer", tunnelCfg(), func(t *testing.T) []byte { return udp(t, addrA, localB, "x") }, "tx_loop"},
+		{"truncated", tunnelCfg(), func(t *testing.T) []byte { return udp(t, addrA, other, "x")[:12] }, "tx_inner_truncated"},
+		{"IPv6", tunnelCfg(), func(t *testing.T) []byte {
+			p := udp(t, addrA, other, "x")
+			p[0] = 0x65
+			return p
+		}, "tx_inner_version"},
+		{"total length past buffer", tunnelCfg(), func(t *testing.T) []byte {
+			p := udp(t, addrA, other, "x")
+			p[2], p[3] = 0x05, 0xdc
+			return p
+		}, "tx_inner_total_len"},
+		{"IHL below 5", tunnelCfg(), func(t *testing.T) []byte {
+			p := udp(t, addrA, other, "x")
+			p[0] = 0x44
+			return p
+		}, "tx_inner_header_len"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, tt.cfg)
+			r.tun.Inject(tt.pkt(t))
+			// A good packet after the bad one proves the loop goes on.
+			r.tun.Inject(udp(t, other, addrA, "still alive"))
+			if _, ok := r.tun.Recv(wait); !ok {
+				t.Fatal("loop stopped after a bad packet")
+			}
+			s := waitStats(t, r.ifc, tt.reason, func(s vif.Stats) bool { return s.Drops[tt.reason] == 1 })
+			if s.Dropped() != 1 || s.Encapsulated != 0 {
+				t.Errorf("stats = %+v, want exactly one drop (%s)", s, tt.reason)
+			}
+			if _, ok := r.under.Recv(10 * time.Millisecond); ok {
+				t.Error("a dropped packet reached the underlay")
+			}
+		})
+	}
+}
+
+func TestDecapsulate(t *testing.T) {
+	for _, proto := range []uint8{ipip.ProtoIPIP, ipip.ProtoIPinIP} {
+		cfg := tunnelCfg()
+		cfg.Protocol = proto
+		r := newRig(t, cfg)
+		inner := udp(t, other, addrA, "from the peer")
+		r.under.Inject(encap(t, localB, localA, proto, inner))
+		got, ok := r.tun.Recv(wait)
+		if !ok {
+			t.Fatalf("proto %d: decapsulated packet not delivered", proto)
+		}
+		if string(got) != string(inner) {
+			t.Fatalf("proto %d: delivered %x, want %x", proto, got, inner)
+		}
+		s := waitStats(t, r.ifc, "decapsulated", func(s vif.Stats) bool { return s.Decapsulated == 1 })
+		if s.DecapsulatedBytes != uint64(len(inner)) {
+			t.Errorf("DecapsulatedBytes = %d, want %d", s.DecapsulatedBytes, len(inner))
+		}
+	}
+}
+
+func TestRxDrops(t *testing.T) {
+	tests := []struct {
+		name   string
+		pkt    func(t *testing.T) []byte
+		reason string
+	}{
+		{"not from the peer", func(t *testing.T) []byte {
+			return encap(t, stray, localA, ipip.ProtoIPIP, udp(t, other, addrA, "x"))
+		}, "rx_not_peer"},
+		{"runt", func(t *testing.T) []byte { return []byte{0x45, 0} }, "rx_not_peer"},
+		{"inner destination not ours (open relay)", func(t *testing.T) []byte {
+			return encap(t, localB, localA, ipip.ProtoIPIP, udp(t, other, netip.MustParseAddr("203.0.113.99"), "x"))
+		}, "rx_not_local"},
+		{"inner source spoofs our address", func(t *testing.T) []byte {
+			return encap(t, localB, localA, ipip.ProtoIPIP, udp(t, addrA, addrA, "x"))
+		}, "rx_bad_source"},
+		{"inner source loopback", func(t *testing.T) []byte {
+			return encap(t, localB, localA, ipip.ProtoIPIP, udp(t, netip.MustParseAddr("127.0.0.1"), addrA, "x"))
+		}, "rx_bad_source"},
+		{"inner source multicast", func(t *testing.T) []byte {
+			return encap(t, localB, localA, ipip.ProtoIPIP, udp(t, netip.MustParseAddr("224.0.0.1"), addrA, "x"))
+		}, "rx_bad_source"},
+		{"inner source broadcast", func(t *testing.T) []byte {
+			return encap(t, localB, localA, ipip.ProtoIPIP, udp(t, netip.MustParseAddr("255.255.255.255"), addrA, "x"))
+		}, "rx_bad_source"},
+		{"wrong protocol", func(t *testing.T) []byte {
+			return encap(t, localB, localA, ipip.ProtoIPinIP, udp(t, other, addrA, "x"))
+		}, "rx_protocol"},
+		{"bad outer checksum", func(t *testing.T) []byte {
+			p := encap(t, localB, localA, ipip.ProtoIPIP, udp(t, other, addrA, "x"))
+			p[10] ^= 0xff
+			return p
+		}, "rx_checksum"},
+		{"nested", func(t *testing.T) []byte {
+			in := encap(t, localB, localA, ipip.ProtoIPIP, udp(t, other, addrA, "x"))
+			return encap(t, localB, localA, ipip.ProtoIPIP, in)
+		}, "rx_nested"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, tunnelCfg())
+			r.under.Inject(tt.pkt(t))
+			good := udp(t, other, addrA, "legit")
+			r.under.Inject(encap(t, localB, localA, ipip.ProtoIPIP, good))
+			got, ok := r.tun.Recv(wait)
+			if !ok || string(got) != string(good) {
+				t.Fatalf("legitimate packet after the bad one not delivered (got %x)", got)
+			}
+			s := waitStats(t, r.ifc, tt.reason, func(s vif.Stats) bool { return s.Drops[tt.reason] == 1 })
+			if s.Dropped() != 1 || s.Decapsulated != 1 {
+				t.Errorf("stats = %+v, want one drop (%s) and one delivery", s, tt.reason)
+			}
+			if p, ok := r.tun.Recv(10 * time.Millisecond); ok {
+				t.Errorf("dropped packet delivered: %x", p)
+			}
+		})
+	}
+}
+
+func TestNoPeerNoDecap(t *testing.T) {
+	// Without a peer there is no underlay at all, so nothing can be
+	// decapsulated: New must refuse a peer without an underlay, and accept
+	// a nil underlay without a peer.
+	if _, err := vif.New(viftest.NewTUN(1), nil, &vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: localB}); err == nil {
+		t.Fatal("New accepted a peer without an underlay")
+	}
+}
+
+func TestTunnelPair(t *testing.T) {
+	ua, ub := viftest.Pair(16)
+	ta, tb := viftest.NewTUN(16), viftest.NewTUN(16)
+	a, err := vif.New(ta, ua, &vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: localB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := vif.New(tb, ub, &vif.Config{Addrs: []netip.Addr{addrB}, Local: localB, Peer: localA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	const n = 500
+	for k := 0; k < n; k++ {
+		ta.Inject(udp(t, addrA, addrB, "ping"))
+	}
+	for k := 0; k < n; k++ {
+		got, ok := tb.Recv(wait)
+		if !ok {
+			t.Fatalf("only %d of %d packets crossed the tunnel", k, n)
+		}
+		if ipip.Header(got).Dst() != addrB {
+			t.Fatalf("B received a packet for %v", ipip.Header(got).Dst())
+		}
+	}
+	tb.Inject(udp(t, addrB, addrA, "pong"))
+	if _, ok := ta.Recv(wait); !ok {
+		t.Fatal("reply did not cross the tunnel")
+	}
+	sa := waitStats(t, a, "a counters", func(s vif.Stats) bool { return s.Encapsulated == n && s.Decapsulated == 1 })
+	sb := waitStats(t, b, "b counters", func(s vif.Stats) bool { return s.Decapsulated == n && s.Encapsulated == 1 })
+	if sa.Dropped()+sb.Dropped() != 0 {
+		t.Errorf("drops: a %v, b %v", sa.Drops, sb.Drops)
+	}
+}
+
+func TestWriteErrorsAreCounted(t *testing.T) {
+	r := newRig(t, tunnelCfg())
+	r.under.FailWrites(syscall.ENOBUFS, syscall.EHOSTUNREACH)
+	for k := 0; k < 3; k++ {
+		r.tun.Inject(udp(t, addrA, other, "x"))
+	}
+	if _, ok := r.under.Recv(wait); !ok {
+		t.Fatal("the loop stopped sending after write errors")
+	}
+	waitStats(t, r.ifc, "write errors", func(s vif.Stats) bool {
+		return s.Drops["tx_write_error"] == 2 && s.Encapsulated == 1
+	})
+
+	r.tun.SetWriteErr(errors.New("device busy"))
+	r.under.Inject(encap(t, localB, localA, ipip.ProtoIPIP, udp(t, other, addrA, "1")))
+	waitStats(t, r.ifc, "tun write error", func(s vif.Stats) bool { return s.Drops["rx_write_error"] == 1 })
+	r.under.Inject(encap(t, localB, localA, ipip.ProtoIPIP, udp(t, other, addrA, "2")))
+	if _, ok := r.tun.Recv(wait); !ok {
+		t.Fatal("the loop stopped delivering after a TUN write error")
+	}
+}
+
+func TestSetAddrs(t *testing.T) {
+	r := newRig(t, tunnelCfg())
+	if err := r.ifc.SetAddrs([]netip.Addr{addrA, addrB}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.ifc.Addrs(); len(got) != 2 {
+		t.Fatalf("Addrs = %v", got)
+	}
+	r.tun.Inject(udp(t, other, addrB, "now ours"))
+	if _, ok := r.tun.Recv(wait); !ok {
+		t.Fatal("packet for the added address not looped back")
+	}
+	for _, bad := range []netip.Addr{{}, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("224.0.0.5"), netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("2001:db8::1")} {
+		if err := r.ifc.SetAddrs([]netip.Addr{bad}); !errors.Is(err, vif.ErrBadAddress) {
+			t.Errorf("SetAddrs(%v) = %v, want ErrBadAddress", bad, err)
+		}
+	}
+	if err := r.ifc.SetAddrs(nil); !errors.Is(err, vif.ErrNoAddress) {
+		t.Errorf("SetAddrs(nil) = %v, want ErrNoAddress", err)
+	}
+}
+
+func TestManyAddrs(t *testing.T) {
+	var addrs []netip.Addr
+	for k := 1; k <= 250; k++ {
+		addrs = append(addrs, netip.AddrFrom4([4]byte{203, 0, 113, byte(k)}))
+	}
+	r := newRig(t, vif.Config{Addrs: append(addrs, addrA)})
+	r.tun.Inject(udp(t, other, addrA, "x"))
+	if _, ok := r.tun.Recv(wait); !ok {
+		t.Fatal("not looped with a large address set")
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  *vif.Config
+		want error
+	}{
+		{"nil config", nil, vif.ErrNoAddress},
+		{"no address", &vif.Config{}, vif.ErrNoAddress},
+		{"bad protocol", &vif.Config{Addrs: []netip.Addr{addrA}, Protocol: 17}, vif.ErrBadProtocol},
+		{"peer without local", &vif.Config{Addrs: []netip.Addr{addrA}, Peer: localB}, vif.ErrNoLocal},
+		{"multicast peer", &vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: netip.MustParseAddr("224.1.1.1")}, vif.ErrBadAddress},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := vif.New(viftest.NewTUN(1), viftest.NewUnderlay(1), tt.cfg)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("New = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestCloseIdempotentAndDone(t *testing.T) {
+	r := newRig(t, tunnelCfg())
+	if err := r.ifc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ifc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.ifc.Done():
+	default:
+		t.Fatal("Done not closed after Close")
+	}
+}
+
+func TestDeviceGoneStopsLoop(t *testing.T) {
+	r := newRig(t, tunnelCfg())
+	r.tun.Close() // as if `ip link del` removed the interface
+	select {
+	case <-r.ifc.Done():
+	case <-time.After(wait):
+		t.Fatal("loop did not stop when its device went away")
+	}
+	if _, err := r.under.Write([][]byte{make([]byte, 1)}, 0); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("underlay Write after the loop stopped = %v, want os.ErrClosed", err)
+	}
+}
