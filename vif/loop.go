@@ -169,6 +169,9 @@ func (i *Interface) rxLoop() {
 				return
 			}
 			c.drops[dropUnderlayRead].Add(1)
+			if errRun == 0 {
+				i.log.Warn("underlay read failed", "err", err)
+			}
 			if errRun++; errRun >= maxReadErrors {
 				// Persistent errors (the slave is gone): back off
 				// instead of spinning; the loop keeps trying.

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+const usage = `vif — virtual network interfaces that answer on extra IPv4 addresses
+and tunnel in IPIP (protocol 94 or 4) to a peer.
+
+Usage:
+  vif up NAME ADDR[/LEN]... [flags]   create a vif and keep it serving
+  vif help [COMMAND]                  show help
+
+Run "vif up --help" for the flags of up.
+`
+
+// errUsage marks errors caused by bad command-line input (exit status 2).
+var errUsage = errors.New("usage")
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+func (e *usageError) Is(target error) bool {
+	return target == errUsage
+}
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+// run executes the vif command line args and returns what went wrong.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usagef("no command given: try \"vif up vif0 192.0.2.1 --foreground\" or \"vif help\"")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "up":
+		return runUp(ctx, rest, stdout, stderr)
+	case "help", "-h", "--help", "-help":
+		if len(rest) > 0 {
+			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usagef("unknown command %q: use up (see \"vif help\")", cmd)
+}
+
+// parseInterleaved parses flags that may come before, between or after the
+// positional arguments ("vif up vif0 192.0.2.1 --slave eth0") and returns
+// the positional ones. "--" ends flag parsing.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// parseAddr parses a vif address, ADDR or ADDR/LEN; a bare address is a
+// /32 host address.
+func parseAddr(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	var err error
+	if strings.Contains(s, "/") {
+		p, err = netip.ParsePrefix(s)
+	} else {
+		var a netip.Addr
+		if a, err = netip.ParseAddr(s); err == nil {
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+	}
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}, usagef("bad address %q: give an IPv4 address such as 192.0.2.1 or 192.0.2.1/32", s)
+	}
+	if a := p.Addr().As4(); a[0] == 0 || a[0] == 127 || a[0] >= 224 {
+		return netip.Prefix{}, usagef("bad address %q: a vif address must be unicast (not 0/8, 127/8, multicast or broadcast)", s)
+	}
+	return p, nil
+}
+
+// parseHost parses a unicast IPv4 underlay address (--peer, --local).
+func parseHost(flagName, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, usagef("bad --%s %q: give an IPv4 address such as 198.18.0.2", flagName, s)
+	}
+	if b := a.As4(); b[0] == 0 || b[0] == 127 || b[0] >= 224 {
+		return netip.Addr{}, usagef("bad --%s %q: it must be a unicast address", flagName, s)
+	}
+	return a, nil
+}
+
+// parseRoute parses a --route prefix; host bits must be zero.
+func parseRoute(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() {
+		return netip.Prefix{}, usagef("bad --route %q: give an IPv4 prefix such as 198.51.100.0/24", s)
+	}
+	if p != p.Masked() {
+		return netip.Prefix{}, usagef("bad --route %q: host bits are set; did you mean %s?", s, p.Masked())
+	}
+	return p, nil
+}
+
+// parseProto parses --proto: 94 (IPIP) or 4 (RFC 2003).
+func parseProto(s string) (uint8, error) {
+	switch strings.ToLower(s) {
+	case "94", "ipip":
+		return 94, nil
+	case "4", "ipinip", "rfc2003":
+		return 4, nil
+	}
+	return 0, usagef("bad --proto %q: use 94 (IPIP, the default) or 4 (RFC 2003)", s)
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func parseMTU(s string) (int, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 68 || n > 65515 {
+		return 0, usagef("bad --mtu %q: use a number from 68 to 65515 (default: the slave's MTU minus 20)", s)
+	}
+	return n, nil
+}

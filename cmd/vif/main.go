@@ -1,0 +1,24 @@
+// Command vif creates and runs virtual network interfaces: each vif answers
+// on its own IPv4 addresses, loops back what is addressed to it, and
+// tunnels everything else in IPIP (protocol 94 or 4) to a peer.
+//
+// Run "vif help" for the commands.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vif:", err)
+		os.Exit(exitCode(err))
+	}
+}
