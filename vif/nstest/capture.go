@@ -1,0 +1,221 @@
+//go:build linux
+
+package nstest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// captureReadyTimeout bounds the wait for tcpdump to start listening.
+const captureReadyTimeout = 10 * time.Second
+
+// A Capture is a packet capture running on an interface of a host,
+// started by Host.Capture or Iface.Capture. It is backed by tcpdump
+// writing a pcap file in the test's temporary directory, and stopped at
+// cleanup if it is still running. Its methods are safe for concurrent
+// use.
+type Capture struct {
+	host   *Host
+	ifname string
+	file   string
+	proc   *Proc
+
+	mu      sync.Mutex
+	stopped bool
+	pkts    []gopacket.Packet
+	err     error
+}
+
+// Capture starts capturing the packets that pass the interface ifname of
+// the host, in either direction, and returns once the capture is running,
+// so that every packet sent after it returns is seen. The filter is a
+// pcap-filter(7) expression such as "icmp" or "arp or ip proto 94"; an
+// empty filter captures everything. The interface is not put into
+// promiscuous mode. Capture skips the test if tcpdump is not installed and
+// fails it if tcpdump does not start.
+func (h *Host) Capture(ifname, filter string) *Capture {
+	t := h.net.t
+	t.Helper()
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("nstest: Capture requires tcpdump; install tcpdump")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "capture-"+h.name+"-"+ifname+"-*.pcap")
+	if err != nil {
+		t.Fatalf("nstest: Capture: %v", err)
+	}
+	file := f.Name()
+	f.Close()
+	// -U with --immediate-mode writes each packet to the file as it
+	// arrives; -Z root stops tcpdump from dropping privileges and losing
+	// access to the file.
+	args := []string{"-i", ifname, "-n", "-p", "-U", "--immediate-mode", "-Z", "root", "-w", file}
+	if filter != "" {
+		args = append(args, filter)
+	}
+	p, err := h.start("tcpdump", args)
+	if err != nil {
+		t.Fatalf("host %s: %v", h.name, err)
+	}
+	c := &Capture{host: h, ifname: ifname, file: file, proc: p}
+	t.Cleanup(c.cleanup)
+	if err := p.WaitFor("listening on", captureReadyTimeout); err != nil {
+		t.Fatalf("host %s: capture on %s: %v", h.name, ifname, err)
+	}
+	return c
+}
+
+// File returns the path of the pcap file the capture writes, for example
+// to open it in Wireshark while debugging. The file is removed with the
+// test's temporary directory.
+func (c *Capture) File() string { return c.file }
+
+// String describes the capture, such as "capture on a/eth0".
+func (c *Capture) String() string { return "capture on " + c.host.name + "/" + c.ifname }
+
+// Stop stops the capture and returns every packet it captured, decoded
+// from the link layer up, with the capture timestamp in each packet's
+// Metadata. Packets that were in flight are given a moment to arrive
+// first. Stop fails the test if tcpdump failed or its file cannot be read.
+// Later calls return the same packets.
+func (c *Capture) Stop() []gopacket.Packet {
+	c.host.net.t.Helper()
+	pkts, err := c.stop()
+	if err != nil {
+		c.host.net.t.Fatalf("%v", err)
+	}
+	return pkts
+}
+
+// Packets returns the packets captured so far without stopping the
+// capture, or all of them once it has been stopped. It returns nil if the
+// pcap file cannot be read.
+func (c *Capture) Packets() []gopacket.Packet {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return c.pkts
+	}
+	pkts, _ := readPcap(c.file)
+	return pkts
+}
+
+// Count returns how many of the packets that Packets returns satisfy
+// match; a nil match counts them all.
+func (c *Capture) Count(match func(gopacket.Packet) bool) int {
+	n := 0
+	for _, p := range c.Packets() {
+		if match == nil || match(p) {
+			n++
+		}
+	}
+	return n
+}
+
+// Wait waits up to timeout until at least n captured packets satisfy
+// match (all packets if match is nil), and reports whether they did. It
+// does not stop the capture.
+func (c *Capture) Wait(n int, match func(gopacket.Packet) bool, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if c.Count(match) >= n {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// stop stops tcpdump once the file has stopped growing, and reads the file.
+func (c *Capture) stop() ([]gopacket.Packet, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		return c.pkts, c.err
+	}
+	c.stopped = true
+	c.settle()
+	perr := c.proc.Stop()
+	c.pkts, c.err = readPcap(c.file)
+	if perr != nil {
+		c.err = fmt.Errorf("nstest: %v: tcpdump: %w; output:\n%s", c, perr, c.proc.Output())
+	} else if c.err != nil {
+		c.err = fmt.Errorf("nstest: %v: %w", c, c.err)
+	}
+	return c.pkts, c.err
+}
+
+// settle waits until tcpdump has not written to its file for 60 ms (at
+// most one second), so that packets sent just before Stop are in it.
+func (c *Capture) settle() {
+	const quiet, limit, step = 60 * time.Millisecond, time.Second, 10 * time.Millisecond
+	var last int64 = -1
+	var still time.Duration
+	for waited := time.Duration(0); waited < limit && still < quiet; waited += step {
+		select {
+		case <-c.proc.Done():
+			return
+		case <-time.After(step):
+		}
+		size := int64(-1)
+		if fi, err := os.Stat(c.file); err == nil {
+			size = fi.Size()
+		}
+		if size == last {
+			still += step
+		} else {
+			last, still = size, 0
+		}
+	}
+}
+
+// cleanup stops the capture if the test did not, and reports a failure
+// only if the test has not failed already.
+func (c *Capture) cleanup() {
+	c.host.net.dumpOnFailure()
+	_, err := c.stop()
+	t := c.host.net.t
+	if err != nil && !t.Failed() {
+		t.Errorf("%v", err)
+	}
+}
+
+// readPcap decodes the packets in a pcap file. A file that is still being
+// written may end in the middle of its header or of a packet; what is
+// complete is returned.
+func readPcap(file string) ([]gopacket.Packet, error) {
+	f, err := os.Open(filepath.Clean(file))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, nil // tcpdump has not flushed the header yet
+	}
+	if err != nil {
+		return nil, err
+	}
+	var pkts []gopacket.Packet
+	for {
+		data, ci, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return pkts, nil
+		}
+		if err != nil {
+			return pkts, err
+		}
+		p := gopacket.NewPacket(data, r.LinkType(), gopacket.DecodeOptions{NoCopy: true})
+		p.Metadata().CaptureInfo = ci
+		pkts = append(pkts, p)
+	}
+}
