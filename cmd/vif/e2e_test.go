@@ -1,0 +1,225 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/vif-project/vif/vif/nstest"
+)
+
+// vifBin is the vif command built once for the namespace tests.
+var vifBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vif-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	vifBin = filepath.Join(dir, "vif")
+	if out, err := exec.Command("go", "build", "-race", "-o", vifBin, ".").CombinedOutput(); err != nil {
+		// Without -race support (no cgo), a plain build still tests.
+		if out2, err2 := exec.Command("go", "build", "-o", vifBin, ".").CombinedOutput(); err2 != nil {
+			fmt.Fprintf(os.Stderr, "building vif: %v\n%s\n%s", err, out, out2)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startVif runs "vif up ... --foreground" on h and waits until it serves.
+func startVif(t *testing.T, h *nstest.Host, args ...string) *nstest.Proc {
+	t.Helper()
+	p := h.Start(vifBin, append([]string{"up"}, append(args, "--foreground")...)...)
+	if err := p.WaitFor(`msg="vif up"`, 10*time.Second); err != nil {
+		t.Fatalf("vif did not come up on %v: %v\n%s", h, err, p.Output())
+	}
+	return p
+}
+
+// tunnelPair builds two hosts joined by a veth, each with a vif tunnelling
+// to the other with protocol proto.
+type tunnelPair struct {
+	a, b       *nstest.Host
+	aIf, bIf   *nstest.Iface
+	pa, pb     *nstest.Proc
+	addrA      string
+	addrB      string
+	proto      string
+	extraFlags []string
+}
+
+func newTunnelPair(t *testing.T, proto string, extra ...string) *tunnelPair {
+	n := nstest.New(t)
+	tp := &tunnelPair{a: n.Host("a"), b: n.Host("b"), addrA: "192.0.2.1", addrB: "198.51.100.1", proto: proto}
+	tp.aIf, tp.bIf = n.Link(tp.a, tp.b, "198.18.0.1/24", "198.18.0.2/24")
+	tp.pa = startVif(t, tp.a, append([]string{"vif0", tp.addrA, "--slave", tp.aIf.Name(), "--peer", "198.18.0.2",
+		"--route", "198.51.100.0/24", "--proto", proto, "--no-arp-proxy"}, extra...)...)
+	tp.pb = startVif(t, tp.b, append([]string{"vif0", tp.addrB, "--slave", tp.bIf.Name(), "--peer", "198.18.0.1",
+		"--route", "192.0.2.0/24", "--proto", proto, "--no-arp-proxy"}, extra...)...)
+	return tp
+}
+
+// outerProto returns the protocol of the outermost IPv4 header of p.
+func outerProto(p gopacket.Packet) (layers.IPProtocol, bool) {
+	ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if !ok {
+		return 0, false
+	}
+	return ip.Protocol, true
+}
+
+func TestTunnelBetweenNamespaces(t *testing.T) {
+	for _, proto := range []string{"94", "4"} {
+		t.Run("proto"+proto, func(t *testing.T) {
+			tp := newTunnelPair(t, proto)
+			capture := tp.bIf.Capture("")
+
+			if err := tp.a.Ping(tp.addrB, 3); err != nil {
+				t.Fatalf("ping through the tunnel: %v", err)
+			}
+			echoTCP(t, tp.a, tp.b, tp.addrB, 4<<20)
+
+			pkts := capture.Stop()
+			want := layers.IPProtocol(94)
+			if proto == "4" {
+				want = layers.IPProtocolIPv4
+			}
+			var tunnelled, plain int
+			for _, p := range pkts {
+				pr, ok := outerProto(p)
+				switch {
+				case !ok:
+				case pr == want:
+					tunnelled++
+				case pr == layers.IPProtocolICMPv4 || pr == layers.IPProtocolTCP:
+					plain++ // would mean traffic bypassed the tunnel
+				}
+			}
+			if tunnelled < 100 {
+				t.Errorf("only %d packets with IP protocol %d on the underlay", tunnelled, want)
+			}
+			if plain != 0 {
+				t.Errorf("%d ICMP/TCP packets crossed the underlay unencapsulated", plain)
+			}
+
+			for _, h := range []*nstest.Host{tp.a, tp.b} {
+				p := tp.pa
+				if h == tp.b {
+					p = tp.pb
+				}
+				if err := p.Stop(); err != nil {
+					t.Errorf("vif on %v exited badly: %v\n%s", h, err, p.Output())
+				}
+				if h.LinkExists("vif0") {
+					t.Errorf("vif0 left behind on %v", h)
+				}
+				for _, r := range []string{"198.51.100.0/24", "192.0.2.0/24", "192.0.2.1", "198.51.100.1"} {
+					if h.HasRoute(r) {
+						t.Errorf("route %s left behind on %v: %v", r, h, h.Routes())
+					}
+				}
+				if out, _ := h.Run("ss", "-awn"); strings.Contains(out, ":"+proto+" ") || strings.Contains(out, "ipip") {
+					t.Errorf("raw socket left behind on %v:\n%s", h, out)
+				}
+			}
+		})
+	}
+}
+
+// echoTCP sends size random bytes from a to an echo server on b and checks
+// that the same bytes come back.
+func echoTCP(t *testing.T, a, b *nstest.Host, addr string, size int) {
+	t.Helper()
+	var ln net.Listener
+	if err := b.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", addr+":0")
+		return err
+	}); err != nil {
+		t.Fatalf("listen on %v: %v", b, err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+
+	var c net.Conn
+	if err := a.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp4", ln.Addr().String(), 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("dial through the tunnel: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	payload := make([]byte, size)
+	rand.Read(payload)
+	go func() {
+		c.Write(payload)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading the echo: %v (after %d bytes)", err, len(got))
+	}
+	if sha256.Sum256(got) != sha256.Sum256(payload) {
+		t.Fatalf("echo differs: got %d bytes, sent %d", len(got), len(payload))
+	}
+}
+
+func TestUpErrorsInNamespace(t *testing.T) {
+	n := nstest.New(t)
+	h := n.Host("h")
+	other := n.Host("o")
+	hIf, _ := n.Link(h, other, "198.18.0.1/24", "198.18.0.2/24")
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown slave", []string{"vif0", "192.0.2.1", "--slave", "nosuch0"}, "no such slave interface"},
+		{"bad address", []string{"vif0", "192.0.2.300", "--slave", hIf.Name()}, "bad address"},
+		{"name too long", []string{"averyveryverylongname", "192.0.2.1", "--slave", hIf.Name()}, "bad name"},
+		{"name taken", []string{hIf.Name(), "192.0.2.1", "--slave", hIf.Name()}, "already exists"},
+		{"bad protocol", []string{"vif0", "192.0.2.1", "--proto", "17"}, "bad --proto"},
+		{"bad mtu", []string{"vif0", "192.0.2.1", "--mtu", "20"}, "bad --mtu"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := h.Links()
+			out, err := h.Run(vifBin, append(append([]string{"up"}, tt.args...), "--foreground")...)
+			if err == nil {
+				t.Fatalf("vif up succeeded, want an error containing %q:\n%s", tt.want, out)
+			}
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tt.want) || !strings.HasPrefix(lines[0], "vif: ") {
+				t.Errorf("output = %q, want one line \"vif: ...%s...\"", out, tt.want)
+			}
+			if after := h.Links(); !bytes.Equal([]byte(strings.Join(after, ",")), []byte(strings.Join(before, ","))) {
+				t.Errorf("links changed: before %v, after %v", before, after)
+			}
+		})
+	}
+}
