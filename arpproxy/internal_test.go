@@ -1,0 +1,261 @@
+package arpproxy
+
+import (
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestGCRA(t *testing.T) {
+	const sec = int64(time.Second)
+	g := newGCRA(2, 3) // 3 at once, then one per 500ms
+	var tat int64
+	now := 100 * sec
+	for i := range 3 {
+		if !g.allow(&tat, now) {
+			t.Fatalf("event %d of the burst denied", i)
+		}
+	}
+	if g.allow(&tat, now) {
+		t.Fatal("event beyond the burst allowed")
+	}
+	if g.allow(&tat, now+sec/2-1) {
+		t.Fatal("allowed before the refill")
+	}
+	if !g.allow(&tat, now+sec/2) {
+		t.Fatal("denied after the refill")
+	}
+	// A long pause refills the bucket to the burst, not beyond.
+	now += 1000 * sec
+	n := 0
+	for g.allow(&tat, now) {
+		n++
+	}
+	if n != 3 {
+		t.Errorf("after a pause %d events allowed at once, want 3", n)
+	}
+	// The first event at time zero is allowed (zero tat is a full bucket).
+	tat = 0
+	if !g.allow(&tat, 0) {
+		t.Error("first event at time 0 denied")
+	}
+	for _, tt := range []struct {
+		rate  float64
+		burst int
+	}{{0, 10}, {-1, 10}, {1e300, 10}} {
+		u := newGCRA(tt.rate, tt.burst)
+		var tat int64
+		for range 1000 {
+			if !u.allow(&tat, 0) && tt.rate <= 0 {
+				t.Fatalf("rate %v: unlimited bucket denied", tt.rate)
+			}
+		}
+	}
+	// Tiny rates must not overflow.
+	tiny := newGCRA(1e-300, 1<<30)
+	tat = 0
+	if !tiny.allow(&tat, 0) || !tiny.allow(&tat, 0) {
+		t.Error("tiny rate with huge burst denied")
+	}
+}
+
+func TestLimiterFixedSize(t *testing.T) {
+	l := newLimiter(1e-6, 2, 100, -1, 0)
+	if len(l.slots) != 128 {
+		t.Fatalf("%d slots, want 128 (100 rounded up to a power of two)", len(l.slots))
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	tpa := [4]byte{192, 0, 2, 1}
+	for range 100000 {
+		var mac [6]byte
+		for i := range mac {
+			mac[i] = byte(rng.Uint32())
+		}
+		mac[0] &^= 1
+		l.allow(mac, tpa, 0)
+	}
+	if len(l.slots) != 128 || cap(l.slots) != 128 {
+		t.Errorf("table grew to %d under a flood of random requesters", len(l.slots))
+	}
+	// A requester keeps its own bucket while nobody else takes its slot.
+	mac := [6]byte{2, 0, 0, 0, 0, 2}
+	if !l.allow(mac, tpa, 0) || !l.allow(mac, tpa, 0) || l.allow(mac, tpa, 0) {
+		t.Error("per-requester burst of 2 not enforced")
+	}
+}
+
+func TestLimiterGlobal(t *testing.T) {
+	l := newLimiter(-1, 0, 0, 1e-6, 4)
+	if l.slots != nil {
+		t.Error("slots allocated without a per-requester limit")
+	}
+	n := 0
+	for i := range 100 {
+		if l.allow([6]byte{2, 0, 0, 0, 0, byte(i)}, [4]byte{192, 0, 2, 1}, 0) {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d replies allowed, want the global burst 4", n)
+	}
+	if off := newLimiter(-1, 0, 0, -1, 0); off.enabled {
+		t.Error("limiter with both limits disabled is enabled")
+	}
+}
+
+func TestLogLimiter(t *testing.T) {
+	l := logLimiter{interval: 10}
+	steps := []struct {
+		now        int64
+		ok         bool
+		suppressed uint64
+	}{{0, true, 0}, {5, false, 0}, {9, false, 0}, {10, true, 2}, {11, false, 0}, {100, true, 1}}
+	for _, s := range steps {
+		ok, sup := l.allow(s.now)
+		if ok != s.ok || sup != s.suppressed {
+			t.Errorf("allow(%d) = %v, %d; want %v, %d", s.now, ok, sup, s.ok, s.suppressed)
+		}
+	}
+	never := logLimiter{interval: -1}
+	if ok, _ := never.allow(0); ok {
+		t.Error("negative interval logged")
+	}
+}
+
+func TestAddrSetWithWithout(t *testing.T) {
+	var s *AddrSet
+	var want []netip.Addr
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 300 {
+		a := netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(4)), byte(rng.IntN(256))})
+		if s.Contains(a) {
+			i := s.index(a)
+			s = s.without(i)
+			for j, w := range want {
+				if w == a {
+					want = append(want[:j], want[j+1:]...)
+					break
+				}
+			}
+		} else {
+			var i int
+			s, i = s.with(a)
+			if s.Addrs()[i] != a {
+				t.Fatalf("with(%v) returned index %d holding %v", a, i, s.Addrs()[i])
+			}
+			want = append(want, a)
+		}
+		if s.Len() != len(want) {
+			t.Fatalf("Len = %d, want %d", s.Len(), len(want))
+		}
+		for _, w := range want {
+			if !s.Contains(w) {
+				t.Fatalf("%v missing", w)
+			}
+		}
+	}
+}
+
+// discardIO is a frameIO whose reads block until done is closed and whose
+// writes go nowhere.
+type discardIO struct {
+	done   chan struct{}
+	writes int
+}
+
+func (d *discardIO) read([]byte) (int, error)             { <-d.done; return 0, net.ErrClosed }
+func (d *discardIO) write([]byte, net.HardwareAddr) error { d.writes++; return nil }
+
+// closeConn is a net.PacketConn that only closes a channel.
+type closeConn struct {
+	net.PacketConn
+	done chan struct{}
+}
+
+func (c *closeConn) Close() error { close(c.done); return nil }
+
+// newTestResponder returns a Responder whose serve goroutine is parked in
+// a read that never returns a frame, so that the test may call handle
+// itself, and the discardIO that handle writes to.
+func newTestResponder(tb testing.TB, cfg *Config, addrs int) (*Responder, *discardIO) {
+	tb.Helper()
+	ifi := &net.Interface{Name: "bench0", HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
+	done := make(chan struct{})
+	io := &discardIO{done: done}
+	r, err := newResponder(ifi, &closeConn{done: done}, cfg, io)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { r.Close() })
+	for i := range addrs {
+		if err := r.Add(netip.AddrFrom4([4]byte{192, 0, byte(2 + i/256), byte(i)})); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return r, io
+}
+
+// benchRequest is a padded broadcast request from 02:00:00:00:00:02 /
+// 198.51.100.2 for 192.0.2.1.
+func benchRequest(tpa [4]byte) Frame {
+	b := make([]byte, 60)
+	putHeader(b, broadcast, [6]byte{2, 0, 0, 0, 0, 2}, OpRequest)
+	copy(b[shaOffset:], []byte{2, 0, 0, 0, 0, 2})
+	copy(b[spaOffset:], []byte{198, 51, 100, 2})
+	copy(b[tpaOffset:], tpa[:])
+	return b
+}
+
+func TestHandleAllocs(t *testing.T) {
+	r, io := newTestResponder(t, &Config{AnnounceCount: -1}, 300)
+	frames := []Frame{
+		benchRequest([4]byte{192, 0, 2, 1}),      // reply
+		benchRequest([4]byte{192, 0, 9, 9}),      // not owned
+		benchRequest([4]byte{192, 0, 2, 1})[:20], // short
+		PutAnnouncement(make([]byte, 60), net.HardwareAddr{2, 0, 0, 0, 0, 3}, netip.AddrFrom4([4]byte{10, 0, 0, 1})), // ignored
+	}
+	for _, f := range frames {
+		if n := testing.AllocsPerRun(1000, func() { r.handle(f) }); n != 0 {
+			t.Errorf("handle(% x) allocates %v times per frame, want 0", f, n)
+		}
+	}
+	if io.writes == 0 {
+		t.Error("no reply written")
+	}
+}
+
+// BenchmarkHandle measures the Responder's whole per-frame path for a
+// request it answers: core, address lookup among 300, rate limit,
+// counters, write.
+func BenchmarkHandle(b *testing.B) {
+	r, io := newTestResponder(b, &Config{AnnounceCount: -1, RequesterRate: -1, GlobalRate: -1}, 300)
+	f := benchRequest([4]byte{192, 0, 2, 200})
+	b.ReportAllocs()
+	for b.Loop() {
+		r.handle(f)
+	}
+	if io.writes == 0 {
+		b.Fatal("no reply written")
+	}
+}
+
+// BenchmarkHandleRateLimited is BenchmarkHandle with the default rate
+// limits, from 4096 different requesters.
+func BenchmarkHandleRateLimited(b *testing.B) {
+	r, _ := newTestResponder(b, &Config{AnnounceCount: -1}, 300)
+	frames := make([]Frame, 4096)
+	for i := range frames {
+		f := benchRequest([4]byte{192, 0, 2, 200})
+		f[ethSrcOffset+4], f[ethSrcOffset+5] = byte(i>>8), byte(i)
+		f[shaOffset+4], f[shaOffset+5] = byte(i>>8), byte(i)
+		frames[i] = f
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r.handle(frames[i&4095])
+		i++
+	}
+}
