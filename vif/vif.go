@@ -200,6 +200,15 @@ func (i *Interface) Addrs() []netip.Addr {
 	return i.addrs.Load().addrs()
 }
 
+// MTU returns the MTU of the interface's device (0 if it can't be read).
+func (i *Interface) MTU() int {
+	m, err := i.dev.MTU()
+	if err != nil {
+		return 0
+	}
+	return m
+}
+
 // Done returns a channel that is closed when the packet loop has stopped,
 // either through Close or because the TUN device went away (for example
 // `ip link del`). Call Close afterwards to release everything else.

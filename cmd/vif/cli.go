@@ -15,10 +15,15 @@ const usage = `vif — virtual network interfaces that answer on extra IPv4 addr
 and tunnel in IPIP (protocol 94 or 4) to a peer.
 
 Usage:
-  vif up NAME ADDR[/LEN]... [flags]   create a vif and keep it serving
+  vif up NAME ADDR[/LEN]... [flags]   create a vif; it serves until "vif down"
+  vif down NAME                       remove a vif and all it installed
+  vif show [NAME] [--json]            show vifs, their settings and counters
+  vif demo                            walk through the seed's scenario in
+                                      throwaway network namespaces
   vif help [COMMAND]                  show help
 
-Run "vif up --help" for the flags of up.
+Every command takes --netns NS to act in another network namespace.
+Run "vif COMMAND --help" for its flags and examples.
 `
 
 // errUsage marks errors caused by bad command-line input (exit status 2).
@@ -36,6 +41,10 @@ func usagef(format string, args ...any) error {
 }
 
 func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	if errors.Is(err, errUsage) {
 		return 2
 	}
@@ -48,10 +57,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return usagef("no command given: try \"vif up vif0 192.0.2.1 --foreground\" or \"vif help\"")
 	}
+	args, ns, err := extractNetns(args)
+	if err != nil {
+		return err
+	}
+	if ns != "" {
+		return inNetns(ns, args)
+	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "up":
 		return runUp(ctx, rest, stdout, stderr)
+	case "down":
+		return runDown(ctx, rest, stdout, stderr)
+	case "show":
+		return runShow(ctx, rest, stdout, stderr)
+	case "daemon":
+		return runDaemon(ctx, rest, stderr)
 	case "help", "-h", "--help", "-help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
@@ -59,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return usagef("unknown command %q: use up (see \"vif help\")", cmd)
+	return usagef("unknown command %q: use up, down, show or demo (see \"vif help\")", cmd)
 }
 
 // parseInterleaved parses flags that may come before, between or after the

@@ -7,9 +7,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -18,7 +20,14 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "vif:", err)
+		var ee *exitError
+		if !errors.As(err, &ee) { // a re-executed vif printed its own error
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "vif: ") {
+				msg = "vif: " + msg
+			}
+			fmt.Fprintln(os.Stderr, msg)
+		}
 		os.Exit(exitCode(err))
 	}
 }

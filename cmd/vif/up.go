@@ -9,32 +9,40 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/vif"
 )
 
 const upUsage = `Usage: vif up NAME ADDR[/LEN]... [flags]
 
 Create the virtual interface NAME answering on the IPv4 addresses ADDR
-(installed as /32 host addresses unless /LEN is given). Packets routed
-into it for its own addresses are looped back; others are encapsulated in
-IPIP and sent through the slave interface to --peer. Runs until
-interrupted (SIGINT/SIGTERM) and then removes everything it installed.
+(installed as /32 host addresses unless /LEN is given), and publish them
+on the slave's segment with an ARP proxy. Packets routed into the vif for
+its own addresses are looped back; others are encapsulated in IPIP and sent
+through the slave to --peer (without a peer they are dropped).
+
+vif up returns once the vif serves; a daemon (one per network namespace)
+keeps it until "vif down NAME". With --foreground the command itself
+serves the vif until interrupted (SIGINT/SIGTERM) and then removes
+everything it installed.
 
 Examples:
   # answer on 192.0.2.1 on eth0's segment
-  vif up vif0 192.0.2.1 --slave eth0 --foreground
+  vif up vif0 192.0.2.1 --slave eth0
 
   # a tunnel: 198.51.100.0/24 is reached through the peer 198.18.0.2
-  vif up vif0 192.0.2.1 --slave eth0 --peer 198.18.0.2 --route 198.51.100.0/24 --foreground
+  vif up vif0 192.0.2.1 --slave eth0 --peer 198.18.0.2 --route 198.51.100.0/24
+
+  # under systemd or in a container
+  vif up vif0 192.0.2.1 --foreground
 
 Flags:
 `
 
 // upConfig is the parsed command line of "vif up".
 type upConfig struct {
-	link       vif.LinkConfig
+	req        daemon.UpRequest
 	foreground bool
-	noARP      bool
 	verbose    bool
 }
 
@@ -56,9 +64,10 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	fs.Var(&routes, "route", "prefix to route into the vif, towards the peer (repeatable)")
 	fs.StringVar(&proto, "proto", "94", "outer IP protocol: 94 (IPIP) or 4 (RFC 2003)")
 	fs.StringVar(&mtuFlag, "mtu", "", "MTU of the vif (default: the slave's MTU minus 20)")
-	fs.BoolVar(&c.noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
-	fs.BoolVar(&c.foreground, "foreground", false, "stay attached until interrupted")
+	fs.BoolVar(&c.req.NoARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
+	fs.BoolVar(&c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages")
+	netnsFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -69,25 +78,25 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	if len(pos) < 2 {
 		return nil, usagef("up needs a name and at least one address, as in \"vif up vif0 192.0.2.1\"")
 	}
-	c.link.Name = pos[0]
-	if err := vif.ValidName(c.link.Name); err != nil {
-		return nil, usagef("bad name %q: use 1 to 15 letters, digits, '.', '-' or '_', such as vif0", c.link.Name)
+	c.req.Name = pos[0]
+	if err := vif.ValidName(c.req.Name); err != nil {
+		return nil, usagef("bad name %q: use 1 to 15 letters, digits, '.', '-' or '_', such as vif0", c.req.Name)
 	}
 	for _, s := range pos[1:] {
 		p, err := parseAddr(s)
 		if err != nil {
 			return nil, err
 		}
-		c.link.Addrs = append(c.link.Addrs, p)
+		c.req.Addrs = append(c.req.Addrs, p)
 	}
-	c.link.Slave = slave
+	c.req.Slave = slave
 	if peer != "" {
-		if c.link.Peer, err = parseHost("peer", peer); err != nil {
+		if c.req.Peer, err = parseHost("peer", peer); err != nil {
 			return nil, err
 		}
 	}
 	if local != "" {
-		if c.link.Local, err = parseHost("local", local); err != nil {
+		if c.req.Local, err = parseHost("local", local); err != nil {
 			return nil, err
 		}
 	}
@@ -96,12 +105,12 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.link.Routes = append(c.link.Routes, p)
+		c.req.Routes = append(c.req.Routes, p)
 	}
-	if c.link.Protocol, err = parseProto(proto); err != nil {
+	if c.req.Protocol, err = parseProto(proto); err != nil {
 		return nil, err
 	}
-	if c.link.MTU, err = parseMTU(mtuFlag); err != nil {
+	if c.req.MTU, err = parseMTU(mtuFlag); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -115,37 +124,62 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if !c.foreground {
-		return usagef("background mode is not available yet: add --foreground (and run it under systemd or in the background with &)")
+	if err := needRoot("up"); err != nil {
+		return err
 	}
-	if os.Geteuid() != 0 {
-		return errors.New("vif up needs root (CAP_NET_ADMIN and CAP_NET_RAW): run it with sudo")
+	if c.foreground {
+		return runForeground(ctx, c, stderr)
 	}
+	resp, err := callSpawning(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req})
+	if err != nil {
+		return err
+	}
+	st := resp.Vifs[0]
+	fmt.Fprintf(stdout, "%s up: %s", st.Name, joinPrefixes(st.Addrs))
+	if st.Slave != "" {
+		fmt.Fprintf(stdout, " on %s", st.Slave)
+	}
+	if st.Peer.IsValid() {
+		fmt.Fprintf(stdout, ", tunnel to %s (protocol %d)", st.Peer, st.Protocol)
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}
+
+// runForeground serves the vif from this process until a signal, or until
+// "vif down" removes it.
+func runForeground(ctx context.Context, c *upConfig, stderr io.Writer) error {
 	level := slog.LevelInfo
 	if c.verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if c.link.Slave == "" && (c.link.Peer.IsValid() || !c.noARP) {
-		if c.link.Slave, err = vif.DefaultSlave(); err != nil {
-			return err
-		}
+	ln, err := daemon.Listen()
+	if errors.Is(err, daemon.ErrRunning) {
+		return fmt.Errorf("%w: run \"vif up\" without --foreground to add this vif to it", err)
 	}
-	c.link.Logger = log
-
-	ifc, err := vif.Up(&c.link)
 	if err != nil {
 		return err
 	}
+	defer ln.Close()
+	d := daemon.New(log)
+	if _, err := d.Up(c.req); err != nil {
+		return err
+	}
+	serveCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go d.Serve(serveCtx, ln, daemon.Info{PID: os.Getpid()})
 	select {
 	case <-ctx.Done():
 		log.Info("signal received, removing the vif")
-	case <-ifc.Done():
-		log.Warn("the interface went away, cleaning up")
+	case <-d.Empty():
 	}
-	s := ifc.Stats()
-	err = ifc.Close()
-	log.Info("final counters", "looped", s.Looped, "encapsulated", s.Encapsulated,
-		"decapsulated", s.Decapsulated, "dropped", s.Dropped(), "drops", s.Drops)
-	return err
+	if vifs, _ := d.Show(""); len(vifs) > 0 {
+		for _, st := range vifs {
+			log.Info("final counters", "vif", st.Name, "looped", st.Counters.LoopedPackets,
+				"encapsulated", st.Counters.EncapsulatedPackets, "decapsulated", st.Counters.DecapsulatedPackets,
+				"dropped", st.Counters.Dropped, "drops", st.Counters.Drops)
+		}
+	}
+	return d.Close()
 }

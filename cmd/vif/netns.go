@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// netnsFlag documents --netns in a subcommand's help. The flag itself is
+// taken out of the command line by run before the subcommand parses it.
+func netnsFlag(fs *flag.FlagSet) {
+	fs.String("netns", "", "run in the named network namespace (as in \"ip netns\"), or a path to one")
+}
+
+// extractNetns removes --netns NS (or --netns=NS, -netns) from args and
+// returns the namespace.
+func extractNetns(args []string) ([]string, string, error) {
+	var out []string
+	ns := ""
+	for k := 0; k < len(args); k++ {
+		a := args[k]
+		if a == "--" {
+			out = append(out, args[k:]...)
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "netns" {
+			out = append(out, a)
+			continue
+		}
+		if !hasVal {
+			if k+1 >= len(args) {
+				return nil, "", usagef("--netns needs a namespace name, as in --netns blue")
+			}
+			k++
+			val = args[k]
+		}
+		if val == "" {
+			return nil, "", usagef("--netns needs a namespace name, as in --netns blue")
+		}
+		ns = val
+	}
+	return out, ns, nil
+}
+
+// exitError carries the exit status of a re-executed vif.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+// inNetns runs this vif command again inside the network namespace ns, as
+// "ip netns exec" would, and returns its exit status. The child is forked
+// from a thread that joined the namespace, so the whole child lives there.
+func inNetns(ns string, args []string) error {
+	path := ns
+	if !strings.Contains(ns, "/") {
+		path = filepath.Join("/run/netns", ns)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("network namespace %q: %v (list them with \"ip netns list\")", ns, errors.Unwrap(err))
+	}
+	defer f.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// This thread joins the namespace and is never reused: the
+		// goroutine exits without unlocking, so the runtime ends it.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering network namespace %q: %w", ns, err)
+			return
+		}
+		cmd := exec.Command(exe, args...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		errc <- cmd.Run()
+	}()
+	err = <-errc
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return &exitError{code: ee.ExitCode()}
+	}
+	return err
+}

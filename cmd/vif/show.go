@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/vif-project/vif/internal/daemon"
+)
+
+const showUsage = `Usage: vif show [NAME] [--json]
+
+Show the vifs of this network namespace (or only NAME): addresses, slave,
+tunnel endpoints, protocol, MTU, routes and counters.
+
+Examples:
+  vif show
+  vif show vif0 --json | jq .vifs[0].counters
+
+The --json form is stable (fields are only ever added):
+  {"vifs": [{"name", "addrs", "slave", "local", "peer", "protocol", "mtu",
+             "routes", "arp_proxy",
+             "counters": {"looped_packets", "looped_bytes",
+                          "encapsulated_packets", "encapsulated_bytes",
+                          "decapsulated_packets", "decapsulated_bytes",
+                          "dropped", "drops": {REASON: N}},
+             "arp": {"requests", "replies", "probes_answered",
+                     "announcements", "not_owned", "conflicts",
+                     "rate_limited", "dropped", "drops": {REASON: N}}}],
+   "daemon": {"pid", "log"}}
+
+Flags:
+`
+
+// showJSON is the document "vif show --json" prints.
+type showJSON struct {
+	Vifs   []daemon.VifStatus `json:"vifs"`
+	Daemon *daemon.Info       `json:"daemon,omitempty"`
+}
+
+func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("show", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, showUsage); fs.PrintDefaults() }
+	asJSON := fs.Bool("json", false, "print JSON")
+	netnsFlag(fs)
+	pos, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return usagef("%v (see \"vif show --help\")", err)
+	}
+	if len(pos) > 1 {
+		return usagef("show takes at most one vif name, as in \"vif show vif0\"")
+	}
+	name := ""
+	if len(pos) == 1 {
+		name = pos[0]
+	}
+	if err := needRoot("show"); err != nil {
+		return err
+	}
+	resp, err := daemon.Call(ctx, daemon.Request{Op: daemon.OpShow, Name: name})
+	if errors.Is(err, daemon.ErrNotRunning) {
+		if name != "" {
+			return fmt.Errorf("no such vif: %s (no vif runs in this network namespace)", name)
+		}
+		resp, err = daemon.Response{OK: true}, nil
+	}
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		doc := showJSON{Vifs: resp.Vifs, Daemon: resp.Daemon}
+		if doc.Vifs == nil {
+			doc.Vifs = []daemon.VifStatus{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(doc)
+	}
+	if len(resp.Vifs) == 0 {
+		fmt.Fprintln(stdout, "no vifs in this network namespace (create one with \"vif up NAME ADDR\")")
+		return nil
+	}
+	for k, st := range resp.Vifs {
+		if k > 0 {
+			fmt.Fprintln(stdout)
+		}
+		printVif(stdout, st)
+	}
+	if d := resp.Daemon; d != nil && d.Log != "" {
+		fmt.Fprintf(stdout, "\ndaemon: pid %d, log %s\n", d.PID, d.Log)
+	}
+	return nil
+}
+
+// printVif prints one vif in the manner of "ip -s link" and "wg show".
+func printVif(w io.Writer, st daemon.VifStatus) {
+	fmt.Fprintf(w, "%s: %s  mtu %d\n", st.Name, joinPrefixes(st.Addrs), st.MTU)
+	if st.Slave != "" {
+		fmt.Fprintf(w, "  slave: %s\n", st.Slave)
+	}
+	if st.Peer.IsValid() {
+		fmt.Fprintf(w, "  tunnel: %s -> %s  protocol %d\n", st.Local, st.Peer, st.Protocol)
+	} else {
+		fmt.Fprintf(w, "  tunnel: none (no peer)\n")
+	}
+	if len(st.Routes) > 0 {
+		fmt.Fprintf(w, "  routes: %s\n", joinPrefixes(st.Routes))
+	}
+	c := st.Counters
+	fmt.Fprintf(w, "  looped:       %d packets, %s\n", c.LoopedPackets, bytesString(c.LoopedBytes))
+	fmt.Fprintf(w, "  encapsulated: %d packets, %s\n", c.EncapsulatedPackets, bytesString(c.EncapsulatedBytes))
+	fmt.Fprintf(w, "  decapsulated: %d packets, %s\n", c.DecapsulatedPackets, bytesString(c.DecapsulatedBytes))
+	fmt.Fprintf(w, "  dropped:      %d packets%s\n", c.Dropped, reasons(c.Drops))
+	if a := st.ARP; a != nil {
+		fmt.Fprintf(w, "  arp proxy (%s, shared by its vifs): %d requests, %d replies, %d probes answered, %d announcements\n",
+			st.Slave, a.Requests, a.Replies, a.ProbesAnswered, a.Announcements)
+		fmt.Fprintf(w, "    not owned %d, conflicts %d, rate limited %d, dropped %d%s\n",
+			a.NotOwned, a.Conflicts, a.RateLimited, a.Dropped, reasons(a.Drops))
+	} else {
+		fmt.Fprintf(w, "  arp proxy: off\n")
+	}
+}
+
+func reasons(m map[string]uint64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func bytesString(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,313 @@
+package daemon
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/vif-project/vif/arpproxy"
+	"github.com/vif-project/vif/vif"
+)
+
+// Errors of the daemon's operations.
+var (
+	// ErrUnknown is returned for a vif name the daemon does not have.
+	ErrUnknown = errors.New("no such vif")
+	// ErrTaken is returned when a vif of that name already exists.
+	ErrTaken = errors.New("a vif of that name already exists")
+)
+
+// Daemon owns the vifs of one network namespace. Its methods are safe for
+// concurrent use.
+type Daemon struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	vifs    map[string]*entry
+	arps    map[string]*arpEntry // by slave name
+	pending map[string]bool      // names being brought up
+	empty   chan struct{}        // closed when the last vif goes
+	hadVifs bool
+	closed  bool
+}
+
+type entry struct {
+	ifc  *vif.Interface
+	req  UpRequest // with defaults resolved
+	arp  *arpEntry // nil without an ARP proxy
+	gone chan struct{}
+}
+
+type arpEntry struct {
+	slave string
+	r     *arpproxy.Responder
+	refs  int
+}
+
+// New returns a Daemon that logs to log (nil discards).
+func New(log *slog.Logger) *Daemon {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Daemon{
+		log:     log,
+		vifs:    map[string]*entry{},
+		arps:    map[string]*arpEntry{},
+		pending: map[string]bool{},
+		empty:   make(chan struct{}),
+	}
+}
+
+// Empty returns a channel closed once the daemon has had vifs and the last
+// of them has gone (down, or deleted from outside).
+func (d *Daemon) Empty() <-chan struct{} { return d.empty }
+
+// Up creates a vif as r describes and returns its status once it serves:
+// addresses installed, packet loop running, ARP proxy answering.
+func (d *Daemon) Up(r UpRequest) (VifStatus, error) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return VifStatus{}, errors.New("the daemon is shutting down")
+	}
+	if d.vifs[r.Name] != nil || d.pending[r.Name] {
+		d.mu.Unlock()
+		return VifStatus{}, fmt.Errorf("%w: %s (remove it with \"vif down %s\")", ErrTaken, r.Name, r.Name)
+	}
+	d.pending[r.Name] = true
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.pending, r.Name)
+		d.mu.Unlock()
+	}()
+
+	if r.Slave == "" && (r.Peer.IsValid() || !r.NoARP) {
+		s, err := vif.DefaultSlave()
+		if err != nil {
+			return VifStatus{}, err
+		}
+		r.Slave = s
+	}
+	if r.Peer.IsValid() && !r.Local.IsValid() {
+		l, err := vif.PrimaryAddr(r.Slave)
+		if err != nil {
+			return VifStatus{}, err
+		}
+		r.Local = l
+	}
+	if r.Protocol == 0 {
+		r.Protocol = 94
+	}
+
+	cfg := &vif.LinkConfig{
+		Name: r.Name, Addrs: r.Addrs, Slave: r.Slave, Local: r.Local, Peer: r.Peer,
+		Routes: r.Routes, Protocol: r.Protocol, MTU: r.MTU, Logger: d.log,
+	}
+	var ae *arpEntry
+	if !r.NoARP {
+		var err error
+		if ae, err = d.acquireARP(r.Slave); err != nil {
+			return VifStatus{}, err
+		}
+		cfg.Publisher = ae.r
+	}
+	ifc, err := vif.Up(cfg)
+	if err != nil {
+		if ae != nil {
+			d.releaseARP(ae)
+		}
+		return VifStatus{}, err
+	}
+	e := &entry{ifc: ifc, req: r, arp: ae, gone: make(chan struct{})}
+	d.mu.Lock()
+	d.vifs[r.Name] = e
+	d.hadVifs = true
+	d.mu.Unlock()
+	go d.watch(r.Name, e)
+	return d.status(e), nil
+}
+
+// watch removes a vif whose interface went away from outside (for
+// example "ip link del vif0").
+func (d *Daemon) watch(name string, e *entry) {
+	select {
+	case <-e.ifc.Done():
+		d.mu.Lock()
+		still := d.vifs[name] == e
+		d.mu.Unlock()
+		if still {
+			d.log.Warn("interface went away from outside; removing it", "vif", name)
+			d.Down(name)
+		}
+	case <-e.gone:
+	}
+}
+
+// Down removes the vif name and everything it installed.
+func (d *Daemon) Down(name string) error {
+	d.mu.Lock()
+	e := d.vifs[name]
+	if e == nil {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	}
+	delete(d.vifs, name)
+	d.mu.Unlock()
+	close(e.gone)
+	err := e.ifc.Close()
+	if e.arp != nil {
+		d.releaseARP(e.arp)
+	}
+	d.log.Info("vif down", "vif", name)
+	d.mu.Lock()
+	if len(d.vifs) == 0 && d.hadVifs {
+		select {
+		case <-d.empty:
+		default:
+			close(d.empty)
+		}
+	}
+	d.mu.Unlock()
+	return err
+}
+
+// Show returns the status of the vif name, or of every vif when name is
+// empty, sorted by name.
+func (d *Daemon) Show(name string) ([]VifStatus, error) {
+	d.mu.Lock()
+	var es []*entry
+	if name != "" {
+		e := d.vifs[name]
+		if e == nil {
+			d.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+		}
+		es = append(es, e)
+	} else {
+		for _, e := range d.vifs {
+			es = append(es, e)
+		}
+	}
+	d.mu.Unlock()
+	out := make([]VifStatus, 0, len(es))
+	for _, e := range es {
+		out = append(out, d.status(e))
+	}
+	slices.SortFunc(out, func(a, b VifStatus) int { return compareNames(a.Name, b.Name) })
+	return out, nil
+}
+
+// Close removes every vif.
+func (d *Daemon) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	var names []string
+	for n := range d.vifs {
+		names = append(names, n)
+	}
+	d.mu.Unlock()
+	var errs []error
+	for _, n := range names {
+		if err := d.Down(n); err != nil && !errors.Is(err, ErrUnknown) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) acquireARP(slave string) (*arpEntry, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ae := d.arps[slave]; ae != nil {
+		ae.refs++
+		return ae, nil
+	}
+	ifi, err := net.InterfaceByName(slave)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", vif.ErrNoSlave, slave)
+	}
+	r, err := arpproxy.Listen(ifi, &arpproxy.Config{Logger: d.log.With("arp", slave)})
+	if err != nil {
+		return nil, fmt.Errorf("ARP proxy on %s: %w", slave, err)
+	}
+	ae := &arpEntry{slave: slave, r: r, refs: 1}
+	d.arps[slave] = ae
+	return ae, nil
+}
+
+func (d *Daemon) releaseARP(ae *arpEntry) {
+	d.mu.Lock()
+	ae.refs--
+	last := ae.refs == 0
+	if last {
+		delete(d.arps, ae.slave)
+	}
+	d.mu.Unlock()
+	if last {
+		ae.r.Close()
+	}
+}
+
+func (d *Daemon) status(e *entry) VifStatus {
+	s := e.ifc.Stats()
+	st := VifStatus{
+		Name: e.req.Name, Addrs: e.req.Addrs, Slave: e.req.Slave, Local: e.req.Local, Peer: e.req.Peer,
+		Protocol: e.req.Protocol, MTU: e.ifc.MTU(), Routes: e.req.Routes, ARPProxy: e.arp != nil,
+		Counters: Counters{
+			LoopedPackets: s.Looped, LoopedBytes: s.LoopedBytes,
+			EncapsulatedPackets: s.Encapsulated, EncapsulatedBytes: s.EncapsulatedBytes,
+			DecapsulatedPackets: s.Decapsulated, DecapsulatedBytes: s.DecapsulatedBytes,
+			Dropped: s.Dropped(), Drops: s.Drops,
+		},
+	}
+	if st.Routes == nil {
+		st.Routes = []netip.Prefix{}
+	}
+	if e.arp != nil {
+		a := e.arp.r.Stats()
+		st.ARP = &ARPCounters{
+			Requests: a.Requests, Replies: a.Replies, ProbesAnswered: a.ProbesAnswered,
+			Announcements: a.Announcements, NotOwned: a.NotOwned, Conflicts: a.Conflicts,
+			RateLimited: a.RateLimited, Dropped: a.TotalDropped(), Drops: a.Drops(),
+		}
+	}
+	return st
+}
+
+// compareNames orders interface names naturally: vif2 before vif10.
+func compareNames(a, b string) int {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if c := cmp.Compare(len(na), len(nb)); c != 0 {
+				return c
+			}
+			if c := strings.Compare(na, nb); c != 0 {
+				return c
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return cmp.Compare(a[0], b[0])
+		}
+		a, b = a[1:], b[1:]
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
+}

@@ -1,0 +1,151 @@
+// Package daemon is vif's per-network-namespace daemon: it owns every vif
+// of its namespace, one ARP responder per slave interface shared by the
+// vifs on that slave, and a control socket the vif command talks to.
+//
+// The control protocol is one JSON request per connection, answered by one
+// JSON response, both newline-terminated. The socket is an abstract unix
+// socket, so it is scoped to the network namespace, and only root or
+// CAP_NET_ADMIN peers are served.
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Operations of a Request.
+const (
+	OpUp   = "up"
+	OpDown = "down"
+	OpShow = "show"
+)
+
+// maxRequest bounds a request's size; a larger one is refused.
+const maxRequest = 1 << 20
+
+// Request is one control request.
+type Request struct {
+	Op string `json:"op"`
+	// Name selects a vif for down and show (empty: all, for show).
+	Name string `json:"name,omitempty"`
+	// Up describes the vif to create, for up.
+	Up *UpRequest `json:"up,omitempty"`
+}
+
+// UpRequest describes a vif to create; zero fields take the defaults of
+// "vif up".
+type UpRequest struct {
+	Name     string         `json:"name"`
+	Addrs    []netip.Prefix `json:"addrs"`
+	Slave    string         `json:"slave,omitempty"`
+	Local    netip.Addr     `json:"local,omitzero"`
+	Peer     netip.Addr     `json:"peer,omitzero"`
+	Routes   []netip.Prefix `json:"routes,omitempty"`
+	Protocol uint8          `json:"protocol,omitempty"`
+	MTU      int            `json:"mtu,omitempty"`
+	NoARP    bool           `json:"no_arp_proxy,omitempty"`
+}
+
+// Response answers a Request.
+type Response struct {
+	OK     bool        `json:"ok"`
+	Error  string      `json:"error,omitempty"`
+	Vifs   []VifStatus `json:"vifs,omitempty"`
+	Daemon *Info       `json:"daemon,omitempty"`
+}
+
+// Info describes the daemon process.
+type Info struct {
+	PID int    `json:"pid"`
+	Log string `json:"log,omitempty"`
+}
+
+// VifStatus is what "vif show --json" prints for one vif. Its JSON form is
+// stable: fields are only ever added.
+type VifStatus struct {
+	Name     string         `json:"name"`
+	Addrs    []netip.Prefix `json:"addrs"`
+	Slave    string         `json:"slave,omitempty"`
+	Local    netip.Addr     `json:"local,omitzero"`
+	Peer     netip.Addr     `json:"peer,omitzero"`
+	Protocol uint8          `json:"protocol"`
+	MTU      int            `json:"mtu"`
+	Routes   []netip.Prefix `json:"routes"`
+	ARPProxy bool           `json:"arp_proxy"`
+	Counters Counters       `json:"counters"`
+	// ARP holds the counters of the ARP responder of the vif's slave,
+	// shared by every vif on that slave; nil without an ARP proxy.
+	ARP *ARPCounters `json:"arp,omitempty"`
+}
+
+// Counters are a vif's packet counters.
+type Counters struct {
+	LoopedPackets       uint64            `json:"looped_packets"`
+	LoopedBytes         uint64            `json:"looped_bytes"`
+	EncapsulatedPackets uint64            `json:"encapsulated_packets"`
+	EncapsulatedBytes   uint64            `json:"encapsulated_bytes"`
+	DecapsulatedPackets uint64            `json:"decapsulated_packets"`
+	DecapsulatedBytes   uint64            `json:"decapsulated_bytes"`
+	Dropped             uint64            `json:"dropped"`
+	Drops               map[string]uint64 `json:"drops"`
+}
+
+// ARPCounters are the counters of an ARP responder.
+type ARPCounters struct {
+	Requests       uint64            `json:"requests"`
+	Replies        uint64            `json:"replies"`
+	ProbesAnswered uint64            `json:"probes_answered"`
+	Announcements  uint64            `json:"announcements"`
+	NotOwned       uint64            `json:"not_owned"`
+	Conflicts      uint64            `json:"conflicts"`
+	RateLimited    uint64            `json:"rate_limited"`
+	Dropped        uint64            `json:"dropped"`
+	Drops          map[string]uint64 `json:"drops"`
+}
+
+// ErrBadRequest is returned by DecodeRequest for a malformed request.
+var ErrBadRequest = errors.New("daemon: bad request")
+
+// DecodeRequest parses and checks one request. Unknown fields, unknown
+// operations and missing arguments are errors wrapping ErrBadRequest.
+func DecodeRequest(b []byte) (Request, error) {
+	var r Request
+	if len(b) > maxRequest {
+		return r, fmt.Errorf("%w: larger than %d bytes", ErrBadRequest, maxRequest)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Request{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	if dec.More() {
+		return Request{}, fmt.Errorf("%w: trailing data", ErrBadRequest)
+	}
+	switch r.Op {
+	case OpUp:
+		if r.Up == nil || r.Up.Name == "" || len(r.Up.Addrs) == 0 {
+			return Request{}, fmt.Errorf("%w: up needs a name and an address", ErrBadRequest)
+		}
+		for _, p := range r.Up.Addrs {
+			if !p.IsValid() || !p.Addr().Is4() {
+				return Request{}, fmt.Errorf("%w: address %v is not IPv4", ErrBadRequest, p)
+			}
+		}
+		for _, p := range r.Up.Routes {
+			if !p.IsValid() || !p.Addr().Is4() {
+				return Request{}, fmt.Errorf("%w: route %v is not IPv4", ErrBadRequest, p)
+			}
+		}
+	case OpDown:
+		if r.Name == "" {
+			return Request{}, fmt.Errorf("%w: down needs a name", ErrBadRequest)
+		}
+	case OpShow:
+	default:
+		return Request{}, fmt.Errorf("%w: unknown operation %q", ErrBadRequest, r.Op)
+	}
+	return r, nil
+}
