@@ -159,12 +159,12 @@ func TestARPProxyDropsMalformedFrames(t *testing.T) {
 	good := arpRequest(t, cMAC, net.IP{198, 18, 1, 3}, net.IP{192, 0, 2, 1})
 	mutate := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
 	bad := map[string][]byte{
-		"short":            good[:30],
-		"hardware type":    mutate(func(b []byte) []byte { b[15] = 6; return b }),
-		"protocol type":    mutate(func(b []byte) []byte { b[16] = 0x86; b[17] = 0xdd; return b }),
-		"hardware length":  mutate(func(b []byte) []byte { b[18] = 8; return b }),
-		"protocol length":  mutate(func(b []byte) []byte { b[19] = 16; return b }),
-		"opcode":           mutate(func(b []byte) []byte { b[21] = 9; return b }),
+		"short":           good[:30],
+		"hardware type":   mutate(func(b []byte) []byte { b[15] = 6; return b }),
+		"protocol type":   mutate(func(b []byte) []byte { b[16] = 0x86; b[17] = 0xdd; return b }),
+		"hardware length": mutate(func(b []byte) []byte { b[18] = 8; return b }),
+		"protocol length": mutate(func(b []byte) []byte { b[19] = 16; return b }),
+		"opcode":          mutate(func(b []byte) []byte { b[21] = 9; return b }),
 		// (a bridge drops frames whose Ethernet source is multicast, so
 		// only the ARP sender address is multicast here)
 		"multicast sender": mutate(func(b []byte) []byte { b[22] |= 1; return b }),
