@@ -72,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDown(ctx, rest, stdout, stderr)
 	case "show":
 		return runShow(ctx, rest, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
 	case "daemon":
 		return runDaemon(ctx, rest, stderr)
 	case "help", "-h", "--help", "-help":

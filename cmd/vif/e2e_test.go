@@ -223,3 +223,25 @@ func TestUpErrorsInNamespace(t *testing.T) {
 		})
 	}
 }
+
+func TestDemo(t *testing.T) {
+	nstest.New(t) // skips without root
+	out, err := exec.Command(vifBin, "demo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("vif demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"All checks passed", "through the tunnel", "c's ARP table"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(string(out), "FAIL") {
+		t.Errorf("demo reported a failed check:\n%s", out)
+	}
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "vifdemo-") {
+			t.Errorf("demo left namespace %s behind", e.Name())
+		}
+	}
+}

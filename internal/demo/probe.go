@@ -1,0 +1,101 @@
+package demo
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/packet"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+)
+
+// Ping sends one ICMP echo request from the host to dst and returns the
+// round-trip time.
+func (h *Host) Ping(dst netip.Addr, seq int) (time.Duration, error) {
+	var rtt time.Duration
+	err := h.Do(func() error {
+		c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		id := os.Getpid() & 0xffff
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("vif demo")}}
+		b, err := msg.Marshal(nil)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			return err
+		}
+		c.SetReadDeadline(start.Add(2 * time.Second))
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				return fmt.Errorf("no echo reply from %s", dst)
+			}
+			m, err := icmp.ParseMessage(1, buf[:n])
+			if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.Seq == seq && from.String() == dst.String() {
+				rtt = time.Since(start)
+				return nil
+			}
+		}
+	})
+	return rtt, err
+}
+
+// Tap counts IPv4 packets of one IP protocol on the host's eth0.
+type Tap struct {
+	conn  *packet.Conn
+	n     atomic.Int64
+	done  chan struct{}
+	proto uint8
+}
+
+// Tap starts counting packets of IP protocol proto on eth0.
+func (h *Host) Tap(proto uint8) (*Tap, error) {
+	t := &Tap{done: make(chan struct{}), proto: proto}
+	err := h.Do(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		// ETH_P_ALL: only such sockets also see outgoing frames.
+		t.conn, err = packet.Listen(ifi, packet.Raw, 0x0003, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(t.done)
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := t.conn.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			const eth = 14
+			if n >= eth+20 && buf[12] == 0x08 && buf[13] == 0x00 && buf[eth]>>4 == 4 && buf[eth+9] == t.proto {
+				t.n.Add(1)
+			}
+		}
+	}()
+	return t, nil
+}
+
+// Stop stops counting and returns the count.
+func (t *Tap) Stop() int {
+	t.conn.Close()
+	<-t.done
+	return int(t.n.Load())
+}
