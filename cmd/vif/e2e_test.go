@@ -31,6 +31,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	vifBin = filepath.Join(dir, "vif")
+	// The race runtime sleeps a second at exit by default: with hundreds
+	// of short vif commands that is minutes. Children inherit this.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
+	start := time.Now()
 	if out, err := exec.Command("go", "build", "-race", "-o", vifBin, ".").CombinedOutput(); err != nil {
 		// Without -race support (no cgo), a plain build still tests.
 		if out2, err2 := exec.Command("go", "build", "-o", vifBin, ".").CombinedOutput(); err2 != nil {
@@ -40,6 +44,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 && daemonRaces(start) {
+		code = 1
+	}
 	os.Exit(code)
 }
 
@@ -244,4 +251,23 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo left namespace %s behind", e.Name())
 		}
 	}
+}
+
+// daemonRaces reports whether a vif daemon started by these tests (they log
+// to /run/vif) met a data race; background daemons have no test to fail.
+func daemonRaces(since time.Time) bool {
+	logs, _ := filepath.Glob("/run/vif/net-*.log")
+	found := false
+	for _, l := range logs {
+		fi, err := os.Stat(l)
+		if err != nil || fi.ModTime().Before(since) {
+			continue
+		}
+		b, _ := os.ReadFile(l)
+		if bytes.Contains(b, []byte("DATA RACE")) {
+			fmt.Fprintf(os.Stderr, "data race in a vif daemon, see %s:\n%s\n", l, b)
+			found = true
+		}
+	}
+	return found
 }
