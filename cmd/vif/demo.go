@@ -26,6 +26,9 @@ neighbour on its segment (only vif's ARP proxy answers for them), then two
 vifs tunnel traffic to each other in IPIP (protocol 94). It prints what it
 does and what it observes, and removes everything at the end, also on
 Ctrl-C. Needs root; touches nothing outside its namespaces.
+
+Example:
+  sudo vif demo
 `
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {

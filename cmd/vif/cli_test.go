@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vif-project/vif/internal/daemon"
+)
+
+func TestParseUp(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	addr := netip.MustParseAddr
+	tests := []struct {
+		name string
+		args string
+		want daemon.UpRequest
+		fg   bool
+	}{
+		{"minimal", "vif0 192.0.2.1", daemon.UpRequest{Name: "vif0", Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Protocol: 94}, false},
+		{"flags after positionals", "vif0 192.0.2.1 198.51.100.0/24 --slave eth0 --peer 198.18.0.2 --route 203.0.113.0/24 --route 198.51.100.128/25 --proto 4 --mtu 1400 --no-arp-proxy --foreground",
+			daemon.UpRequest{Name: "vif0", Addrs: []netip.Prefix{pfx("192.0.2.1/32"), pfx("198.51.100.0/24")}, Slave: "eth0",
+				Peer: addr("198.18.0.2"), Routes: []netip.Prefix{pfx("203.0.113.0/24"), pfx("198.51.100.128/25")},
+				Protocol: 4, MTU: 1400, NoARP: true}, true},
+		{"flags first, single dash", "-slave eth1 -local 198.18.0.1 vif1 192.0.2.9", daemon.UpRequest{Name: "vif1", Addrs: []netip.Prefix{pfx("192.0.2.9/32")}, Slave: "eth1", Local: addr("198.18.0.1"), Protocol: 94}, false},
+		{"flag=value", "vif0 192.0.2.1 --proto=ipip --mtu=9000", daemon.UpRequest{Name: "vif0", Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Protocol: 94, MTU: 9000}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseUp(strings.Fields(tt.args), &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, c.req, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+				cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+			if c.foreground != tt.fg {
+				t.Errorf("foreground = %v, want %v", c.foreground, tt.fg)
+			}
+		})
+	}
+}
+
+func TestParseUpErrors(t *testing.T) {
+	tests := []struct{ args, want string }{
+		{"", "needs a name and at least one address"},
+		{"vif0", "needs a name and at least one address"},
+		{"vif0 192.0.2", "bad address \"192.0.2\""},
+		{"vif0 2001:db8::1", "bad address"},
+		{"vif0 192.0.2.1/33", "bad address"},
+		{"vif0 127.0.0.1", "must be unicast"},
+		{"vif0 224.0.0.1", "must be unicast"},
+		{"vif0 0.1.2.3", "must be unicast"},
+		{"vif0 255.255.255.255", "must be unicast"},
+		{"this-name-is-too-long 192.0.2.1", "bad name"},
+		{"vif/0 192.0.2.1", "bad name"},
+		{"vif0 192.0.2.1 --proto 17", "bad --proto \"17\": use 94"},
+		{"vif0 192.0.2.1 --mtu 67", "bad --mtu \"67\""},
+		{"vif0 192.0.2.1 --mtu 65516", "bad --mtu"},
+		{"vif0 192.0.2.1 --mtu big", "bad --mtu"},
+		{"vif0 192.0.2.1 --peer nowhere", "bad --peer \"nowhere\""},
+		{"vif0 192.0.2.1 --peer 224.1.1.1", "bad --peer"},
+		{"vif0 192.0.2.1 --local ::1", "bad --local"},
+		{"vif0 192.0.2.1 --route 198.51.100.7/24", "host bits are set; did you mean 198.51.100.0/24?"},
+		{"vif0 192.0.2.1 --route 198.51.100.0", "bad --route"},
+		{"vif0 192.0.2.1 --frobnicate", "flag provided but not defined: -frobnicate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.args, func(t *testing.T) {
+			_, err := parseUp(strings.Fields(tt.args), &bytes.Buffer{})
+			if err == nil {
+				t.Fatalf("parseUp(%q) succeeded, want error containing %q", tt.args, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q is not one line", err)
+			}
+			if exitCode(err) != 2 {
+				t.Errorf("exit code %d for bad input, want 2", exitCode(err))
+			}
+		})
+	}
+}
+
+func TestExtractNetns(t *testing.T) {
+	tests := []struct {
+		in       string
+		out, ns  string
+		wantFail bool
+	}{
+		{"up vif0 192.0.2.1", "up vif0 192.0.2.1", "", false},
+		{"--netns blue up vif0 192.0.2.1", "up vif0 192.0.2.1", "blue", false},
+		{"up vif0 --netns=red 192.0.2.1", "up vif0 192.0.2.1", "red", false},
+		{"show -netns /proc/1/ns/net --json", "show --json", "/proc/1/ns/net", false},
+		{"up vif0 -- --netns x", "up vif0 -- --netns x", "", false},
+		{"show --netns", "", "", true},
+		{"show --netns=", "", "", true},
+	}
+	for _, tt := range tests {
+		out, ns, err := extractNetns(strings.Fields(tt.in))
+		if (err != nil) != tt.wantFail {
+			t.Errorf("extractNetns(%q) error = %v, want failure %v", tt.in, err, tt.wantFail)
+			continue
+		}
+		if err == nil && (strings.Join(out, " ") != tt.out || ns != tt.ns) {
+			t.Errorf("extractNetns(%q) = %q, %q; want %q, %q", tt.in, strings.Join(out, " "), ns, tt.out, tt.ns)
+		}
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	ctx := context.Background()
+	var out, errb bytes.Buffer
+	if err := run(ctx, nil, &out, &errb); exitCode(err) != 2 {
+		t.Errorf("no command: err %v, want a usage error", err)
+	}
+	if err := run(ctx, []string{"frob"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "unknown command \"frob\"") {
+		t.Errorf("unknown command: %v", err)
+	}
+	for _, cmd := range []string{"up", "down", "show", "demo"} {
+		out.Reset()
+		errb.Reset()
+		if err := run(ctx, []string{cmd, "--help"}, &out, &errb); err != nil {
+			t.Errorf("%s --help: %v", cmd, err)
+		}
+		if !strings.Contains(errb.String(), "Usage: vif "+cmd) || !strings.Contains(errb.String(), "xample") {
+			t.Errorf("%s --help lacks usage or examples:\n%s", cmd, errb.String())
+		}
+	}
+	out.Reset()
+	if err := run(ctx, []string{"help"}, &out, &errb); err != nil || !strings.Contains(out.String(), "vif up NAME") {
+		t.Errorf("help: %v\n%s", err, out.String())
+	}
+	if err := run(ctx, []string{"down"}, &out, &errb); exitCode(err) != 2 {
+		t.Errorf("down without a name: %v", err)
+	}
+	if err := run(ctx, []string{"show", "a", "b"}, &out, &errb); exitCode(err) != 2 {
+		t.Errorf("show with two names: %v", err)
+	}
+	if err := run(ctx, []string{"--netns", "vif-no-such-ns-x", "show"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "ip netns list") {
+		t.Errorf("unknown netns: %v", err)
+	}
+}
+
+func TestNotRoot(t *testing.T) {
+	if os.Geteuid() == 0 {
+		if err := needRoot("up"); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	err := run(context.Background(), []string{"up", "vif0", "192.0.2.1"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "needs root") || !strings.Contains(err.Error(), "sudo") {
+		t.Errorf("vif up as non-root: %v", err)
+	}
+}
+
+// FuzzParseAddr checks that the address and prefix parsers never panic and
+// only accept what they promise.
+func FuzzParseAddr(f *testing.F) {
+	seeds, _ := filepath.Glob("../../testdata/cli/*.txt")
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			f.Add(l)
+		}
+	}
+	f.Add("192.0.2.1")
+	f.Fuzz(func(t *testing.T, s string) {
+		if p, err := parseAddr(s); err == nil {
+			if !p.Addr().Is4() || !p.IsValid() {
+				t.Errorf("parseAddr(%q) accepted %v", s, p)
+			}
+			if a := p.Addr().As4(); a[0] == 0 || a[0] == 127 || a[0] >= 224 {
+				t.Errorf("parseAddr(%q) accepted non-unicast %v", s, p)
+			}
+		} else if !errors.Is(err, errUsage) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("parseAddr(%q) error %q is not a one-line usage error", s, err)
+		}
+		if p, err := parseRoute(s); err == nil && (p != p.Masked() || !p.Addr().Is4()) {
+			t.Errorf("parseRoute(%q) accepted %v", s, p)
+		}
+		if a, err := parseHost("peer", s); err == nil && !a.Is4() {
+			t.Errorf("parseHost(%q) accepted %v", s, a)
+		}
+		if n, err := parseMTU(s); err == nil && n != 0 && (n < 68 || n > 65515) {
+			t.Errorf("parseMTU(%q) accepted %d", s, n)
+		}
+		parseProto(s)
+		extractNetns(strings.Fields(s))
+	})
+}
