@@ -107,7 +107,19 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if _, err := newAddrSet(addrs); err != nil {
 		return nil, err
 	}
-	if _, err := netlink.LinkByName(cfg.Name); err == nil {
+	// One netlink socket, opened in the calling thread's namespace, serves
+	// every request of this interface, Close's included: Close may run on
+	// any thread, in any namespace.
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("vif: netlink: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			nl.Close()
+		}
+	}()
+	if _, err := nl.LinkByName(cfg.Name); err == nil {
 		return nil, fmt.Errorf("%w: %s", ErrExists, cfg.Name)
 	}
 	log := cfg.Logger
@@ -119,7 +131,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	var slave netlink.Link
 	mtu := cfg.MTU
 	if cfg.Slave != "" {
-		if slave, err = netlink.LinkByName(cfg.Slave); err != nil {
+		if slave, err = nl.LinkByName(cfg.Slave); err != nil {
 			return nil, fmt.Errorf("%w: %s", ErrNoSlave, cfg.Slave)
 		}
 		if mtu == 0 {
@@ -136,7 +148,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 	local := cfg.Local
 	if cfg.Peer.IsValid() && !local.IsValid() {
-		if local, err = PrimaryAddr(cfg.Slave); err != nil {
+		if local, err = primaryAddr(nl, cfg.Slave); err != nil {
 			return nil, err
 		}
 	}
@@ -155,7 +167,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		return nil, fmt.Errorf("vif: create TUN %s: %w", cfg.Name, err)
 	}
 	undo = append(undo, dev.Close)
-	link, err := netlink.LinkByName(cfg.Name)
+	link, err := nl.LinkByName(cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("vif: find %s after creating it: %w", cfg.Name, err)
 	}
@@ -165,21 +177,21 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 
 	for _, p := range cfg.Addrs {
 		a := &netlink.Addr{IPNet: prefixNet(p)}
-		if err := netlink.AddrAdd(link, a); err != nil {
+		if err := nl.AddrAdd(link, a); err != nil {
 			return nil, fmt.Errorf("vif: add address %s to %s: %w", p, cfg.Name, err)
 		}
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
+	if err := nl.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("vif: set %s up: %w", cfg.Name, err)
 	}
 	var routes []*netlink.Route
 	for _, p := range cfg.Routes {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(p.Masked()), Scope: netlink.SCOPE_LINK}
-		if err := netlink.RouteAdd(r); err != nil {
+		if err := nl.RouteAdd(r); err != nil {
 			return nil, fmt.Errorf("vif: add route %s via %s: %w", p, cfg.Name, err)
 		}
 		routes = append(routes, r)
-		undo = append(undo, func() error { return ignoreGone(netlink.RouteDel(r)) })
+		undo = append(undo, func() error { return ignoreGone(nl.RouteDel(r)) })
 	}
 
 	var under Underlay
@@ -206,8 +218,9 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	// From here on the Interface owns dev and under: Close undoes the
 	// rest in reverse order.
 	undo = undo[:0]
+	ifc.closers = append(ifc.closers, func() error { nl.Close(); return nil })
 	for _, r := range routes {
-		ifc.closers = append(ifc.closers, func() error { return ignoreGone(netlink.RouteDel(r)) })
+		ifc.closers = append(ifc.closers, func() error { return ignoreGone(nl.RouteDel(r)) })
 	}
 	if cfg.Publisher != nil {
 		for _, a := range addrs {
@@ -244,13 +257,18 @@ func ignoreGone(err error) error {
 	return err
 }
 
-// PrimaryAddr returns the first IPv4 address of interface name.
+// PrimaryAddr returns the first IPv4 address of interface name, in the
+// calling thread's network namespace.
 func PrimaryAddr(name string) (netip.Addr, error) {
-	link, err := netlink.LinkByName(name)
+	return primaryAddr(&netlink.Handle{}, name)
+}
+
+func primaryAddr(nl *netlink.Handle, name string) (netip.Addr, error) {
+	link, err := nl.LinkByName(name)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%w: %s", ErrNoSlave, name)
 	}
-	list, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	list, err := nl.AddrList(link, netlink.FAMILY_V4)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("vif: addresses of %s: %w", name, err)
 	}

@@ -80,6 +80,16 @@ func (d *Daemon) Up(r UpRequest) (VifStatus, error) {
 		d.mu.Unlock()
 		return VifStatus{}, fmt.Errorf("%w: %s (remove it with \"vif down %s\")", ErrTaken, r.Name, r.Name)
 	}
+	for name, e := range d.vifs {
+		for _, a := range e.req.Addrs {
+			for _, b := range r.Addrs {
+				if a.Addr() == b.Addr() {
+					d.mu.Unlock()
+					return VifStatus{}, fmt.Errorf("address %s already belongs to %s", b.Addr(), name)
+				}
+			}
+		}
+	}
 	d.pending[r.Name] = true
 	d.mu.Unlock()
 	defer func() {
@@ -110,20 +120,24 @@ func (d *Daemon) Up(r UpRequest) (VifStatus, error) {
 		Name: r.Name, Addrs: r.Addrs, Slave: r.Slave, Local: r.Local, Peer: r.Peer,
 		Routes: r.Routes, Protocol: r.Protocol, MTU: r.MTU, Logger: d.log,
 	}
-	var ae *arpEntry
+	var pub *publisher
 	if !r.NoARP {
-		var err error
-		if ae, err = d.acquireARP(r.Slave); err != nil {
-			return VifStatus{}, err
-		}
-		cfg.Publisher = ae.r
+		// The slave's responder is taken when the first address is
+		// published, the last step of vif.Up: input that fails earlier
+		// never opens one.
+		pub = &publisher{d: d, slave: r.Slave}
+		cfg.Publisher = pub
 	}
 	ifc, err := vif.Up(cfg)
 	if err != nil {
-		if ae != nil {
-			d.releaseARP(ae)
+		if pub != nil && pub.ae != nil {
+			d.releaseARP(pub.ae)
 		}
 		return VifStatus{}, err
+	}
+	var ae *arpEntry
+	if pub != nil {
+		ae = pub.ae
 	}
 	e := &entry{ifc: ifc, req: r, arp: ae, gone: make(chan struct{})}
 	d.mu.Lock()
@@ -220,6 +234,31 @@ func (d *Daemon) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// publisher publishes one vif's addresses through the responder of its
+// slave, taking the responder on first use.
+type publisher struct {
+	d     *Daemon
+	slave string
+	ae    *arpEntry
+}
+
+func (p *publisher) Add(a netip.Addr) error {
+	if p.ae == nil {
+		ae, err := p.d.acquireARP(p.slave)
+		if err != nil {
+			return err
+		}
+		p.ae = ae
+	}
+	return p.ae.r.Add(a)
+}
+
+func (p *publisher) Remove(a netip.Addr) {
+	if p.ae != nil {
+		p.ae.r.Remove(a)
+	}
 }
 
 func (d *Daemon) acquireARP(slave string) (*arpEntry, error) {
