@@ -63,13 +63,11 @@ func startVif(t *testing.T, h *nstest.Host, args ...string) *nstest.Proc {
 // tunnelPair builds two hosts joined by a veth, each with a vif tunnelling
 // to the other with protocol proto.
 type tunnelPair struct {
-	a, b       *nstest.Host
-	aIf, bIf   *nstest.Iface
-	pa, pb     *nstest.Proc
-	addrA      string
-	addrB      string
-	proto      string
-	extraFlags []string
+	a, b         *nstest.Host
+	aIf, bIf     *nstest.Iface
+	pa, pb       *nstest.Proc
+	addrA, addrB string
+	proto        string
 }
 
 func newTunnelPair(t *testing.T, proto string, extra ...string) *tunnelPair {
