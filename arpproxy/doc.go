@@ -19,8 +19,8 @@
 //
 // The Responder runs the core over a net.PacketConn: in production an
 // AF_PACKET socket from github.com/mdlayher/packet opened by Listen, with a
-// kernel BPF filter (Filter) so that only ARP for IPv4 over Ethernet reaches
-// the process; in tests any net.PacketConn given to New. Addresses are added
+// kernel BPF filter (Filter) so that only ARP frames reach the process
+// (malformed ARP still does, to be counted); in tests any net.PacketConn given to New. Addresses are added
 // and removed at run time (Add, Remove) and announced with gratuitous ARP
 // when added (RFC 5227 section 2.3). Requests for owned addresses are
 // answered, including RFC 5227 probes (sender IP 0.0.0.0), which is how a

@@ -8,9 +8,8 @@ package arpproxy
 // DropShort through DropOpcode mean the frame is malformed (Frame.Validate
 // reports them); the others are well-formed frames we refuse to act on.
 // On a socket opened by Listen the kernel filter (Filter) already discards
-// frames that are not ARP for IPv4 over Ethernet, so DropEtherType,
-// DropHardwareType and DropProtocolType only count frames that reach the
-// Responder through another connection.
+// frames whose EtherType is not ARP, so DropEtherType only counts frames
+// that reach the Responder through another connection.
 type DropReason uint8
 
 // The reasons a frame is dropped.

@@ -26,6 +26,11 @@ keeps it until "vif down NAME". With --foreground the command itself
 serves the vif until interrupted (SIGINT/SIGTERM) and then removes
 everything it installed.
 
+A vif also goes, with everything it installed and a warning in the log,
+when its interface is deleted ("ip link del NAME") or when the slave it
+tunnels over or publishes on is deleted. A slave that only goes down
+keeps its vifs; they resume when it comes back up.
+
 Examples:
   # answer on 192.0.2.1 on eth0's segment
   vif up vif0 192.0.2.1 --slave eth0

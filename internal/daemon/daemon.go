@@ -35,6 +35,7 @@ type Daemon struct {
 	empty   chan struct{}        // closed when the last vif goes
 	hadVifs bool
 	closed  bool
+	slaves  slaveWatch // removes the vifs of deleted slaves
 }
 
 type entry struct {
@@ -115,6 +116,7 @@ func (d *Daemon) Up(r UpRequest) (VifStatus, error) {
 	if r.Protocol == 0 {
 		r.Protocol = 94
 	}
+	slaveIdx := d.watchSlave(r)
 
 	cfg := &vif.LinkConfig{
 		Name: r.Name, Addrs: r.Addrs, Slave: r.Slave, Local: r.Local, Peer: r.Peer,
@@ -145,6 +147,9 @@ func (d *Daemon) Up(r UpRequest) (VifStatus, error) {
 	d.hadVifs = true
 	d.mu.Unlock()
 	go d.watch(r.Name, e)
+	if err := d.recordSlave(r.Name, r.Slave, slaveIdx); err != nil {
+		return VifStatus{}, err
+	}
 	return d.status(e), nil
 }
 
@@ -220,6 +225,7 @@ func (d *Daemon) Show(name string) ([]VifStatus, error) {
 
 // Close removes every vif.
 func (d *Daemon) Close() error {
+	d.stopSlaveWatch()
 	d.mu.Lock()
 	d.closed = true
 	var names []string

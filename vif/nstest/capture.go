@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"sync"
 	"time"
 
@@ -34,6 +36,7 @@ type Capture struct {
 	stopped bool
 	pkts    []gopacket.Packet
 	err     error
+	dropped int
 }
 
 // Capture starts capturing the packets that pass the interface ifname of
@@ -57,8 +60,13 @@ func (h *Host) Capture(ifname, filter string) *Capture {
 	f.Close()
 	// -U with --immediate-mode writes each packet to the file as it
 	// arrives; -Z root stops tcpdump from dropping privileges and losing
-	// access to the file.
-	args := []string{"-i", ifname, "-n", "-p", "-U", "--immediate-mode", "-Z", "root", "-w", file}
+	// access to the file. In immediate mode libpcap gives every packet a
+	// ring block of its own, sized for the snapshot length: with the
+	// defaults (262144 bytes, a 2 MiB buffer) the ring holds a handful of
+	// packets and a burst of a few dozen loses most of them. A 65535-byte
+	// snapshot and a 32 MiB buffer hold 256.
+	args := []string{"-i", ifname, "-n", "-p", "-U", "--immediate-mode", "-s", "65535", "-B", "32768",
+		"-Z", "root", "-w", file}
 	if filter != "" {
 		args = append(args, filter)
 	}
@@ -145,6 +153,7 @@ func (c *Capture) stop() ([]gopacket.Packet, error) {
 	c.stopped = true
 	c.settle()
 	perr := c.proc.Stop()
+	c.dropped = droppedByKernel(c.proc.Output())
 	c.pkts, c.err = readPcap(c.file)
 	if perr != nil {
 		c.err = fmt.Errorf("nstest: %v: tcpdump: %w; output:\n%s", c, perr, c.proc.Output())
@@ -176,6 +185,37 @@ func (c *Capture) settle() {
 			last, still = size, 0
 		}
 	}
+}
+
+// Dropped returns how many packets the kernel dropped because tcpdump did
+// not read them in time ("packets dropped by kernel" in its statistics),
+// or -1 if that is unknown: the capture is still running, or tcpdump did
+// not report it. A test that asserts a packet was never sent should check
+// that this is 0, or its capture may have missed it.
+func (c *Capture) Dropped() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.stopped {
+		return -1
+	}
+	return c.dropped
+}
+
+// droppedRE matches tcpdump's closing statistics line.
+var droppedRE = regexp.MustCompile(`(?m)^(\d+) packets? dropped by kernel`)
+
+// droppedByKernel returns the number in tcpdump's "N packets dropped by
+// kernel" line of out, or -1 if there is none.
+func droppedByKernel(out string) int {
+	m := droppedRE.FindStringSubmatch(out)
+	if m == nil {
+		return -1
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // cleanup stops the capture if the test did not, and reports a failure

@@ -228,6 +228,22 @@ func (n *Net) Segment() *Segment {
 	h.mustIP("link", "add", bridgeName, "type", "bridge",
 		"stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
 	h.mustIP("link", "set", bridgeName, "up")
+	// A switch forwards frames as they are. With br_netfilter loaded the
+	// bridge would pass IPv4, IPv6 and ARP through the segment
+	// namespace's netfilter hooks, and first drop every IPv4 packet with a
+	// malformed header (br_validate_ipv4): tests that inject such packets
+	// would never see them arrive.
+	if err := h.Do(func() error {
+		for _, key := range []string{"net.bridge.bridge-nf-call-iptables",
+			"net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables"} {
+			if err := writeSysctl(key, "0"); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		n.t.Fatalf("nstest: segment %s: turn off br_netfilter: %v", name, err)
+	}
 	return &Segment{host: h}
 }
 

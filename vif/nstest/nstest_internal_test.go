@@ -113,3 +113,20 @@ func TestOutputBufferKeepsTail(t *testing.T) {
 		t.Errorf("String = %.60q...%q", got, got[len(got)-10:])
 	}
 }
+
+func TestDroppedByKernel(t *testing.T) {
+	tests := []struct {
+		out  string
+		want int
+	}{
+		{"listening on eth0\n7 packets captured\n7 packets received by filter\n0 packets dropped by kernel\n", 0},
+		{"51 packets captured\n180 packets received by filter\n129 packets dropped by kernel\n", 129},
+		{"1 packet captured\n1 packet received by filter\n1 packet dropped by kernel\n", 1},
+		{"tcpdump: killed\n", -1},
+	}
+	for _, tt := range tests {
+		if got := droppedByKernel(tt.out); got != tt.want {
+			t.Errorf("droppedByKernel(%q) = %d, want %d", tt.out, got, tt.want)
+		}
+	}
+}

@@ -128,6 +128,9 @@ func TestCapture(t *testing.T) {
 	if len(pkts) != 6 {
 		t.Fatalf("captured %d packets, want 6", len(pkts))
 	}
+	if d := icmp.Dropped(); d != 0 {
+		t.Errorf("Dropped = %d, want 0", d)
+	}
 	if got := icmp.Count(isICMP(layers.ICMPv4TypeEchoRequest, aIf, bIf)); got != 3 {
 		t.Errorf("captured %d echo requests a -> b, want 3", got)
 	}

@@ -1,0 +1,174 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// A vif whose slave interface is deleted (or moved to another network
+// namespace) is removed, with everything it installed, and a warning says
+// why. Its underlay socket and the slave's ARP responder are bound to the
+// deleted interface and would never work again, even if an interface of
+// the same name came back (it has another index); keeping the vif would
+// only blackhole what is routed into it. A slave that merely goes down
+// keeps its vifs: they resume when it comes back up.
+//
+// slaveWatch follows link deletions over rtnetlink. It starts with the
+// first vif that has a slave and stops with Daemon.Close.
+type slaveWatch struct {
+	once sync.Once
+
+	mu     sync.Mutex
+	index  map[string]int // vif name -> ifindex of its slave at "up"
+	done   chan struct{}  // closed to end the subscription
+	closed bool
+}
+
+// watchSlave makes sure the watch runs, and returns the index of the
+// slave interface the vif r uses (for its tunnel or its ARP proxy), or 0
+// if it uses none. The watch subscribes before the index is read, so a
+// deletion after that is never missed.
+func (d *Daemon) watchSlave(r UpRequest) int {
+	if r.Slave == "" || !r.Peer.IsValid() && r.NoARP {
+		return 0
+	}
+	d.slaves.once.Do(func() {
+		if err := d.subscribeLinks(); err != nil {
+			d.log.Warn("cannot watch for deleted slave interfaces; a vif whose slave is deleted stays until \"vif down\"", "err", err)
+		}
+	})
+	l, err := netlink.LinkByName(r.Slave)
+	if err != nil {
+		return 0
+	}
+	return l.Attrs().Index
+}
+
+// recordSlave notes that the vif name runs over the slave with index idx,
+// then checks that this slave still exists: if it was deleted while the
+// vif came up, the vif is removed and an error returned.
+func (d *Daemon) recordSlave(name, slave string, idx int) error {
+	if idx == 0 {
+		return nil
+	}
+	w := &d.slaves
+	d.mu.Lock()
+	w.mu.Lock()
+	if w.index == nil {
+		w.index = map[string]int{}
+	}
+	for n := range w.index {
+		if d.vifs[n] == nil {
+			delete(w.index, n) // gone vifs
+		}
+	}
+	w.index[name] = idx
+	w.mu.Unlock()
+	d.mu.Unlock()
+	if slaveExists(idx) {
+		return nil
+	}
+	d.Down(name)
+	return fmt.Errorf("slave interface %s was deleted while %s came up", slave, name)
+}
+
+// subscribeLinks subscribes to link changes and serves them in a
+// goroutine; when the subscription fails (the socket overflowed, say), it
+// subscribes again and checks every slave.
+func (d *Daemon) subscribeLinks() error {
+	w := &d.slaves
+	ch := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return errors.New("daemon closed")
+	}
+	w.done = done
+	w.mu.Unlock()
+	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) { d.log.Debug("link watch", "err", err) },
+	}); err != nil {
+		return err
+	}
+	go func() {
+		for u := range ch {
+			if u.Header.Type == unix.RTM_DELLINK {
+				d.removeOrphans(int(u.Index))
+			}
+		}
+		w.mu.Lock()
+		closed := w.closed
+		w.mu.Unlock()
+		if closed {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := d.subscribeLinks(); err != nil {
+			d.log.Warn("cannot watch for deleted slave interfaces any more", "err", err)
+			return
+		}
+		d.removeOrphans(0) // deletions missed in between
+	}()
+	return nil
+}
+
+// removeOrphans removes the vifs whose slave had index idx (any index
+// when idx is 0) if that interface no longer exists.
+func (d *Daemon) removeOrphans(idx int) {
+	w := &d.slaves
+	byIdx := map[int][]string{}
+	d.mu.Lock()
+	w.mu.Lock()
+	for name := range d.vifs {
+		if i := w.index[name]; i != 0 && (idx == 0 || i == idx) {
+			byIdx[i] = append(byIdx[i], name)
+		}
+	}
+	w.mu.Unlock()
+	d.mu.Unlock()
+	for i, names := range byIdx {
+		if slaveExists(i) {
+			continue
+		}
+		for _, name := range names {
+			d.mu.Lock()
+			e := d.vifs[name]
+			d.mu.Unlock()
+			if e == nil {
+				continue
+			}
+			d.log.Warn("slave interface deleted: removing the vif", "vif", name, "slave", e.req.Slave)
+			if err := d.Down(name); err != nil && !errors.Is(err, ErrUnknown) {
+				d.log.Warn("removing the vif of a deleted slave", "vif", name, "err", err)
+			}
+		}
+	}
+}
+
+// slaveExists reports whether the interface with index idx exists. Only
+// "not found" counts as gone.
+func slaveExists(idx int) bool {
+	_, err := netlink.LinkByIndex(idx)
+	var nf netlink.LinkNotFoundError
+	return !errors.As(err, &nf)
+}
+
+// stopSlaveWatch ends the watch, if it runs.
+func (d *Daemon) stopSlaveWatch() {
+	w := &d.slaves
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	if w.done != nil {
+		close(w.done)
+	}
+}
