@@ -33,7 +33,7 @@ The --json form is stable (fields are only ever added):
              "arp": {"requests", "replies", "probes_answered",
                      "announcements", "not_owned", "conflicts",
                      "rate_limited", "dropped", "drops": {REASON: N}}}],
-   "daemon": {"pid", "log"}}
+   "daemon": {"pid", "log", "goroutines", "rss_kib"}}
 
 Flags:
 `

@@ -61,6 +61,10 @@ type Response struct {
 type Info struct {
 	PID int    `json:"pid"`
 	Log string `json:"log,omitempty"`
+	// Goroutines and RSSKiB are sampled at each show request, for
+	// watching the daemon over time (soak tests, monitoring).
+	Goroutines int `json:"goroutines"`
+	RSSKiB     int `json:"rss_kib"`
 }
 
 // VifStatus is what "vif show --json" prints for one vif. Its JSON form is

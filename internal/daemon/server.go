@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,8 +102,27 @@ func (d *Daemon) answer(c *net.UnixConn, info Info) Response {
 		if err != nil {
 			return Response{Error: err.Error()}
 		}
+		info.Goroutines = runtime.NumGoroutine()
+		info.RSSKiB = selfRSS()
 		return Response{OK: true, Vifs: vifs, Daemon: &info}
 	}
+}
+
+// selfRSS returns this process's resident set size in KiB (0 if unknown).
+func selfRSS() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // checkPeer accepts only root or a process with CAP_NET_ADMIN: whoever
