@@ -2,6 +2,7 @@ package vif
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/vif-project/vif/ipip"
 )
@@ -119,3 +120,54 @@ func (l *icmpLimiter) allow(now int64) bool {
 	l.tokens--
 	return true
 }
+
+// icmpError sends an ICMP destination unreachable about pkt back into the
+// TUN, to pkt's sender, if RFC 1812 allows an error about it and the rate
+// limit does. Its source is pkt's destination, the address that could not
+// be reached: an address of the vif itself would be refused by the kernel
+// as a martian (a local source arriving from outside), and the reverse
+// path of pkt's destination is the vif, as reverse-path filtering wants.
+// It is called by the tx goroutine only and does not allocate.
+func (i *Interface) icmpError(pkt ipip.Header, code uint8, mtu int) {
+	if !icmpWorthy(pkt) {
+		return
+	}
+	if !i.icmpLim.allow(nanotime()) {
+		i.tx.icmpLimited.Add(1)
+		return
+	}
+	buf := i.icmpBufs[0]
+	msg := buildUnreach(buf[Headroom:], pkt.DstBytes(), pkt, code, mtu)
+	i.icmpBufs[0] = buf[:Headroom+len(msg)]
+	if _, err := i.dev.Write(i.icmpBufs, Headroom); err == nil {
+		i.tx.icmpSent.Add(1)
+	}
+	i.icmpBufs[0] = buf[:cap(buf)]
+}
+
+// probePathMTU asks the underlay's path MTU, updates the tunnel's soft
+// state, and returns the tunnel MTU.
+func (i *Interface) probePathMTU() int {
+	cur := int(i.pmtu.Load())
+	if i.pathMTU == nil {
+		return cur
+	}
+	m, err := i.pathMTU()
+	if err != nil {
+		return cur
+	}
+	t := min(max(m-ipip.HeaderLen, MinMTU), i.mtu)
+	if t != cur {
+		i.pmtu.Store(int32(t))
+		i.log.Info("tunnel path MTU changed", "from", cur, "to", t)
+	}
+	return t
+}
+
+// pmtuProbeInterval is how often a lowered path MTU is looked up again.
+const pmtuProbeInterval = 5 * time.Second
+
+var epoch = time.Now()
+
+// nanotime is a monotonic clock in nanoseconds.
+func nanotime() int64 { return int64(time.Since(epoch)) }

@@ -44,6 +44,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	hasPeer := i.under != nil && i.peer != [4]byte{}
 	peer := key(i.peer)
 	errRun := 0
+	var lastProbe int64
 
 	for {
 		n, err := i.dev.Read(bufs, sizes, Headroom)
@@ -72,6 +73,16 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 		set := i.addrs.Load()
 		loop, send = loop[:0], send[:0]
 		var loopBytes uint64
+		pmtu := int(i.pmtu.Load())
+		if pmtu < i.mtu && i.pathMTU != nil {
+			// The path MTU learnt from the kernel expires there (10
+			// minutes by default); look again now and then so the
+			// tunnel grows back.
+			if now := nanotime(); now-lastProbe > int64(pmtuProbeInterval) {
+				lastProbe = now
+				i.probePathMTU()
+			}
+		}
 		for j := 0; j < n; j++ {
 			buf := bufs[j][:Headroom+sizes[j]]
 			h := ipip.Header(buf[Headroom:])
@@ -87,11 +98,20 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				continue
 			case !hasPeer:
 				c.drops[dropNoPeer].Add(1)
+				i.icmpError(h, codeHostUnreach, 0)
 				continue
 			case dst == peer:
 				// Routing the peer's own address into the tunnel would
 				// loop every packet back into it (RFC 2003 section 4).
 				c.drops[dropLoop].Add(1)
+				continue
+			case sizes[j] > pmtu && h.DF():
+				// Too big for the path to the peer and not to be
+				// fragmented: tell the sender the tunnel's MTU (RFC
+				// 2003 section 5.1). Without DF it goes out and is
+				// fragmented on the way (the outer DF is copied).
+				c.drops[dropTooBig].Add(1)
+				i.icmpError(h, codeFragNeeded, pmtu)
 				continue
 			}
 			out, err := enc.Encap(buf, Headroom)
@@ -135,6 +155,14 @@ func (i *Interface) send(pkts [][]byte) bool {
 		switch {
 		case err != nil && isClosed(err):
 			return false
+		case err != nil && errors.Is(err, syscall.EMSGSIZE) && k < len(pkts):
+			// The kernel learnt a smaller path MTU to the peer (an
+			// ICMP "fragmentation needed" from a router on the way):
+			// adopt it and tell the sender of this packet.
+			c.drops[dropTooBig].Add(1)
+			pmtu := i.probePathMTU()
+			i.icmpError(ipip.Header(pkts[k][off+ipip.HeaderLen:]), codeFragNeeded, pmtu)
+			k++
 		case err != nil:
 			// pkts[k] failed (unreachable, no buffer space, link
 			// down): drop it and go on with the rest.

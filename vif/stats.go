@@ -21,6 +21,10 @@ type Stats struct {
 	// Decapsulated counts packets received from the peer and delivered
 	// into the TUN (bytes are inner bytes).
 	Decapsulated, DecapsulatedBytes uint64
+	// ICMPSent counts ICMP errors sent back to senders (destination
+	// unreachable without a peer, fragmentation needed); ICMPLimited
+	// those suppressed by the rate limit.
+	ICMPSent, ICMPLimited uint64
 	// Drops counts dropped packets by reason; only reasons with a
 	// non-zero count are present. The keys are stable: see DropReasons.
 	Drops map[string]uint64
@@ -45,6 +49,7 @@ const (
 	dropTunRead                         // tx: the TUN returned a per-packet read error
 	dropUnderlayWrite                   // tx: the underlay refused the packet
 	dropLoopbackWrite                   // tx: writing a looped packet back failed
+	dropTooBig                          // tx: DF set and larger than the path MTU to the peer
 	dropNotPeer                         // rx: outer source is not the configured peer
 	dropNotLocal                        // rx: inner destination is not ours (no open relay)
 	dropBadSource                       // rx: inner source is ours, loopback, 0/8, multicast or broadcast
@@ -59,6 +64,7 @@ var dropNames = [numDropReasons]string{
 	dropTunRead:       "tx_read_error",
 	dropUnderlayWrite: "tx_write_error",
 	dropLoopbackWrite: "tx_loopback_write_error",
+	dropTooBig:        "tx_too_big",
 	dropNotPeer:       "rx_not_peer",
 	dropNotLocal:      "rx_not_local",
 	dropBadSource:     "rx_bad_source",
@@ -81,11 +87,12 @@ func DropReasons() []string {
 // (atomically, so Stats can read them). Padding keeps the two directions
 // on separate cache lines.
 type counters struct {
-	pkts, bytes         atomic.Uint64 // tx: encapsulated; rx: decapsulated
-	looped, loopedBytes atomic.Uint64 // tx only
-	drops               [numDropReasons]atomic.Uint64
-	codec               [ipip.NumErrors]atomic.Uint64
-	_                   [64]byte
+	pkts, bytes           atomic.Uint64 // tx: encapsulated; rx: decapsulated
+	looped, loopedBytes   atomic.Uint64 // tx only
+	icmpSent, icmpLimited atomic.Uint64 // tx only
+	drops                 [numDropReasons]atomic.Uint64
+	codec                 [ipip.NumErrors]atomic.Uint64
+	_                     [64]byte
 }
 
 type txCounters = counters
@@ -98,6 +105,8 @@ func (i *Interface) Stats() Stats {
 		EncapsulatedBytes: i.tx.bytes.Load(),
 		Looped:            i.tx.looped.Load(),
 		LoopedBytes:       i.tx.loopedBytes.Load(),
+		ICMPSent:          i.tx.icmpSent.Load(),
+		ICMPLimited:       i.tx.icmpLimited.Load(),
 		Decapsulated:      i.rx.pkts.Load(),
 		DecapsulatedBytes: i.rx.bytes.Load(),
 		Drops:             map[string]uint64{},

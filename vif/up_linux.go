@@ -68,13 +68,6 @@ var (
 	ErrBadMTU = errors.New("vif: MTU out of range")
 )
 
-// MinMTU and MaxMTU bound a vif's MTU: the IPv4 minimum (RFC 791) and the
-// largest inner packet that still fits in an outer IPv4 packet.
-const (
-	MinMTU = 68
-	MaxMTU = 65535 - 20
-)
-
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
 
 // ValidName reports whether name is usable as a Linux interface name.
@@ -195,6 +188,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 
 	var under Underlay
+	var pathMTU func() (int, error)
 	if cfg.Peer.IsValid() {
 		ru, err := ListenUnderlay(cfg.Slave, protoOrDefault(cfg.Protocol), local, cfg.Peer)
 		if err != nil {
@@ -202,6 +196,12 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		}
 		under = ru
 		undo = append(undo, ru.Close)
+		probe, err := newPMTUProbe(cfg.Slave, local, cfg.Peer)
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, probe.Close)
+		pathMTU = probe.PathMTU
 	}
 
 	ifc, err = New(dev, under, &Config{
@@ -210,6 +210,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		Peer:     cfg.Peer,
 		Protocol: cfg.Protocol,
 		TTL:      cfg.TTL,
+		PathMTU:  pathMTU,
 		Logger:   log,
 	})
 	if err != nil {
@@ -217,6 +218,9 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 	// From here on the Interface owns dev and under: Close undoes the
 	// rest in reverse order.
+	if pathMTU != nil {
+		ifc.closers = append(ifc.closers, undo[len(undo)-1]) // the probe
+	}
 	undo = undo[:0]
 	ifc.closers = append(ifc.closers, func() error { nl.Close(); return nil })
 	for _, r := range routes {
@@ -301,3 +305,49 @@ func isZeroMask(m net.IPMask) bool {
 	ones, _ := m.Size()
 	return ones == 0
 }
+
+// pmtuProbe reads the kernel's path MTU towards the peer: a UDP socket
+// connected to the peer (it sends nothing) answers IP_MTU from the route
+// cache, which the kernel updates when a router on the way returns ICMP
+// "fragmentation needed" for our IPIP packets.
+type pmtuProbe struct {
+	fd   int
+	peer unix.SockaddrInet4
+}
+
+func newPMTUProbe(slave string, local, peer netip.Addr) (*pmtuProbe, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
+	}
+	if slave != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, slave); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("vif: path MTU probe: %w", err)
+		}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4()}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
+	}
+	// Port 9 (discard): nothing is ever sent.
+	p := &pmtuProbe{fd: fd, peer: unix.SockaddrInet4{Addr: peer.As4(), Port: 9}}
+	if err := unix.Connect(fd, &p.peer); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
+	}
+	return p, nil
+}
+
+// PathMTU returns the path MTU towards the peer. It connects again first:
+// the socket's cached route does not see a path MTU learnt after it was
+// looked up, a new lookup does.
+func (p *pmtuProbe) PathMTU() (int, error) {
+	if err := unix.Connect(p.fd, &p.peer); err != nil {
+		return 0, err
+	}
+	return unix.GetsockoptInt(p.fd, unix.IPPROTO_IP, unix.IP_MTU)
+}
+
+// Close releases the socket.
+func (p *pmtuProbe) Close() error { return unix.Close(p.fd) }

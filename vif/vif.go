@@ -18,6 +18,13 @@ import (
 // virtio header (10 bytes) are written in place.
 const Headroom = 64
 
+// MinMTU and MaxMTU bound a vif's MTU: the IPv4 minimum (RFC 791) and the
+// largest inner packet that still fits in an outer IPv4 packet.
+const (
+	MinMTU = 68
+	MaxMTU = 65535 - 20
+)
+
 // maxPacket is the largest packet a buffer holds after its headroom. TUN
 // writes coalesce TCP segments (GRO) into the first buffer of a flow, so
 // every buffer is sized for the largest IPv4 packet.
@@ -69,6 +76,12 @@ type Config struct {
 	// the inner TTL instead.
 	TTL        uint8
 	InheritTTL bool
+	// PathMTU, when set, returns the path MTU of the underlay towards the
+	// peer (outer packets), as the kernel learns it from ICMP
+	// "fragmentation needed". The loop asks when the underlay refuses a
+	// packet as too big, and now and then afterwards; the tunnel MTU is
+	// that minus 20. Up sets it; nil means the path MTU is the device's.
+	PathMTU func() (int, error)
 	// Logger receives lifecycle messages and recovered errors; nil
 	// discards them. Nothing is logged per packet.
 	Logger *slog.Logger
@@ -101,6 +114,15 @@ type Interface struct {
 
 	tx txCounters
 	rx rxCounters
+
+	// Path MTU soft state (RFC 2003 section 5.1): mtu is the device's,
+	// pmtu the tunnel's current one (<= mtu).
+	mtu     int
+	pmtu    atomic.Int32
+	pathMTU func() (int, error)
+	// ICMP errors sent back into the TUN, by the tx goroutine only.
+	icmpLim  icmpLimiter
+	icmpBufs [][]byte
 
 	wg        sync.WaitGroup
 	done      chan struct{}
@@ -161,6 +183,13 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 		done:  make(chan struct{}),
 	}
 	i.addrs.Store(set)
+	i.mtu = MaxMTU
+	if m, err := dev.MTU(); err == nil && m >= MinMTU {
+		i.mtu = m
+	}
+	i.pmtu.Store(int32(i.mtu))
+	i.pathMTU = cfg.PathMTU
+	i.icmpBufs = [][]byte{make([]byte, Headroom+icmpMaxLen)}
 	if cfg.Peer.IsValid() {
 		i.local, i.peer = cfg.Local.As4(), cfg.Peer.As4()
 	}
