@@ -11,11 +11,12 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// newBufs allocates the buffers of one loop direction, once.
-func newBufs(n int) ([][]byte, []int) {
+// newBufs allocates the buffers of one loop direction, once: n buffers of
+// Headroom plus size bytes.
+func newBufs(n, size int) ([][]byte, []int) {
 	bufs := make([][]byte, n)
 	for j := range bufs {
-		bufs[j] = make([]byte, Headroom+maxPacket)
+		bufs[j] = make([]byte, Headroom+size)
 	}
 	return bufs, make([]int, n)
 }
@@ -37,7 +38,11 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	defer i.wg.Done()
 	defer i.stop()
 	bs := i.dev.BatchSize()
-	bufs, sizes := newBufs(bs)
+	// What the TUN hands over is at most its MTU long (GSO super-packets
+	// are split into MTU-sized segments): buffers of the MTU keep an idle
+	// vif small, which matters with hundreds of them. Loopback writes then
+	// have no room for GRO coalescing, which they do not need.
+	bufs, sizes := newBufs(bs, i.mtu)
 	loop := make([][]byte, 0, bs)
 	send := make([][]byte, 0, bs)
 	c := &i.tx
@@ -84,6 +89,12 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			}
 		}
 		for j := 0; j < n; j++ {
+			if Headroom+sizes[j] > len(bufs[j]) {
+				// Longer than the buffer (the MTU was raised after the
+				// vif came up): the read was truncated.
+				c.drops[dropTunRead].Add(1)
+				continue
+			}
 			buf := bufs[j][:Headroom+sizes[j]]
 			h := ipip.Header(buf[Headroom:])
 			if err := h.Valid(); err != nil {
@@ -183,7 +194,9 @@ func (i *Interface) rxLoop() {
 	defer i.wg.Done()
 	defer i.stop()
 	bs := i.under.BatchSize()
-	bufs, sizes := newBufs(bs)
+	// TUN writes coalesce TCP segments (GRO) into the first buffer of a
+	// flow, so these hold the largest IPv4 packet.
+	bufs, sizes := newBufs(bs, maxPacket)
 	write := make([][]byte, 0, bs)
 	c := &i.rx
 	peer := i.peer
