@@ -199,39 +199,37 @@ func (h *Host) NeighborMAC(addr netip.Addr) (net.HardwareAddr, error) {
 	return mac, err
 }
 
-// in runs fn on a locked OS thread switched into the named namespace. The
-// thread is discarded afterwards if it cannot be switched back.
+// in runs fn on an OS thread inside the named namespace.
 func in(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
+	return onThread(func() error {
 		ns, err := netns.GetFromName(name)
 		if err != nil {
-			errc <- fmt.Errorf("namespace %s: %w", name, err)
-			return
+			return fmt.Errorf("namespace %s: %w", name, err)
 		}
 		defer ns.Close()
 		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
+			return err
 		}
-		errc <- fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	return <-errc
+		return fn()
+	})
 }
 
 // newNamed creates a named namespace without leaving the calling
 // goroutine's thread in it.
 func newNamed(name string) error {
+	return onThread(func() error {
+		ns, err := netns.NewNamed(name)
+		if err != nil {
+			return fmt.Errorf("creating namespace %s: %w", name, err)
+		}
+		return ns.Close()
+	})
+}
+
+// onThread runs fn on a locked OS thread of its own, which may switch
+// namespaces: the thread is switched back afterwards, or discarded if it
+// cannot be.
+func onThread(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -241,13 +239,7 @@ func newNamed(name string) error {
 			return
 		}
 		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if err != nil {
-			errc <- fmt.Errorf("creating namespace %s: %w", name, err)
-			return
-		}
-		ns.Close()
-		errc <- nil
+		errc <- fn()
 		if netns.Set(orig) == nil {
 			runtime.UnlockOSThread()
 		}
