@@ -13,9 +13,19 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// Ping sends one ICMP echo request from the host to dst and returns the
-// round-trip time.
-func (h *Host) Ping(dst netip.Addr, seq int) (time.Duration, error) {
+// Ping sends an ICMP echo request from the host to dst and returns the
+// round-trip time of the first reply; it tries three times (a busy machine
+// can lose the first while ARP resolves).
+func (h *Host) Ping(dst netip.Addr, seq int) (rtt time.Duration, err error) {
+	for try := 0; try < 3; try++ {
+		if rtt, err = h.ping(dst, seq); err == nil {
+			return rtt, nil
+		}
+	}
+	return 0, err
+}
+
+func (h *Host) ping(dst netip.Addr, seq int) (time.Duration, error) {
 	var rtt time.Duration
 	err := h.Do(func() error {
 		c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
