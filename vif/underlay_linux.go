@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -19,39 +20,50 @@ const underlayBufSize = 7 << 20
 // defaultUnderlayBatch is how many packets one recvmmsg/sendmmsg moves.
 const defaultUnderlayBatch = 128
 
-// RawUnderlay is the production Underlay: a raw IPv4 socket for one IPIP
-// protocol, bound to the slave interface, moving packets in batches with
-// recvmmsg and sendmmsg. It sends packets whose outer header is already
-// written (IP_HDRINCL) to one peer. Read and Write do not allocate.
+// RawUnderlay is the production Underlay: two raw IPv4 sockets bound to
+// the slave interface, moving packets in batches with recvmmsg and
+// sendmmsg. Read and Write do not allocate.
 //
-// The kernel hands a raw socket every packet of its protocol that reaches
-// this network namespace on the slave for the local address; the packet
-// loop checks the outer source against the peer.
+// Reading uses a raw socket for the tunnel's IP protocol (94 or 4): the
+// kernel hands it every packet of that protocol that reaches this network
+// namespace on the slave for the local address, and the packet loop
+// checks the outer source against the peer. It is non-blocking and waits
+// in the Go runtime's netpoller.
+//
+// Writing uses a second, send-only socket (IPPROTO_RAW, which implies
+// IP_HDRINCL: the loop writes the outer header; such a socket receives
+// nothing) that stays out of the netpoller. One socket for both would cost
+// a poller wakeup per packet sent: a socket's write-space callback fires
+// an EPOLLOUT event each time the receiver frees one of its buffers, and
+// the netpoller registers for EPOLLOUT. Write does not wait unless the
+// send buffer is full; then it blocks in the kernel. Close shuts the send
+// socket down, which wakes a blocked Write, and closes it once Write has
+// returned.
 type RawUnderlay struct {
-	f  *os.File
-	rc syscall.RawConn
-
-	peer unix.RawSockaddrInet4
-
+	// receiving
+	f     *os.File
+	rc    syscall.RawConn
 	rhdrs []unix.Mmsghdr
 	riovs []unix.Iovec
 	rn    int
 	rerr  error
 	rfn   func(fd uintptr) bool
 
-	whdrs []unix.Mmsghdr
-	wiovs []unix.Iovec
-	wcnt  int
-	wn    int
-	werr  error
-	wfn   func(fd uintptr) bool
+	// sending
+	wfd     int
+	mu      sync.Mutex // guards wbusy and closing
+	wbusy   bool       // Write is using wfd
+	closing bool
+	peer    unix.RawSockaddrInet4
+	whdrs   []unix.Mmsghdr
+	wiovs   []unix.Iovec
 }
 
 var _ Underlay = (*RawUnderlay)(nil)
 
-// ListenUnderlay opens the raw IP socket of a tunnel: protocol proto (94 or
-// 4), bound to the interface slave (SO_BINDTODEVICE) and to the address
-// local, sending to peer. slave may be empty to leave the socket unbound
+// ListenUnderlay opens the raw IP sockets of a tunnel: protocol proto (94
+// or 4), bound to the interface slave (SO_BINDTODEVICE) and to the address
+// local, sending to peer. slave may be empty to leave the sockets unbound
 // to a device. It needs CAP_NET_RAW (and CAP_NET_ADMIN for the larger
 // socket buffers, which it asks for and does without when refused).
 func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnderlay, error) {
@@ -61,13 +73,56 @@ func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnde
 	if !peer.Is4() || !local.Is4() {
 		return nil, fmt.Errorf("%w: underlay endpoints %v and %v", ErrBadAddress, local, peer)
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, int(proto))
+	rfd, err := rawSocket(slave, int(proto), unix.SOCK_NONBLOCK, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, local)
 	if err != nil {
-		return nil, fmt.Errorf("vif: raw socket for protocol %d: %w", proto, err)
+		return nil, err
 	}
-	fail := func(what string, err error) (*RawUnderlay, error) {
+	wfd, err := rawSocket(slave, unix.IPPROTO_RAW, 0, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, local)
+	if err != nil {
+		unix.Close(rfd)
+		return nil, err
+	}
+	u := &RawUnderlay{
+		f:     os.NewFile(uintptr(rfd), fmt.Sprintf("ipip%d", proto)),
+		rhdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
+		riovs: make([]unix.Iovec, defaultUnderlayBatch),
+		wfd:   wfd,
+		peer:  unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: peer.As4()},
+		whdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
+		wiovs: make([]unix.Iovec, defaultUnderlayBatch),
+	}
+	if u.rc, err = u.f.SyscallConn(); err != nil {
+		u.f.Close()
+		unix.Close(wfd)
+		return nil, fmt.Errorf("vif: underlay: %w", err)
+	}
+	u.rfn = u.recv
+	for i := range u.rhdrs {
+		u.rhdrs[i].Hdr.Iov = &u.riovs[i]
+		u.rhdrs[i].Hdr.SetIovlen(1)
+	}
+	// The write headers never change but for their buffers.
+	for i := range u.whdrs {
+		h := &u.whdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&u.peer))
+		h.Namelen = unix.SizeofSockaddrInet4
+		h.Iov = &u.wiovs[i]
+		h.SetIovlen(1)
+	}
+	return u, nil
+}
+
+// rawSocket opens a raw IPv4 socket for protocol proto bound to slave and
+// local, with a large buffer set through force (or, without
+// CAP_NET_ADMIN, plain).
+func rawSocket(slave string, proto, flags, force, plain int, local netip.Addr) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|flags, proto)
+	if err != nil {
+		return -1, fmt.Errorf("vif: raw socket for protocol %d: %w", proto, err)
+	}
+	fail := func(what string, err error) (int, error) {
 		unix.Close(fd)
-		return nil, fmt.Errorf("vif: underlay %s: %w", what, err)
+		return -1, fmt.Errorf("vif: underlay %s: %w", what, err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_HDRINCL, 1); err != nil {
 		return fail("IP_HDRINCL", err)
@@ -77,28 +132,13 @@ func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnde
 			return fail("bind to "+slave, err)
 		}
 	}
-	for _, o := range [][2]int{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[0], underlayBufSize) != nil {
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, o[1], underlayBufSize)
-		}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, underlayBufSize) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, underlayBufSize)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4()}); err != nil {
 		return fail("bind to "+local.String(), err)
 	}
-	u := &RawUnderlay{
-		f:     os.NewFile(uintptr(fd), fmt.Sprintf("ipip%d", proto)),
-		peer:  unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: peer.As4()},
-		rhdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
-		riovs: make([]unix.Iovec, defaultUnderlayBatch),
-		whdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
-		wiovs: make([]unix.Iovec, defaultUnderlayBatch),
-	}
-	if u.rc, err = u.f.SyscallConn(); err != nil {
-		u.f.Close()
-		return nil, fmt.Errorf("vif: underlay: %w", err)
-	}
-	u.rfn, u.wfn = u.recv, u.send
-	return u, nil
+	return fd, nil
 }
 
 // BatchSize implements Underlay.
@@ -111,9 +151,8 @@ func (u *RawUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 		b := bufs[i][offset:]
 		u.riovs[i].Base = &b[0]
 		u.riovs[i].SetLen(len(b))
-		u.rhdrs[i] = unix.Mmsghdr{}
-		u.rhdrs[i].Hdr.Iov = &u.riovs[i]
-		u.rhdrs[i].Hdr.SetIovlen(1)
+		u.rhdrs[i].Hdr.Flags = 0
+		u.rhdrs[i].Len = 0
 	}
 	u.rn = n
 	if err := u.rc.Read(u.rfn); err != nil {
@@ -131,7 +170,8 @@ func (u *RawUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 
 func (u *RawUnderlay) recv(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&u.rhdrs[0])), uintptr(u.rn), 0, 0, 0)
+		// The socket is non-blocking: no need to tell the runtime.
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&u.rhdrs[0])), uintptr(u.rn), 0, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue
@@ -146,54 +186,82 @@ func (u *RawUnderlay) recv(fd uintptr) bool {
 	}
 }
 
-// Write implements Underlay: sendmmsg to the peer, in batches.
+// Write implements Underlay: sendmmsg to the peer, in batches, blocking
+// while the socket's send buffer is full.
 func (u *RawUnderlay) Write(bufs [][]byte, offset int) (int, error) {
+	u.mu.Lock()
+	if u.closing {
+		u.mu.Unlock()
+		return 0, os.ErrClosed
+	}
+	u.wbusy = true
+	u.mu.Unlock()
+
 	sent := 0
+	var err error
 	for sent < len(bufs) {
 		n := min(len(bufs)-sent, len(u.whdrs))
 		for i := 0; i < n; i++ {
 			b := bufs[sent+i][offset:]
 			u.wiovs[i].Base = &b[0]
 			u.wiovs[i].SetLen(len(b))
-			u.whdrs[i] = unix.Mmsghdr{}
-			h := &u.whdrs[i].Hdr
-			h.Name = (*byte)(unsafe.Pointer(&u.peer))
-			h.Namelen = unix.SizeofSockaddrInet4
-			h.Iov = &u.wiovs[i]
-			h.SetIovlen(1)
 		}
-		u.wcnt = n
-		if err := u.rc.Write(u.wfn); err != nil {
-			return sent, os.ErrClosed
+		// Without waiting, sendmmsg is a bounded system call: make it
+		// without telling the runtime, which otherwise wakes its
+		// monitor thread every 20µs while a P sits in a long system
+		// call and hands the P over. Only a full send buffer makes
+		// it wait, in a call the runtime knows about.
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(u.wfd), uintptr(unsafe.Pointer(&u.whdrs[0])), uintptr(n),
+			unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
+		if e == unix.EAGAIN {
+			r, _, e = syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(u.wfd), uintptr(unsafe.Pointer(&u.whdrs[0])), uintptr(n),
+				unix.MSG_NOSIGNAL, 0, 0)
 		}
-		if u.werr != nil {
-			return sent, os.NewSyscallError("sendmmsg", u.werr)
-		}
-		sent += u.wn
-	}
-	return sent, nil
-}
-
-func (u *RawUnderlay) send(fd uintptr) bool {
-	for {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&u.whdrs[0])), uintptr(u.wcnt), 0, 0, 0)
-		switch e {
-		case unix.EINTR:
+		if e == unix.EINTR {
 			continue
-		case unix.EAGAIN:
-			return false
-		case 0:
-			u.wn, u.werr = int(r), nil
-			if u.wn == 0 {
-				u.werr = errors.New("sent nothing")
-			}
-		default:
-			u.wn, u.werr = 0, e
 		}
-		return true
+		if e != 0 {
+			err = os.NewSyscallError("sendmmsg", e)
+			break
+		}
+		if r == 0 {
+			err = errSentNothing
+			break
+		}
+		sent += int(r)
 	}
+
+	u.mu.Lock()
+	u.wbusy = false
+	closing := u.closing
+	if closing {
+		unix.Close(u.wfd)
+	}
+	u.mu.Unlock()
+	if closing {
+		return sent, os.ErrClosed
+	}
+	return sent, err
 }
 
-// Close implements Underlay. Pending Read and Write calls return an error
-// wrapping os.ErrClosed.
-func (u *RawUnderlay) Close() error { return u.f.Close() }
+var errSentNothing = errors.New("vif: sendmmsg sent nothing")
+
+// Close implements Underlay. Pending and later Read and Write calls return
+// an error wrapping os.ErrClosed.
+func (u *RawUnderlay) Close() error {
+	u.mu.Lock()
+	if u.closing {
+		u.mu.Unlock()
+		return nil
+	}
+	u.closing = true
+	var werr error
+	if u.wbusy {
+		// Wake the blocked sendmmsg; Write closes the socket.
+		_ = unix.Shutdown(u.wfd, unix.SHUT_WR)
+	} else {
+		werr = unix.Close(u.wfd)
+	}
+	u.mu.Unlock()
+	return errors.Join(u.f.Close(), werr)
+}

@@ -1,0 +1,226 @@
+//go:build linux
+
+// Command vifbench measures the throughput, packet rate and latency of a vif
+// tunnel against the bare veth it runs over, in one run, on this machine.
+//
+// It builds the vif command (or takes -vif), creates two network
+// namespaces "vb-XXXXXXXX-a" and "vb-XXXXXXXX-b" joined by a veth
+// (198.18.0.1/24 and 198.18.0.2/24, RFC 2544), runs
+//
+//	vif up vif0 192.0.2.1 --slave eth0 --peer 198.18.0.2 --route 198.51.100.0/24 --foreground --no-arp-proxy
+//
+// in a and the mirror image (198.51.100.1) in b, then measures, alternating
+// between the veth path (a → 198.18.0.2) and the vif path (a → 198.51.100.1)
+// for -rounds rounds of -time each:
+//
+//   - tcp1, tcp4: TCP with one and -streams streams, Gbit/s received
+//     (iperf3 -J);
+//   - udp: UDP with -udp-len byte payloads sent flat out (-b 0), packets per
+//     second delivered to the receiver, and the loss;
+//   - ping: ICMP echo round-trip time, average of -ping-count pings sent
+//     every 10 ms;
+//   - during every vif measurement, the CPU time (user+system, from
+//     /proc/PID/stat) both vif processes used, in cores, and per Gbit or
+//     per packet delivered (steadier than throughput on a shared machine);
+//   - ceiling: how fast one thread pushes 1500-byte IP packets through a
+//     raw socket from a to b, doing nothing else: the most any raw-socket
+//     tunnel could carry here (IP protocol 253, so the vifs don't see it).
+//
+// It prints the median and the range of each measurement and the ratio of
+// the vif median to the veth median, as a text table or, with -markdown,
+// as a Markdown table. -compare OLD measures further vif binaries (say, a
+// build of the previous commit) in their own namespace pairs, in the same
+// rotation, for before/after figures that share the machine's load.
+// Everything happens inside its own namespaces, which it deletes on exit,
+// also on SIGINT and SIGTERM.
+//
+// It needs root, ip (iproute2), iperf3 and ping. Run it from the module:
+//
+//	sudo go run ./internal/cmd/vifbench                  # 3 rounds of 5 s
+//	sudo go run ./internal/cmd/vifbench -markdown -rounds 5
+//	sudo go run ./internal/cmd/vifbench -vif ./vif-new -compare ./vif-old
+//
+// -hold sets the testbed up and waits for SIGINT, for perf, tcpdump or a
+// manual iperf3. -cpuprofile DIR has the vifs write CPU profiles
+// (DIR/vif-a.pprof, DIR/vif-b.pprof; the vif command honours
+// VIF_CPUPROFILE) when they exit.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	vifBin     string
+	compare    []string
+	rounds     int
+	dur        time.Duration
+	streams    int
+	proto      string
+	udpLen     int
+	udpRate    string
+	pingCount  int
+	tests      []string
+	markdown   bool
+	verbose    bool
+	cpuprofile string
+	gomaxprocs string
+	gogc       string
+	hold       bool
+	role       string
+}
+
+func main() {
+	var o options
+	var tests, compare string
+	flag.StringVar(&o.vifBin, "vif", "", "path of the vif binary (default: go build ./cmd/vif into a temporary directory)")
+	flag.StringVar(&compare, "compare", "", "comma-separated paths of other vif binaries to measure too (e.g. a build of the previous commit), each in its own namespace pair, alternating with the others")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each measurement on each path")
+	flag.DurationVar(&o.dur, "time", 5*time.Second, "duration of each iperf3 measurement")
+	flag.IntVar(&o.streams, "streams", 4, "parallel streams of the multi-stream TCP test")
+	flag.StringVar(&o.proto, "proto", "94", "outer IP protocol of the tunnel: 94 or 4")
+	flag.IntVar(&o.udpLen, "udp-len", 64, "UDP payload length in bytes")
+	flag.StringVar(&o.udpRate, "udp-rate", "0", "UDP offered rate for iperf3 -b (0: as fast as the sender can)")
+	flag.IntVar(&o.pingCount, "ping-count", 50, "pings per ping measurement (10 ms apart)")
+	flag.StringVar(&tests, "tests", "tcp1,tcp4,udp,ping,ceiling", "comma-separated measurements: tcp1, tcp4, udp, ping, ceiling")
+	flag.BoolVar(&o.markdown, "markdown", false, "print the result as a Markdown table")
+	flag.BoolVar(&o.verbose, "v", false, "print every measurement and the vifs' final counters")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "directory the vifs write CPU profiles to (VIF_CPUPROFILE)")
+	flag.StringVar(&o.gomaxprocs, "vif-gomaxprocs", "", "GOMAXPROCS for the vif processes (default: unset)")
+	flag.StringVar(&o.gogc, "vif-gogc", "", "GOGC for the vif processes (default: unset)")
+	flag.BoolVar(&o.hold, "hold", false, "set up the testbed, print its namespaces and wait for SIGINT without measuring (for perf, tcpdump, ...)")
+	flag.StringVar(&o.role, "role", "", "internal: run one side of a measurement inside a namespace")
+	flag.Parse()
+	if runRole(o.role, o.dur) {
+		return
+	}
+	o.tests = strings.Split(tests, ",")
+	if compare != "" {
+		o.compare = strings.Split(compare, ",")
+	}
+	for _, t := range o.tests {
+		switch t {
+		case "tcp1", "tcp4", "udp", "ping", "ceiling":
+		default:
+			fmt.Fprintf(os.Stderr, "vifbench: unknown test %q\n", t)
+			os.Exit(2)
+		}
+	}
+	if o.proto != "94" && o.proto != "4" {
+		fmt.Fprintln(os.Stderr, "vifbench: -proto must be 94 or 4")
+		os.Exit(2)
+	}
+	if o.rounds < 1 || o.dur < time.Second {
+		fmt.Fprintln(os.Stderr, "vifbench: need -rounds >= 1 and -time >= 1s")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, &o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vifbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o *options) (err error) {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root for network namespaces: run it with sudo")
+	}
+	for _, c := range []string{"ip", "iperf3", "ping"} {
+		if _, err := exec.LookPath(c); err != nil {
+			return fmt.Errorf("%s not found in $PATH", c)
+		}
+	}
+	if o.vifBin == "" {
+		dir, err := os.MkdirTemp("", "vifbench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		o.vifBin = filepath.Join(dir, "vif")
+		fmt.Fprintln(os.Stderr, "building vif ...")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	} else if o.vifBin, err = filepath.Abs(o.vifBin); err != nil {
+		return err
+	}
+	for k, c := range o.compare {
+		if o.compare[k], err = filepath.Abs(c); err != nil {
+			return err
+		}
+		if _, err := os.Stat(o.compare[k]); err != nil {
+			return err
+		}
+	}
+	if o.cpuprofile != "" {
+		if o.cpuprofile, err = filepath.Abs(o.cpuprofile); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(o.cpuprofile, 0o755); err != nil {
+			return err
+		}
+	}
+
+	var tbs []*testbed
+	// Close also cleans up after a partial setup.
+	defer func() {
+		for _, tb := range tbs {
+			if cerr := tb.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}
+	}()
+	for k, bin := range append([]string{o.vifBin}, o.compare...) {
+		tag := "vif"
+		if k > 0 {
+			tag = fmt.Sprintf("vif%d", k+1)
+		}
+		tb, err := newTestbed(ctx, o, bin, tag)
+		if tb != nil {
+			tbs = append(tbs, tb)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s in namespaces %s and %s\n", tag, bin, tb.nsA, tb.nsB)
+	}
+	tb := tbs[0]
+	fmt.Fprintf(os.Stderr, "%d rounds of %v, alternating paths\n", o.rounds, o.dur)
+
+	if o.hold {
+		fmt.Printf("A=%s B=%s\nvif PIDs: a=%d b=%d\n", tb.nsA, tb.nsB, tb.vifs[0].pid(), tb.vifs[1].pid())
+		fmt.Printf("try: ip netns exec %s iperf3 -c %s   (veth: %s); Ctrl-C ends\n", tb.nsA, vifB, underB)
+		<-ctx.Done()
+		return nil
+	}
+	res, err := measureAll(ctx, tbs, o)
+	if err != nil {
+		return err
+	}
+	if o.verbose {
+		for _, tb := range tbs {
+			tb.stopVifs()
+			for _, v := range tb.vifs {
+				if line := v.finalCounters(); line != "" {
+					fmt.Fprintf(os.Stderr, "%s: %s\n", v.name, line)
+				}
+			}
+		}
+	}
+	printTable(os.Stdout, res, o)
+	return nil
+}
