@@ -90,6 +90,30 @@ func TestRawIOAllocs(t *testing.T) {
 			}
 			f := PutAnnouncement(make([]byte, FrameLen), ifa.HardwareAddr, netip.MustParseAddr("192.0.2.1"))
 			buf := make([]byte, readBufLen)
+			// Frames sent before the veth's carrier is up are lost: wait
+			// until one makes the round trip.
+			warm := false
+			for deadline := time.Now().Add(5 * time.Second); !warm && time.Now().Before(deadline); {
+				cb.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+				if wa.write(f, f.EthernetDst()) == nil {
+					n, err := rb.read(buf)
+					warm = err == nil && string(buf[:n]) == string(f)
+				}
+			}
+			cb.SetReadDeadline(time.Time{})
+			if !warm {
+				return errors.New("no frame made the round trip between the veths")
+			}
+			// Should a frame still be lost, fail rather than hang.
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() {
+				select {
+				case <-time.After(30 * time.Second):
+					cb.Close()
+				case <-stop:
+				}
+			}()
 			var ioErr error
 			allocs := testing.AllocsPerRun(200, func() {
 				if err := wa.write(f, f.EthernetDst()); err != nil {

@@ -103,9 +103,11 @@ func (h *Host) Tap(proto uint8) (*Tap, error) {
 	return t, nil
 }
 
-// Stop stops counting and returns the count.
+// Stop stops counting and returns the count. Frames already queued on
+// the socket are still counted: on a busy machine the reader lags.
 func (t *Tap) Stop() int {
-	t.conn.Close()
+	t.conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	<-t.done
+	t.conn.Close()
 	return int(t.n.Load())
 }
