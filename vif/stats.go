@@ -21,9 +21,10 @@ type Stats struct {
 	// Decapsulated counts packets received from the peer and delivered
 	// into the TUN (bytes are inner bytes).
 	Decapsulated, DecapsulatedBytes uint64
-	// ICMPSent counts ICMP errors sent back to senders (destination
-	// unreachable without a peer, fragmentation needed); ICMPLimited
-	// those suppressed by the rate limit.
+	// ICMPSent counts ICMP errors sent back to senders: destination
+	// unreachable without a peer, fragmentation needed, and errors from
+	// routers inside the tunnel relayed to the original sender (RFC 2003
+	// section 4). ICMPLimited counts those suppressed by the rate limit.
 	ICMPSent, ICMPLimited uint64
 	// Drops counts dropped packets by reason; only reasons with a
 	// non-zero count are present. The keys are stable: see DropReasons.
@@ -89,7 +90,7 @@ func DropReasons() []string {
 type counters struct {
 	pkts, bytes           atomic.Uint64 // tx: encapsulated; rx: decapsulated
 	looped, loopedBytes   atomic.Uint64 // tx only
-	icmpSent, icmpLimited atomic.Uint64 // tx only
+	icmpSent, icmpLimited atomic.Uint64 // tx: generated; rx: relayed
 	drops                 [numDropReasons]atomic.Uint64
 	codec                 [ipip.NumErrors]atomic.Uint64
 	_                     [64]byte
@@ -105,8 +106,8 @@ func (i *Interface) Stats() Stats {
 		EncapsulatedBytes: i.tx.bytes.Load(),
 		Looped:            i.tx.looped.Load(),
 		LoopedBytes:       i.tx.loopedBytes.Load(),
-		ICMPSent:          i.tx.icmpSent.Load(),
-		ICMPLimited:       i.tx.icmpLimited.Load(),
+		ICMPSent:          i.tx.icmpSent.Load() + i.rx.icmpSent.Load(),
+		ICMPLimited:       i.tx.icmpLimited.Load() + i.rx.icmpLimited.Load(),
 		Decapsulated:      i.rx.pkts.Load(),
 		DecapsulatedBytes: i.rx.bytes.Load(),
 		Drops:             map[string]uint64{},

@@ -226,6 +226,12 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	for _, r := range routes {
 		ifc.closers = append(ifc.closers, func() error { return ignoreGone(nl.RouteDel(r)) })
 	}
+	if cfg.Peer.IsValid() {
+		if err := ifc.startICMPRelay(cfg.Slave); err != nil {
+			ifc.Close()
+			return nil, err
+		}
+	}
 	if cfg.Publisher != nil {
 		for _, a := range addrs {
 			if err := cfg.Publisher.Add(a); err != nil {

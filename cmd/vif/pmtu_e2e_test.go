@@ -41,8 +41,42 @@ func TestPathMTUDiscoveryThroughTunnel(t *testing.T) {
 	// TCP in both directions completes, at the smaller MSS.
 	echoTCP(t, a, b, "198.51.100.1", 2<<20)
 
-	st := vifStatus(t, a, "vif0")
-	if st.Counters.Drops["tx_too_big"] == 0 {
-		t.Errorf("no tx_too_big drop counted on a: %v", st.Counters.Drops)
+	// The senders learnt the tunnel MTU from vif's ICMP errors (generated,
+	// or relayed from the router's).
+	for _, h := range []*nstest.Host{a, b} {
+		if st := vifStatus(t, h, "vif0"); st.Counters.ICMPSent == 0 {
+			t.Errorf("no ICMP error sent by %v: %+v", h, st.Counters)
+		}
+	}
+}
+
+// TestICMPRelayedFromInsideTheTunnel makes the router between the tunnel's
+// ends refuse the peer (an unreachable route): the router's ICMP error
+// comes to a, the encapsulator, which must relay host unreachable to the
+// original sender (RFC 2003 section 4).
+func TestICMPRelayedFromInsideTheTunnel(t *testing.T) {
+	n := nstest.New(t)
+	a, r, b := n.Host("a"), n.Host("r"), n.Host("b")
+	aIf, _ := n.Link(a, r, "198.18.10.1/24", "198.18.10.254/24")
+	bIf, _ := n.Link(b, r, "198.18.11.2/24", "198.18.11.254/24")
+	r.Sysctl("net.ipv4.ip_forward", "1")
+	a.AddRoute("198.18.11.0/24", "via", "198.18.10.254")
+	b.AddRoute("198.18.10.0/24", "via", "198.18.11.254")
+	startVif(t, a, "vif0", "192.0.2.1", "--slave", aIf.Name(), "--peer", "198.18.11.2",
+		"--route", "198.51.100.0/24", "--no-arp-proxy")
+	startVif(t, b, "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.10.1",
+		"--route", "192.0.2.0/24", "--no-arp-proxy")
+	if err := a.Ping("198.51.100.1", 1); err != nil {
+		t.Fatalf("tunnel does not work before the fault: %v", err)
+	}
+
+	r.IP("route", "add", "unreachable", "198.18.11.2/32")
+	out, _ := a.Run("ping", "-c", "3", "-i", "0.3", "-W", "1", "198.51.100.1")
+	if !strings.Contains(out, "From 198.51.100.1") || !strings.Contains(out, "Unreachable") {
+		t.Errorf("sender got no relayed unreachable from 198.51.100.1:\n%s", out)
+	}
+	r.IP("route", "del", "unreachable", "198.18.11.2/32")
+	if err := a.Ping("198.51.100.1", 1); err != nil {
+		t.Errorf("tunnel does not recover: %v", err)
 	}
 }

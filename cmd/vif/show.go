@@ -29,7 +29,8 @@ The --json form is stable (fields are only ever added):
              "counters": {"looped_packets", "looped_bytes",
                           "encapsulated_packets", "encapsulated_bytes",
                           "decapsulated_packets", "decapsulated_bytes",
-                          "dropped", "drops": {REASON: N}},
+                          "dropped", "drops": {REASON: N},
+                          "icmp_sent", "icmp_limited"},
              "arp": {"requests", "replies", "probes_answered",
                      "announcements", "not_owned", "conflicts",
                      "rate_limited", "dropped", "drops": {REASON: N}}}],
@@ -121,6 +122,9 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	fmt.Fprintf(w, "  encapsulated: %d packets, %s\n", c.EncapsulatedPackets, bytesString(c.EncapsulatedBytes))
 	fmt.Fprintf(w, "  decapsulated: %d packets, %s\n", c.DecapsulatedPackets, bytesString(c.DecapsulatedBytes))
 	fmt.Fprintf(w, "  dropped:      %d packets%s\n", c.Dropped, reasons(c.Drops))
+	if c.ICMPSent+c.ICMPLimited > 0 {
+		fmt.Fprintf(w, "  icmp errors:  %d sent, %d rate limited\n", c.ICMPSent, c.ICMPLimited)
+	}
 	if a := st.ARP; a != nil {
 		fmt.Fprintf(w, "  arp proxy (%s, shared by its vifs): %d requests, %d replies, %d probes answered, %d announcements\n",
 			st.Slave, a.Requests, a.Replies, a.ProbesAnswered, a.Announcements)

@@ -310,6 +310,7 @@ func (d *Daemon) status(e *entry) VifStatus {
 			EncapsulatedPackets: s.Encapsulated, EncapsulatedBytes: s.EncapsulatedBytes,
 			DecapsulatedPackets: s.Decapsulated, DecapsulatedBytes: s.DecapsulatedBytes,
 			Dropped: s.Dropped(), Drops: s.Drops,
+			ICMPSent: s.ICMPSent, ICMPLimited: s.ICMPLimited,
 		},
 	}
 	if st.Routes == nil {

@@ -95,6 +95,10 @@ type Counters struct {
 	DecapsulatedBytes   uint64            `json:"decapsulated_bytes"`
 	Dropped             uint64            `json:"dropped"`
 	Drops               map[string]uint64 `json:"drops"`
+	// ICMPSent counts ICMP errors sent back to senders, generated or
+	// relayed from inside the tunnel; ICMPLimited those rate-limited.
+	ICMPSent    uint64 `json:"icmp_sent"`
+	ICMPLimited uint64 `json:"icmp_limited"`
 }
 
 // ARPCounters are the counters of an ARP responder.

@@ -1,0 +1,147 @@
+package vif
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/vif-project/vif/ipip"
+	"golang.org/x/sys/unix"
+)
+
+// ICMP errors that routers inside the tunnel return about our IPIP packets
+// reach this host, not the packets' original senders. RFC 2003 section 4
+// has the encapsulator relay them: the ICMP relay reads them from a raw
+// ICMP socket on the slave, keeps those about this tunnel (the quoted outer
+// header is ours: local to peer, our protocol), and sends the original
+// sender — found in the quoted inner header — the error its packet earned:
+//
+//	network unreachable, network unknown    -> network unreachable
+//	other destination unreachable codes     -> host unreachable
+//	fragmentation needed (code 4)           -> adopt the path MTU, then
+//	                                           fragmentation needed with
+//	                                           the tunnel MTU
+//	time exceeded (in transit)              -> host unreachable
+//	source quench, redirect, anything else  -> nothing (never relayed)
+type icmpRelay struct {
+	f    *os.File
+	rc   syscall.RawConn
+	done chan struct{}
+}
+
+// startICMPRelay opens the relay's socket on slave and starts it; Close of
+// the interface stops it.
+func (i *Interface) startICMPRelay(slave string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+	if err != nil {
+		return fmt.Errorf("vif: ICMP relay socket: %w", err)
+	}
+	if slave != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, slave); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("vif: ICMP relay socket: %w", err)
+		}
+	}
+	r := &icmpRelay{f: os.NewFile(uintptr(fd), "icmp-relay"), done: make(chan struct{})}
+	if r.rc, err = r.f.SyscallConn(); err != nil {
+		r.f.Close()
+		return err
+	}
+	go i.relayICMP(r)
+	i.closers = append(i.closers, func() error {
+		err := r.f.Close()
+		<-r.done
+		return err
+	})
+	return nil
+}
+
+// relayICMP is the relay's goroutine.
+func (i *Interface) relayICMP(r *icmpRelay) {
+	defer close(r.done)
+	buf := make([]byte, 1500)
+	out := [][]byte{make([]byte, Headroom+icmpMaxLen)}
+	var lim icmpLimiter
+	for {
+		n, err := r.f.Read(buf)
+		if err != nil {
+			if isClosed(err) {
+				return
+			}
+			continue
+		}
+		inner, code, mtu, ok := i.tunnelError(buf[:n])
+		if !ok || !icmpWorthy(inner) {
+			continue
+		}
+		if code == codeFragNeeded {
+			mtu = i.learnPathMTU(mtu)
+		}
+		if !lim.allow(nanotime()) {
+			i.rx.icmpLimited.Add(1)
+			continue
+		}
+		msg := buildUnreach(out[0][Headroom:], inner.DstBytes(), inner, code, mtu)
+		b := out[0]
+		out[0] = b[:Headroom+len(msg)]
+		if _, err := i.dev.Write(out, Headroom); err == nil {
+			i.rx.icmpSent.Add(1)
+		}
+		out[0] = b[:cap(b)]
+	}
+}
+
+// tunnelError parses pkt, an IPv4 packet carrying ICMP, and reports
+// whether it is an error about one of this tunnel's packets that must be
+// relayed; then it returns the quoted inner header and the code to relay
+// (with the next-hop MTU for fragmentation needed).
+func (i *Interface) tunnelError(pkt []byte) (inner ipip.Header, code uint8, mtu int, ok bool) {
+	ip := ipip.Header(pkt)
+	if ip.Valid() != nil || ip.Protocol() != 1 {
+		return nil, 0, 0, false
+	}
+	icmp := pkt[ip.HeaderLen():ip.TotalLen()]
+	if len(icmp) < 8 {
+		return nil, 0, 0, false
+	}
+	typ, c := icmp[0], icmp[1]
+	quoted := ipip.Header(icmp[8:])
+	// The quote holds our outer header and, as Linux and RFC 1812 routers
+	// quote, at least the inner header after it.
+	if len(quoted) < ipip.HeaderLen || quoted.Version() != 4 || quoted.HeaderLen() < ipip.HeaderLen ||
+		len(quoted) < quoted.HeaderLen()+ipip.HeaderLen {
+		return nil, 0, 0, false
+	}
+	if quoted.Protocol() != i.proto || quoted.SrcBytes() != i.local || quoted.DstBytes() != i.peer {
+		return nil, 0, 0, false
+	}
+	inner = ipip.Header(quoted[quoted.HeaderLen():])
+	if inner.Version() != 4 || inner.HeaderLen() < ipip.HeaderLen || len(inner) < inner.HeaderLen() {
+		return nil, 0, 0, false
+	}
+	switch {
+	case typ == icmpDestUnreach && c == codeFragNeeded:
+		return inner, codeFragNeeded, int(binary.BigEndian.Uint16(icmp[6:])), true
+	case typ == icmpDestUnreach && (c == 0 || c == 6):
+		return inner, 0, 0, true // network unreachable
+	case typ == icmpDestUnreach, typ == 11 && c == 0:
+		return inner, codeHostUnreach, 0, true
+	}
+	return nil, 0, 0, false // source quench, redirect, others: never relayed
+}
+
+// learnPathMTU adopts a path MTU reported by a router in the tunnel (outer
+// packet size; 0 from routers predating RFC 1191), asks the kernel too, and
+// returns the tunnel MTU.
+func (i *Interface) learnPathMTU(reported int) int {
+	t := i.probePathMTU()
+	if reported >= MinMTU+ipip.HeaderLen {
+		if r := min(reported-ipip.HeaderLen, i.mtu); r < t {
+			i.pmtu.Store(int32(r))
+			i.log.Info("tunnel path MTU changed", "from", t, "to", r)
+			t = r
+		}
+	}
+	return t
+}
