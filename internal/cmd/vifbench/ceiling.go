@@ -16,6 +16,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/vif-project/vif/internal/nsproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -170,8 +171,8 @@ func measureCeiling(ctx context.Context, tb *testbed, o *options) (float64, erro
 	secs := strconv.FormatFloat(o.dur.Seconds(), 'f', -1, 64)
 	recv := exec.CommandContext(ctx, "ip", "netns", "exec", tb.nsB, self, "-role", "ceiling-recv", "-time", secs+"s")
 	recv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out := &syncBuffer{}
-	errOut := &syncBuffer{}
+	out := &nsproc.Buffer{}
+	errOut := &nsproc.Buffer{}
 	recv.Stdout, recv.Stderr = out, errOut
 	if err := recv.Start(); err != nil {
 		return 0, err

@@ -202,7 +202,7 @@ func run(ctx context.Context, o *options) (err error) {
 	fmt.Fprintf(os.Stderr, "%d rounds of %v, alternating paths\n", o.rounds, o.dur)
 
 	if o.hold {
-		fmt.Printf("A=%s B=%s\nvif PIDs: a=%d b=%d\n", tb.nsA, tb.nsB, tb.vifs[0].pid(), tb.vifs[1].pid())
+		fmt.Printf("A=%s B=%s\nvif PIDs: a=%d b=%d\n", tb.nsA, tb.nsB, tb.vifs[0].PID(), tb.vifs[1].PID())
 		fmt.Printf("try: ip netns exec %s iperf3 -c %s   (veth: %s); Ctrl-C ends\n", tb.nsA, vifB, underB)
 		<-ctx.Done()
 		return nil

@@ -123,12 +123,12 @@ func measureAll(ctx context.Context, tbs []*testbed, o *options) (*results, erro
 				p := res.paths[pi]
 				var cpu0 [2]float64
 				for k, v := range p.tb.vifs {
-					cpu0[k] = cpuSeconds(v.pid())
+					cpu0[k] = cpuSeconds(v.PID())
 				}
 				// The decapsulating vif writes into its TUN with
 				// write(2) and to the underlay with sendmmsg, so its
 				// write count is its TUN writes.
-				writes0 := syscw(p.tb.vifs[1].pid())
+				writes0 := syscw(p.tb.vifs[1].PID())
 				start := time.Now()
 				s, err := t.run(ctx, p.tb, o, p.dst)
 				if err != nil {
@@ -142,10 +142,10 @@ func measureAll(ctx context.Context, tbs []*testbed, o *options) (*results, erro
 				if p.vif && t.key != "ping" {
 					var cores float64
 					for k, v := range p.tb.vifs {
-						cores += (cpuSeconds(v.pid()) - cpu0[k]) / el
+						cores += (cpuSeconds(v.PID()) - cpu0[k]) / el
 					}
 					res.add(t.name+" vif CPU", "cores", false, pi, cores)
-					if w := syscw(p.tb.vifs[1].pid()) - writes0; w > 0 && s.pkts > 0 {
+					if w := syscw(p.tb.vifs[1].PID()) - writes0; w > 0 && s.pkts > 0 {
 						// GRO on the decap side: how many packets
 						// each TUN write carries.
 						res.add(t.name+" decap packets per TUN write", "pkts", true, pi, s.pkts/float64(w))

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vif-project/vif/internal/nsproc"
 )
 
 // Addresses of the testbed.
@@ -35,29 +36,10 @@ type testbed struct {
 	once     sync.Once
 }
 
-// proc is a background process in a namespace.
+// proc is a background process in a namespace, with a label.
 type proc struct {
+	*nsproc.Proc
 	name string
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // newTestbed builds a namespace pair with vifs running bin; tag names the
@@ -68,7 +50,7 @@ func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, err
 	prefix := "vb-" + hex.EncodeToString(r[:])
 	tb := &testbed{nsA: prefix + "-a", nsB: prefix + "-b"}
 	for _, ns := range []string{tb.nsA, tb.nsB} {
-		if err := ipCmd(ctx, "netns", "add", ns); err != nil {
+		if err := nsproc.IP(ctx, "netns", "add", ns); err != nil {
 			return tb, err
 		}
 		tb.made = append(tb.made, ns)
@@ -86,13 +68,13 @@ func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, err
 			[]string{"-n", ns, "link", "set", "eth0", "up"})
 	}
 	for _, s := range steps {
-		if err := ipCmd(ctx, s...); err != nil {
+		if err := nsproc.IP(ctx, s...); err != nil {
 			return tb, err
 		}
 	}
 	for _, ns := range []string{tb.nsA, tb.nsB} {
 		// Keep IPv6 chatter out of the measurements.
-		nsExec(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1").Run()
+		nsproc.Command(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1").Run()
 	}
 
 	env := os.Environ()
@@ -116,8 +98,8 @@ func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, err
 			return tb, err
 		}
 		tb.vifs = append(tb.vifs, p)
-		if err := p.waitFor(ctx, `msg="vif up"`, 10*time.Second); err != nil {
-			return tb, fmt.Errorf("vif in %s: %w\n%s", v.ns, err, p.out)
+		if err := p.WaitFor(ctx, `msg="vif up"`, 10*time.Second); err != nil {
+			return tb, fmt.Errorf("vif in %s: %w\n%s", v.ns, err, p.Output())
 		}
 	}
 	p, err := start("iperf3", tb.nsB, nil, "iperf3", "-s", "--forceflush")
@@ -125,11 +107,11 @@ func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, err
 		return tb, err
 	}
 	tb.iperf = p
-	if err := p.waitFor(ctx, "Server listening", 5*time.Second); err != nil {
-		return tb, fmt.Errorf("iperf3 server: %w\n%s", err, p.out)
+	if err := p.WaitFor(ctx, "Server listening", 5*time.Second); err != nil {
+		return tb, fmt.Errorf("iperf3 server: %w\n%s", err, p.Output())
 	}
 	// The tunnel must carry traffic before anything is measured.
-	if out, err := nsExec(tb.nsA, "ping", "-c", "3", "-i", "0.2", "-W", "2", vifB).CombinedOutput(); err != nil {
+	if out, err := nsproc.Command(tb.nsA, "ping", "-c", "3", "-i", "0.2", "-W", "2", vifB).CombinedOutput(); err != nil {
 		return tb, fmt.Errorf("no ping through the tunnel: %v\n%s", err, out)
 	}
 	return tb, nil
@@ -141,7 +123,7 @@ func (tb *testbed) Close() error {
 	var errs []error
 	tb.once.Do(func() {
 		if tb.iperf != nil {
-			tb.iperf.stop()
+			tb.iperf.Stop()
 		}
 		tb.stopVifs()
 		for _, ns := range tb.made {
@@ -167,82 +149,23 @@ func (tb *testbed) Close() error {
 // installed and write their profiles and final counters.
 func (tb *testbed) stopVifs() {
 	for _, v := range tb.vifs {
-		v.stop()
+		v.Stop()
 	}
 }
 
-func ipCmd(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-func nsExec(ns, name string, args ...string) *exec.Cmd {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	return cmd
-}
-
-// start runs name in ns in the background. ip netns exec execs name, so
-// the process's PID is name's.
+// start runs name in ns in the background; label names it in messages.
 func start(label, ns string, env []string, name string, args ...string) (*proc, error) {
-	p := &proc{name: label, cmd: nsExec(ns, name, args...), out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	// Pdeathsig fires when the forking thread exits: fork from a fresh
-	// goroutine on an unlocked thread (go.dev/issue/27505).
-	errc := make(chan error, 1)
-	go func() { errc <- p.cmd.Start() }()
-	if err := <-errc; err != nil {
-		return nil, fmt.Errorf("start %s in %s: %w", name, ns, err)
+	p, err := nsproc.Start(ns, env, name, args...)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) waitFor(ctx context.Context, s string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for !strings.Contains(p.out.String(), s) {
-		select {
-		case <-p.done:
-			return errors.New("exited")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no %q after %v", s, d)
-		}
-	}
-	return nil
-}
-
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
+	return &proc{Proc: p, name: label}, nil
 }
 
 // finalCounters returns the vif's "final counters" log line, once it has
 // exited.
 func (p *proc) finalCounters() string {
-	for _, l := range strings.Split(p.out.String(), "\n") {
+	for _, l := range strings.Split(p.Output(), "\n") {
 		if i := strings.Index(l, `msg="final counters"`); i >= 0 {
 			return l[i+len(`msg="final counters"`):]
 		}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/internal/nsproc"
 	"github.com/vishvananda/netns"
 )
 
@@ -42,7 +43,7 @@ type lab struct {
 	vif    string // the vif binary
 	made   []string
 	daemon map[string]daemon.Info // host -> its vif daemon, once up
-	iperf  *proc
+	iperf  *nsproc.Proc
 	once   sync.Once
 }
 
@@ -62,18 +63,18 @@ func (l *lab) ns(h string) string { return l.prefix + "-" + h }
 // requesters would otherwise fill the bridge's forwarding table.
 func (l *lab) build(ctx context.Context) error {
 	for _, h := range []string{"seg", "a", "b", "c"} {
-		if err := ipCmd(ctx, "netns", "add", l.ns(h)); err != nil {
+		if err := nsproc.IP(ctx, "netns", "add", l.ns(h)); err != nil {
 			return err
 		}
 		l.made = append(l.made, l.ns(h))
 		// Keep the segment quiet: IPv4 only.
 		l.sysctl(h, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-		if err := ipCmd(ctx, "-n", l.ns(h), "link", "set", "lo", "up"); err != nil {
+		if err := nsproc.IP(ctx, "-n", l.ns(h), "link", "set", "lo", "up"); err != nil {
 			return err
 		}
 	}
 	seg := l.ns("seg")
-	if err := ipCmd(ctx, "-n", seg, "link", "add", "br0", "type", "bridge",
+	if err := nsproc.IP(ctx, "-n", seg, "link", "add", "br0", "type", "bridge",
 		"stp_state", "0", "forward_delay", "0", "mcast_snooping", "0"); err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ func (l *lab) build(ctx context.Context) error {
 		[]string{"-n", l.ns("c"), "route", "add", "192.0.2.0/24", "dev", "eth0"},
 		[]string{"-n", l.ns("c"), "route", "add", "198.51.100.0/24", "dev", "eth0"})
 	for _, s := range steps {
-		if err := ipCmd(ctx, s...); err != nil {
+		if err := nsproc.IP(ctx, s...); err != nil {
 			return err
 		}
 	}
@@ -128,13 +129,13 @@ func (l *lab) up(ctx context.Context) error {
 	if out, err := l.exec(ctx, "a", "ping", "-c", "3", "-i", "0.2", "-W", "2", vifB); err != nil {
 		return fmt.Errorf("no ping through the tunnel: %v\n%s", err, out)
 	}
-	p, err := start(l.ns("b"), "iperf3", "-s", "-B", vifB, "--forceflush")
+	p, err := nsproc.Start(l.ns("b"), nil, "iperf3", "-s", "-B", vifB, "--forceflush")
 	if err != nil {
 		return err
 	}
 	l.iperf = p
-	if err := p.waitFor(ctx, "Server listening", 5*time.Second); err != nil {
-		return fmt.Errorf("iperf3 server: %w\n%s", err, p.out)
+	if err := p.WaitFor(ctx, "Server listening", 5*time.Second); err != nil {
+		return fmt.Errorf("iperf3 server: %w\n%s", err, p.Output())
 	}
 	return nil
 }
@@ -251,7 +252,7 @@ func (l *lab) close(keepLogs bool) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if l.iperf != nil {
-			l.iperf.stop()
+			l.iperf.Stop()
 		}
 		for _, h := range []string{"a", "b"} {
 			d, ok := l.daemon[h]
@@ -304,91 +305,4 @@ func waitGone(pid int, d time.Duration) bool {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func ipCmd(ctx context.Context, args ...string) error {
-	out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-	return nil
-}
-
-// proc is a background process in a namespace.
-type proc struct {
-	cmd  *exec.Cmd
-	out  *syncBuffer
-	done chan struct{}
-}
-
-// start runs name in namespace ns in the background, in a process group
-// of its own, killed if vifsoak dies. ip netns exec execs name, so the
-// process's PID is name's.
-func start(ns, name string, args ...string) (*proc, error) {
-	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Pdeathsig fires when the forking thread exits: fork from a fresh
-	// goroutine on an unlocked thread (go.dev/issue/27505).
-	errc := make(chan error, 1)
-	go func() { errc <- p.cmd.Start() }()
-	if err := <-errc; err != nil {
-		return nil, fmt.Errorf("start %s in %s: %w", name, ns, err)
-	}
-	go func() {
-		p.cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) waitFor(ctx context.Context, s string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for !strings.Contains(p.out.String(), s) {
-		select {
-		case <-p.done:
-			return errors.New("exited")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no %q after %v", s, d)
-		}
-	}
-	return nil
-}
-
-// stop ends the process with SIGTERM, or SIGKILL after 5 s.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
