@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	os.Chmod(dir, 0o755) // so the not-root test can run it as nobody
 	vifBin = filepath.Join(dir, "vif")
 	// The race runtime sleeps a second at exit by default: with hundreds
 	// of short vif commands that is minutes. Children inherit this.
@@ -268,4 +269,24 @@ func daemonRaces(since time.Time) bool {
 		}
 	}
 	return found
+}
+
+func TestNotRootInNamespace(t *testing.T) {
+	n := nstest.New(t)
+	h := n.Host("h")
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatal("setpriv (util-linux) is needed to run vif as an unprivileged user")
+	}
+	for _, args := range [][]string{{"up", "vif0", "192.0.2.1"}, {"down", "vif0"}, {"show"}} {
+		out, err := h.Run("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", vifBin}, args...)...)
+		if err == nil {
+			t.Fatalf("vif %v as nobody succeeded:\n%s", args, out)
+		}
+		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(out, "needs root") || !strings.Contains(out, "sudo") {
+			t.Errorf("vif %v as nobody: %q, want one line saying it needs root and to use sudo", args, out)
+		}
+	}
+	if h.LinkExists("vif0") {
+		t.Error("vif0 created by an unprivileged user")
+	}
 }
