@@ -228,6 +228,25 @@ func TestUpErrorsInNamespace(t *testing.T) {
 			}
 		})
 	}
+	for _, args := range [][]string{{"down", "vif9"}, {"show", "vif9"}} {
+		out, err := h.Run(vifBin, args...)
+		if err == nil || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "no such vif: vif9") {
+			t.Errorf("vif %v of an unknown vif: err %v, output %q; want one line \"no such vif\"", args, err, out)
+		}
+	}
+	// With a daemon running, the error comes from the daemon.
+	vifCmd(t, h, "up", "vif0", "192.0.2.1", "--slave", hIf.Name())
+	if out, err := h.Run(vifBin, "down", "vif9"); err == nil || !strings.Contains(out, "no such vif: vif9") {
+		t.Errorf("down of an unknown vif with a daemon: err %v, output %q", err, out)
+	}
+	if out, err := h.Run(vifBin, "up", "vif0", "192.0.2.2", "--slave", hIf.Name(), "--foreground"); err == nil || !strings.Contains(out, "already serves") {
+		t.Errorf("--foreground beside a daemon: err %v, output %q", err, out)
+	}
+	if out, err := h.Run(vifBin, "up", "vif1", "192.0.2.1", "--slave", hIf.Name()); err == nil || !strings.Contains(out, "already belongs to vif0") {
+		t.Errorf("an address taken by another vif: err %v, output %q", err, out)
+	}
+	vifCmd(t, h, "down", "vif0")
+	assertNothingLeft(t, h)
 }
 
 func TestDemo(t *testing.T) {
