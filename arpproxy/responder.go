@@ -439,7 +439,15 @@ func (r *Responder) Announce(addr netip.Addr) error {
 func (r *Responder) Addrs() []netip.Addr { return r.owned.Load().set.Addrs() }
 
 // Stats returns a snapshot of the Responder's counters.
-func (r *Responder) Stats() Stats { return r.stats.snapshot() }
+func (r *Responder) Stats() Stats {
+	if pc, ok := r.conn.(*packet.Conn); ok {
+		// The kernel resets its counters when they are read: add them up.
+		if st, err := pc.Stats(); err == nil {
+			r.stats.socketDrops.Add(uint64(st.Drops))
+		}
+	}
+	return r.stats.snapshot()
+}
 
 // Close stops the Responder: it stops announcements, closes the
 // connection and waits for every goroutine of the Responder to exit. The

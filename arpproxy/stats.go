@@ -44,6 +44,11 @@ type Stats struct {
 	// WriteErrors is the number of replies and announcements the
 	// connection failed to send.
 	WriteErrors uint64
+	// SocketDrops is the number of frames the kernel dropped before the
+	// Responder read them, because the socket's receive queue was full
+	// (PACKET_STATISTICS). Only a Responder from Listen, or one given a
+	// *packet.Conn, can know it; they count in no other field.
+	SocketDrops uint64
 	// Dropped[r] is the number of frames dropped for DropReason r; index 0
 	// is unused. See Drops for a map by name.
 	Dropped [NumDropReasons]uint64
@@ -77,6 +82,7 @@ type counters struct {
 	announcements, defences               atomic.Uint64
 	notOwned, ignored, conflicts, limited atomic.Uint64
 	readErrors, writeErrors               atomic.Uint64
+	socketDrops                           atomic.Uint64
 	drops                                 [NumDropReasons]atomic.Uint64
 }
 
@@ -94,6 +100,7 @@ func (c *counters) snapshot() Stats {
 		RateLimited:    c.limited.Load(),
 		ReadErrors:     c.readErrors.Load(),
 		WriteErrors:    c.writeErrors.Load(),
+		SocketDrops:    c.socketDrops.Load(),
 	}
 	for r := range c.drops {
 		s.Dropped[r] = c.drops[r].Load()

@@ -33,7 +33,8 @@ The --json form is stable (fields are only ever added):
                           "icmp_sent", "icmp_limited"},
              "arp": {"requests", "replies", "probes_answered",
                      "announcements", "not_owned", "conflicts",
-                     "rate_limited", "dropped", "drops": {REASON: N}}}],
+                     "rate_limited", "socket_drops", "dropped",
+                     "drops": {REASON: N}}}],
    "daemon": {"pid", "log", "goroutines", "rss_kib"}}
 
 Flags:
@@ -128,8 +129,8 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	if a := st.ARP; a != nil {
 		fmt.Fprintf(w, "  arp proxy (%s, shared by its vifs): %d requests, %d replies, %d probes answered, %d announcements\n",
 			st.Slave, a.Requests, a.Replies, a.ProbesAnswered, a.Announcements)
-		fmt.Fprintf(w, "    not owned %d, conflicts %d, rate limited %d, dropped %d%s\n",
-			a.NotOwned, a.Conflicts, a.RateLimited, a.Dropped, reasons(a.Drops))
+		fmt.Fprintf(w, "    not owned %d, conflicts %d, rate limited %d, lost in the socket %d, dropped %d%s\n",
+			a.NotOwned, a.Conflicts, a.RateLimited, a.SocketDrops, a.Dropped, reasons(a.Drops))
 	} else {
 		fmt.Fprintf(w, "  arp proxy: off\n")
 	}

@@ -321,7 +321,7 @@ func (d *Daemon) status(e *entry) VifStatus {
 		st.ARP = &ARPCounters{
 			Requests: a.Requests, Replies: a.Replies, ProbesAnswered: a.ProbesAnswered,
 			Announcements: a.Announcements, NotOwned: a.NotOwned, Conflicts: a.Conflicts,
-			RateLimited: a.RateLimited, Dropped: a.TotalDropped(), Drops: a.Drops(),
+			RateLimited: a.RateLimited, SocketDrops: a.SocketDrops, Dropped: a.TotalDropped(), Drops: a.Drops(),
 		}
 	}
 	return st

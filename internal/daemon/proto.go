@@ -110,6 +110,7 @@ type ARPCounters struct {
 	NotOwned       uint64            `json:"not_owned"`
 	Conflicts      uint64            `json:"conflicts"`
 	RateLimited    uint64            `json:"rate_limited"`
+	SocketDrops    uint64            `json:"socket_drops"`
 	Dropped        uint64            `json:"dropped"`
 	Drops          map[string]uint64 `json:"drops"`
 }
