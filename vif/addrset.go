@@ -68,9 +68,13 @@ func key(a [4]byte) uint32 {
 	return uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 }
 
-// validUnicast reports whether a can be a host's own unicast address: not
-// 0.0.0.0/8, loopback, link-local multicast, multicast, the reserved class
-// E range or the limited broadcast address.
+// IsHostAddr reports whether a can be a vif's own address, a peer or a
+// local underlay address: an IPv4 unicast address outside 0.0.0.0/8,
+// 127.0.0.0/8, multicast (224/4), the reserved 240/4 and the limited
+// broadcast address. New, SetAddrs and Up refuse other addresses.
+func IsHostAddr(a netip.Addr) bool { return a.Is4() && validUnicast(a.As4()) }
+
+// validUnicast is IsHostAddr for an address as an array.
 func validUnicast(a [4]byte) bool {
 	switch {
 	case a[0] == 0, a[0] == 127, a[0] >= 224:

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/vif-project/vif/vif"
 )
 
 const usage = `vif — virtual network interfaces that answer on extra IPv4 addresses
@@ -123,7 +125,7 @@ func parseAddr(s string) (netip.Prefix, error) {
 	if err != nil || !p.Addr().Is4() {
 		return netip.Prefix{}, usagef("bad address %q: give an IPv4 address such as 192.0.2.1 or 192.0.2.1/32", s)
 	}
-	if a := p.Addr().As4(); a[0] == 0 || a[0] == 127 || a[0] >= 224 {
+	if !vif.IsHostAddr(p.Addr()) {
 		return netip.Prefix{}, usagef("bad address %q: a vif address must be unicast (not 0/8, 127/8, multicast or broadcast)", s)
 	}
 	return p, nil
@@ -135,7 +137,7 @@ func parseHost(flagName, s string) (netip.Addr, error) {
 	if err != nil || !a.Is4() {
 		return netip.Addr{}, usagef("bad --%s %q: give an IPv4 address such as 198.18.0.2", flagName, s)
 	}
-	if b := a.As4(); b[0] == 0 || b[0] == 127 || b[0] >= 224 {
+	if !vif.IsHostAddr(a) {
 		return netip.Addr{}, usagef("bad --%s %q: it must be a unicast address", flagName, s)
 	}
 	return a, nil
