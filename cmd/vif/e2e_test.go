@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/vif-project/vif/internal/nsproc"
 	"github.com/vif-project/vif/vif/nstest"
 )
 
@@ -36,9 +37,10 @@ func TestMain(m *testing.M) {
 	// of short vif commands that is minutes. Children inherit this.
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	start := time.Now()
-	if out, err := exec.Command("go", "build", "-race", "-o", vifBin, ".").CombinedOutput(); err != nil {
+	goBin := nsproc.GoBin() // under "go test -exec sudo" PATH may lack go
+	if out, err := exec.Command(goBin, "build", "-race", "-o", vifBin, ".").CombinedOutput(); err != nil {
 		// Without -race support (no cgo), a plain build still tests.
-		if out2, err2 := exec.Command("go", "build", "-o", vifBin, ".").CombinedOutput(); err2 != nil {
+		if out2, err2 := exec.Command(goBin, "build", "-o", vifBin, ".").CombinedOutput(); err2 != nil {
 			fmt.Fprintf(os.Stderr, "building vif: %v\n%s\n%s", err, out, out2)
 			os.Exit(1)
 		}

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,4 +125,15 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// GoBin returns the go command: the one on PATH, or else the toolchain
+// that built this program (under "sudo" or "go run -exec sudo" the PATH
+// often lacks go; such a program runs where it was built).
+func GoBin() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	//lint:ignore SA1019 the program runs on the machine that built it
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }

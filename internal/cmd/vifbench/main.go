@@ -36,9 +36,9 @@
 //
 // It needs root, ip (iproute2), iperf3 and ping. Run it from the module:
 //
-//	sudo go run ./internal/cmd/vifbench                  # 3 rounds of 5 s
-//	sudo go run ./internal/cmd/vifbench -markdown -rounds 5
-//	sudo go run ./internal/cmd/vifbench -vif ./vif-new -compare ./vif-old
+//	go run -exec sudo ./internal/cmd/vifbench                  # 3 rounds of 5 s
+//	go run -exec sudo ./internal/cmd/vifbench -markdown -rounds 5
+//	go run -exec sudo ./internal/cmd/vifbench -vif ./vif-new -compare ./vif-old
 //
 // -hold sets the testbed up and waits for SIGINT, for perf, tcpdump or a
 // manual iperf3. -cpuprofile DIR has the vifs write CPU profiles
@@ -58,6 +58,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vif-project/vif/internal/nsproc"
 )
 
 type options struct {
@@ -151,7 +153,7 @@ func run(ctx context.Context, o *options) (err error) {
 		defer os.RemoveAll(dir)
 		o.vifBin = filepath.Join(dir, "vif")
 		fmt.Fprintln(os.Stderr, "building vif ...")
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif")
+		cmd := exec.CommandContext(ctx, nsproc.GoBin(), "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}

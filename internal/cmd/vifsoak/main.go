@@ -37,8 +37,8 @@
 // Usage, from the module's root (it needs root, ip and bridge from
 // iproute2, iperf3, ping and arping):
 //
-//	sudo go run ./internal/cmd/vifsoak -duration 10m
-//	sudo go run ./internal/cmd/vifsoak -duration 1h -interval 30s -rate 5000 -bitrate 500M
+//	go run -exec sudo ./internal/cmd/vifsoak -duration 10m
+//	go run -exec sudo ./internal/cmd/vifsoak -duration 1h -interval 30s -rate 5000 -bitrate 500M
 //
 // The exit status is 0 if both daemons stayed flat and the tunnel and the
 // proxies kept working, and 1 otherwise (or on any error, or when
@@ -67,6 +67,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vif-project/vif/internal/nsproc"
 	"github.com/vif-project/vif/internal/soak"
 )
 
@@ -137,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(dir)
 		o.vifBin = filepath.Join(dir, "vif")
 		fmt.Fprintln(stdout, "building vif ...")
-		if out, err := exec.CommandContext(ctx, "go", "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif").CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(ctx, nsproc.GoBin(), "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif").CombinedOutput(); err != nil {
 			return fmt.Errorf("go build ./cmd/vif: %v\n%s", err, out)
 		}
 	}
