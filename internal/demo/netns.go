@@ -13,9 +13,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 
+	"github.com/vif-project/vif/internal/nsproc"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -200,51 +200,18 @@ func (h *Host) NeighborMAC(addr netip.Addr) (net.HardwareAddr, error) {
 }
 
 // in runs fn on an OS thread inside the named namespace.
-func in(name string, fn func() error) error {
-	return onThread(func() error {
-		ns, err := netns.GetFromName(name)
-		if err != nil {
-			return fmt.Errorf("namespace %s: %w", name, err)
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			return err
-		}
-		return fn()
-	})
-}
+func in(name string, fn func() error) error { return nsproc.Do(name, fn) }
 
 // newNamed creates a named namespace without leaving the calling
 // goroutine's thread in it.
 func newNamed(name string) error {
-	return onThread(func() error {
+	return nsproc.OnThread(func() error {
 		ns, err := netns.NewNamed(name)
 		if err != nil {
 			return fmt.Errorf("creating namespace %s: %w", name, err)
 		}
 		return ns.Close()
 	})
-}
-
-// onThread runs fn on a locked OS thread of its own, which may switch
-// namespaces: the thread is switched back afterwards, or discarded if it
-// cannot be.
-func onThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		errc <- fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	return <-errc
 }
 
 func upByName(name string) error {

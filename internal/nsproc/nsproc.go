@@ -1,8 +1,9 @@
 //go:build linux
 
-// Package nsproc runs the commands of vif's measuring tools (vifbench,
-// vifsoak) inside network namespaces: "ip" itself, and background
-// processes started through "ip netns exec" whose output is kept.
+// Package nsproc runs things inside network namespaces for vif's tools
+// (vifbench, vifsoak, the demo): "ip" itself, background processes started
+// through "ip netns exec" whose output is kept, and Go code on a thread
+// switched into a namespace.
 package nsproc
 
 import (
@@ -17,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 // IP runs the ip command with args and returns its output in the error.
@@ -125,6 +128,43 @@ func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Do runs fn on an OS thread inside the named network namespace (as in
+// "ip netns"); sockets and devices fn opens stay in that namespace.
+func Do(ns string, fn func() error) error {
+	return OnThread(func() error {
+		h, err := netns.GetFromName(ns)
+		if err != nil {
+			return fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			return err
+		}
+		return fn()
+	})
+}
+
+// OnThread runs fn on a locked OS thread of its own, which fn may switch
+// to another network namespace: the thread is switched back afterwards, or
+// discarded if it cannot be.
+func OnThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		errc <- fn()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	return <-errc
 }
 
 // GoBin returns the go command: the one on PATH, or else the toolchain

@@ -13,7 +13,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +21,6 @@ import (
 
 	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/internal/nsproc"
-	"github.com/vishvananda/netns"
 )
 
 // Addresses of the lab: the segment 198.18.0.0/24 (RFC 2544) and the vif
@@ -210,36 +208,9 @@ func (l *lab) sysctl(h string, kv ...string) {
 	exec.Command("ip", append([]string{"netns", "exec", l.ns(h), "sysctl", "-qw"}, kv...)...).Run()
 }
 
-// do runs fn on a locked OS thread switched into host h's namespace;
-// sockets fn opens stay in that namespace. The thread is discarded if it
-// cannot be switched back.
-func (l *lab) do(h string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.GetFromName(l.ns(h))
-		if err != nil {
-			errc <- fmt.Errorf("namespace %s: %w", l.ns(h), err)
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	return <-errc
-}
+// do runs fn on an OS thread inside host h's namespace; sockets fn opens
+// stay in that namespace.
+func (l *lab) do(h string, fn func() error) error { return nsproc.Do(l.ns(h), fn) }
 
 // close stops the iperf3 server and the vif daemons ("vif down", which
 // makes a daemon remove what it installed and exit), kills whatever still
