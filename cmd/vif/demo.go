@@ -149,7 +149,7 @@ func (d *demoRun) run() error {
 		d.say("   a's ARP proxy so far: %d requests, %d replies, %d announcements (gratuitous ARP at 'vif up')",
 			st.ARP.Requests, st.ARP.Replies, st.ARP.Announcements)
 	}
-	_, err = c.Ping(netip.MustParseAddr("192.0.2.99"), 9)
+	_, err = c.PingOnce(netip.MustParseAddr("192.0.2.99"), 9)
 	d.check(err != nil, "c pings 192.0.2.99, which no vif owns: no ARP answer, no reply")
 
 	d.say("\n2. Two vifs tunnel in IPIP (protocol 94)")

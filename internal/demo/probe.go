@@ -25,6 +25,10 @@ func (h *Host) Ping(dst netip.Addr, seq int) (rtt time.Duration, err error) {
 	return 0, err
 }
 
+// PingOnce sends one ICMP echo request and waits up to 2 s for the reply;
+// for checks that expect none.
+func (h *Host) PingOnce(dst netip.Addr, seq int) (time.Duration, error) { return h.ping(dst, seq) }
+
 func (h *Host) ping(dst netip.Addr, seq int) (time.Duration, error) {
 	var rtt time.Duration
 	err := h.Do(func() error {
