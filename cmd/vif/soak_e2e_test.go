@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -126,22 +125,14 @@ func TestSoakShort(t *testing.T) {
 	}
 
 	// Traffic flowed through the tunnel.
-	var res struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				Bytes         uint64  `json:"bytes"`
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(client.Output()), &res); err != nil || res.Error != "" {
-		t.Fatalf("iperf3 -J: %v %s\n%s", err, res.Error, client.Output())
+	res, err := soak.ParseIperf([]byte(client.Output()))
+	if err != nil {
+		t.Fatalf("iperf3 -J: %v\n%s", err, client.Output())
 	}
 	encap := vifStatus(t, a, "vif0").Counters.EncapsulatedBytes - encapBefore
-	t.Logf("TCP: %d MiB at %.2f Gbit/s; a encapsulated %d MiB", res.End.SumReceived.Bytes>>20, res.End.SumReceived.BitsPerSecond/1e9, encap>>20)
-	if res.End.SumReceived.Bytes == 0 || encap < res.End.SumReceived.Bytes {
-		t.Errorf("iperf3 received %d bytes, a encapsulated %d: want > 0 and at least as much", res.End.SumReceived.Bytes, encap)
+	t.Logf("TCP: %d MiB at %.2f Gbit/s; a encapsulated %d MiB", res.Bytes>>20, res.BitsPerSecond/1e9, encap>>20)
+	if res.Bytes == 0 || encap < res.Bytes {
+		t.Errorf("iperf3 received %d bytes, a encapsulated %d: want > 0 and at least as much", res.Bytes, encap)
 	}
 
 	// The proxies answered the flood and still answer.

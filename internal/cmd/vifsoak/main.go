@@ -51,7 +51,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -354,27 +353,19 @@ func (l *lab) iperfLoop(ctx context.Context, o options) []iperfRun {
 		if ctx.Err() != nil {
 			break
 		}
-		var res struct {
-			Error string `json:"error"`
-			End   struct {
-				SumReceived struct {
-					Bytes         uint64  `json:"bytes"`
-					BitsPerSecond float64 `json:"bits_per_second"`
-				} `json:"sum_received"`
-			} `json:"end"`
-		}
-		jerr := json.Unmarshal(stdout.Bytes(), &res)
+		res, perr := soak.ParseIperf(stdout.Bytes())
+		var reported soak.IperfError
 		switch {
-		case res.Error != "":
-			r.err = errors.New(res.Error)
+		case errors.As(perr, &reported):
+			r.err = perr
 		case err != nil:
 			r.err = fmt.Errorf("%v: %s", err, bytes.TrimSpace(stderr.Bytes()))
-		case jerr != nil:
-			r.err = fmt.Errorf("iperf3 -J output: %v", jerr)
-		case res.End.SumReceived.Bytes == 0:
+		case perr != nil:
+			r.err = perr
+		case res.Bytes == 0:
 			r.err = errors.New("no bytes received")
 		}
-		r.bytes, r.bps = res.End.SumReceived.Bytes, res.End.SumReceived.BitsPerSecond
+		r.bytes, r.bps = res.Bytes, res.BitsPerSecond
 		runs = append(runs, r)
 		if r.err != nil {
 			// Don't spin on a broken tunnel.
