@@ -22,7 +22,7 @@ func newAddrSet(addrs []netip.Addr) (*addrSet, error) {
 	}
 	s := &addrSet{}
 	for _, a := range addrs {
-		if !a.Is4() || !validUnicast(a.As4()) {
+		if !IsHostAddr(a) {
 			return nil, fmt.Errorf("%w: %s", ErrBadAddress, a)
 		}
 		k := key(a.As4())

@@ -158,13 +158,13 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 		return nil, ErrBadProtocol
 	}
 	if cfg.Peer.IsValid() {
-		if !cfg.Peer.Is4() || !validUnicast(cfg.Peer.As4()) {
+		if !IsHostAddr(cfg.Peer) {
 			return nil, fmt.Errorf("%w: peer %s", ErrBadAddress, cfg.Peer)
 		}
 		if !cfg.Local.IsValid() {
 			return nil, ErrNoLocal
 		}
-		if !cfg.Local.Is4() || !validUnicast(cfg.Local.As4()) {
+		if !IsHostAddr(cfg.Local) {
 			return nil, fmt.Errorf("%w: local %s", ErrBadAddress, cfg.Local)
 		}
 		if under == nil {
