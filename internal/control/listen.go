@@ -1,0 +1,192 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrRunning is returned by Listen when another daemon serves the network
+// namespace.
+var ErrRunning = errors.New("a vif daemon already serves this network namespace")
+
+// lockWait bounds how long Listen waits for a daemon that is exiting (it
+// holds the lock but has already removed its socket) to be gone.
+const lockWait = 5 * time.Second
+
+// A Listener is the control socket of a running daemon, together with the
+// lock that makes it the only one of its network namespace.
+type Listener struct {
+	*net.UnixListener
+	paths Paths
+	lock  *os.File
+}
+
+// Listen makes this process the daemon of the network namespace that p
+// names: it creates p.Dir if needed (mode 0700, owned by the caller),
+// takes p.Lock, removes a socket left by a daemon that died and binds
+// p.Socket. It returns ErrRunning if another daemon serves. Close removes
+// the socket and the lock file; the kernel releases the lock if the
+// process dies first, and the next Listen in the directory removes the
+// files such a daemon left.
+func Listen(p Paths) (*Listener, error) {
+	if err := ensureDir(p.Dir); err != nil {
+		return nil, err
+	}
+	lock, err := takeLock(p)
+	if err != nil {
+		return nil, err
+	}
+	sweep(p)
+	// Holding the lock, any socket file is a dead daemon's.
+	if err := os.Remove(p.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
+		return nil, fmt.Errorf("control: removing a stale socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p.Socket, Net: "unix"})
+	if err == nil {
+		// The directory already keeps others out; the mode says so too.
+		err = os.Chmod(p.Socket, 0o600)
+	}
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		os.Remove(p.Lock)
+		lock.Close()
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	return &Listener{UnixListener: ln, paths: p, lock: lock}, nil
+}
+
+// Paths returns the files of the listener's daemon.
+func (l *Listener) Paths() Paths { return l.paths }
+
+// Close stops accepting, removes the socket, then the lock file, and
+// releases the lock.
+func (l *Listener) Close() error {
+	err := l.UnixListener.Close() // removes the socket file
+	if l.lock != nil {
+		os.Remove(l.paths.Lock)
+		l.lock.Close()
+		l.lock = nil
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// sweep removes the socket and lock files that killed daemons (SIGKILL,
+// a crash) left in p.Dir for other namespaces: a lock that no process
+// holds is a dead daemon's. Taking it first makes this safe against a
+// daemon starting meanwhile, which checks that its lock file is still in
+// place once it holds it. Logs are kept.
+func sweep(p Paths) {
+	locks, _ := filepath.Glob(filepath.Join(p.Dir, "net-*.lock"))
+	for _, lock := range locks {
+		if lock == p.Lock {
+			continue
+		}
+		f, err := os.OpenFile(lock, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if same, _ := samePath(f, lock); same {
+				os.Remove(strings.TrimSuffix(lock, ".lock") + ".sock")
+				os.Remove(lock)
+			}
+		}
+		f.Close()
+	}
+}
+
+// ensureDir creates dir with mode 0700, or checks that it is a directory
+// owned by the caller and closes it to others if it is open to them (as
+// vif 0.1 left it).
+func ensureDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("control: %w", err)
+	}
+	fi, err := checkDir(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("control: %w", err)
+		}
+	}
+	return nil
+}
+
+// checkDir checks that dir is a directory (not a symbolic link) owned by
+// the caller's effective uid that no one else may write to.
+func checkDir(dir string) (os.FileInfo, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok {
+		return nil, fmt.Errorf("control: refusing %s: it is not a directory; remove it", dir)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("control: refusing %s: it belongs to uid %d, not to uid %d (root); remove it", dir, st.Uid, os.Geteuid())
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("control: refusing %s: others may write to it (mode %v); make it 0700", dir, fi.Mode().Perm())
+	}
+	return fi, nil
+}
+
+// takeLock takes the daemon lock of p. If a live daemon holds it, it
+// returns ErrRunning at once while that daemon's socket exists, and waits
+// up to lockWait for a daemon that is exiting (its socket already gone).
+func takeLock(p Paths) (*os.File, error) {
+	deadline := time.Now().Add(lockWait)
+	for {
+		f, err := os.OpenFile(p.Lock, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("control: %w", err)
+		}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			// The previous holder removes the file before it lets go: the
+			// lock counts only if the path still names the locked file.
+			if same, _ := samePath(f, p.Lock); same {
+				return f, nil
+			}
+			f.Close()
+			continue
+		}
+		f.Close()
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("control: locking %s: %w", p.Lock, err)
+		}
+		if _, err := os.Lstat(p.Socket); err == nil || time.Now().After(deadline) {
+			return nil, ErrRunning
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func samePath(f *os.File, path string) (bool, error) {
+	a, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	b, err := os.Lstat(path)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(a, b), nil
+}
