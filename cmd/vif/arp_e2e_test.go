@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -265,6 +267,13 @@ func pad(b []byte) []byte {
 // remains on h.
 func assertNothingLeft(t *testing.T, h *nstest.Host) {
 	t.Helper()
+	assertLeft(t, h, true)
+}
+
+// assertLeft checks that no vif interface or vif route remains on h, nor,
+// with control, its daemon's socket and lock files.
+func assertLeft(t *testing.T, h *nstest.Host, control bool) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var left []string
@@ -278,8 +287,14 @@ func assertNothingLeft(t *testing.T, h *nstest.Host) {
 				left = append(left, "route "+r)
 			}
 		}
-		if out, _ := h.Run("ss", "-xlp"); strings.Contains(out, "@vif/control") {
-			left = append(left, "control socket")
+		var st syscall.Stat_t
+		if control && syscall.Stat("/run/netns/"+h.Netns(), &st) == nil {
+			p := controlPaths(st.Ino)
+			for _, f := range []string{p.Socket, p.Lock} {
+				if _, err := os.Lstat(f); err == nil {
+					left = append(left, "control file "+f)
+				}
+			}
 		}
 		if len(left) == 0 {
 			return

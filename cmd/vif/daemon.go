@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,118 +10,231 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
+	"golang.org/x/sys/unix"
 )
-
-// logDir holds the daemons' log files, one per network namespace.
-const logDir = "/run/vif"
-
-// logPath returns the log file of this network namespace's daemon, named
-// after the namespace's inode (/run is shared between namespaces).
-func logPath() string {
-	id := "unknown"
-	if l, err := os.Readlink("/proc/self/ns/net"); err == nil {
-		// "net:[4026531840]"
-		id = strings.Trim(strings.TrimPrefix(l, "net:"), "[]")
-	}
-	return filepath.Join(logDir, "net-"+id+".log")
-}
 
 // daemonIdle is how long a daemon started by "vif up" waits for its first
 // vif before it gives up (the command that started it died).
 const daemonIdle = 30 * time.Second
 
+// shutdownWait bounds how long a daemon told to stop waits for the
+// requests it is serving to be answered.
+const shutdownWait = 5 * time.Second
+
+// Default deadlines of the commands (--timeout).
+const (
+	upTimeout   = 30 * time.Second
+	callTimeout = 5 * time.Second
+)
+
 // runDaemon is the hidden "vif daemon" command that "vif up" starts in the
 // background. It serves the namespace's vifs until the last one goes.
+// Until it logs to its file, its standard error is a pipe to the "vif up"
+// that started it, which shows any error it reports.
 func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	ln, err := daemon.Listen()
-	if errors.Is(err, daemon.ErrRunning) {
+	paths, err := control.ThisNetns()
+	if err != nil {
+		return err
+	}
+	ln, err := control.Listen(paths)
+	if errors.Is(err, control.ErrRunning) {
 		return nil // another "vif up" started one first: it serves.
 	}
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-	d := daemon.New(log)
-	log.Info("vif daemon started", "pid", os.Getpid())
-	serveCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go d.Serve(serveCtx, ln, daemon.Info{PID: os.Getpid(), Log: logPath()})
+	// Only the daemon holding the lock touches the log: it keeps a dead
+	// daemon's log (this namespace's inode may be a reused one) as .1.
+	if err := os.Rename(paths.Log, paths.Log+".1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		ln.Close()
+		return fmt.Errorf("rotating the daemon log: %w", err)
+	}
+	if err := logTo(paths.Log); err != nil {
+		ln.Close()
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup { // logrotate's postrotate: reopen, never die
+			if err := logTo(paths.Log); err != nil {
+				log.Warn("SIGHUP: cannot reopen the log; still writing to the old file", "log", paths.Log, "err", err)
+				continue
+			}
+			log.Info("SIGHUP: log reopened", "log", paths.Log)
+		}
+	}()
+	log.Info("vif daemon started", "pid", os.Getpid(), "socket", paths.Socket)
+	return serve(ctx, log, daemon.New(log), ln, daemon.Info{PID: os.Getpid(), Log: paths.Log})
+}
+
+// logTo makes path, opened for appending (so that logrotate's copytruncate
+// works), this process's standard output and error, where its logger and
+// the Go runtime write.
+func logTo(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("daemon log: %w", err)
+	}
+	defer f.Close()
+	for _, fd := range []int{1, 2} {
+		if err := unix.Dup3(int(f.Fd()), fd, 0); err != nil {
+			return fmt.Errorf("daemon log: %w", os.NewSyscallError("dup3", err))
+		}
+	}
+	return nil
+}
+
+// serve answers control requests for d on ln until ctx is done (SIGINT,
+// SIGTERM) or no vif is left, and then removes every vif. Exiting is
+// atomic for the commands: the daemon stops accepting only when no request
+// is being served and no vif is left, and a command whose connection was
+// queued but never taken retries against a new daemon.
+func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.Listener, info daemon.Info) error {
+	srv := &control.Server{Handler: d.Handler(info), Log: log}
+	served := make(chan struct{})
+	go func() {
+		srv.Serve(ln)
+		close(served)
+	}()
 	idle := time.NewTimer(daemonIdle)
 	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			log.Info("signal received, removing all vifs")
-			err := d.Close()
-			log.Info("vif daemon exits")
-			return err
-		case <-d.Empty():
-			log.Info("last vif removed, vif daemon exits")
-			return d.Close()
+			srv.Close(shutdownWait)
+			<-served
+			return closeDaemon(log, d)
+		case <-srv.Idle():
+		case <-d.Changed():
 		case <-idle.C:
-			if vifs, _ := d.Show(""); len(vifs) == 0 {
-				log.Info("no vif to serve, vif daemon exits")
-				return d.Close()
-			}
+		}
+		if srv.CloseIf(func() bool { return d.Len() == 0 }) {
+			<-served
+			log.Info("no vif left")
+			return closeDaemon(log, d)
 		}
 	}
 }
 
-// callSpawning sends req to this namespace's daemon, starting one first
-// when none runs.
-func callSpawning(ctx context.Context, req daemon.Request) (daemon.Response, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	resp, err := daemon.Call(ctx, req)
-	if !errors.Is(err, daemon.ErrNotRunning) {
-		return resp, err
+// closeDaemon logs each vif's final counters and removes them all.
+func closeDaemon(log *slog.Logger, d *daemon.Daemon) error {
+	vifs, _ := d.Show("")
+	for _, st := range vifs {
+		log.Info("final counters", "vif", st.Name, "looped", st.Counters.LoopedPackets,
+			"encapsulated", st.Counters.EncapsulatedPackets, "decapsulated", st.Counters.DecapsulatedPackets,
+			"dropped", st.Counters.Dropped, "drops", st.Counters.Drops)
 	}
-	if err := spawnDaemon(); err != nil {
+	err := d.Close()
+	log.Info("vif daemon exits")
+	return err
+}
+
+// errNoDaemon is returned by call, without spawn, when no daemon serves
+// the network namespace.
+var errNoDaemon = control.ErrNotRunning
+
+// call sends req to this network namespace's daemon within timeout and
+// returns its answer; an answer that reports an error is returned as that
+// error. With spawn, a daemon is started when none runs. A daemon that
+// exits before it takes the request (its last vif just went) is asked
+// again, or replaced with spawn.
+func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn bool) (daemon.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	paths, err := control.ThisNetns()
+	if err != nil {
 		return daemon.Response{}, err
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	req.Deadline, _ = ctx.Deadline()
+	b, err := json.Marshal(req)
+	if err != nil {
+		return daemon.Response{}, err
+	}
+	var started <-chan string // the early errors of a daemon we started
 	for {
-		resp, err = daemon.Call(ctx, req)
-		if !errors.Is(err, daemon.ErrNotRunning) || time.Now().After(deadline) {
-			if errors.Is(err, daemon.ErrNotRunning) {
-				err = fmt.Errorf("the vif daemon did not start: see %s", logPath())
+		out, err := control.Call(ctx, paths, b)
+		switch {
+		case err == nil:
+			var resp daemon.Response
+			if err := json.Unmarshal(out, &resp); err != nil {
+				return resp, fmt.Errorf("the vif daemon sent a bad answer: %v", err)
 			}
-			return resp, err
+			if !resp.OK {
+				return resp, errors.New(resp.Error)
+			}
+			return resp, nil
+		case errors.Is(err, control.ErrNotRunning) && spawn:
+			if started == nil {
+				if started, err = spawnDaemon(); err != nil {
+					return daemon.Response{}, err
+				}
+			}
+		case errors.Is(err, control.ErrNotRunning):
+			return daemon.Response{}, errNoDaemon
+		case errors.Is(err, control.ErrRetry):
+		default:
+			return daemon.Response{}, err
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case msg, ok := <-started:
+			if msg != "" {
+				return daemon.Response{}, fmt.Errorf("the vif daemon did not start: %s", strings.TrimPrefix(msg, "vif: "))
+			}
+			if !ok {
+				started = nil // it exited, or serves: look again, start another if needed
+			}
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return daemon.Response{}, errors.New("interrupted")
+			}
+			return daemon.Response{}, fmt.Errorf("no vif daemon answered within %v; see %s", timeout, paths.Log)
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
-// spawnDaemon starts "vif daemon" detached from the terminal, logging to
-// logPath.
-func spawnDaemon() error {
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return fmt.Errorf("log directory: %w", err)
-	}
-	f, err := os.OpenFile(logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("daemon log: %w", err)
-	}
-	defer f.Close()
+// spawnDaemon starts "vif daemon" in a session of its own, detached from
+// the terminal. The returned channel receives what the daemon writes to
+// its standard error before it logs to its file (an error, if it fails
+// to start), and is closed then.
+func spawnDaemon() (<-chan string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = "/proc/self/exe"
 	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(exe, "daemon")
-	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Stderr = w
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the vif daemon: %w", err)
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("starting the vif daemon: %w", err)
 	}
-	return cmd.Process.Release()
+	cmd.Process.Release()
+	early := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(r, 4096))
+		r.Close()
+		early <- strings.TrimSpace(string(b))
+		close(early)
+	}()
+	return early, nil
 }
 
 // needRoot fails early, with the fix, when not running as root.

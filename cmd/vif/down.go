@@ -25,6 +25,7 @@ func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("down", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, downUsage); fs.PrintDefaults() }
+	timeout := fs.Duration("timeout", callTimeout, "give up if the daemon has not answered within this time")
 	netnsFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -39,8 +40,8 @@ func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := needRoot("down"); err != nil {
 		return err
 	}
-	_, err = daemon.Call(ctx, daemon.Request{Op: daemon.OpDown, Name: pos[0]})
-	if errors.Is(err, daemon.ErrNotRunning) {
+	_, err = call(ctx, daemon.Request{Op: daemon.OpDown, Name: pos[0]}, *timeout, false)
+	if errors.Is(err, errNoDaemon) {
 		return fmt.Errorf("no such vif: %s (no vif runs in this network namespace; see \"vif show\")", pos[0])
 	}
 	return err

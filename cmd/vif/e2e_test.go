@@ -22,10 +22,14 @@ import (
 	"github.com/vif-project/vif/vif/nstest"
 )
 
-// vifBin is the vif command built once for the namespace tests.
-var vifBin string
+// vifBin is the vif command built once for the namespace tests;
+// attackerBin a copy of this test binary that ordinary users may run.
+var vifBin, attackerBin string
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(attackerEnv); mode != "" {
+		runAttack(mode, os.Args[1:])
+	}
 	dir, err := os.MkdirTemp("", "vif-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -44,6 +48,11 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "building vif: %v\n%s\n%s", err, out, out2)
 			os.Exit(1)
 		}
+	}
+	attackerBin = filepath.Join(dir, "attacker")
+	if err := copyExecutable(os.Args[0], attackerBin); err != nil {
+		fmt.Fprintf(os.Stderr, "copying the test binary: %v\n", err)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -276,7 +285,7 @@ func TestDemo(t *testing.T) {
 // daemonRaces reports whether a vif daemon started by these tests (they log
 // to /run/vif) met a data race; background daemons have no test to fail.
 func daemonRaces(since time.Time) bool {
-	logs, _ := filepath.Glob("/run/vif/net-*.log")
+	logs, _ := filepath.Glob("/run/vif/net-*.log*")
 	found := false
 	for _, l := range logs {
 		fi, err := os.Stat(l)
@@ -310,4 +319,13 @@ func TestNotRootInNamespace(t *testing.T) {
 	if h.LinkExists("vif0") {
 		t.Error("vif0 created by an unprivileged user")
 	}
+}
+
+// copyExecutable copies the program src to dst, which anyone may run.
+func copyExecutable(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o755)
 }

@@ -51,6 +51,7 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, showUsage); fs.PrintDefaults() }
 	asJSON := fs.Bool("json", false, "print JSON")
+	timeout := fs.Duration("timeout", callTimeout, "give up if the daemon has not answered within this time")
 	netnsFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -69,8 +70,8 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := needRoot("show"); err != nil {
 		return err
 	}
-	resp, err := daemon.Call(ctx, daemon.Request{Op: daemon.OpShow, Name: name})
-	if errors.Is(err, daemon.ErrNotRunning) {
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name}, *timeout, false)
+	if errors.Is(err, errNoDaemon) {
 		if name != "" {
 			return fmt.Errorf("no such vif: %s (no vif runs in this network namespace)", name)
 		}

@@ -8,7 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
+	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/vif"
 )
@@ -49,6 +53,7 @@ type upConfig struct {
 	req        daemon.UpRequest
 	foreground bool
 	verbose    bool
+	timeout    time.Duration
 }
 
 func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
@@ -72,6 +77,7 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	fs.BoolVar(&c.req.NoARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
 	fs.BoolVar(&c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages")
+	fs.DurationVar(&c.timeout, "timeout", upTimeout, "give up if the daemon has not answered within this time")
 	netnsFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -135,7 +141,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.foreground {
 		return runForeground(ctx, c, stderr)
 	}
-	resp, err := callSpawning(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req})
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req}, c.timeout, true)
 	if err != nil {
 		return err
 	}
@@ -151,40 +157,32 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// runForeground serves the vif from this process until a signal, or until
-// "vif down" removes it.
+// runForeground serves the vif from this process until a signal (SIGINT,
+// SIGTERM, or SIGHUP when its terminal goes), or until "vif down" removes
+// it; it is the namespace's daemon meanwhile.
 func runForeground(ctx context.Context, c *upConfig, stderr io.Writer) error {
 	level := slog.LevelInfo
 	if c.verbose {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	ln, err := daemon.Listen()
-	if errors.Is(err, daemon.ErrRunning) {
+	paths, err := control.ThisNetns()
+	if err != nil {
+		return err
+	}
+	ln, err := control.Listen(paths)
+	if errors.Is(err, control.ErrRunning) {
 		return fmt.Errorf("%w: run \"vif up\" without --foreground to add this vif to it", err)
 	}
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
 	d := daemon.New(log)
 	if _, err := d.Up(c.req); err != nil {
+		ln.Close()
 		return err
 	}
-	serveCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go d.Serve(serveCtx, ln, daemon.Info{PID: os.Getpid()})
-	select {
-	case <-ctx.Done():
-		log.Info("signal received, removing the vif")
-	case <-d.Empty():
-	}
-	if vifs, _ := d.Show(""); len(vifs) > 0 {
-		for _, st := range vifs {
-			log.Info("final counters", "vif", st.Name, "looped", st.Counters.LoopedPackets,
-				"encapsulated", st.Counters.EncapsulatedPackets, "decapsulated", st.Counters.DecapsulatedPackets,
-				"dropped", st.Counters.Dropped, "drops", st.Counters.Drops)
-		}
-	}
-	return d.Close()
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stop()
+	return serve(ctx, log, d, ln, daemon.Info{PID: os.Getpid()})
 }

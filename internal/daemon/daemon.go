@@ -32,8 +32,7 @@ type Daemon struct {
 	vifs    map[string]*entry
 	arps    map[string]*arpEntry // by slave name
 	pending map[string]bool      // names being brought up
-	empty   chan struct{}        // closed when the last vif goes
-	hadVifs bool
+	changed chan struct{}        // receives when a vif goes
 	closed  bool
 	slaves  slaveWatch // removes the vifs of deleted slaves
 }
@@ -61,13 +60,20 @@ func New(log *slog.Logger) *Daemon {
 		vifs:    map[string]*entry{},
 		arps:    map[string]*arpEntry{},
 		pending: map[string]bool{},
-		empty:   make(chan struct{}),
+		changed: make(chan struct{}, 1),
 	}
 }
 
-// Empty returns a channel closed once the daemon has had vifs and the last
-// of them has gone (down, or deleted from outside).
-func (d *Daemon) Empty() <-chan struct{} { return d.empty }
+// Changed returns a channel that receives after a vif has gone (down, or
+// deleted from outside): the moment to ask Len whether any is left.
+func (d *Daemon) Changed() <-chan struct{} { return d.changed }
+
+// Len returns the number of vifs, counting those being brought up.
+func (d *Daemon) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.vifs) + len(d.pending)
+}
 
 // Up creates a vif as r describes and returns its status once it serves:
 // addresses installed, packet loop running, ARP proxy answering.
@@ -144,7 +150,6 @@ func (d *Daemon) Up(r UpRequest) (VifStatus, error) {
 	e := &entry{ifc: ifc, req: r, arp: ae, gone: make(chan struct{})}
 	d.mu.Lock()
 	d.vifs[r.Name] = e
-	d.hadVifs = true
 	d.mu.Unlock()
 	go d.watch(r.Name, e)
 	if err := d.recordSlave(r.Name, r.Slave, slaveIdx); err != nil {
@@ -185,15 +190,10 @@ func (d *Daemon) Down(name string) error {
 		d.releaseARP(e.arp)
 	}
 	d.log.Info("vif down", "vif", name)
-	d.mu.Lock()
-	if len(d.vifs) == 0 && d.hadVifs {
-		select {
-		case <-d.empty:
-		default:
-			close(d.empty)
-		}
+	select {
+	case d.changed <- struct{}{}:
+	default:
 	}
-	d.mu.Unlock()
 	return err
 }
 

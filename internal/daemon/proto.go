@@ -2,10 +2,8 @@
 // of its namespace, one ARP responder per slave interface shared by the
 // vifs on that slave, and a control socket the vif command talks to.
 //
-// The control protocol is one JSON request per connection, answered by one
-// JSON response, both newline-terminated. The socket is an abstract unix
-// socket, so it is scoped to the network namespace, and only root or
-// CAP_NET_ADMIN peers are served.
+// Requests and responses are JSON documents, one of each per connection
+// of the control socket (package control), which serves only root.
 package daemon
 
 import (
@@ -14,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // Operations of a Request.
@@ -33,6 +32,9 @@ type Request struct {
 	Name string `json:"name,omitempty"`
 	// Up describes the vif to create, for up.
 	Up *UpRequest `json:"up,omitempty"`
+	// Deadline, if set, is when the command stops waiting: a request
+	// taken later is refused without effect.
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 // UpRequest describes a vif to create; zero fields take the defaults of

@@ -1,0 +1,80 @@
+package daemon
+
+import (
+	"encoding/json"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vif-project/vif/internal/control"
+)
+
+// Handler returns the control.Handler that serves requests with d. info
+// describes the daemon process in show answers. Every up and down is
+// logged with the caller's uid and pid, as the kernel recorded them.
+func (d *Daemon) Handler(info Info) control.Handler {
+	return func(p control.Peer, b []byte) []byte {
+		resp := d.answer(p, b, info)
+		out, err := json.Marshal(resp)
+		if err != nil { // cannot happen with these types; say so rather than hang
+			out, _ = json.Marshal(Response{Error: "encoding the answer: " + err.Error()})
+		}
+		return out
+	}
+}
+
+func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
+	req, err := DecodeRequest(b)
+	if err != nil {
+		return Response{Error: err.Error()}
+	}
+	if !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
+		// The command gave up waiting (the daemon was stopped or slow):
+		// acting now would do what it reported as failed.
+		return Response{Error: "request expired before the daemon took it; nothing was done"}
+	}
+	switch req.Op {
+	case OpUp:
+		d.log.Info("control request", "op", req.Op, "vif", req.Up.Name, "uid", p.UID, "pid", p.PID)
+		st, err := d.Up(*req.Up)
+		if err != nil {
+			d.log.Info("control request failed", "op", req.Op, "vif", req.Up.Name, "uid", p.UID, "pid", p.PID, "err", err)
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true, Vifs: []VifStatus{st}}
+	case OpDown:
+		d.log.Info("control request", "op", req.Op, "vif", req.Name, "uid", p.UID, "pid", p.PID)
+		if err := d.Down(req.Name); err != nil {
+			d.log.Info("control request failed", "op", req.Op, "vif", req.Name, "uid", p.UID, "pid", p.PID, "err", err)
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true}
+	default: // OpShow
+		vifs, err := d.Show(req.Name)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		info.Goroutines = runtime.NumGoroutine()
+		info.RSSKiB = selfRSS()
+		return Response{OK: true, Vifs: vifs, Daemon: &info}
+	}
+}
+
+// selfRSS returns this process's resident set size in KiB (0 if unknown).
+func selfRSS() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				n, _ := strconv.Atoi(f[0])
+				return n
+			}
+		}
+	}
+	return 0
+}
