@@ -53,23 +53,6 @@ func ExampleInterface_Stats() {
 	// Output: 0 1 map[tx_no_peer:1]
 }
 
-// Bring a vif up on this host from Go (needs root): the library form of
-// "vif up vif0 192.0.2.1 --slave eth0 --peer 198.18.0.2 --route 198.51.100.0/24".
-func ExampleUp() {
-	ifc, err := vif.Up(&vif.LinkConfig{
-		Name:   "vif0",
-		Addrs:  []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")},
-		Slave:  "eth0",
-		Peer:   netip.MustParseAddr("198.18.0.2"),
-		Routes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer ifc.Close() // removes the routes, the address and the interface
-	<-ifc.Done()      // until the interface is deleted from outside
-}
-
 // ping returns a minimal ICMP echo request from src to dst.
 func ping(src, dst netip.Addr) []byte {
 	p := []byte{

@@ -25,7 +25,7 @@ func newBufs(n, size int) ([][]byte, []int) {
 // Close, or because the interface was deleted).
 func isClosed(err error) bool {
 	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, syscall.EBADFD)
+		errBadFD != nil && errors.Is(err, errBadFD)
 }
 
 // maxReadErrors is how many read errors in a row a loop tolerates before it
