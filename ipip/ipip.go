@@ -165,8 +165,11 @@ func (e *Encapsulator) Encap(buf []byte, off int) ([]byte, error) {
 // IPv4 packet with a valid header checksum, a non-zero TTL, and must not
 // itself be IPIP (protocol 4 or 94): one level is undone, never more. The
 // inner ECN field is updated in place as RFC 6040 prescribes (DecapECN),
-// fixing the inner checksum; the inner TTL is left unchanged (RFC 2003
-// section 3.1).
+// fixing the inner checksum (RFC 1624 equation 3); the inner TTL is left
+// unchanged (RFC 2003 section 3.1). An inner header Decap does not change
+// keeps its checksum as sent: one that verifies but reads 0xffff where a
+// full computation gives 0x0000 (one's-complement -0 and +0, RFC 1624
+// section 3) is passed through as receivers accept it.
 //
 // Any rejection is one of the Error constants. Decap does not allocate.
 func Decap(pkt []byte, proto uint8) ([]byte, error) {
