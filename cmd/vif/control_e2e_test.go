@@ -297,8 +297,11 @@ func TestControlLogs(t *testing.T) {
 		t.Fatal("the daemon died")
 	}
 
-	// A daemon that died leaves its log; the next one keeps it as .1 and
-	// starts afresh.
+	// A daemon that died leaves its log; the next one keeps it as .old
+	// (logrotate's .1 is left alone) and starts afresh.
+	rotated1 := log + ".1"
+	os.WriteFile(rotated1, []byte("logrotate's\n"), 0o600)
+	defer os.Remove(rotated1)
 	syscall.Kill(pid, syscall.SIGKILL)
 	waitGone(pid, 5*time.Second)
 	waitFor(5*time.Second, func() bool { return !h.LinkExists("vif0") })
@@ -307,14 +310,17 @@ func TestControlLogs(t *testing.T) {
 	if newLog != log || newPID == pid {
 		t.Fatalf("new daemon %d logs to %s; old %d to %s", newPID, newLog, pid, log)
 	}
-	defer os.Remove(log + ".1")
+	defer os.Remove(log + ".old")
 	nb, _ := os.ReadFile(log)
-	ob, _ := os.ReadFile(log + ".1")
+	ob, _ := os.ReadFile(log + ".old")
 	if strings.Contains(string(nb), "op=down vif=vif1") || !strings.Contains(string(nb), "pid="+strconv.Itoa(newPID)) {
 		t.Errorf("the new daemon's log holds the dead one's lines:\n%s", nb)
 	}
 	if !strings.Contains(string(ob), "op=down vif=vif1") {
-		t.Errorf("the dead daemon's log was not kept as %s.1:\n%s", log, ob)
+		t.Errorf("the dead daemon's log was not kept as %s.old:\n%s", log, ob)
+	}
+	if b, _ := os.ReadFile(rotated1); string(b) != "logrotate's\n" {
+		t.Errorf("a starting daemon overwrote logrotate's %s: %q", rotated1, b)
 	}
 }
 
@@ -432,4 +438,71 @@ func TestControlExitRace(t *testing.T) {
 		}
 	}
 	assertNothingLeft(t, h)
+}
+
+// An operator removes the daemon's files (rm -rf /run/vif): the daemon
+// puts them back, commands find it again, and no second daemon takes the
+// namespace meanwhile.
+func TestControlFilesRemoved(t *testing.T) {
+	h, pid, log := controlHost(t)
+	var st syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+h.Netns(), &st); err != nil {
+		t.Fatal(err)
+	}
+	p := controlPaths(st.Ino)
+	for _, f := range []string{p.Socket, p.Lock} {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var doc showJSON
+	if _, ok := waitFor(10*time.Second, func() bool {
+		out, err := h.Run(vifBin, "show", "--json")
+		return err == nil && json.Unmarshal([]byte(out), &doc) == nil && len(doc.Vifs) == 1
+	}); !ok {
+		t.Fatalf("the daemon did not restore its control files; show gives %+v", doc)
+	}
+	if doc.Daemon == nil || doc.Daemon.PID != pid {
+		t.Errorf("answered by %+v, want the daemon %d", doc.Daemon, pid)
+	}
+	// A vif up meanwhile would have met no daemon and started one: now it
+	// must reach the first.
+	vifCmd(t, h, "up", "vif1", "192.0.2.2", "--no-arp-proxy")
+	if got, _ := daemonPID(t, h); got != pid {
+		t.Errorf("vif1 is served by daemon %d, not %d", got, pid)
+	}
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "control files were removed") {
+		t.Errorf("the daemon's log does not say its files were restored:\n%s", b)
+	}
+}
+
+// "vif --netns NS" passes the signals meant for the command on to the vif
+// it runs in NS: SIGTERM stops a foreground vif there.
+func TestNetnsForwardsSignals(t *testing.T) {
+	h := nstest.New(t).Host("h")
+	cmd := exec.Command(vifBin, "--netns", h.Netns(), "up", "vif5", "192.0.2.5", "--no-arp-proxy", "--foreground")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	if _, ok := waitFor(10*time.Second, func() bool { return h.LinkExists("vif5") }); !ok {
+		t.Fatal("vif5 did not come up")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		done <- err
+		if err != nil {
+			t.Errorf("vif --netns after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("vif --netns ignored SIGTERM")
+	}
+	if _, ok := waitFor(5*time.Second, func() bool { return !h.LinkExists("vif5") }); !ok {
+		t.Error("vif5 outlived the SIGTERM of its command")
+	}
 }

@@ -28,6 +28,10 @@ const daemonIdle = 30 * time.Second
 // requests it is serving to be answered.
 const shutdownWait = 5 * time.Second
 
+// healEvery is how often a daemon checks that its socket and lock files
+// are still in place, and puts them back.
+const healEvery = 2 * time.Second
+
 // Default deadlines of the commands (--timeout).
 const (
 	upTimeout   = 30 * time.Second
@@ -51,8 +55,9 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	// Only the daemon holding the lock touches the log: it keeps a dead
-	// daemon's log (this namespace's inode may be a reused one) as .1.
-	if err := os.Rename(paths.Log, paths.Log+".1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// daemon's log (this namespace's inode may be a reused one) as .old,
+	// a name logrotate's numbered files never take.
+	if err := os.Rename(paths.Log, paths.Log+".old"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		ln.Close()
 		return fmt.Errorf("rotating the daemon log: %w", err)
 	}
@@ -107,6 +112,9 @@ func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.
 	}()
 	idle := time.NewTimer(daemonIdle)
 	defer idle.Stop()
+	heal := time.NewTicker(healEvery)
+	defer heal.Stop()
+	var healErr string
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,6 +125,16 @@ func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.
 		case <-srv.Idle():
 		case <-d.Changed():
 		case <-idle.C:
+		case <-heal.C:
+			did, err := ln.Heal()
+			if did != "" {
+				log.Warn("the control files were removed from outside; "+did, "socket", ln.Paths().Socket)
+			}
+			if e := fmt.Sprint(err); err != nil && e != healErr {
+				log.Error("cannot restore the control files: commands no longer reach this daemon; stop it (SIGTERM) to remove its vifs", "err", err)
+			}
+			healErr = fmt.Sprint(err)
+			continue
 		}
 		if srv.CloseIf(func() bool { return d.Len() == 0 }) {
 			<-served
@@ -161,8 +179,15 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn 
 		return daemon.Response{}, err
 	}
 	var started <-chan string // the early errors of a daemon we started
+	timedOut := func() error {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return errors.New("interrupted")
+		}
+		return fmt.Errorf("no vif daemon answered within %v; see %s", timeout, paths.Log)
+	}
 	for {
 		out, err := control.Call(ctx, paths, b)
+		var na *control.NoAnswerError
 		switch {
 		case err == nil:
 			var resp daemon.Response
@@ -182,6 +207,10 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn 
 		case errors.Is(err, control.ErrNotRunning):
 			return daemon.Response{}, errNoDaemon
 		case errors.Is(err, control.ErrRetry):
+		case errors.As(err, &na):
+			return daemon.Response{}, err
+		case ctx.Err() != nil: // the deadline struck while dialling
+			return daemon.Response{}, timedOut()
 		default:
 			return daemon.Response{}, err
 		}
@@ -194,10 +223,7 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn 
 				started = nil // it exited, or serves: look again, start another if needed
 			}
 		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.Canceled) {
-				return daemon.Response{}, errors.New("interrupted")
-			}
-			return daemon.Response{}, fmt.Errorf("no vif daemon answered within %v; see %s", timeout, paths.Log)
+			return daemon.Response{}, timedOut()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

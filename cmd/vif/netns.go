@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,6 +75,7 @@ func inNetns(ns string, args []string) error {
 		return err
 	}
 	errc := make(chan error, 1)
+	started := make(chan *os.Process, 1)
 	go func() {
 		// This thread joins the namespace and is never reused: the
 		// goroutine exits without unlocking, so the runtime ends it.
@@ -83,11 +86,37 @@ func inNetns(ns string, args []string) error {
 		}
 		cmd := exec.Command(exe, args...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		errc <- cmd.Run()
+		if err := cmd.Start(); err != nil {
+			errc <- err
+			return
+		}
+		started <- cmd.Process
+		errc <- cmd.Wait()
 	}()
-	err = <-errc
+	// The child is this command now: the signals meant for it go on to it
+	// (Ctrl-C reaches both through the terminal's process group).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	var child *os.Process
+wait:
+	for {
+		select {
+		case child = <-started:
+		case sig := <-sigs:
+			if child != nil {
+				child.Signal(sig)
+			}
+		case err = <-errc:
+			break wait
+		}
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			// It printed nothing: say what ended it, as a shell would.
+			return fmt.Errorf("vif in network namespace %s ended by %v", ns, ws.Signal())
+		}
 		return &exitError{code: ee.ExitCode()}
 	}
 	return err

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"syscall"
 )
 
 // startProfile starts a CPU profile when the environment variable
@@ -18,7 +19,7 @@ func startProfile() (stop func()) {
 	if path == "" {
 		return func() {}
 	}
-	f, err := os.Create(path)
+	f, err := createOwn(path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vif: VIF_CPUPROFILE:", err)
 		return func() {}
@@ -32,4 +33,21 @@ func startProfile() (stop func()) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}
+}
+
+// createOwn creates or truncates the regular file path for writing, as
+// root would without following a symbolic link or writing into a file of
+// another user: in a directory such as /tmp, another user may have put
+// either there.
+func createOwn(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil || int(st.Uid) != os.Geteuid() || st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink != 1 {
+		f.Close()
+		return nil, fmt.Errorf("%s: not a file of this user's; remove it or choose another path", path)
+	}
+	return f, f.Truncate(0)
 }

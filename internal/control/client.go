@@ -19,9 +19,9 @@ var (
 	// namespace.
 	ErrNotRunning = errors.New("no vif daemon runs in this network namespace")
 	// ErrRetry is returned when the daemon closed the connection before
-	// it took the request (it was exiting): nothing was done, and the
-	// call may be repeated, against a new daemon.
-	ErrRetry = errors.New("the vif daemon exited before it took the request")
+	// it took the request (it was exiting) or its queue was full: nothing
+	// was done, and the call may be repeated, against a new daemon.
+	ErrRetry = errors.New("the vif daemon did not take the request")
 	// ErrPermission is returned when the kernel or the daemon refuses the
 	// caller: only root may command vif.
 	ErrPermission = errors.New("permission denied")
@@ -29,6 +29,12 @@ var (
 
 // maxResponse bounds an answer's size in bytes.
 const maxResponse = 64 << 20
+
+// AnswerGrace is how long past its deadline Call waits for the answer to
+// a request the daemon took: a daemon that finds the deadline passed when
+// it is done says so (and undoes what it can), and that answer is worth
+// waiting for.
+const AnswerGrace = 500 * time.Millisecond
 
 // ImpostorError is returned by Call when the control socket is held by a
 // process that does not run as the caller (root): its answers cannot be
@@ -50,12 +56,21 @@ type NoAnswerError struct {
 	Paths       Paths
 	Who         string // the daemon, such as "pid 1234 (vif)"
 	Interrupted bool   // the context was canceled rather than timed out
+	Taken       bool   // the daemon had taken the request
 	Timeout     time.Duration
 }
 
 func (e *NoAnswerError) Error() string {
+	what := ""
+	if e.Taken {
+		what = " (it had taken the request: \"vif show\" tells what it did)"
+	}
 	if e.Interrupted {
-		return fmt.Sprintf("interrupted while waiting for the vif daemon, %s; its log: %s", e.Who, e.Paths.Log)
+		return fmt.Sprintf("interrupted while waiting for the vif daemon, %s%s; its log: %s", e.Who, what, e.Paths.Log)
+	}
+	if e.Taken {
+		return fmt.Sprintf("the vif daemon, %s, did not answer within %v%s; its log: %s",
+			e.Who, e.Timeout.Round(100*time.Millisecond), what, e.Paths.Log)
 	}
 	return fmt.Sprintf("the vif daemon, %s, did not answer within %v: is it stopped or stuck? Its log: %s (--timeout waits longer)",
 		e.Who, e.Timeout.Round(100*time.Millisecond), e.Paths.Log)
@@ -85,8 +100,10 @@ func Call(ctx context.Context, p Paths, req []byte) ([]byte, error) {
 			return nil, ErrNotRunning
 		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 			return nil, fmt.Errorf("%w on %s: only root may command vif; run it with sudo", ErrPermission, p.Socket)
+		case errors.Is(err, syscall.EAGAIN): // the queue is full
+			return nil, ErrRetry
 		case ctx.Err() != nil:
-			return nil, context.Cause(ctx)
+			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("control: %w", err)
 	}
@@ -103,19 +120,24 @@ func Call(ctx context.Context, p Paths, req []byte) ([]byte, error) {
 		return nil, &ImpostorError{Socket: p.Socket, Peer: peer, Who: describe(peer.PID)}
 	}
 
-	// Ctrl-C or a deadline ends the wait at once.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	// Ctrl-C ends the wait at once, the deadline through the connection's.
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			c.SetDeadline(time.Unix(1, 0))
+		}
+	})
 	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
+	dl, hasDeadline := ctx.Deadline()
+	if hasDeadline {
 		c.SetDeadline(dl)
 	}
+	taken := false
 	noAnswer := func(err error) error {
 		var ne net.Error
-		if ctx.Err() == nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		if !errors.Is(ctx.Err(), context.Canceled) && !(errors.As(err, &ne) && ne.Timeout()) {
 			return nil
 		}
-		dl, _ := ctx.Deadline()
-		return &NoAnswerError{Paths: p, Who: describe(peer.PID), Timeout: dl.Sub(start),
+		return &NoAnswerError{Paths: p, Who: describe(peer.PID), Timeout: dl.Sub(start), Taken: taken,
 			Interrupted: errors.Is(ctx.Err(), context.Canceled)}
 	}
 
@@ -139,6 +161,10 @@ func Call(ctx context.Context, p Paths, req []byte) ([]byte, error) {
 			return nil, e
 		}
 		return nil, fmt.Errorf("control: sending the request: %w", err)
+	}
+	taken = true
+	if hasDeadline && ctx.Err() == nil {
+		c.SetDeadline(dl.Add(AnswerGrace))
 	}
 	line, err = r.ReadBytes('\n')
 	if err != nil {

@@ -126,7 +126,7 @@ func TestCallRetry(t *testing.T) {
 	p := testPaths(t)
 	ln := listen(t, p)
 	go func() {
-		if c, err := ln.Accept(); err == nil {
+		if c, err := ln.AcceptUnix(); err == nil {
 			c.Close()
 		}
 	}()
@@ -253,10 +253,11 @@ func TestListenSweeps(t *testing.T) {
 	listen(t, live)
 	dead := listen(t, other)
 	// What SIGKILL leaves: the files, no lock held.
-	dead.UnixListener.SetUnlinkOnClose(false)
-	dead.UnixListener.Close()
+	dead.mu.Lock()
+	dead.u.Close()
 	dead.lock.Close()
-	dead.lock = nil
+	dead.closed = true
+	dead.mu.Unlock()
 	listen(t, p)
 	for _, f := range []string{other.Socket, other.Lock} {
 		if _, err := os.Lstat(f); !errors.Is(err, os.ErrNotExist) {
@@ -268,4 +269,69 @@ func TestListenSweeps(t *testing.T) {
 			t.Errorf("live daemon's %s swept: %v", f, err)
 		}
 	}
+}
+
+// Someone removes the daemon's files (rm -rf /run/vif): Heal puts them
+// back, and a daemon that closes removes only files that are its own.
+func TestListenerHeal(t *testing.T) {
+	p := testPaths(t)
+	ln := listen(t, p)
+	serve(t, ln, func(Peer, []byte) []byte { return []byte("ok") })
+	if did, err := ln.Heal(); err != nil || did != "" {
+		t.Errorf("Heal of intact files: %q, %v", did, err)
+	}
+	if err := os.RemoveAll(p.Dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Call(context.Background(), p, []byte("x")); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("Call with the files gone: %v", err)
+	}
+	did, err := ln.Heal()
+	if err != nil || did != "lock file restored, socket restored" {
+		t.Fatalf("Heal = %q, %v", did, err)
+	}
+	if resp, err := Call(context.Background(), p, []byte("x")); err != nil || string(resp) != "ok" {
+		t.Fatalf("Call after Heal: %q, %v", resp, err)
+	}
+
+	// The files go again, and a second daemon starts before Heal: the
+	// first must not take the namespace back, nor remove the second's
+	// files when it closes.
+	os.Remove(p.Socket)
+	os.Remove(p.Lock)
+	second := listen(t, p)
+	if _, err := ln.Heal(); err == nil || !strings.Contains(err.Error(), "second vif daemon") {
+		t.Errorf("Heal against a second daemon: %v", err)
+	}
+	ln.Close()
+	for _, f := range []string{p.Socket, p.Lock} {
+		if _, err := os.Lstat(f); err != nil {
+			t.Errorf("closing the first daemon removed the second's %s: %v", f, err)
+		}
+	}
+	second.Close()
+}
+
+// A full queue is a retry, not a failure.
+func TestCallQueueFull(t *testing.T) {
+	p := testPaths(t)
+	ln := listen(t, p)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	// Nothing accepts: fill the backlog until the kernel says EAGAIN.
+	for k := 0; k < 100000; k++ {
+		c, err := net.Dial("unix", p.Socket)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	if _, err := Call(context.Background(), p, []byte("x")); !errors.Is(err, ErrRetry) {
+		t.Errorf("Call with a full queue: %v, want ErrRetry", err)
+	}
+	_ = ln
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,11 +23,16 @@ var ErrRunning = errors.New("a vif daemon already serves this network namespace"
 const lockWait = 5 * time.Second
 
 // A Listener is the control socket of a running daemon, together with the
-// lock that makes it the only one of its network namespace.
+// lock that makes it the only one of its network namespace. Its methods
+// are safe for concurrent use.
 type Listener struct {
-	*net.UnixListener
 	paths Paths
-	lock  *os.File
+
+	mu     sync.Mutex
+	u      *net.UnixListener
+	sock   os.FileInfo // p.Socket as bound, to know it is still ours
+	lock   *os.File
+	closed bool
 }
 
 // Listen makes this process the daemon of the network namespace that p
@@ -45,39 +51,126 @@ func Listen(p Paths) (*Listener, error) {
 		return nil, err
 	}
 	sweep(p)
-	// Holding the lock, any socket file is a dead daemon's.
-	if err := os.Remove(p.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+	l := &Listener{paths: p, lock: lock}
+	if err := l.bind(); err != nil {
+		os.Remove(p.Lock)
 		lock.Close()
-		return nil, fmt.Errorf("control: removing a stale socket: %w", err)
+		return nil, err
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p.Socket, Net: "unix"})
+	return l, nil
+}
+
+// bind binds p.Socket, replacing whatever the path holds (the caller holds
+// the lock: any socket there is a dead daemon's, or one it lost).
+func (l *Listener) bind() error {
+	p := l.paths
+	if err := os.Remove(p.Socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("control: removing a stale socket: %w", err)
+	}
+	u, err := net.ListenUnix("unix", &net.UnixAddr{Name: p.Socket, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	u.SetUnlinkOnClose(false) // Close removes the file only if it is still ours
+	// The directory already keeps others out; the mode says so too.
+	fi, err := os.Lstat(p.Socket)
 	if err == nil {
-		// The directory already keeps others out; the mode says so too.
 		err = os.Chmod(p.Socket, 0o600)
 	}
 	if err != nil {
-		if ln != nil {
-			ln.Close()
-		}
-		os.Remove(p.Lock)
-		lock.Close()
-		return nil, fmt.Errorf("control: %w", err)
+		u.Close()
+		os.Remove(p.Socket)
+		return fmt.Errorf("control: %w", err)
 	}
-	return &Listener{UnixListener: ln, paths: p, lock: lock}, nil
+	old := l.u
+	l.u, l.sock = u, fi
+	if old != nil {
+		old.Close() // its queued connections are dropped ungreeted: they retry
+	}
+	return nil
 }
 
 // Paths returns the files of the listener's daemon.
 func (l *Listener) Paths() Paths { return l.paths }
 
-// Close stops accepting, removes the socket, then the lock file, and
-// releases the lock.
-func (l *Listener) Close() error {
-	err := l.UnixListener.Close() // removes the socket file
-	if l.lock != nil {
-		os.Remove(l.paths.Lock)
-		l.lock.Close()
-		l.lock = nil
+// AcceptUnix waits for the next connection, across a Heal that replaced
+// the socket.
+func (l *Listener) AcceptUnix() (*net.UnixConn, error) {
+	for {
+		l.mu.Lock()
+		u, closed := l.u, l.closed
+		l.mu.Unlock()
+		if closed {
+			return nil, net.ErrClosed
+		}
+		c, err := u.AcceptUnix()
+		if err != nil && errors.Is(err, net.ErrClosed) {
+			l.mu.Lock()
+			replaced := l.u != u && !l.closed
+			l.mu.Unlock()
+			if replaced {
+				continue
+			}
+		}
+		return c, err
 	}
+}
+
+// Heal puts back the socket and lock files if someone removed them (as
+// "rm -rf /run/vif" would) while the daemon runs, so that commands find it
+// again. It returns what it did, or an error when another process has
+// taken this namespace's lock meanwhile (a second daemon): then commands
+// reach that one, not this one.
+func (l *Listener) Heal() (string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return "", nil
+	}
+	p := l.paths
+	var did []string
+	if same, _ := samePath(l.lock, p.Lock); !same {
+		if err := ensureDir(p.Dir); err != nil {
+			return "", err
+		}
+		f, err := os.OpenFile(p.Lock, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("control: %w", err)
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			return "", fmt.Errorf("control: %s was replaced and another process holds it now: a second vif daemon serves this namespace", p.Lock)
+		}
+		l.lock.Close()
+		l.lock = f
+		did = append(did, "lock file restored")
+	}
+	if fi, err := os.Lstat(p.Socket); err != nil || !os.SameFile(fi, l.sock) {
+		if err := l.bind(); err != nil {
+			return strings.Join(did, ", "), err
+		}
+		did = append(did, "socket restored")
+	}
+	return strings.Join(did, ", "), nil
+}
+
+// Close stops accepting, removes the socket and the lock file where they
+// are still this listener's, and releases the lock.
+func (l *Listener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	err := l.u.Close()
+	if fi, e := os.Lstat(l.paths.Socket); e == nil && os.SameFile(fi, l.sock) {
+		os.Remove(l.paths.Socket)
+	}
+	if same, _ := samePath(l.lock, l.paths.Lock); same {
+		os.Remove(l.paths.Lock)
+	}
+	l.lock.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"runtime"
 	"strconv"
@@ -39,11 +40,17 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 	case OpUp:
 		d.log.Info("control request", "op", req.Op, "vif", req.Up.Name, "uid", p.UID, "pid", p.PID)
 		st, err := d.Up(*req.Up)
+		if err == nil && !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
+			// Its command has given up and reports a failure: make
+			// that true.
+			d.Down(req.Up.Name)
+			err = errors.New("the vif came up after the command's deadline and was removed again; raise --timeout")
+		}
 		if err != nil {
 			d.log.Info("control request failed", "op", req.Op, "vif", req.Up.Name, "uid", p.UID, "pid", p.PID, "err", err)
 			return Response{Error: err.Error()}
 		}
-		return Response{OK: true, Vifs: []VifStatus{st}}
+		return Response{OK: true, Vifs: []VifStatus{st}, Daemon: &info}
 	case OpDown:
 		d.log.Info("control request", "op", req.Op, "vif", req.Name, "uid", p.UID, "pid", p.PID)
 		if err := d.Down(req.Name); err != nil {
