@@ -1,8 +1,8 @@
 package vif
 
 import (
-	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // addrSet is an immutable set of IPv4 addresses, replaced as a whole when
@@ -10,29 +10,26 @@ import (
 // sets are scanned (faster than hashing for a handful of addresses); large
 // ones use a map.
 type addrSet struct {
-	list []uint32
-	m    map[uint32]struct{}
+	prefixes []netip.Prefix // as configured
+	list     []uint32
+	m        map[uint32]struct{}
 }
 
 const addrSetScanMax = 8
 
-func newAddrSet(addrs []netip.Addr) (*addrSet, error) {
-	if len(addrs) == 0 {
-		return nil, ErrNoAddress
-	}
-	s := &addrSet{}
-	for _, a := range addrs {
-		if !IsHostAddr(a) {
-			return nil, fmt.Errorf("%w: %s", ErrBadAddress, a)
-		}
-		k := key(a.As4())
+// newAddrSet returns the set of the addresses of prefixes, which
+// Config.check has found to be host addresses.
+func newAddrSet(prefixes []netip.Prefix) *addrSet {
+	s := &addrSet{prefixes: slices.Clone(prefixes)}
+	for _, p := range prefixes {
+		k := key(p.Addr().As4())
 		if s.has(k) {
 			continue
 		}
 		s.list = append(s.list, k)
 		if len(s.list) > addrSetScanMax {
 			if s.m == nil {
-				s.m = make(map[uint32]struct{}, len(addrs))
+				s.m = make(map[uint32]struct{}, len(prefixes))
 				for _, k := range s.list {
 					s.m[k] = struct{}{}
 				}
@@ -40,7 +37,7 @@ func newAddrSet(addrs []netip.Addr) (*addrSet, error) {
 			s.m[k] = struct{}{}
 		}
 	}
-	return s, nil
+	return s
 }
 
 func (s *addrSet) has(k uint32) bool {
@@ -54,14 +51,6 @@ func (s *addrSet) has(k uint32) bool {
 		}
 	}
 	return false
-}
-
-func (s *addrSet) addrs() []netip.Addr {
-	out := make([]netip.Addr, len(s.list))
-	for j, k := range s.list {
-		out[j] = netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)})
-	}
-	return out
 }
 
 func key(a [4]byte) uint32 {

@@ -197,7 +197,7 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 	case "decap":
 		under.src, tunDev.sink = r.src, r.sink
 	}
-	ifc, err := vif.New(tunDev, under, &vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: localB})
+	ifc, err := vif.New(tunDev, under, &vif.Config{Addrs: hosts(addrA), Local: localA, Peer: localB})
 	if err != nil {
 		tb.Fatal(err)
 	}

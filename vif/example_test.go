@@ -17,7 +17,7 @@ import (
 func ExampleNew() {
 	dev, under := viftest.NewTUN(16), viftest.NewUnderlay(16)
 	ifc, err := vif.New(dev, under, &vif.Config{
-		Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")},
+		Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")},
 		Local: netip.MustParseAddr("198.18.0.1"),
 		Peer:  netip.MustParseAddr("198.18.0.2"),
 	})
@@ -37,7 +37,7 @@ func ExampleNew() {
 // Read an interface's counters, including drops by reason.
 func ExampleInterface_Stats() {
 	dev := viftest.NewTUN(1)
-	ifc, err := vif.New(dev, nil, &vif.Config{Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}})
+	ifc, err := vif.New(dev, nil, &vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -45,12 +45,15 @@ func ExampleInterface_Stats() {
 
 	// No peer: a packet for another network can't be tunnelled.
 	dev.Inject(ping(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")))
-	for ifc.Stats().Dropped() == 0 {
-		time.Sleep(time.Millisecond)
+	for s := ifc.Stats(); s.Dropped() == 0 || s.ICMPSent == 0; s = ifc.Stats() {
+		time.Sleep(time.Millisecond) // dropped, and "network unreachable" sent back
 	}
 	s := ifc.Stats()
 	fmt.Println(s.Encapsulated, s.Dropped(), s.Drops)
-	// Output: 0 1 map[tx_no_peer:1]
+	fmt.Println(s)
+	// Output:
+	// 0 1 map[tx_no_peer:1]
+	// looped 0 (0 B), encapsulated 0 (0 B), decapsulated 0 (0 B), dropped 1 (tx_no_peer 1), icmp 1 sent, 0 limited
 }
 
 // ping returns a minimal ICMP echo request from src to dst.

@@ -145,28 +145,6 @@ func (i *Interface) icmpError(pkt ipip.Header, code uint8, mtu int) {
 	i.icmpBufs[0] = buf[:cap(buf)]
 }
 
-// probePathMTU asks the underlay's path MTU, updates the tunnel's soft
-// state, and returns the tunnel MTU.
-func (i *Interface) probePathMTU() int {
-	cur := int(i.pmtu.Load())
-	if i.pathMTU == nil {
-		return cur
-	}
-	m, err := i.pathMTU()
-	if err != nil {
-		return cur
-	}
-	t := min(max(m-ipip.HeaderLen, MinMTU), i.mtu)
-	if t != cur {
-		i.pmtu.Store(int32(t))
-		i.log.Info("tunnel path MTU changed", "from", cur, "to", t)
-	}
-	return t
-}
-
-// pmtuProbeInterval is how often a lowered path MTU is looked up again.
-const pmtuProbeInterval = 5 * time.Second
-
 var epoch = time.Now()
 
 // nanotime is a monotonic clock in nanoseconds.

@@ -130,18 +130,3 @@ func (i *Interface) tunnelError(pkt []byte) (inner ipip.Header, code uint8, mtu 
 	}
 	return nil, 0, 0, false // source quench, redirect, others: never relayed
 }
-
-// learnPathMTU adopts a path MTU reported by a router in the tunnel (outer
-// packet size; 0 from routers predating RFC 1191), asks the kernel too, and
-// returns the tunnel MTU.
-func (i *Interface) learnPathMTU(reported int) int {
-	t := i.probePathMTU()
-	if reported >= MinMTU+ipip.HeaderLen {
-		if r := min(reported-ipip.HeaderLen, i.mtu); r < t {
-			i.pmtu.Store(int32(r))
-			i.log.Info("tunnel path MTU changed", "from", t, "to", r)
-			t = r
-		}
-	}
-	return t
-}

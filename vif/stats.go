@@ -1,6 +1,10 @@
 package vif
 
 import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/vif-project/vif/ipip"
@@ -29,6 +33,28 @@ type Stats struct {
 	// Drops counts dropped packets by reason; only reasons with a
 	// non-zero count are present. The keys are stable: see DropReasons.
 	Drops map[string]uint64
+}
+
+// String formats s on one line, as "looped 1 (84 B), encapsulated 2
+// (216 B), decapsulated 2 (168 B), dropped 1 (rx_not_peer 1)".
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "looped %d (%d B), encapsulated %d (%d B), decapsulated %d (%d B), dropped %d",
+		s.Looped, s.LoopedBytes, s.Encapsulated, s.EncapsulatedBytes, s.Decapsulated, s.DecapsulatedBytes, s.Dropped())
+	if len(s.Drops) > 0 {
+		b.WriteString(" (")
+		for k, r := range slices.Sorted(maps.Keys(s.Drops)) {
+			if k > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s %d", r, s.Drops[r])
+		}
+		b.WriteString(")")
+	}
+	if s.ICMPSent+s.ICMPLimited > 0 {
+		fmt.Fprintf(&b, ", icmp %d sent, %d limited", s.ICMPSent, s.ICMPLimited)
+	}
+	return b.String()
 }
 
 // Dropped returns the total number of dropped packets.

@@ -7,99 +7,81 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"syscall"
 
+	"github.com/vif-project/vif/arpproxy"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
 )
 
-// Publisher publishes addresses on the slave's segment, so neighbours send
-// their packets for them to this host. *arpproxy.Responder implements it:
-// Add answers ARP for the address (and announces it), Remove stops.
-type Publisher interface {
-	Add(addr netip.Addr) error
-	Remove(addr netip.Addr)
-}
-
-// LinkConfig describes a vif to create on this host with Up.
-type LinkConfig struct {
-	// Name is the interface name, such as "vif0" (at most 15 bytes).
-	Name string
-	// Addrs are the interface's addresses. A /32 installs a host address
-	// only (the seed's "delete the spurious net route"); a shorter prefix
-	// also routes that network into the vif.
-	Addrs []netip.Prefix
-	// Slave is the physical interface the tunnel runs over and the
-	// addresses are published on. Required with a Peer or a Publisher.
-	Slave string
-	// Local is the outer source address; the zero Addr means the slave's
-	// primary IPv4 address. Used only with a Peer.
-	Local netip.Addr
-	// Peer is the underlay address of the tunnel's other end; the zero
-	// Addr means no tunnel.
-	Peer netip.Addr
-	// Routes are prefixes routed into the vif (and so to the peer).
-	Routes []netip.Prefix
-	// Protocol is the outer IP protocol, 94 (default) or 4.
-	Protocol uint8
-	// MTU of the vif; zero means the slave's MTU minus 20 (the outer
-	// header), or 1480 without a slave.
-	MTU int
-	// TTL is the outer TTL; zero means 64.
-	TTL uint8
-	// Publisher, when set, publishes the addresses on the slave's segment
-	// (an ARP proxy) for as long as the interface lives.
-	Publisher Publisher
-	// Logger receives lifecycle messages; nil discards them.
-	Logger *slog.Logger
-}
-
-// Errors returned by Up.
-var (
-	// ErrBadName is returned for an interface name that Linux would refuse.
-	ErrBadName = errors.New("vif: bad interface name")
-	// ErrExists is returned when an interface of that name already exists.
-	ErrExists = errors.New("vif: interface already exists")
-	// ErrNoSlave is returned when the slave interface does not exist.
-	ErrNoSlave = errors.New("vif: no such slave interface")
-	// ErrBadMTU is returned for an MTU outside 68..65515.
-	ErrBadMTU = errors.New("vif: MTU out of range")
-)
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
-
-// ValidName reports whether name is usable as a Linux interface name.
-func ValidName(name string) error {
-	if !nameRE.MatchString(name) || name == "." || name == ".." {
-		return fmt.Errorf("%w %q: use 1 to 15 letters, digits, '.', '-' or '_'", ErrBadName, name)
+// Resolve checks c and returns it with its defaults filled in, as Up
+// would use it, without creating anything: the slave (the interface of
+// the IPv4 default route, when a peer or Publish needs one), the local
+// address (the slave's first IPv4 address, with a peer), the MTU and the
+// protocol. It looks the host up in the calling thread's network
+// namespace. Errors wrap ErrBadName, ErrExists (the name is taken),
+// ErrNoAddress, ErrBadAddress, ErrBadProtocol, ErrNoSlave or ErrBadMTU.
+func (c LinkConfig) Resolve() (LinkConfig, error) {
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return LinkConfig{}, fmt.Errorf("vif: netlink: %w", err)
 	}
-	return nil
+	defer nl.Close()
+	return resolve(nl, c)
 }
 
-// Up creates a vif in the calling thread's network namespace: a TUN
-// device with offloads, its addresses, routes and MTU set through netlink,
-// the underlay socket when there is a peer, and the packet loop. It needs
-// CAP_NET_ADMIN (and CAP_NET_RAW for a tunnel).
+func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
+	c = c.clone()
+	if err := CheckName(c.Name); err != nil {
+		return c, err
+	}
+	if _, err := nl.LinkByName(c.Name); err == nil {
+		return c, fmt.Errorf("%w: %s", ErrExists, c.Name)
+	}
+	c.Protocol = c.protocol()
+	if c.Slave == "" && (c.Peer.IsValid() || c.Publish) {
+		s, err := defaultSlave(nl)
+		if err != nil {
+			return c, err
+		}
+		c.Slave = s
+	}
+	slaveMTU := 1500
+	if c.Slave != "" {
+		slave, err := nl.LinkByName(c.Slave)
+		if err != nil {
+			return c, fmt.Errorf("%w: %s", ErrNoSlave, c.Slave)
+		}
+		slaveMTU = slave.Attrs().MTU
+	}
+	if c.MTU == 0 {
+		c.MTU = slaveMTU - 20
+	}
+	if c.MTU < MinMTU || c.MTU > MaxMTU {
+		return c, fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, c.MTU, MinMTU, MaxMTU)
+	}
+	if c.Peer.IsValid() && !c.Local.IsValid() {
+		l, err := primaryAddr(nl, c.Slave)
+		if err != nil {
+			return c, err
+		}
+		c.Local = l
+	}
+	return c, c.check()
+}
+
+// Up creates a vif in the calling thread's network namespace, as Resolve
+// completes cfg: a TUN device with offloads, its addresses, routes and MTU
+// set through netlink, the underlay socket when there is a peer, the
+// packet loop, and with Publish the addresses published on the slave's
+// segment. It needs CAP_NET_ADMIN (and CAP_NET_RAW for a tunnel or
+// Publish).
 //
 // Close on the returned Interface removes everything Up installed: the
 // published addresses, the routes, the addresses and the interface itself.
 // If Up fails, it leaves nothing behind.
 func Up(cfg *LinkConfig) (ifc *Interface, err error) {
-	if err := ValidName(cfg.Name); err != nil {
-		return nil, err
-	}
-	if len(cfg.Addrs) == 0 {
-		return nil, ErrNoAddress
-	}
-	addrs := make([]netip.Addr, len(cfg.Addrs))
-	for k, p := range cfg.Addrs {
-		addrs[k] = p.Addr()
-	}
-	if _, err := newAddrSet(addrs); err != nil {
-		return nil, err
-	}
 	// One netlink socket, opened in the calling thread's namespace, serves
 	// every request of this interface, Close's included: Close may run on
 	// any thread, in any namespace.
@@ -107,150 +89,124 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vif: netlink: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			nl.Close()
-		}
-	}()
-	if _, err := nl.LinkByName(cfg.Name); err == nil {
-		return nil, fmt.Errorf("%w: %s", ErrExists, cfg.Name)
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = log.With("vif", cfg.Name)
-
-	var slave netlink.Link
-	mtu := cfg.MTU
-	if cfg.Slave != "" {
-		if slave, err = nl.LinkByName(cfg.Slave); err != nil {
-			return nil, fmt.Errorf("%w: %s", ErrNoSlave, cfg.Slave)
-		}
-		if mtu == 0 {
-			mtu = slave.Attrs().MTU - 20
-		}
-	} else if cfg.Peer.IsValid() || cfg.Publisher != nil {
-		return nil, fmt.Errorf("%w: a peer or an ARP proxy needs --slave", ErrNoSlave)
-	}
-	if mtu == 0 {
-		mtu = 1500 - 20
-	}
-	if mtu < MinMTU || mtu > MaxMTU {
-		return nil, fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, mtu, MinMTU, MaxMTU)
-	}
-	local := cfg.Local
-	if cfg.Peer.IsValid() && !local.IsValid() {
-		if local, err = primaryAddr(nl, cfg.Slave); err != nil {
-			return nil, err
-		}
-	}
-
-	var undo []func() error
+	// undo holds what Up installed, to be undone in reverse order: by Up
+	// if it fails, or else by the Interface's Close, which gets it whole.
+	// dev and the underlay are the Interface's once New has taken them.
+	undo := []func() error{func() error { nl.Close(); return nil }}
+	var owned []func() error
 	defer func() {
 		if err != nil {
 			for k := len(undo) - 1; k >= 0; k-- {
 				undo[k]()
 			}
+			for _, c := range owned {
+				c()
+			}
 		}
 	}()
-
-	dev, err := tun.CreateTUN(cfg.Name, mtu)
+	c, err := resolve(nl, *cfg)
 	if err != nil {
-		return nil, fmt.Errorf("vif: create TUN %s: %w", cfg.Name, err)
+		return nil, err
 	}
-	undo = append(undo, dev.Close)
-	link, err := nl.LinkByName(cfg.Name)
+	log := c.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("vif", c.Name)
+	c.Logger = log
+
+	dev, err := tun.CreateTUN(c.Name, c.MTU)
 	if err != nil {
-		return nil, fmt.Errorf("vif: find %s after creating it: %w", cfg.Name, err)
+		return nil, fmt.Errorf("vif: create TUN %s: %w", c.Name, err)
+	}
+	owned = append(owned, dev.Close)
+	link, err := nl.LinkByName(c.Name)
+	if err != nil {
+		return nil, fmt.Errorf("vif: find %s after creating it: %w", c.Name, err)
 	}
 	// The vif carries IPv4 only: keep the kernel's IPv6 chatter (router
 	// solicitations, MLD) out of the TUN.
-	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+cfg.Name+"/disable_ipv6", []byte("1"), 0)
+	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+c.Name+"/disable_ipv6", []byte("1"), 0)
 
-	for _, p := range cfg.Addrs {
-		a := &netlink.Addr{IPNet: prefixNet(p)}
-		if err := nl.AddrAdd(link, a); err != nil {
-			return nil, fmt.Errorf("vif: add address %s to %s: %w", p, cfg.Name, err)
+	for _, p := range c.Addrs {
+		if err := nl.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(p)}); err != nil {
+			return nil, fmt.Errorf("vif: add address %s to %s: %w", p, c.Name, err)
 		}
 	}
 	if err := nl.LinkSetUp(link); err != nil {
-		return nil, fmt.Errorf("vif: set %s up: %w", cfg.Name, err)
+		return nil, fmt.Errorf("vif: set %s up: %w", c.Name, err)
 	}
-	var routes []*netlink.Route
-	for _, p := range cfg.Routes {
+	for _, p := range c.Routes {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(p.Masked()), Scope: netlink.SCOPE_LINK}
 		if err := nl.RouteAdd(r); err != nil {
-			return nil, fmt.Errorf("vif: add route %s via %s: %w", p, cfg.Name, err)
+			return nil, fmt.Errorf("vif: add route %s via %s: %w", p, c.Name, err)
 		}
-		routes = append(routes, r)
 		undo = append(undo, func() error { return ignoreGone(nl.RouteDel(r)) })
 	}
 
 	var under Underlay
-	var pathMTU func() (int, error)
-	if cfg.Peer.IsValid() {
-		ru, err := ListenUnderlay(cfg.Slave, protoOrDefault(cfg.Protocol), local, cfg.Peer)
+	if c.Peer.IsValid() {
+		ru, err := ListenUnderlay(c.Slave, c.Protocol, c.Local, c.Peer)
 		if err != nil {
 			return nil, err
 		}
 		under = ru
-		undo = append(undo, ru.Close)
-		probe, err := newPMTUProbe(cfg.Slave, local, cfg.Peer)
+		owned = append(owned, ru.Close)
+		probe, err := newPMTUProbe(c.Slave, c.Local, c.Peer)
 		if err != nil {
 			return nil, err
 		}
 		undo = append(undo, probe.Close)
-		pathMTU = probe.PathMTU
+		c.PathMTU = probe.PathMTU
 	}
 
-	ifc, err = New(dev, under, &Config{
-		Addrs:    addrs,
-		Local:    local,
-		Peer:     cfg.Peer,
-		Protocol: cfg.Protocol,
-		TTL:      cfg.TTL,
-		PathMTU:  pathMTU,
-		Logger:   log,
-	})
+	ifc, err = New(dev, under, &c.Config)
 	if err != nil {
 		return nil, err
 	}
-	// From here on the Interface owns dev and under: Close undoes the
-	// rest in reverse order.
-	if pathMTU != nil {
-		ifc.closers = append(ifc.closers, undo[len(undo)-1]) // the probe
-	}
-	undo = undo[:0]
-	ifc.closers = append(ifc.closers, func() error { nl.Close(); return nil })
-	for _, r := range routes {
-		ifc.closers = append(ifc.closers, func() error { return ignoreGone(nl.RouteDel(r)) })
-	}
-	if cfg.Peer.IsValid() {
-		if err := ifc.startICMPRelay(cfg.Slave); err != nil {
+	ifc.link = c.clone()
+	ifc.closers, undo, owned = undo, nil, nil
+	if c.Peer.IsValid() {
+		if err := ifc.startICMPRelay(c.Slave); err != nil {
 			ifc.Close()
 			return nil, err
 		}
 	}
-	if cfg.Publisher != nil {
-		for _, a := range addrs {
-			if err := cfg.Publisher.Add(a); err != nil {
-				ifc.Close()
-				return nil, fmt.Errorf("vif: publish %s: %w", a, err)
-			}
-			ifc.closers = append(ifc.closers, func() error { cfg.Publisher.Remove(a); return nil })
+	if c.Publish {
+		if err := ifc.publish(); err != nil {
+			ifc.Close()
+			return nil, err
 		}
 	}
-	log.Info("vif up", "addrs", cfg.Addrs, "mtu", mtu, "slave", cfg.Slave, "local", local, "peer", cfg.Peer,
-		"proto", protoOrDefault(cfg.Protocol), "routes", cfg.Routes)
+	log.Info("vif up", "addrs", c.Addrs, "mtu", c.MTU, "slave", c.Slave, "local", c.Local, "peer", c.Peer,
+		"proto", c.Protocol, "routes", c.Routes)
 	return ifc, nil
 }
 
-func protoOrDefault(p uint8) uint8 {
-	if p == 0 {
-		return 94
+// publish publishes the interface's addresses through its Publisher, or
+// an ARP responder of its own on the slave, until Close.
+func (i *Interface) publish() error {
+	pub := i.link.Publisher
+	if pub == nil {
+		ifi, err := net.InterfaceByName(i.link.Slave)
+		if err != nil {
+			return fmt.Errorf("%w: %s", ErrNoSlave, i.link.Slave)
+		}
+		r, err := arpproxy.Listen(ifi, &arpproxy.Config{Logger: i.log})
+		if err != nil {
+			return fmt.Errorf("vif: ARP proxy on %s: %w", i.link.Slave, err)
+		}
+		i.closers = append(i.closers, r.Close)
+		pub = r
 	}
-	return p
+	for _, p := range i.link.Addrs {
+		a := p.Addr()
+		if err := pub.Add(a); err != nil {
+			return fmt.Errorf("vif: publish %s: %w", a, err)
+		}
+		i.closers = append(i.closers, func() error { pub.Remove(a); return nil })
+	}
+	return nil
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {
@@ -265,12 +221,6 @@ func ignoreGone(err error) error {
 		return nil
 	}
 	return err
-}
-
-// PrimaryAddr returns the first IPv4 address of interface name, in the
-// calling thread's network namespace.
-func PrimaryAddr(name string) (netip.Addr, error) {
-	return primaryAddr(&netlink.Handle{}, name)
 }
 
 func primaryAddr(nl *netlink.Handle, name string) (netip.Addr, error) {
@@ -290,15 +240,15 @@ func primaryAddr(nl *netlink.Handle, name string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("vif: %s has no IPv4 address to use as the local tunnel endpoint (set one, or pass --local)", name)
 }
 
-// DefaultSlave returns the interface of the IPv4 default route.
-func DefaultSlave() (string, error) {
-	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+// defaultSlave returns the interface of the IPv4 default route.
+func defaultSlave(nl *netlink.Handle) (string, error) {
+	routes, err := nl.RouteList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return "", fmt.Errorf("vif: list routes: %w", err)
 	}
 	for _, r := range routes {
 		if (r.Dst == nil || r.Dst.IP.IsUnspecified() && isZeroMask(r.Dst.Mask)) && r.LinkIndex > 0 {
-			l, err := netlink.LinkByIndex(r.LinkIndex)
+			l, err := nl.LinkByIndex(r.LinkIndex)
 			if err == nil {
 				return l.Attrs().Name, nil
 			}
@@ -311,49 +261,3 @@ func isZeroMask(m net.IPMask) bool {
 	ones, _ := m.Size()
 	return ones == 0
 }
-
-// pmtuProbe reads the kernel's path MTU towards the peer: a UDP socket
-// connected to the peer (it sends nothing) answers IP_MTU from the route
-// cache, which the kernel updates when a router on the way returns ICMP
-// "fragmentation needed" for our IPIP packets.
-type pmtuProbe struct {
-	fd   int
-	peer unix.SockaddrInet4
-}
-
-func newPMTUProbe(slave string, local, peer netip.Addr) (*pmtuProbe, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
-	if err != nil {
-		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
-	}
-	if slave != "" {
-		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, slave); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("vif: path MTU probe: %w", err)
-		}
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4()}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
-	}
-	// Port 9 (discard): nothing is ever sent.
-	p := &pmtuProbe{fd: fd, peer: unix.SockaddrInet4{Addr: peer.As4(), Port: 9}}
-	if err := unix.Connect(fd, &p.peer); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
-	}
-	return p, nil
-}
-
-// PathMTU returns the path MTU towards the peer. It connects again first:
-// the socket's cached route does not see a path MTU learnt after it was
-// looked up, a new lookup does.
-func (p *pmtuProbe) PathMTU() (int, error) {
-	if err := unix.Connect(p.fd, &p.peer); err != nil {
-		return 0, err
-	}
-	return unix.GetsockoptInt(p.fd, unix.IPPROTO_IP, unix.IP_MTU)
-}
-
-// Close releases the socket.
-func (p *pmtuProbe) Close() error { return unix.Close(p.fd) }

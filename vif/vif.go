@@ -2,10 +2,9 @@ package vif
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -55,51 +54,6 @@ type Underlay interface {
 	Close() error
 }
 
-// Config configures the packet loop of an Interface. A nil *Config is not
-// valid for New: an interface needs at least one address.
-type Config struct {
-	// Addrs are the interface's own addresses. Packets read from the TUN
-	// for one of them are looped back into it; decapsulated packets are
-	// delivered only when their inner destination is one of them.
-	Addrs []netip.Addr
-	// Local is this host's underlay address, the outer source of
-	// encapsulated packets. Required when Peer is set.
-	Local netip.Addr
-	// Peer is the underlay address of the tunnel's other end. When it is
-	// the zero Addr the interface has no tunnel: packets for other
-	// destinations are dropped and nothing is decapsulated.
-	Peer netip.Addr
-	// Protocol is the outer IP protocol, ipip.ProtoIPIP (94, the default
-	// when zero) or ipip.ProtoIPinIP (4).
-	Protocol uint8
-	// TTL is the outer TTL; zero means ipip.DefaultTTL. InheritTTL copies
-	// the inner TTL instead.
-	TTL        uint8
-	InheritTTL bool
-	// PathMTU, when set, returns the path MTU of the underlay towards the
-	// peer (outer packets), as the kernel learns it from ICMP
-	// "fragmentation needed". The loop asks when the underlay refuses a
-	// packet as too big, and now and then afterwards; the tunnel MTU is
-	// that minus 20. Up sets it; nil means the path MTU is the device's.
-	PathMTU func() (int, error)
-	// Logger receives lifecycle messages and recovered errors; nil
-	// discards them. Nothing is logged per packet.
-	Logger *slog.Logger
-}
-
-// Errors returned by New and SetAddrs.
-var (
-	// ErrNoAddress is returned when a Config has no address.
-	ErrNoAddress = errors.New("vif: no address configured")
-	// ErrBadAddress is returned for an address that is not a unicast
-	// IPv4 address.
-	ErrBadAddress = errors.New("vif: not a unicast IPv4 address")
-	// ErrBadProtocol is returned for a protocol other than 94 or 4.
-	ErrBadProtocol = errors.New("vif: protocol must be 94 or 4")
-	// ErrNoLocal is returned when a peer is set without a local address.
-	ErrNoLocal = errors.New("vif: a peer needs a local underlay address")
-)
-
 // An Interface is a running vif: a packet loop between a TUN device and an
 // underlay. Its methods are safe for concurrent use.
 type Interface struct {
@@ -107,6 +61,7 @@ type Interface struct {
 	under Underlay // nil without a peer
 	log   *slog.Logger
 
+	link  LinkConfig // as resolved: what Link returns
 	proto uint8
 	local [4]byte
 	peer  [4]byte
@@ -117,9 +72,12 @@ type Interface struct {
 
 	// Path MTU soft state (RFC 2003 section 5.1): mtu is the device's,
 	// pmtu the tunnel's current one (<= mtu).
-	mtu     int
-	pmtu    atomic.Int32
-	pathMTU func() (int, error)
+	mtu         int
+	pmtu        atomic.Int32
+	pathMTU     func() (int, error)
+	pmtuLogged  atomic.Int64 // nanotime of the last log line about it
+	pmtuChanges atomic.Uint64
+
 	// ICMP errors sent back into the TUN, by the tx goroutine only.
 	icmpLim  icmpLimiter
 	icmpBufs [][]byte
@@ -146,34 +104,17 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 	if cfg == nil {
 		return nil, ErrNoAddress
 	}
-	set, err := newAddrSet(cfg.Addrs)
-	if err != nil {
+	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	proto := cfg.Protocol
-	if proto == 0 {
-		proto = ipip.ProtoIPIP
+	if cfg.Peer.IsValid() && under == nil {
+		return nil, errors.New("vif: a peer needs an underlay")
 	}
-	if proto != ipip.ProtoIPIP && proto != ipip.ProtoIPinIP {
-		return nil, ErrBadProtocol
-	}
-	if cfg.Peer.IsValid() {
-		if !IsHostAddr(cfg.Peer) {
-			return nil, fmt.Errorf("%w: peer %s", ErrBadAddress, cfg.Peer)
-		}
-		if !cfg.Local.IsValid() {
-			return nil, ErrNoLocal
-		}
-		if !IsHostAddr(cfg.Local) {
-			return nil, fmt.Errorf("%w: local %s", ErrBadAddress, cfg.Local)
-		}
-		if under == nil {
-			return nil, errors.New("vif: a peer needs an underlay")
-		}
-	}
+	set := newAddrSet(cfg.Addrs)
+	proto := cfg.protocol()
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = slog.New(slog.DiscardHandler)
 	}
 	i := &Interface{
 		dev:   dev,
@@ -182,6 +123,9 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 		proto: proto,
 		done:  make(chan struct{}),
 	}
+	i.link.Config = *cfg
+	i.link.Protocol = proto
+	i.link = i.link.clone()
 	i.addrs.Store(set)
 	i.mtu = MaxMTU
 	if m, err := dev.MTU(); err == nil && m >= MinMTU {
@@ -213,20 +157,31 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 	return i, nil
 }
 
-// SetAddrs replaces the interface's own addresses. It is safe to call while
-// the loop runs; the packet loop sees either the old or the new set.
-func (i *Interface) SetAddrs(addrs []netip.Addr) error {
-	set, err := newAddrSet(addrs)
-	if err != nil {
+// SetAddrs replaces the interface's own addresses in the packet loop (not
+// on the device). It is safe to call while the loop runs; the loop sees
+// either the old or the new set.
+func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
+	c := Config{Addrs: addrs}
+	if err := c.check(); err != nil {
 		return err
 	}
-	i.addrs.Store(set)
+	i.addrs.Store(newAddrSet(addrs))
 	return nil
 }
 
 // Addrs returns the interface's own addresses.
-func (i *Interface) Addrs() []netip.Addr {
-	return i.addrs.Load().addrs()
+func (i *Interface) Addrs() []netip.Prefix {
+	return slices.Clone(i.addrs.Load().prefixes)
+}
+
+// Link returns the interface's configuration as resolved: the defaults
+// that Up (Resolve) or New filled in, the addresses as SetAddrs last set
+// them. Functions and the logger are left out.
+func (i *Interface) Link() LinkConfig {
+	l := i.link.clone()
+	l.Addrs = i.Addrs()
+	l.PathMTU, l.Logger, l.Publisher = nil, nil, nil
+	return l
 }
 
 // MTU returns the MTU of the interface's device (0 if it can't be read).

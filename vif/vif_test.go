@@ -89,7 +89,7 @@ func newRig(t *testing.T, cfg vif.Config) *rig {
 }
 
 func tunnelCfg() vif.Config {
-	return vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: localB}
+	return vif.Config{Addrs: hosts(addrA), Local: localA, Peer: localB}
 }
 
 // waitStats polls until cond holds for the interface's stats.
@@ -109,7 +109,7 @@ func waitStats(t *testing.T, ifc *vif.Interface, what string, cond func(vif.Stat
 }
 
 func TestLoopback(t *testing.T) {
-	r := newRig(t, vif.Config{Addrs: []netip.Addr{addrA, addrB}})
+	r := newRig(t, vif.Config{Addrs: hosts(addrA, addrB)})
 	pkt := udp(t, other, addrB, "hello")
 	r.tun.Inject(pkt)
 	got, ok := r.tun.Recv(wait)
@@ -168,7 +168,7 @@ func TestTxDrops(t *testing.T) {
 		pkt    func(t *testing.T) []byte
 		reason string
 	}{
-		{"no peer", vif.Config{Addrs: []netip.Addr{addrA}}, func(t *testing.T) []byte { return udp(t, addrA, other, "x") }, "tx_no_peer"},
+		{"no peer", vif.Config{Addrs: hosts(addrA)}, func(t *testing.T) []byte { return udp(t, addrA, other, "x") }, "tx_no_peer"},
 		{"destination is the peer", tunnelCfg(), func(t *testing.T) []byte { return udp(t, addrA, localB, "x") }, "tx_loop"},
 		{"truncated", tunnelCfg(), func(t *testing.T) []byte { return udp(t, addrA, other, "x")[:12] }, "tx_inner_truncated"},
 		{"IPv6", tunnelCfg(), func(t *testing.T) []byte {
@@ -299,7 +299,7 @@ func TestNoPeerNoDecap(t *testing.T) {
 	// Without a peer there is no underlay at all, so nothing can be
 	// decapsulated: New must refuse a peer without an underlay, and accept
 	// a nil underlay without a peer.
-	if _, err := vif.New(viftest.NewTUN(1), nil, &vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: localB}); err == nil {
+	if _, err := vif.New(viftest.NewTUN(1), nil, &vif.Config{Addrs: hosts(addrA), Local: localA, Peer: localB}); err == nil {
 		t.Fatal("New accepted a peer without an underlay")
 	}
 }
@@ -307,12 +307,12 @@ func TestNoPeerNoDecap(t *testing.T) {
 func TestTunnelPair(t *testing.T) {
 	ua, ub := viftest.Pair(16)
 	ta, tb := viftest.NewTUN(16), viftest.NewTUN(16)
-	a, err := vif.New(ta, ua, &vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: localB})
+	a, err := vif.New(ta, ua, &vif.Config{Addrs: hosts(addrA), Local: localA, Peer: localB})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	b, err := vif.New(tb, ub, &vif.Config{Addrs: []netip.Addr{addrB}, Local: localB, Peer: localA})
+	b, err := vif.New(tb, ub, &vif.Config{Addrs: hosts(addrB), Local: localB, Peer: localA})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestWriteErrorsAreCounted(t *testing.T) {
 
 func TestSetAddrs(t *testing.T) {
 	r := newRig(t, tunnelCfg())
-	if err := r.ifc.SetAddrs([]netip.Addr{addrA, addrB}); err != nil {
+	if err := r.ifc.SetAddrs(hosts(addrA, addrB)); err != nil {
 		t.Fatal(err)
 	}
 	if got := r.ifc.Addrs(); len(got) != 2 {
@@ -377,7 +377,7 @@ func TestSetAddrs(t *testing.T) {
 		t.Fatal("packet for the added address not looped back")
 	}
 	for _, bad := range []netip.Addr{{}, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("224.0.0.5"), netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("2001:db8::1")} {
-		if err := r.ifc.SetAddrs([]netip.Addr{bad}); !errors.Is(err, vif.ErrBadAddress) {
+		if err := r.ifc.SetAddrs(hosts(bad)); !errors.Is(err, vif.ErrBadAddress) {
 			t.Errorf("SetAddrs(%v) = %v, want ErrBadAddress", bad, err)
 		}
 	}
@@ -391,7 +391,7 @@ func TestManyAddrs(t *testing.T) {
 	for k := 1; k <= 250; k++ {
 		addrs = append(addrs, netip.AddrFrom4([4]byte{203, 0, 113, byte(k)}))
 	}
-	r := newRig(t, vif.Config{Addrs: append(addrs, addrA)})
+	r := newRig(t, vif.Config{Addrs: hosts(append(addrs, addrA)...)})
 	r.tun.Inject(udp(t, other, addrA, "x"))
 	if _, ok := r.tun.Recv(wait); !ok {
 		t.Fatal("not looped with a large address set")
@@ -406,9 +406,9 @@ func TestNewErrors(t *testing.T) {
 	}{
 		{"nil config", nil, vif.ErrNoAddress},
 		{"no address", &vif.Config{}, vif.ErrNoAddress},
-		{"bad protocol", &vif.Config{Addrs: []netip.Addr{addrA}, Protocol: 17}, vif.ErrBadProtocol},
-		{"peer without local", &vif.Config{Addrs: []netip.Addr{addrA}, Peer: localB}, vif.ErrNoLocal},
-		{"multicast peer", &vif.Config{Addrs: []netip.Addr{addrA}, Local: localA, Peer: netip.MustParseAddr("224.1.1.1")}, vif.ErrBadAddress},
+		{"bad protocol", &vif.Config{Addrs: hosts(addrA), Protocol: 17}, vif.ErrBadProtocol},
+		{"peer without local", &vif.Config{Addrs: hosts(addrA), Peer: localB}, vif.ErrNoLocal},
+		{"multicast peer", &vif.Config{Addrs: hosts(addrA), Local: localA, Peer: netip.MustParseAddr("224.1.1.1")}, vif.ErrBadAddress},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -466,7 +466,7 @@ func recvICMP(t *testing.T, tun *viftest.TUN) (*layers.IPv4, *layers.ICMPv4) {
 }
 
 func TestNoPeerICMPUnreachable(t *testing.T) {
-	r := newRig(t, vif.Config{Addrs: []netip.Addr{addrA}})
+	r := newRig(t, vif.Config{Addrs: hosts(addrA)})
 	r.tun.Inject(udp(t, addrA, other, "nowhere to go"))
 	ip, icmp := recvICMP(t, r.tun)
 	if icmp.TypeCode != layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeHost) {
@@ -517,4 +517,13 @@ func TestPathMTU(t *testing.T) {
 	waitStats(t, r.ifc, "too big", func(s vif.Stats) bool {
 		return s.Drops["tx_too_big"] == 2 && s.ICMPSent == 2 && s.Encapsulated == 2
 	})
+}
+
+// hosts returns the host prefixes (/32) of addrs.
+func hosts(addrs ...netip.Addr) []netip.Prefix {
+	out := make([]netip.Prefix, len(addrs))
+	for k, a := range addrs {
+		out[k] = netip.PrefixFrom(a, a.BitLen())
+	}
+	return out
 }

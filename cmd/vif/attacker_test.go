@@ -113,7 +113,7 @@ func attackExec(paths control.Paths, args []string) attackResult {
 		if err != nil {
 			continue
 		}
-		fmt.Fprintf(c, `{"op":"up","up":{"name":"evil%d","addrs":["203.0.113.%d/32"],"no_arp_proxy":true}}`+"\n", k, 100+k)
+		fmt.Fprintf(c, `{"op":"up","up":{"name":"evil%d","addrs":["203.0.113.%d/32"]}}`+"\n", k, 100+k)
 		f, err := c.File() // a dup without FD_CLOEXEC: it survives the exec
 		if err == nil {
 			unix.FcntlInt(f.Fd(), unix.F_SETFD, 0)

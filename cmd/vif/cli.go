@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vif-project/vif/vif"
 )
@@ -88,6 +89,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return usagef("unknown command %q: use up, down, show or demo (see \"vif help\")", cmd)
 }
 
+// newFlags returns the flag set of a subcommand. It prints nothing itself:
+// a bad flag is an error for the caller to report in one line, and help
+// is printed by printHelp.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// printHelp prints a subcommand's usage text and flags to w.
+func printHelp(w io.Writer, fs *flag.FlagSet, usage string) {
+	fmt.Fprint(w, usage)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// checkTimeout refuses a --timeout that leaves no time to answer.
+func checkTimeout(d time.Duration) error {
+	if d <= 0 {
+		return usagef("bad --timeout %v: give a positive duration such as 5s or 1m", d)
+	}
+	return nil
+}
+
 // parseInterleaved parses flags that may come before, between or after the
 // positional arguments ("vif up vif0 192.0.2.1 --slave eth0") and returns
 // the positional ones. "--" ends flag parsing.
@@ -155,9 +182,12 @@ func parseRoute(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// parseProto parses --proto: 94 (IPIP) or 4 (RFC 2003).
+// parseProto parses --proto: 94 (IPIP) or 4 (RFC 2003); empty is the
+// library's default (94).
 func parseProto(s string) (uint8, error) {
 	switch strings.ToLower(s) {
+	case "":
+		return 0, nil
 	case "94", "ipip":
 		return 94, nil
 	case "4", "ipinip", "rfc2003":

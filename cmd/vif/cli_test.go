@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/vif"
 )
 
 func TestParseUp(t *testing.T) {
@@ -20,16 +20,16 @@ func TestParseUp(t *testing.T) {
 	tests := []struct {
 		name string
 		args string
-		want daemon.UpRequest
+		want vif.LinkConfig
 		fg   bool
 	}{
-		{"minimal", "vif0 192.0.2.1", daemon.UpRequest{Name: "vif0", Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Protocol: 94}, false},
+		{"minimal", "vif0 192.0.2.1", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")}}, Publish: true}, false},
 		{"flags after positionals", "vif0 192.0.2.1 198.51.100.0/24 --slave eth0 --peer 198.18.0.2 --route 203.0.113.0/24 --route 198.51.100.128/25 --proto 4 --mtu 1400 --no-arp-proxy --foreground",
-			daemon.UpRequest{Name: "vif0", Addrs: []netip.Prefix{pfx("192.0.2.1/32"), pfx("198.51.100.0/24")}, Slave: "eth0",
-				Peer: addr("198.18.0.2"), Routes: []netip.Prefix{pfx("203.0.113.0/24"), pfx("198.51.100.128/25")},
-				Protocol: 4, MTU: 1400, NoARP: true}, true},
-		{"flags first, single dash", "-slave eth1 -local 198.18.0.1 vif1 192.0.2.9", daemon.UpRequest{Name: "vif1", Addrs: []netip.Prefix{pfx("192.0.2.9/32")}, Slave: "eth1", Local: addr("198.18.0.1"), Protocol: 94}, false},
-		{"flag=value", "vif0 192.0.2.1 --proto=ipip --mtu=9000", daemon.UpRequest{Name: "vif0", Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Protocol: 94, MTU: 9000}, false},
+			vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32"), pfx("198.51.100.0/24")},
+				Peer: addr("198.18.0.2"), Protocol: 4}, Slave: "eth0", Routes: []netip.Prefix{pfx("203.0.113.0/24"), pfx("198.51.100.128/25")},
+				MTU: 1400}, true},
+		{"flags first, single dash", "-slave eth1 -local 198.18.0.1 vif1 192.0.2.9", vif.LinkConfig{Name: "vif1", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.9/32")}, Local: addr("198.18.0.1")}, Slave: "eth1", Publish: true}, false},
+		{"flag=value", "vif0 192.0.2.1 --proto=ipip --mtu=9000", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Protocol: 94}, MTU: 9000, Publish: true}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,4 +201,55 @@ func FuzzParseAddr(f *testing.F) {
 		parseProto(s)
 		extractNetns(strings.Fields(s))
 	})
+}
+
+// A bad flag or --timeout is one error line, exit status 2, and nothing
+// else on the terminal.
+func TestBadFlagsOneLine(t *testing.T) {
+	for _, args := range [][]string{
+		{"show", "--timeout=5"}, {"show", "--timeout", "0s"}, {"down", "vif0", "--timeout=-1s"},
+		{"up", "vif0", "192.0.2.1", "--timeout", "0"}, {"up", "--bogus"}, {"down", "-x"}, {"demo", "--nope"},
+	} {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), args, &out, &errb)
+		if exitCode(err) != 2 || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: %v, want a one-line usage error", args, err)
+		}
+		if out.Len()+errb.Len() > 0 {
+			t.Errorf("%v printed besides its error:\n%s%s", args, out.String(), errb.String())
+		}
+	}
+}
+
+// VIF_CPUPROFILE is written as root would write into /tmp: never through
+// a symbolic link, never into another user's file.
+func TestCreateOwn(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "precious")
+	os.WriteFile(target, []byte("keep"), 0o600)
+	link := filepath.Join(dir, "vif.pprof")
+	os.Symlink(target, link)
+	if f, err := createOwn(link); err == nil {
+		f.Close()
+		t.Error("createOwn followed a symbolic link")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep" {
+		t.Errorf("the link's target was changed: %q", b)
+	}
+	if err := os.Link(target, filepath.Join(dir, "hard")); err == nil {
+		if f, err := createOwn(filepath.Join(dir, "hard")); err == nil {
+			f.Close()
+			t.Error("createOwn wrote into a file with another name")
+		}
+	}
+	own := filepath.Join(dir, "own.pprof")
+	os.WriteFile(own, []byte("old profile"), 0o600)
+	f, err := createOwn(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if b, _ := os.ReadFile(own); len(b) != 0 {
+		t.Errorf("an own file was not truncated: %q", b)
+	}
 }

@@ -32,10 +32,9 @@ Example:
 `
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, demoUsage) }
+	fs := newFlags("demo")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, demoUsage)
 		return nil
 	} else if err != nil {
 		return usagef("%v (see \"vif demo --help\")", err)

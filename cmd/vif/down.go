@@ -22,17 +22,19 @@ Flags:
 `
 
 func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("down", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, downUsage); fs.PrintDefaults() }
+	fs := newFlags("down")
 	timeout := fs.Duration("timeout", callTimeout, "give up if the daemon has not answered within this time")
 	netnsFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		printHelp(stderr, fs, downUsage)
 		return nil
 	}
 	if err != nil {
 		return usagef("%v (see \"vif down --help\")", err)
+	}
+	if err := checkTimeout(*timeout); err != nil {
+		return err
 	}
 	if len(pos) != 1 {
 		return usagef("down takes one vif name, as in \"vif down vif0\"")

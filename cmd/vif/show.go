@@ -35,7 +35,7 @@ The --json form is stable (fields are only ever added):
                      "announcements", "not_owned", "conflicts",
                      "rate_limited", "socket_drops", "dropped",
                      "drops": {REASON: N}}}],
-   "daemon": {"pid", "log", "goroutines", "rss_kib"}}
+   "daemon": {"pid", "log", "foreground", "goroutines", "rss_kib"}}
 
 Flags:
 `
@@ -47,18 +47,20 @@ type showJSON struct {
 }
 
 func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, showUsage); fs.PrintDefaults() }
+	fs := newFlags("show")
 	asJSON := fs.Bool("json", false, "print JSON")
 	timeout := fs.Duration("timeout", callTimeout, "give up if the daemon has not answered within this time")
 	netnsFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
+		printHelp(stderr, fs, showUsage)
 		return nil
 	}
 	if err != nil {
 		return usagef("%v (see \"vif show --help\")", err)
+	}
+	if err := checkTimeout(*timeout); err != nil {
+		return err
 	}
 	if len(pos) > 1 {
 		return usagef("show takes at most one vif name, as in \"vif show vif0\"")
@@ -99,7 +101,9 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		printVif(stdout, st)
 	}
-	if d := resp.Daemon; d != nil && d.Log != "" {
+	if d := resp.Daemon; d != nil && d.Foreground {
+		fmt.Fprintf(stdout, "\ndaemon: pid %d, a \"vif up --foreground\" (its vifs go when it stops)\n", d.PID)
+	} else if d != nil && d.Log != "" {
 		fmt.Fprintf(stdout, "\ndaemon: pid %d, log %s\n", d.PID, d.Log)
 	}
 	return nil

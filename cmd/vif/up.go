@@ -50,31 +50,27 @@ Flags:
 
 // upConfig is the parsed command line of "vif up".
 type upConfig struct {
-	req        daemon.UpRequest
+	req        vif.LinkConfig
 	foreground bool
 	verbose    bool
 	timeout    time.Duration
 }
 
 func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, upUsage)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("up")
 	var (
 		c                                  upConfig
 		routes                             listFlag
 		slave, peer, local, proto, mtuFlag string
+		noARP                              bool
 	)
 	fs.StringVar(&slave, "slave", "", "physical interface to tunnel over and publish the addresses on (default: the interface of the default route)")
 	fs.StringVar(&peer, "peer", "", "underlay address of the tunnel's other end (default: no tunnel)")
 	fs.StringVar(&local, "local", "", "outer source address (default: the slave's primary IPv4 address)")
 	fs.Var(&routes, "route", "prefix to route into the vif, towards the peer (repeatable)")
-	fs.StringVar(&proto, "proto", "94", "outer IP protocol: 94 (IPIP) or 4 (RFC 2003)")
+	fs.StringVar(&proto, "proto", "", "outer IP protocol: 94 (IPIP, the default) or 4 (RFC 2003)")
 	fs.StringVar(&mtuFlag, "mtu", "", "MTU of the vif (default: the slave's MTU minus 20)")
-	fs.BoolVar(&c.req.NoARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
+	fs.BoolVar(&noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
 	fs.BoolVar(&c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages")
 	fs.DurationVar(&c.timeout, "timeout", upTimeout, "give up if the daemon has not answered within this time")
@@ -82,15 +78,19 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stderr, fs, upUsage)
 			return nil, err
 		}
 		return nil, usagef("%v (see \"vif up --help\")", err)
+	}
+	if err := checkTimeout(c.timeout); err != nil {
+		return nil, err
 	}
 	if len(pos) < 2 {
 		return nil, usagef("up needs a name and at least one address, as in \"vif up vif0 192.0.2.1\"")
 	}
 	c.req.Name = pos[0]
-	if err := vif.ValidName(c.req.Name); err != nil {
+	if err := vif.CheckName(c.req.Name); err != nil {
 		return nil, usagef("bad name %q: use 1 to 15 letters, digits, '.', '-' or '_', such as vif0", c.req.Name)
 	}
 	for _, s := range pos[1:] {
@@ -101,6 +101,7 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 		c.req.Addrs = append(c.req.Addrs, p)
 	}
 	c.req.Slave = slave
+	c.req.Publish = !noARP
 	if peer != "" {
 		if c.req.Peer, err = parseHost("peer", peer); err != nil {
 			return nil, err
@@ -153,6 +154,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if st.Peer.IsValid() {
 		fmt.Fprintf(stdout, ", tunnel to %s (protocol %d)", st.Peer, st.Protocol)
 	}
+	if d := resp.Daemon; d != nil && d.Foreground {
+		fmt.Fprintf(stdout, "; served by the foreground vif, pid %d: it goes when that process stops", d.PID)
+	}
 	fmt.Fprintln(stdout)
 	return nil
 }
@@ -184,5 +188,5 @@ func runForeground(ctx context.Context, c *upConfig, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
 	defer stop()
-	return serve(ctx, log, d, ln, daemon.Info{PID: os.Getpid()})
+	return serve(ctx, log, d, ln, daemon.Info{PID: os.Getpid(), Foreground: true})
 }

@@ -39,7 +39,6 @@ type Daemon struct {
 
 type entry struct {
 	ifc  *vif.Interface
-	req  UpRequest // with defaults resolved
 	arp  *arpEntry // nil without an ARP proxy
 	gone chan struct{}
 }
@@ -75,21 +74,23 @@ func (d *Daemon) Len() int {
 	return len(d.vifs) + len(d.pending)
 }
 
-// Up creates a vif as r describes and returns its status once it serves:
-// addresses installed, packet loop running, ARP proxy answering.
-func (d *Daemon) Up(r UpRequest) (VifStatus, error) {
+// Up creates a vif as cfg describes, its defaults resolved by the vif
+// library, and returns its status once it serves: addresses installed,
+// packet loop running, addresses published. The vifs of one slave share
+// its ARP responder.
+func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return VifStatus{}, errors.New("the daemon is shutting down")
 	}
-	if d.vifs[r.Name] != nil || d.pending[r.Name] {
+	if d.vifs[cfg.Name] != nil || d.pending[cfg.Name] {
 		d.mu.Unlock()
-		return VifStatus{}, fmt.Errorf("%w: %s (remove it with \"vif down %s\")", ErrTaken, r.Name, r.Name)
+		return VifStatus{}, fmt.Errorf("%w: %s (remove it with \"vif down %s\")", ErrTaken, cfg.Name, cfg.Name)
 	}
 	for name, e := range d.vifs {
-		for _, a := range e.req.Addrs {
-			for _, b := range r.Addrs {
+		for _, a := range e.ifc.Addrs() {
+			for _, b := range cfg.Addrs {
 				if a.Addr() == b.Addr() {
 					d.mu.Unlock()
 					return VifStatus{}, fmt.Errorf("address %s already belongs to %s", b.Addr(), name)
@@ -97,62 +98,41 @@ func (d *Daemon) Up(r UpRequest) (VifStatus, error) {
 			}
 		}
 	}
-	d.pending[r.Name] = true
+	d.pending[cfg.Name] = true
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
-		delete(d.pending, r.Name)
+		delete(d.pending, cfg.Name)
 		d.mu.Unlock()
 	}()
 
-	if r.Slave == "" && (r.Peer.IsValid() || !r.NoARP) {
-		s, err := vif.DefaultSlave()
-		if err != nil {
-			return VifStatus{}, err
-		}
-		r.Slave = s
-	}
-	if r.Peer.IsValid() && !r.Local.IsValid() {
-		l, err := vif.PrimaryAddr(r.Slave)
-		if err != nil {
-			return VifStatus{}, err
-		}
-		r.Local = l
-	}
-	if r.Protocol == 0 {
-		r.Protocol = 94
-	}
-	slaveIdx := d.watchSlave(r)
-
-	cfg := &vif.LinkConfig{
-		Name: r.Name, Addrs: r.Addrs, Slave: r.Slave, Local: r.Local, Peer: r.Peer,
-		Routes: r.Routes, Protocol: r.Protocol, MTU: r.MTU, Logger: d.log,
-	}
-	var pub *publisher
-	if !r.NoARP {
-		// The slave's responder is taken when the first address is
-		// published, the last step of vif.Up: input that fails earlier
-		// never opens one.
-		pub = &publisher{d: d, slave: r.Slave}
-		cfg.Publisher = pub
-	}
-	ifc, err := vif.Up(cfg)
+	cfg.Logger = d.log
+	cfg.Publisher = nil
+	c, err := cfg.Resolve()
 	if err != nil {
-		if pub != nil && pub.ae != nil {
-			d.releaseARP(pub.ae)
+		return VifStatus{}, err
+	}
+	slaveIdx := d.watchSlave(c)
+	var ae *arpEntry
+	if c.Publish {
+		if ae, err = d.acquireARP(c.Slave); err != nil {
+			return VifStatus{}, err
+		}
+		c.Publisher = ae.r
+	}
+	ifc, err := vif.Up(&c)
+	if err != nil {
+		if ae != nil {
+			d.releaseARP(ae)
 		}
 		return VifStatus{}, err
 	}
-	var ae *arpEntry
-	if pub != nil {
-		ae = pub.ae
-	}
-	e := &entry{ifc: ifc, req: r, arp: ae, gone: make(chan struct{})}
+	e := &entry{ifc: ifc, arp: ae, gone: make(chan struct{})}
 	d.mu.Lock()
-	d.vifs[r.Name] = e
+	d.vifs[c.Name] = e
 	d.mu.Unlock()
-	go d.watch(r.Name, e)
-	if err := d.recordSlave(r.Name, r.Slave, slaveIdx); err != nil {
+	go d.watch(c.Name, e)
+	if err := d.recordSlave(c.Name, c.Slave, slaveIdx); err != nil {
 		return VifStatus{}, err
 	}
 	return d.status(e), nil
@@ -242,31 +222,6 @@ func (d *Daemon) Close() error {
 	return errors.Join(errs...)
 }
 
-// publisher publishes one vif's addresses through the responder of its
-// slave, taking the responder on first use.
-type publisher struct {
-	d     *Daemon
-	slave string
-	ae    *arpEntry
-}
-
-func (p *publisher) Add(a netip.Addr) error {
-	if p.ae == nil {
-		ae, err := p.d.acquireARP(p.slave)
-		if err != nil {
-			return err
-		}
-		p.ae = ae
-	}
-	return p.ae.r.Add(a)
-}
-
-func (p *publisher) Remove(a netip.Addr) {
-	if p.ae != nil {
-		p.ae.r.Remove(a)
-	}
-}
-
 func (d *Daemon) acquireARP(slave string) (*arpEntry, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -302,9 +257,10 @@ func (d *Daemon) releaseARP(ae *arpEntry) {
 
 func (d *Daemon) status(e *entry) VifStatus {
 	s := e.ifc.Stats()
+	l := e.ifc.Link()
 	st := VifStatus{
-		Name: e.req.Name, Addrs: e.req.Addrs, Slave: e.req.Slave, Local: e.req.Local, Peer: e.req.Peer,
-		Protocol: e.req.Protocol, MTU: e.ifc.MTU(), Routes: e.req.Routes, ARPProxy: e.arp != nil,
+		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Peer: l.Peer,
+		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,
 		Counters: Counters{
 			LoopedPackets: s.Looped, LoopedBytes: s.LoopedBytes,
 			EncapsulatedPackets: s.Encapsulated, EncapsulatedBytes: s.EncapsulatedBytes,

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/vif-project/vif/vif"
 )
 
 // Operations of a Request.
@@ -30,25 +32,12 @@ type Request struct {
 	Op string `json:"op"`
 	// Name selects a vif for down and show (empty: all, for show).
 	Name string `json:"name,omitempty"`
-	// Up describes the vif to create, for up.
-	Up *UpRequest `json:"up,omitempty"`
+	// Up describes the vif to create, for up; zero fields take the
+	// library's defaults (vif.LinkConfig.Resolve).
+	Up *vif.LinkConfig `json:"up,omitempty"`
 	// Deadline, if set, is when the command stops waiting: a request
 	// taken later is refused without effect.
 	Deadline time.Time `json:"deadline,omitzero"`
-}
-
-// UpRequest describes a vif to create; zero fields take the defaults of
-// "vif up".
-type UpRequest struct {
-	Name     string         `json:"name"`
-	Addrs    []netip.Prefix `json:"addrs"`
-	Slave    string         `json:"slave,omitempty"`
-	Local    netip.Addr     `json:"local,omitzero"`
-	Peer     netip.Addr     `json:"peer,omitzero"`
-	Routes   []netip.Prefix `json:"routes,omitempty"`
-	Protocol uint8          `json:"protocol,omitempty"`
-	MTU      int            `json:"mtu,omitempty"`
-	NoARP    bool           `json:"no_arp_proxy,omitempty"`
 }
 
 // Response answers a Request.
@@ -63,6 +52,9 @@ type Response struct {
 type Info struct {
 	PID int    `json:"pid"`
 	Log string `json:"log,omitempty"`
+	// Foreground is set when the daemon is a "vif up --foreground": its
+	// vifs go when that process stops.
+	Foreground bool `json:"foreground,omitempty"`
 	// Goroutines and RSSKiB are sampled at each show request, for
 	// watching the daemon over time (soak tests, monitoring).
 	Goroutines int `json:"goroutines"`

@@ -17,7 +17,7 @@ func TestDecodeRequest(t *testing.T) {
 		`{"op":"show","name":"vif0"}`,
 		`{"op":"down","name":"vif0"}`,
 		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/32"]}}`,
-		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/32"],"slave":"eth0","peer":"198.18.0.2","routes":["198.51.100.0/24"],"protocol":4,"mtu":1400,"no_arp_proxy":true}}`,
+		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/32"],"slave":"eth0","peer":"198.18.0.2","routes":["198.51.100.0/24"],"protocol":4,"mtu":1400,"publish":true}}`,
 	}
 	for _, s := range good {
 		if _, err := DecodeRequest([]byte(s)); err != nil {

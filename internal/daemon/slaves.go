@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vif-project/vif/vif"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -33,8 +34,8 @@ type slaveWatch struct {
 // slave interface the vif r uses (for its tunnel or its ARP proxy), or 0
 // if it uses none. The watch subscribes before the index is read, so a
 // deletion after that is never missed.
-func (d *Daemon) watchSlave(r UpRequest) int {
-	if r.Slave == "" || !r.Peer.IsValid() && r.NoARP {
+func (d *Daemon) watchSlave(r vif.LinkConfig) int {
+	if r.Slave == "" || !r.Peer.IsValid() && !r.Publish {
 		return 0
 	}
 	d.slaves.once.Do(func() {
@@ -143,7 +144,7 @@ func (d *Daemon) removeOrphans(idx int) {
 			if e == nil {
 				continue
 			}
-			d.log.Warn("slave interface deleted: removing the vif", "vif", name, "slave", e.req.Slave)
+			d.log.Warn("slave interface deleted: removing the vif", "vif", name, "slave", e.ifc.Link().Slave)
 			if err := d.Down(name); err != nil && !errors.Is(err, ErrUnknown) {
 				d.log.Warn("removing the vif of a deleted slave", "vif", name, "err", err)
 			}

@@ -4,50 +4,33 @@ package nstest_test
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
 	"testing"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/vif-project/vif/arpproxy"
 	"github.com/vif-project/vif/vif"
 	"github.com/vif-project/vif/vif/nstest"
 )
 
-// upVif brings a vif up inside host h, in this test process, with an ARP
-// proxy on its slave eth0, and removes both when the test ends.
+// upVif brings a vif up inside host h, in this test process, with its
+// addresses published on its slave (an ARP proxy), and removes it when the
+// test ends.
 func upVif(t *testing.T, h *nstest.Host, cfg vif.LinkConfig) {
 	t.Helper()
-	var (
-		ifc  *vif.Interface
-		resp *arpproxy.Responder
-	)
+	cfg.Publish = true
+	var ifc *vif.Interface
 	// Sockets, the TUN device and the netlink handle are opened in h's
 	// namespace and stay there, whichever thread uses them later.
-	err := h.Do(func() error {
-		ifi, err := net.InterfaceByName(cfg.Slave)
-		if err != nil {
-			return err
-		}
-		if resp, err = arpproxy.Listen(ifi, nil); err != nil {
-			return err
-		}
-		cfg.Publisher = resp
+	err := h.Do(func() (err error) {
 		ifc, err = vif.Up(&cfg)
 		return err
 	})
 	if err != nil {
-		if resp != nil {
-			resp.Close()
-		}
 		t.Fatalf("vif on %v: %v", h, err)
 	}
-	t.Cleanup(func() {
-		ifc.Close()
-		resp.Close()
-	})
+	t.Cleanup(func() { ifc.Close() })
 }
 
 // TestExampleTunnelAndNeighbour is the test a tunnel-tool author copies
@@ -64,11 +47,11 @@ func TestExampleTunnelAndNeighbour(t *testing.T) {
 	a.Sysctl("net.ipv4.conf.eth0.arp_ignore", "1") // only the proxy answers for vif addresses
 	c.AddRoute("192.0.2.0/24", "dev", cIf.Name())
 
-	upVif(t, a, vif.LinkConfig{Name: "vif0", Slave: aIf.Name(), Peer: bIf.Addr(),
-		Addrs:  []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")},
+	upVif(t, a, vif.LinkConfig{Name: "vif0", Slave: aIf.Name(),
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, Peer: bIf.Addr()},
 		Routes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
-	upVif(t, b, vif.LinkConfig{Name: "vif0", Slave: bIf.Name(), Peer: aIf.Addr(),
-		Addrs:  []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")},
+	upVif(t, b, vif.LinkConfig{Name: "vif0", Slave: bIf.Name(),
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, Peer: aIf.Addr()},
 		Routes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
 
 	wire := bIf.Capture("ip proto 94")

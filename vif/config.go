@@ -1,0 +1,159 @@
+package vif
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"slices"
+
+	"github.com/vif-project/vif/ipip"
+)
+
+// Config configures the packet loop of an Interface (New). It is also the
+// heart of LinkConfig, which Up takes. A nil *Config is not valid for New:
+// an interface needs at least one address. Its JSON form is what the vif
+// daemon is asked for.
+type Config struct {
+	// Addrs are the interface's own addresses. Packets read from the TUN
+	// for one of them are looped back into it; decapsulated packets are
+	// delivered only when their inner destination is one of them. The
+	// loop uses the addresses; Up also installs the prefixes: a /32 is a
+	// host address only, a shorter prefix also routes that network into
+	// the vif.
+	Addrs []netip.Prefix `json:"addrs"`
+	// Local is this host's underlay address, the outer source of
+	// encapsulated packets. New requires it with a Peer; Up defaults it to
+	// the slave's first IPv4 address.
+	Local netip.Addr `json:"local,omitzero"`
+	// Peer is the underlay address of the tunnel's other end. When it is
+	// the zero Addr the interface has no tunnel: packets for other
+	// destinations are dropped and nothing is decapsulated.
+	Peer netip.Addr `json:"peer,omitzero"`
+	// Protocol is the outer IP protocol, ipip.ProtoIPIP (94, the default
+	// when zero) or ipip.ProtoIPinIP (4).
+	Protocol uint8 `json:"protocol,omitempty"`
+	// TTL is the outer TTL; zero means ipip.DefaultTTL. InheritTTL copies
+	// the inner TTL instead.
+	TTL        uint8 `json:"ttl,omitempty"`
+	InheritTTL bool  `json:"inherit_ttl,omitempty"`
+	// PathMTU, when set, returns the path MTU of the underlay towards the
+	// peer (outer packets), as the kernel learns it from ICMP
+	// "fragmentation needed". The loop asks when the underlay refuses a
+	// packet as too big, and now and then afterwards; the tunnel MTU is
+	// that minus 20. Up sets it; nil means the path MTU is the device's.
+	PathMTU func() (int, error) `json:"-"`
+	// Logger receives lifecycle messages and recovered errors; nil
+	// discards them. Nothing is logged per packet.
+	Logger *slog.Logger `json:"-"`
+}
+
+// LinkConfig describes a vif to create on this host with Up: the packet
+// loop's Config and what Up installs around it. Zero fields take their
+// defaults, which Resolve fills in; Interface.Link returns the result.
+type LinkConfig struct {
+	// Name is the interface name, such as "vif0" (at most 15 bytes).
+	Name string `json:"name"`
+	Config
+	// Slave is the physical interface the tunnel runs over and the
+	// addresses are published on. Default, when there is a Peer or
+	// Publish: the interface of the IPv4 default route.
+	Slave string `json:"slave,omitempty"`
+	// Routes are prefixes routed into the vif (and so to the peer).
+	Routes []netip.Prefix `json:"routes,omitempty"`
+	// MTU of the vif; zero means the slave's MTU minus 20 (the outer
+	// header), or 1480 without a slave.
+	MTU int `json:"mtu,omitempty"`
+	// Publish makes the addresses reachable from the slave's segment: an
+	// ARP proxy answers for them with the slave's MAC and announces them,
+	// for as long as the interface lives. Up opens one on the slave
+	// unless Publisher is set.
+	Publish bool `json:"publish,omitempty"`
+	// Publisher, when set with Publish, is the ARP proxy to publish
+	// through, such as an *arpproxy.Responder shared by the vifs of one
+	// slave.
+	Publisher Publisher `json:"-"`
+}
+
+// Publisher publishes addresses on the slave's segment, so neighbours send
+// their packets for them to this host. *arpproxy.Responder implements it:
+// Add answers ARP for the address (and announces it), Remove stops.
+type Publisher interface {
+	Add(addr netip.Addr) error
+	Remove(addr netip.Addr)
+}
+
+// Errors of New, Up and Resolve.
+var (
+	// ErrNoAddress is returned when a Config has no address.
+	ErrNoAddress = errors.New("vif: no address configured")
+	// ErrBadAddress is returned for an address that is not a unicast
+	// IPv4 address (see IsHostAddr).
+	ErrBadAddress = errors.New("vif: not a unicast IPv4 address")
+	// ErrBadProtocol is returned for a protocol other than 94 or 4.
+	ErrBadProtocol = errors.New("vif: protocol must be 94 or 4")
+	// ErrNoLocal is returned when a peer is set without a local address.
+	ErrNoLocal = errors.New("vif: a peer needs a local underlay address")
+	// ErrBadName is returned for an interface name that Linux would refuse.
+	ErrBadName = errors.New("vif: bad interface name")
+	// ErrExists is returned when an interface of that name already exists.
+	ErrExists = errors.New("vif: interface already exists")
+	// ErrNoSlave is returned when the slave interface does not exist.
+	ErrNoSlave = errors.New("vif: no such slave interface")
+	// ErrBadMTU is returned for an MTU outside MinMTU..MaxMTU.
+	ErrBadMTU = errors.New("vif: MTU out of range")
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
+
+// CheckName returns an error wrapping ErrBadName if name is not usable as
+// a Linux interface name.
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("%w %q: use 1 to 15 letters, digits, '.', '-' or '_'", ErrBadName, name)
+	}
+	return nil
+}
+
+// protocol returns the outer protocol, its default filled in.
+func (c *Config) protocol() uint8 {
+	if c.Protocol == 0 {
+		return ipip.ProtoIPIP
+	}
+	return c.Protocol
+}
+
+// check validates c, its defaults filled in, as New needs it.
+func (c *Config) check() error {
+	if len(c.Addrs) == 0 {
+		return ErrNoAddress
+	}
+	for _, p := range c.Addrs {
+		if !p.IsValid() || !IsHostAddr(p.Addr()) {
+			return fmt.Errorf("%w: %s", ErrBadAddress, p)
+		}
+	}
+	if p := c.protocol(); p != ipip.ProtoIPIP && p != ipip.ProtoIPinIP {
+		return ErrBadProtocol
+	}
+	if c.Peer.IsValid() {
+		if !IsHostAddr(c.Peer) {
+			return fmt.Errorf("%w: peer %s", ErrBadAddress, c.Peer)
+		}
+		if !c.Local.IsValid() {
+			return ErrNoLocal
+		}
+		if !IsHostAddr(c.Local) {
+			return fmt.Errorf("%w: local %s", ErrBadAddress, c.Local)
+		}
+	}
+	return nil
+}
+
+// clone returns a copy of c that shares no slice with it.
+func (c LinkConfig) clone() LinkConfig {
+	c.Addrs = slices.Clone(c.Addrs)
+	c.Routes = slices.Clone(c.Routes)
+	return c
+}

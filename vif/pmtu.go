@@ -1,0 +1,72 @@
+package vif
+
+import (
+	"time"
+
+	"github.com/vif-project/vif/ipip"
+)
+
+// Path MTU soft state (RFC 2003 section 5.1). The tunnel MTU (inner
+// packets) is the device's MTU, lowered to the underlay's path MTU towards
+// the peer minus the outer header, as routers inside the tunnel report it
+// (learnPathMTU) and the kernel's path MTU cache confirms (probePathMTU).
+
+// minPathMTU is the smallest underlay path MTU the tunnel adopts: Linux's
+// own floor (net.ipv4.route.min_pmtu, 552), so that a forged
+// "fragmentation needed" cannot shrink the tunnel below what the kernel
+// would allow for any socket of this host.
+const minPathMTU = 552
+
+// pmtuProbeInterval is how often a lowered path MTU is looked up again.
+const pmtuProbeInterval = 5 * time.Second
+
+// pmtuLogEvery bounds the log lines about path MTU changes: a path that
+// flaps, or forged ICMP, costs one line per interval.
+const pmtuLogEvery = 10 * time.Second
+
+// probePathMTU asks the underlay's path MTU, updates the tunnel's soft
+// state, and returns the tunnel MTU.
+func (i *Interface) probePathMTU() int {
+	cur := int(i.pmtu.Load())
+	if i.pathMTU == nil {
+		return cur
+	}
+	m, err := i.pathMTU()
+	if err != nil {
+		return cur
+	}
+	t := min(max(m-ipip.HeaderLen, MinMTU), i.mtu)
+	i.setPathMTU(cur, t)
+	return t
+}
+
+// learnPathMTU adopts a path MTU reported by a router in the tunnel (outer
+// packet size; 0 from routers predating RFC 1191), no lower than
+// minPathMTU, asks the kernel too, and returns the tunnel MTU.
+func (i *Interface) learnPathMTU(reported int) int {
+	t := i.probePathMTU()
+	if reported > 0 {
+		if r := min(max(reported, minPathMTU)-ipip.HeaderLen, i.mtu); r < t {
+			i.setPathMTU(t, r)
+			t = r
+		}
+	}
+	return t
+}
+
+// setPathMTU changes the tunnel MTU from cur to t and logs it, at most
+// once per pmtuLogEvery. Called from both loop directions.
+func (i *Interface) setPathMTU(cur, t int) {
+	if t == cur {
+		return
+	}
+	i.pmtu.Store(int32(t))
+	n := i.pmtuChanges.Add(1)
+	now := nanotime()
+	last := i.pmtuLogged.Load()
+	if now-last < int64(pmtuLogEvery) && last != 0 || !i.pmtuLogged.CompareAndSwap(last, now) {
+		return
+	}
+	i.pmtuChanges.Store(0)
+	i.log.Info("tunnel path MTU changed", "from", cur, "to", t, "changes", n)
+}
