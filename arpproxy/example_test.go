@@ -86,5 +86,5 @@ func ExampleListen() {
 	}
 	time.Sleep(time.Minute)
 	s := r.Stats()
-	fmt.Println(s.Requests, s.Replies, s.Conflicts, s.Drops())
+	fmt.Println(s.Requests, s.Replies, s.Conflicts, s.Drops)
 }

@@ -194,10 +194,10 @@ func TestNamespaceArping(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 	s := r.Stats()
-	t.Logf("stats: %+v drops: %v", s, s.Drops())
-	if s.Replies != 4 || s.Conflicts != 0 || s.Dropped[arpproxy.DropFromSelf] != 0 {
+	t.Logf("stats: %+v", s)
+	if s.Replies != 4 || s.Conflicts != 0 || s.Drops[arpproxy.DropFromSelf.Name()] != 0 {
 		t.Errorf("Replies = %d, Conflicts = %d, from_self drops = %d; want 4, 0, 0 (own frames are filtered by the kernel)",
-			s.Replies, s.Conflicts, s.Dropped[arpproxy.DropFromSelf])
+			s.Replies, s.Conflicts, s.Drops[arpproxy.DropFromSelf.Name()])
 	}
 }
 

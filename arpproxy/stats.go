@@ -3,7 +3,7 @@ package arpproxy
 import "sync/atomic"
 
 // Stats is a snapshot of a Responder's counters. Every frame read counts in
-// Frames and in exactly one of Dropped (by reason), NotOwned, Ignored,
+// Frames and in exactly one of Drops (by reason), NotOwned, Ignored,
 // RateLimited, Replies, or WriteErrors (a reply that could not be sent;
 // failed announcements count there too). Requests, Conflicts and
 // ProbesAnswered count alongside.
@@ -49,31 +49,19 @@ type Stats struct {
 	// (PACKET_STATISTICS). Only a Responder from Listen, or one given a
 	// *packet.Conn, can know it; they count in no other field.
 	SocketDrops uint64
-	// Dropped[r] is the number of frames dropped for DropReason r; index 0
-	// is unused. See Drops for a map by name.
-	Dropped [NumDropReasons]uint64
+	// Drops counts dropped frames by reason (DropReason.Name, such as
+	// "short" or "source_mismatch"); only reasons with a non-zero count
+	// are present, as in vif.Stats.
+	Drops map[string]uint64
 }
 
-// TotalDropped returns the number of frames dropped for any reason.
-func (s Stats) TotalDropped() uint64 {
+// Dropped returns the number of frames dropped for any reason.
+func (s Stats) Dropped() uint64 {
 	var n uint64
-	for _, v := range s.Dropped {
+	for _, v := range s.Drops {
 		n += v
 	}
 	return n
-}
-
-// Drops returns the non-zero drop counters keyed by DropReason.Name (for
-// example "short", "source_mismatch"). It allocates; it is meant for
-// printing.
-func (s Stats) Drops() map[string]uint64 {
-	m := make(map[string]uint64)
-	for r := DropReason(1); r < NumDropReasons; r++ {
-		if v := s.Dropped[r]; v != 0 {
-			m[r.Name()] = v
-		}
-	}
-	return m
 }
 
 // counters are the live counters behind Stats.
@@ -102,8 +90,11 @@ func (c *counters) snapshot() Stats {
 		WriteErrors:    c.writeErrors.Load(),
 		SocketDrops:    c.socketDrops.Load(),
 	}
-	for r := range c.drops {
-		s.Dropped[r] = c.drops[r].Load()
+	s.Drops = map[string]uint64{}
+	for r := DropReason(1); r < NumDropReasons; r++ {
+		if v := c.drops[r].Load(); v != 0 {
+			s.Drops[r.Name()] = v
+		}
 	}
 	return s
 }

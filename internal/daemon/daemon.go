@@ -277,7 +277,7 @@ func (d *Daemon) status(e *entry) VifStatus {
 		st.ARP = &ARPCounters{
 			Requests: a.Requests, Replies: a.Replies, ProbesAnswered: a.ProbesAnswered,
 			Announcements: a.Announcements, NotOwned: a.NotOwned, Conflicts: a.Conflicts,
-			RateLimited: a.RateLimited, SocketDrops: a.SocketDrops, Dropped: a.TotalDropped(), Drops: a.Drops(),
+			RateLimited: a.RateLimited, SocketDrops: a.SocketDrops, Dropped: a.Dropped(), Drops: a.Drops,
 		}
 	}
 	return st
