@@ -18,7 +18,7 @@ type AddrSet struct {
 
 // NewAddrSet returns the set of the addresses among addrs that can be
 // owned: IPv4 unicast addresses, as Responder.Add accepts. Others
-// (unspecified, broadcast, multicast, loopback, IPv6) are ignored;
+// (see ErrInvalidAddr: 0/8, loopback, multicast, 240/4, IPv6) are ignored;
 // duplicates are merged.
 func NewAddrSet(addrs ...netip.Addr) *AddrSet {
 	keys := make([]uint32, 0, len(addrs))

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/packet"
+	"github.com/vif-project/vif/internal/inet"
 )
 
 // Defaults applied by a nil *Config or by zero Config fields.
@@ -187,8 +188,9 @@ var (
 	// ErrClosed is returned by Add and Announce after Close.
 	ErrClosed = errors.New("arpproxy: responder closed")
 	// ErrInvalidAddr is wrapped by the error Add returns for an address
-	// that cannot be published with ARP: not IPv4, unspecified, limited
-	// broadcast, multicast or loopback.
+	// a host cannot own: not IPv4, in 0.0.0.0/8, loopback, multicast, the
+	// reserved 240.0.0.0/4 or the limited broadcast address (the rule of
+	// vif.IsHostAddr).
 	ErrInvalidAddr = errors.New("arpproxy: invalid address")
 	// ErrNotOwned is returned by Announce for an address that was not
 	// added.
@@ -344,26 +346,13 @@ func checkInterface(ifi *net.Interface) error {
 	return nil
 }
 
-// checkAddr returns an error wrapping ErrInvalidAddr if a cannot be owned.
+// checkAddr returns an error wrapping ErrInvalidAddr if a cannot be owned:
+// the rule vif.IsHostAddr applies too.
 func checkAddr(a netip.Addr) error {
-	var why string
-	switch {
-	case !a.IsValid():
-		return fmt.Errorf("%w: zero netip.Addr", ErrInvalidAddr)
-	case !a.Is4():
-		why = "not IPv4"
-	case a.IsUnspecified():
-		why = "unspecified"
-	case a == limitedBroadcast:
-		why = "broadcast"
-	case a.IsMulticast():
-		why = "multicast"
-	case a.IsLoopback():
-		why = "loopback"
-	default:
-		return nil
+	if why := inet.Why(a); why != "" {
+		return fmt.Errorf("%w %s: %s", ErrInvalidAddr, a, why)
 	}
-	return fmt.Errorf("%w %s: %s", ErrInvalidAddr, a, why)
+	return nil
 }
 
 // HardwareAddr returns the hardware address the Responder answers with.

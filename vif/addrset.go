@@ -3,6 +3,8 @@ package vif
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/vif-project/vif/internal/inet"
 )
 
 // addrSet is an immutable set of IPv4 addresses, replaced as a whole when
@@ -60,17 +62,12 @@ func key(a [4]byte) uint32 {
 // IsHostAddr reports whether a can be a vif's own address, a peer or a
 // local underlay address: an IPv4 unicast address outside 0.0.0.0/8,
 // 127.0.0.0/8, multicast (224/4), the reserved 240/4 and the limited
-// broadcast address. New, SetAddrs and Up refuse other addresses.
-func IsHostAddr(a netip.Addr) bool { return a.Is4() && validUnicast(a.As4()) }
+// broadcast address. New, SetAddrs and Up refuse other addresses, and the
+// ARP proxy (package arpproxy) refuses to answer for them.
+func IsHostAddr(a netip.Addr) bool { return inet.Why(a) == "" }
 
 // validUnicast is IsHostAddr for an address as an array.
-func validUnicast(a [4]byte) bool {
-	switch {
-	case a[0] == 0, a[0] == 127, a[0] >= 224:
-		return false
-	}
-	return true
-}
+func validUnicast(a [4]byte) bool { return inet.Why4(a) == "" }
 
 // badSource reports whether an inner source address must never arrive from
 // a tunnel: one of our own addresses (spoofing), 0/8, loopback, multicast,

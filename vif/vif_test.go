@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/vif-project/vif/arpproxy"
 	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/vif"
 	"github.com/vif-project/vif/vif/viftest"
@@ -526,4 +527,16 @@ func hosts(addrs ...netip.Addr) []netip.Prefix {
 		out[k] = netip.PrefixFrom(a, a.BitLen())
 	}
 	return out
+}
+
+// The packet loop and the ARP proxy agree on which addresses a host may
+// own: what vif refuses, the proxy never answers for.
+func TestHostAddrAgreesWithARPProxy(t *testing.T) {
+	for _, s := range []string{"192.0.2.1", "0.1.2.3", "0.0.0.0", "127.0.0.2", "224.0.0.5", "240.0.0.1",
+		"255.255.255.255", "223.1.2.3", "2001:db8::1"} {
+		a := netip.MustParseAddr(s)
+		if vif.IsHostAddr(a) != arpproxy.NewAddrSet(a).Contains(a) {
+			t.Errorf("%s: vif.IsHostAddr %v, the ARP proxy would own it: %v", s, vif.IsHostAddr(a), !vif.IsHostAddr(a))
+		}
+	}
 }
