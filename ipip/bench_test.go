@@ -18,12 +18,12 @@ func benchInner(tb testing.TB, mods ...func(*layers.IPv4)) []byte {
 }
 
 func BenchmarkEncap(b *testing.B) {
-	buf := withHeadroom(benchInner(b), ipip.HeaderLen)
+	buf := withHeadroom(benchInner(b), ipip.IPv4MinLen)
 	e := ipip.Encapsulator{Src: tunSrc, Dst: tunDst}
 	b.ReportAllocs()
 	b.SetBytes(benchInnerLen)
 	for b.Loop() {
-		if _, err := e.Encap(buf, ipip.HeaderLen); err != nil {
+		if _, err := e.Encap(buf, ipip.IPv4MinLen); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -32,7 +32,7 @@ func BenchmarkEncap(b *testing.B) {
 func BenchmarkDecap(b *testing.B) {
 	b.Run("plain", func(b *testing.B) {
 		e := ipip.Encapsulator{Src: tunSrc, Dst: tunDst}
-		pkt, err := e.Encap(withHeadroom(benchInner(b), ipip.HeaderLen), ipip.HeaderLen)
+		pkt, err := e.Encap(withHeadroom(benchInner(b), ipip.IPv4MinLen), ipip.IPv4MinLen)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -63,9 +63,9 @@ func BenchmarkDecap(b *testing.B) {
 
 func TestZeroAllocs(t *testing.T) {
 	inner := benchInner(t)
-	buf := withHeadroom(inner, ipip.HeaderLen)
+	buf := withHeadroom(inner, ipip.IPv4MinLen)
 	e := ipip.Encapsulator{Src: tunSrc, Dst: tunDst}
-	pkt, err := e.Encap(append([]byte(nil), buf...), ipip.HeaderLen)
+	pkt, err := e.Encap(append([]byte(nil), buf...), ipip.IPv4MinLen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestZeroAllocs(t *testing.T) {
 		f    func() error
 	}{
 		{"Encap", func() error {
-			_, err := e.Encap(buf, ipip.HeaderLen)
+			_, err := e.Encap(buf, ipip.IPv4MinLen)
 			return err
 		}},
 		{"Encap error", func() error {
@@ -96,7 +96,7 @@ func TestZeroAllocs(t *testing.T) {
 		{"Decap ECN rewrite", func() error {
 			ecnPkt[21], ecnPkt[30], ecnPkt[31] = tosByte, c0, c1
 			out, err := ipip.Decap(ecnPkt, ipip.ProtoIPIP)
-			if err == nil && ipip.Header(out).ECN() != ipip.CE {
+			if err == nil && ipip.IPv4(out).ECN() != ipip.CE {
 				return errUnexpected
 			}
 			return err

@@ -43,7 +43,7 @@ func TestDecapRoundTrip(t *testing.T) {
 			if proto == 0 {
 				proto = ipip.ProtoIPIP
 			}
-			out, err := e.Encap(withHeadroom(tt.inner, ipip.HeaderLen), ipip.HeaderLen)
+			out, err := e.Encap(withHeadroom(tt.inner, ipip.IPv4MinLen), ipip.IPv4MinLen)
 			if err != nil {
 				t.Fatalf("Encap: %v", err)
 			}
@@ -54,7 +54,7 @@ func TestDecapRoundTrip(t *testing.T) {
 			if diff := cmp.Diff(tt.inner, got); diff != "" {
 				t.Errorf("Decap(Encap(inner)) (-want +got):\n%s", diff)
 			}
-			if !sameMemory(got, out[ipip.HeaderLen:]) {
+			if !sameMemory(got, out[ipip.IPv4MinLen:]) {
 				t.Error("Decap result does not alias its argument")
 			}
 			other := ipip.ProtoIPinIP
@@ -279,7 +279,7 @@ func TestDecapECN(t *testing.T) {
 				if !gopacketChecksumOK(t, res) {
 					t.Error("gopacket: inner checksum invalid after ECN rewrite")
 				}
-				if !ipip.Header(res).ChecksumValid() {
+				if !ipip.IPv4(res).ChecksumValid() {
 					t.Error("Header.ChecksumValid: inner checksum invalid after ECN rewrite")
 				}
 				if got := decodeIPv4(t, res).TOS; got != tos(dscp, ipip.ECN(want)) {

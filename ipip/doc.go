@@ -5,7 +5,7 @@
 // The package is a pure codec: it performs no I/O, starts no goroutines,
 // never logs and never allocates. Packets are handled in place:
 //
-//   - Encapsulator.Encap writes the outer IPv4 header into the HeaderLen
+//   - Encapsulator.Encap writes the outer IPv4 header into the IPv4MinLen
 //     bytes of headroom in front of the inner packet, so the payload is never
 //     copied.
 //   - Decap validates an outer packet and returns the inner packet as a

@@ -58,7 +58,7 @@ func TestEncap(t *testing.T) {
 		f := outerFields{
 			Version:  4,
 			IHL:      5,
-			Length:   uint16(n + ipip.HeaderLen),
+			Length:   uint16(n + ipip.IPv4MinLen),
 			TTL:      ipip.DefaultTTL,
 			Protocol: layers.IPProtocol(ipip.ProtoIPIP),
 			SrcIP:    tunSrc.String(),
@@ -75,7 +75,7 @@ func TestEncap(t *testing.T) {
 		name  string
 		enc   ipip.Encapsulator
 		inner []byte
-		off   int // headroom; 0 means ipip.HeaderLen
+		off   int // headroom; 0 means ipip.IPv4MinLen
 		want  outerFields
 	}{
 		{
@@ -189,7 +189,7 @@ func TestEncap(t *testing.T) {
 			name:  "large headroom (Ethernet header in front)",
 			enc:   tun(),
 			inner: icmp,
-			off:   ipip.HeaderLen + 14,
+			off:   ipip.IPv4MinLen + 14,
 			want:  want(len(icmp)),
 		},
 		{
@@ -203,7 +203,7 @@ func TestEncap(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			off := tt.off
 			if off == 0 {
-				off = ipip.HeaderLen
+				off = ipip.IPv4MinLen
 			}
 			buf := withHeadroom(tt.inner, off)
 			enc := tt.enc
@@ -212,17 +212,17 @@ func TestEncap(t *testing.T) {
 				t.Fatalf("Encap: %v", err)
 			}
 
-			// In place: out is buf[off-HeaderLen:], the payload is not copied.
-			if !sameMemory(out, buf[off-ipip.HeaderLen:]) {
+			// In place: out is buf[off-IPv4MinLen:], the payload is not copied.
+			if !sameMemory(out, buf[off-ipip.IPv4MinLen:]) {
 				t.Error("Encap result does not start at buf[off-HeaderLen]")
 			}
-			if &out[ipip.HeaderLen] != &buf[off] {
+			if &out[ipip.IPv4MinLen] != &buf[off] {
 				t.Error("Encap copied the payload: &out[HeaderLen] != &buf[off]")
 			}
-			if diff := cmp.Diff(bytes.Repeat([]byte{0xa5}, off-ipip.HeaderLen), buf[:off-ipip.HeaderLen]); diff != "" {
+			if diff := cmp.Diff(bytes.Repeat([]byte{0xa5}, off-ipip.IPv4MinLen), buf[:off-ipip.IPv4MinLen]); diff != "" {
 				t.Errorf("Encap wrote in front of the outer header (-want +got):\n%s", diff)
 			}
-			if got, want := len(out), ipip.HeaderLen+len(tt.inner); got != want {
+			if got, want := len(out), ipip.IPv4MinLen+len(tt.inner); got != want {
 				t.Errorf("len(out) = %d, want %d", got, want)
 			}
 
@@ -233,7 +233,7 @@ func TestEncap(t *testing.T) {
 			if !gopacketChecksumOK(t, out) {
 				t.Error("gopacket: outer checksum invalid")
 			}
-			if !ipip.Header(out).ChecksumValid() {
+			if !ipip.IPv4(out).ChecksumValid() {
 				t.Error("Header.ChecksumValid: outer checksum invalid")
 			}
 			if outer.Id != 1 {
@@ -253,16 +253,16 @@ func TestEncap(t *testing.T) {
 
 func TestEncapTrailingBytes(t *testing.T) {
 	inner := icmpPacket(t, 32)
-	buf := withHeadroom(append(append([]byte(nil), inner...), 0xde, 0xad, 0xbe, 0xef), ipip.HeaderLen)
+	buf := withHeadroom(append(append([]byte(nil), inner...), 0xde, 0xad, 0xbe, 0xef), ipip.IPv4MinLen)
 	e := ipip.Encapsulator{Src: tunSrc, Dst: tunDst}
-	out, err := e.Encap(buf, ipip.HeaderLen)
+	out, err := e.Encap(buf, ipip.IPv4MinLen)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := len(out), ipip.HeaderLen+len(inner); got != want {
+	if got, want := len(out), ipip.IPv4MinLen+len(inner); got != want {
 		t.Errorf("len(out) = %d, want %d (trailing bytes must not be sent)", got, want)
 	}
-	if got, want := ipip.Header(out).TotalLen(), uint16(ipip.HeaderLen+len(inner)); got != want {
+	if got, want := ipip.IPv4(out).TotalLen(), uint16(ipip.IPv4MinLen+len(inner)); got != want {
 		t.Errorf("outer total length = %d, want %d", got, want)
 	}
 }
@@ -275,13 +275,13 @@ func TestEncapID(t *testing.T) {
 	if _, err := e.Encap(make([]byte, 10), 0); err == nil {
 		t.Fatal("Encap with no headroom succeeded")
 	}
-	if _, err := e.Encap(withHeadroom([]byte{0x45}, ipip.HeaderLen), ipip.HeaderLen); err == nil {
+	if _, err := e.Encap(withHeadroom([]byte{0x45}, ipip.IPv4MinLen), ipip.IPv4MinLen); err == nil {
 		t.Fatal("Encap of a truncated inner packet succeeded")
 	}
 
 	var got []uint16
 	for range 5 {
-		out, err := e.Encap(withHeadroom(inner, ipip.HeaderLen), ipip.HeaderLen)
+		out, err := e.Encap(withHeadroom(inner, ipip.IPv4MinLen), ipip.IPv4MinLen)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -292,20 +292,20 @@ func TestEncapID(t *testing.T) {
 	}
 
 	// The counter wraps after 65535 packets; all headers stay valid.
-	buf := withHeadroom(inner, ipip.HeaderLen)
+	buf := withHeadroom(inner, ipip.IPv4MinLen)
 	var last uint16
 	for range 1<<16 - 5 {
-		out, err := e.Encap(buf, ipip.HeaderLen)
+		out, err := e.Encap(buf, ipip.IPv4MinLen)
 		if err != nil {
 			t.Fatal(err)
 		}
-		last = ipip.Header(out).ID()
+		last = ipip.IPv4(out).ID()
 	}
 	if last != 0 {
 		t.Errorf("ID after 65536 packets = %d, want 0 (wrapped)", last)
 	}
-	out, _ := e.Encap(buf, ipip.HeaderLen)
-	if id := ipip.Header(out).ID(); id != 1 {
+	out, _ := e.Encap(buf, ipip.IPv4MinLen)
+	if id := ipip.IPv4(out).ID(); id != 1 {
 		t.Errorf("ID after wrap = %d, want 1", id)
 	}
 	if !gopacketChecksumOK(t, out) {
@@ -322,8 +322,8 @@ func TestEncapErrors(t *testing.T) {
 	}
 	// A UDP packet whose outer packet is exactly MaxPacketLen, and one a
 	// byte longer.
-	maxInner := udpPacket(t, ipip.MaxPacketLen-ipip.HeaderLen-28)
-	tooBig := udpPacket(t, ipip.MaxPacketLen-ipip.HeaderLen-28+1)
+	maxInner := udpPacket(t, ipip.MaxPacketLen-ipip.IPv4MinLen-28)
+	tooBig := udpPacket(t, ipip.MaxPacketLen-ipip.IPv4MinLen-28+1)
 
 	tests := []struct {
 		name    string
@@ -333,18 +333,18 @@ func TestEncapErrors(t *testing.T) {
 	}{
 		{name: "no headroom", pkt: valid, off: 0, wantErr: ipip.ErrHeadroom},
 		{name: "19 bytes headroom", pkt: valid, off: 19, wantErr: ipip.ErrHeadroom},
-		{name: "off past end of buf", pkt: nil, off: ipip.HeaderLen + 1, wantErr: ipip.ErrHeadroom},
-		{name: "inner empty", pkt: []byte{}, off: ipip.HeaderLen, wantErr: ipip.ErrInnerTruncated},
-		{name: "inner truncated to 19 bytes", pkt: valid[:19], off: ipip.HeaderLen, wantErr: ipip.ErrInnerTruncated},
-		{name: "inner version 6", pkt: mutate(func(b []byte) { b[0] = 0x65 }), off: ipip.HeaderLen, wantErr: ipip.ErrInnerVersion},
-		{name: "inner IHL 4", pkt: mutate(func(b []byte) { b[0] = 0x44 }), off: ipip.HeaderLen, wantErr: ipip.ErrInnerHeaderLen},
-		{name: "inner IHL 6 past 22-byte buffer", pkt: mutate(func(b []byte) { b[0] = 0x46 })[:22], off: ipip.HeaderLen, wantErr: ipip.ErrInnerTruncated},
-		{name: "inner IHL 15 past 36-byte buffer", pkt: mutate(func(b []byte) { b[0] = 0x4f })[:36], off: ipip.HeaderLen, wantErr: ipip.ErrInnerTruncated},
-		{name: "inner total length < IHL", pkt: mutate(func(b []byte) { b[2], b[3] = 0, 19 }), off: ipip.HeaderLen, wantErr: ipip.ErrInnerTotalLen},
-		{name: "inner total length > buffer", pkt: valid[:len(valid)-1], off: ipip.HeaderLen, wantErr: ipip.ErrInnerTotalLen},
-		{name: "inner TTL 0 (RFC 2003 3.1 MUST NOT)", pkt: icmpPacket(t, 32, func(ip *layers.IPv4) { ip.TTL = 0 }), off: ipip.HeaderLen, wantErr: ipip.ErrInnerTTL},
-		{name: "outer would exceed 65535", pkt: tooBig, off: ipip.HeaderLen, wantErr: ipip.ErrTooBig},
-		{name: "outer exactly 65535", pkt: maxInner, off: ipip.HeaderLen, wantErr: nil},
+		{name: "off past end of buf", pkt: nil, off: ipip.IPv4MinLen + 1, wantErr: ipip.ErrHeadroom},
+		{name: "inner empty", pkt: []byte{}, off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerTruncated},
+		{name: "inner truncated to 19 bytes", pkt: valid[:19], off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerTruncated},
+		{name: "inner version 6", pkt: mutate(func(b []byte) { b[0] = 0x65 }), off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerVersion},
+		{name: "inner IHL 4", pkt: mutate(func(b []byte) { b[0] = 0x44 }), off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerHeaderLen},
+		{name: "inner IHL 6 past 22-byte buffer", pkt: mutate(func(b []byte) { b[0] = 0x46 })[:22], off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerTruncated},
+		{name: "inner IHL 15 past 36-byte buffer", pkt: mutate(func(b []byte) { b[0] = 0x4f })[:36], off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerTruncated},
+		{name: "inner total length < IHL", pkt: mutate(func(b []byte) { b[2], b[3] = 0, 19 }), off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerTotalLen},
+		{name: "inner total length > buffer", pkt: valid[:len(valid)-1], off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerTotalLen},
+		{name: "inner TTL 0 (RFC 2003 3.1 MUST NOT)", pkt: icmpPacket(t, 32, func(ip *layers.IPv4) { ip.TTL = 0 }), off: ipip.IPv4MinLen, wantErr: ipip.ErrInnerTTL},
+		{name: "outer would exceed 65535", pkt: tooBig, off: ipip.IPv4MinLen, wantErr: ipip.ErrTooBig},
+		{name: "outer exactly 65535", pkt: maxInner, off: ipip.IPv4MinLen, wantErr: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -370,7 +370,7 @@ func TestEncapErrors(t *testing.T) {
 				}
 				return
 			}
-			if got := ipip.Header(out).TotalLen(); got != ipip.MaxPacketLen {
+			if got := ipip.IPv4(out).TotalLen(); got != ipip.MaxPacketLen {
 				t.Errorf("outer total length = %d, want %d", got, ipip.MaxPacketLen)
 			}
 		})

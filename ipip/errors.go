@@ -45,7 +45,7 @@ const (
 	// ErrECN: outer CE over inner Not-ECT, dropped per RFC 6040 section
 	// 4.2.
 	ErrECN
-	// ErrHeadroom: Encap was given less than HeaderLen bytes of headroom.
+	// ErrHeadroom: Encap was given less than IPv4MinLen bytes of headroom.
 	ErrHeadroom
 	// ErrTooBig: the encapsulated packet would exceed 65535 bytes.
 	ErrTooBig

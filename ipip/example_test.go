@@ -18,33 +18,33 @@ func exampleInner() []byte {
 		10, 0, 0, 2, // destination
 		0x08, 0x00, 0xf7, 0xfe, 0x00, 0x01, 0x00, 0x00, // ICMP echo request
 	}
-	ipip.Header(pkt).SetChecksum()
+	ipip.IPv4(pkt).SetChecksum()
 	return pkt
 }
 
 func ExampleEncapsulator_Encap() {
 	inner := exampleInner()
 
-	// Leave HeaderLen bytes of headroom in front of the inner packet, as a
-	// TUN reader would by reading into buf[ipip.HeaderLen:].
-	buf := make([]byte, ipip.HeaderLen+len(inner))
-	copy(buf[ipip.HeaderLen:], inner)
+	// Leave IPv4MinLen bytes of headroom in front of the inner packet, as a
+	// TUN reader would by reading into buf[ipip.IPv4MinLen:].
+	buf := make([]byte, ipip.IPv4MinLen+len(inner))
+	copy(buf[ipip.IPv4MinLen:], inner)
 
 	tun := ipip.Encapsulator{
 		Src: netip.MustParseAddr("192.0.2.1"),
 		Dst: netip.MustParseAddr("198.51.100.7"),
 	}
-	out, err := tun.Encap(buf, ipip.HeaderLen)
+	out, err := tun.Encap(buf, ipip.IPv4MinLen)
 	if err != nil {
 		fmt.Println("drop:", err)
 		return
 	}
-	h := ipip.Header(out)
+	h := ipip.IPv4(out)
 	fmt.Println(h.Src(), "->", h.Dst())
 	fmt.Println("protocol", h.Protocol(), "ttl", h.TTL(), "len", h.TotalLen(), "id", h.ID())
 	fmt.Println("DF", h.DF(), "ECN", h.ECN(), "checksum ok", h.ChecksumValid())
-	fmt.Printf("% x\n", out[:ipip.HeaderLen])
-	fmt.Println("in place:", &out[ipip.HeaderLen] == &buf[ipip.HeaderLen])
+	fmt.Printf("% x\n", out[:ipip.IPv4MinLen])
+	fmt.Println("in place:", &out[ipip.IPv4MinLen] == &buf[ipip.IPv4MinLen])
 	// Output:
 	// 192.0.2.1 -> 198.51.100.7
 	// protocol 94 ttl 64 len 48 id 1
@@ -59,15 +59,15 @@ func ExampleDecap() {
 		Src:      netip.MustParseAddr("192.0.2.1"),
 		Dst:      netip.MustParseAddr("198.51.100.7"),
 	}
-	buf := append(make([]byte, ipip.HeaderLen), exampleInner()...)
-	pkt, _ := tun.Encap(buf, ipip.HeaderLen)
+	buf := append(make([]byte, ipip.IPv4MinLen), exampleInner()...)
+	pkt, _ := tun.Encap(buf, ipip.IPv4MinLen)
 
 	var drops [ipip.NumErrors]int
 	inner, err := ipip.Decap(pkt, ipip.ProtoIPinIP)
 	if err != nil {
 		drops[err.(ipip.Error)]++
 	} else {
-		h := ipip.Header(inner)
+		h := ipip.IPv4(inner)
 		fmt.Println(h.Src(), "->", h.Dst(), "len", len(inner), "ttl", h.TTL())
 	}
 

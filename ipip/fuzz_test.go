@@ -178,7 +178,7 @@ func FuzzDecap(f *testing.F) {
 			}
 
 			// The outer header really was acceptable.
-			outer := ipip.Header(pkt)
+			outer := ipip.IPv4(pkt)
 			if outer.Valid() != nil || !rfc1071OK(pkt) || outer.IsFragment() || outer.Protocol() != proto {
 				t.Fatalf("Decap(proto %d) accepted a bad outer header % x", proto, pkt[:min(len(pkt), 60)])
 			}
@@ -190,7 +190,7 @@ func FuzzDecap(f *testing.F) {
 			if off != outer.HeaderLen() {
 				t.Fatalf("Decap(proto %d) result at offset %d, want %d", proto, off, outer.HeaderLen())
 			}
-			h := ipip.Header(res)
+			h := ipip.IPv4(res)
 			if err := h.Valid(); err != nil {
 				t.Fatalf("Decap(proto %d) result invalid: %v", proto, err)
 			}
@@ -204,7 +204,7 @@ func FuzzDecap(f *testing.F) {
 				t.Fatalf("Decap(proto %d) result has TTL %d, protocol %d", proto, h.TTL(), h.Protocol())
 			}
 			// Only the ECN bits and the checksum may change, as RFC 6040 says.
-			origInner := ipip.Header(pkt[off : off+len(res)])
+			origInner := ipip.IPv4(pkt[off : off+len(res)])
 			wantECN, ok := ipip.DecapECN(outer.ECN(), origInner.ECN())
 			gopacketAgrees(t, res, wantECN != origInner.ECN())
 			if !ok || h.ECN() != wantECN {
@@ -221,8 +221,8 @@ func FuzzDecap(f *testing.F) {
 
 			// Encap of the result, then Decap, round-trips.
 			e := ipip.Encapsulator{Protocol: proto, Src: tunSrc, Dst: tunDst}
-			buf := withHeadroom(res, ipip.HeaderLen)
-			out, err := e.Encap(buf, ipip.HeaderLen)
+			buf := withHeadroom(res, ipip.IPv4MinLen)
+			out, err := e.Encap(buf, ipip.IPv4MinLen)
 			if err != nil {
 				t.Fatalf("Encap of a decapsulated packet: %v", err)
 			}
@@ -230,29 +230,29 @@ func FuzzDecap(f *testing.F) {
 			if err != nil {
 				t.Fatalf("Decap(Encap(Decap(pkt))): %v", err)
 			}
-			if !bytes.Equal(again, res) || !sameMemory(again, buf[ipip.HeaderLen:]) {
+			if !bytes.Equal(again, res) || !sameMemory(again, buf[ipip.IPv4MinLen:]) {
 				t.Fatalf("Decap(Encap(inner)) != inner")
 			}
 		}
 
 		// The input taken as an inner packet: Encap then Decap round-trips
 		// unless the inner packet itself is one Decap must refuse.
-		checkEncapDecap(t, pkt, ipip.HeaderLen, ipip.Encapsulator{Src: tunSrc, Dst: tunDst})
+		checkEncapDecap(t, pkt, ipip.IPv4MinLen, ipip.Encapsulator{Src: tunSrc, Dst: tunDst})
 	})
 }
 
 func FuzzEncap(f *testing.F) {
 	addSeedFiles(f, func(pkt []byte) {
-		f.Add(pkt, uint8(ipip.HeaderLen), uint8(0), uint8(0))
-		if len(pkt) > ipip.HeaderLen { // the inner packet of an outer seed
-			f.Add(pkt[ipip.HeaderLen:], uint8(34), uint8(9), uint8(1|2))
+		f.Add(pkt, uint8(ipip.IPv4MinLen), uint8(0), uint8(0))
+		if len(pkt) > ipip.IPv4MinLen { // the inner packet of an outer seed
+			f.Add(pkt[ipip.IPv4MinLen:], uint8(34), uint8(9), uint8(1|2))
 		}
 	})
 	f.Add(icmpPacket(f, 8), uint8(19), uint8(0), uint8(0))
 	f.Add(icmpPacket(f, 8, func(ip *layers.IPv4) { ip.Flags = layers.IPv4DontFragment; ip.TOS = 0xbb }), uint8(20), uint8(1), uint8(4))
 	f.Fuzz(func(t *testing.T, inner []byte, headroom, ttl, flags uint8) {
 		inner = append([]byte(nil), inner...)
-		if flags&4 != 0 && ipip.Header(inner).Valid() == nil {
+		if flags&4 != 0 && ipip.IPv4(inner).Valid() == nil {
 			// Steer towards the success path: make the inner checksum right.
 			fixChecksum(t, inner)
 		}
@@ -272,17 +272,17 @@ func checkEncapDecap(t *testing.T, inner []byte, off int, e ipip.Encapsulator) {
 	t.Helper()
 	buf := withHeadroom(inner, off)
 	orig := append([]byte(nil), buf...)
-	ih := ipip.Header(inner)
+	ih := ipip.IPv4(inner)
 
 	var wantErr error
 	switch {
-	case off < ipip.HeaderLen:
+	case off < ipip.IPv4MinLen:
 		wantErr = ipip.ErrHeadroom
 	case ih.Valid() != nil:
 		wantErr = innerTwin[ih.Valid()]
 	case ih.TTL() == 0:
 		wantErr = ipip.ErrInnerTTL
-	case int(ih.TotalLen())+ipip.HeaderLen > ipip.MaxPacketLen:
+	case int(ih.TotalLen())+ipip.IPv4MinLen > ipip.MaxPacketLen:
 		wantErr = ipip.ErrTooBig
 	}
 	out, err := e.Encap(buf, off)
@@ -297,10 +297,10 @@ func checkEncapDecap(t *testing.T, inner []byte, off int, e ipip.Encapsulator) {
 	}
 
 	tl := int(ih.TotalLen())
-	if len(out) != ipip.HeaderLen+tl || !sameMemory(out, buf[off-ipip.HeaderLen:]) || &out[ipip.HeaderLen] != &buf[off] {
+	if len(out) != ipip.IPv4MinLen+tl || !sameMemory(out, buf[off-ipip.IPv4MinLen:]) || &out[ipip.IPv4MinLen] != &buf[off] {
 		t.Fatalf("Encap result is not buf[off-HeaderLen : off+%d] in place", tl)
 	}
-	if !bytes.Equal(orig[:off-ipip.HeaderLen], buf[:off-ipip.HeaderLen]) || !bytes.Equal(orig[off:], buf[off:]) {
+	if !bytes.Equal(orig[:off-ipip.IPv4MinLen], buf[:off-ipip.IPv4MinLen]) || !bytes.Equal(orig[off:], buf[off:]) {
 		t.Fatalf("Encap wrote outside the outer header")
 	}
 	proto := e.Protocol
@@ -319,10 +319,10 @@ func checkEncapDecap(t *testing.T, inner []byte, off int, e ipip.Encapsulator) {
 		flags = 0x4000
 	}
 	want := []byte{0x45, ih.TOS(), 0, 0, 0, 0, 0, 0, ttl, proto, 0, 0}
-	binary.BigEndian.PutUint16(want[2:], uint16(ipip.HeaderLen+tl))
+	binary.BigEndian.PutUint16(want[2:], uint16(ipip.IPv4MinLen+tl))
 	binary.BigEndian.PutUint16(want[6:], flags)
 	want = append(append(want, tunSrc.AsSlice()...), tunDst.AsSlice()...)
-	got := append([]byte(nil), out[:ipip.HeaderLen]...)
+	got := append([]byte(nil), out[:ipip.IPv4MinLen]...)
 	got[4], got[5], got[10], got[11] = 0, 0, 0, 0 // ID and checksum
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("outer header (-want +got):\n%s", diff)

@@ -15,7 +15,7 @@ import (
 	"github.com/vif-project/vif/ipip"
 )
 
-// headerView is every accessor of Header, compared with what gopacket
+// headerView is every accessor of IPv4, compared with what gopacket
 // decodes from the same bytes.
 type headerView struct {
 	Version        uint8
@@ -35,7 +35,7 @@ type headerView struct {
 	DstBytes       [4]byte
 }
 
-func viewOf(h ipip.Header) headerView {
+func viewOf(h ipip.IPv4) headerView {
 	return headerView{
 		Version:        h.Version(),
 		HeaderLen:      h.HeaderLen(),
@@ -110,7 +110,7 @@ func TestHeaderAccessors(t *testing.T) {
 	for i := range 500 {
 		pkt := randomHeader(t, r)
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			h := ipip.Header(pkt)
+			h := ipip.IPv4(pkt)
 			if err := h.Valid(); err != nil {
 				t.Fatalf("Valid: %v", err)
 			}
@@ -171,7 +171,7 @@ func TestSetECNChecksumEdges(t *testing.T) {
 				zero := append([]byte(nil), pkt...)
 
 				// Arrive at checksum 0.
-				h := ipip.Header(pkt)
+				h := ipip.IPv4(pkt)
 				h.SetECN(from)
 				fixChecksum(t, pkt)
 				h.SetECN(to)
@@ -221,7 +221,7 @@ func TestHeaderValid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ipip.Header(tt.h).Valid(); got != tt.want {
+			if got := ipip.IPv4(tt.h).Valid(); got != tt.want {
 				t.Errorf("Valid() = %v, want %v", got, tt.want)
 			}
 		})

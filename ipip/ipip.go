@@ -1,7 +1,6 @@
 package ipip
 
 import (
-	"encoding/binary"
 	"net/netip"
 )
 
@@ -14,10 +13,10 @@ const (
 	ProtoIPinIP uint8 = 4
 )
 
-// HeaderLen is the length of the outer header Encap writes (an IPv4 header
-// without options), and so the headroom it needs in front of the inner
-// packet.
-const HeaderLen = 20
+// IPv4MinLen is the length of an IPv4 header without options: the
+// shortest valid header, the outer header Encap writes, and so the
+// headroom it needs in front of the inner packet.
+const IPv4MinLen = 20
 
 // DefaultTTL is the outer TTL used when an Encapsulator sets none, the
 // default TTL recommended by RFC 1700.
@@ -95,9 +94,9 @@ type Encapsulator struct {
 }
 
 // Encap encapsulates the inner IPv4 packet buf[off:] in place: it writes
-// the outer header into buf[off-HeaderLen:off] and returns
-// buf[off-HeaderLen:], which aliases buf. The caller must leave at least
-// HeaderLen bytes of headroom (off >= HeaderLen) and buf[off:] must hold
+// the outer header into buf[off-IPv4MinLen:off] and returns
+// buf[off-IPv4MinLen:], which aliases buf. The caller must leave at least
+// IPv4MinLen bytes of headroom (off >= IPv4MinLen) and buf[off:] must hold
 // exactly one inner packet (its Total Length is used; trailing bytes are
 // not sent). An inner packet with TTL 0 is refused with ErrInnerTTL (RFC
 // 2003 section 3.1: an encapsulator MUST NOT encapsulate it). On error buf
@@ -108,10 +107,10 @@ type Encapsulator struct {
 // 3.1), a fresh Identification, the TTL set by e, and a valid checksum.
 // Encap does not allocate.
 func (e *Encapsulator) Encap(buf []byte, off int) ([]byte, error) {
-	if off < HeaderLen || off > len(buf) {
+	if off < IPv4MinLen || off > len(buf) {
 		return nil, ErrHeadroom
 	}
-	inner := Header(buf[off:])
+	inner := IPv4(buf[off:])
 	if err := inner.Valid(); err != nil {
 		return nil, err.(Error).Inner()
 	}
@@ -121,7 +120,7 @@ func (e *Encapsulator) Encap(buf []byte, off int) ([]byte, error) {
 		return nil, ErrInnerTTL
 	}
 	tl := int(inner.TotalLen())
-	if tl+HeaderLen > MaxPacketLen {
+	if tl+IPv4MinLen > MaxPacketLen {
 		return nil, ErrTooBig
 	}
 	src, dst := e.Src.As4(), e.Dst.As4()
@@ -135,24 +134,19 @@ func (e *Encapsulator) Encap(buf []byte, off int) ([]byte, error) {
 	} else if ttl == 0 {
 		ttl = DefaultTTL
 	}
-	var flags uint16
-	if inner.DF() {
-		flags = flagDF
-	}
 	e.id++
 
-	out := buf[off-HeaderLen : off+tl]
-	h := Header(out)
-	h[versIHLOffset] = 4<<4 | HeaderLen/4
-	h[tosOffset] = inner.TOS()
-	binary.BigEndian.PutUint16(h[totalLenOffset:], uint16(tl+HeaderLen))
-	binary.BigEndian.PutUint16(h[idOffset:], e.id)
-	binary.BigEndian.PutUint16(h[flagsOffset:], flags)
-	h[ttlOffset] = ttl
-	h[protocolOffset] = proto
-	copy(h[srcOffset:], src[:])
-	copy(h[dstOffset:], dst[:])
-	h.SetChecksum()
+	out := buf[off-IPv4MinLen : off+tl]
+	IPv4(out).Encode(&IPv4Fields{
+		TOS:      inner.TOS(),
+		TotalLen: uint16(tl + IPv4MinLen),
+		ID:       e.id,
+		DF:       inner.DF(),
+		TTL:      ttl,
+		Protocol: proto,
+		Src:      src,
+		Dst:      dst,
+	})
 	return out, nil
 }
 
@@ -173,7 +167,7 @@ func (e *Encapsulator) Encap(buf []byte, off int) ([]byte, error) {
 //
 // Any rejection is one of the Error constants. Decap does not allocate.
 func Decap(pkt []byte, proto uint8) ([]byte, error) {
-	outer := Header(pkt)
+	outer := IPv4(pkt)
 	if err := outer.Valid(); err != nil {
 		return nil, err
 	}
@@ -186,7 +180,7 @@ func Decap(pkt []byte, proto uint8) ([]byte, error) {
 	if outer.Protocol() != proto {
 		return nil, ErrProtocol
 	}
-	inner := Header(pkt[outer.HeaderLen():outer.TotalLen()])
+	inner := IPv4(pkt[outer.HeaderLen():outer.TotalLen()])
 	if err := inner.Valid(); err != nil {
 		return nil, err.(Error).Inner()
 	}

@@ -178,10 +178,10 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 			pkts[j] = benchUDP(tb, other, addrA, size)
 		case "decap":
 			inner := benchUDP(tb, addrB, addrA, size)
-			buf := make([]byte, ipip.HeaderLen+len(inner))
-			copy(buf[ipip.HeaderLen:], inner)
+			buf := make([]byte, ipip.IPv4MinLen+len(inner))
+			copy(buf[ipip.IPv4MinLen:], inner)
 			e := &ipip.Encapsulator{Src: localB, Dst: localA}
-			out, err := e.Encap(buf, ipip.HeaderLen)
+			out, err := e.Encap(buf, ipip.IPv4MinLen)
 			if err != nil {
 				tb.Fatal(err)
 			}

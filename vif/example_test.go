@@ -28,9 +28,9 @@ func ExampleNew() {
 
 	dev.Inject(ping(netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.1")))
 	out, _ := under.Recv(time.Second)
-	h := ipip.Header(out)
+	h := ipip.IPv4(out)
 	fmt.Printf("%v > %v protocol %d, carrying %v > %v\n",
-		h.Src(), h.Dst(), h.Protocol(), ipip.Header(out[h.HeaderLen():]).Src(), ipip.Header(out[h.HeaderLen():]).Dst())
+		h.Src(), h.Dst(), h.Protocol(), ipip.IPv4(out[h.HeaderLen():]).Src(), ipip.IPv4(out[h.HeaderLen():]).Dst())
 	// Output: 198.18.0.1 > 198.18.0.2 protocol 94, carrying 192.0.2.1 > 198.51.100.1
 }
 
@@ -66,6 +66,6 @@ func ping(src, dst netip.Addr) []byte {
 	s, d := src.As4(), dst.As4()
 	copy(p[12:], s[:])
 	copy(p[16:], d[:])
-	ipip.Header(p).SetChecksum()
+	ipip.IPv4(p).SetChecksum()
 	return p
 }

@@ -61,7 +61,7 @@ func (i *Interface) startICMPRelay(slave string) error {
 func (i *Interface) relayICMP(r *icmpRelay) {
 	defer close(r.done)
 	buf := make([]byte, 1500)
-	out := [][]byte{make([]byte, Headroom+icmpMaxLen)}
+	out := [][]byte{make([]byte, Headroom+ipip.ICMPMaxErrorLen)}
 	var lim icmpLimiter
 	for {
 		n, err := r.f.Read(buf)
@@ -72,17 +72,17 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 			continue
 		}
 		inner, code, mtu, ok := i.tunnelError(buf[:n])
-		if !ok || !icmpWorthy(inner) {
+		if !ok || !ipip.ErrorAllowed(inner) {
 			continue
 		}
-		if code == codeFragNeeded {
+		if code == ipip.ICMPFragNeeded {
 			mtu = i.learnPathMTU(mtu)
 		}
 		if !lim.allow(nanotime()) {
 			i.rx.icmpLimited.Add(1)
 			continue
 		}
-		msg := buildUnreach(out[0][Headroom:], inner.DstBytes(), inner, code, mtu)
+		msg := ipip.Unreachable(out[0][Headroom:], inner.DstBytes(), inner, code, mtu)
 		b := out[0]
 		out[0] = b[:Headroom+len(msg)]
 		if _, err := i.dev.Write(out, Headroom); err == nil {
@@ -96,8 +96,8 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 // whether it is an error about one of this tunnel's packets that must be
 // relayed; then it returns the quoted inner header and the code to relay
 // (with the next-hop MTU for fragmentation needed).
-func (i *Interface) tunnelError(pkt []byte) (inner ipip.Header, code uint8, mtu int, ok bool) {
-	ip := ipip.Header(pkt)
+func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu int, ok bool) {
+	ip := ipip.IPv4(pkt)
 	if ip.Valid() != nil || ip.Protocol() != 1 {
 		return nil, 0, 0, false
 	}
@@ -106,27 +106,27 @@ func (i *Interface) tunnelError(pkt []byte) (inner ipip.Header, code uint8, mtu 
 		return nil, 0, 0, false
 	}
 	typ, c := icmp[0], icmp[1]
-	quoted := ipip.Header(icmp[8:])
+	quoted := ipip.IPv4(icmp[8:])
 	// The quote holds our outer header and, as Linux and RFC 1812 routers
 	// quote, at least the inner header after it.
-	if len(quoted) < ipip.HeaderLen || quoted.Version() != 4 || quoted.HeaderLen() < ipip.HeaderLen ||
-		len(quoted) < quoted.HeaderLen()+ipip.HeaderLen {
+	if len(quoted) < ipip.IPv4MinLen || quoted.Version() != 4 || quoted.HeaderLen() < ipip.IPv4MinLen ||
+		len(quoted) < quoted.HeaderLen()+ipip.IPv4MinLen {
 		return nil, 0, 0, false
 	}
 	if quoted.Protocol() != i.proto || quoted.SrcBytes() != i.local || quoted.DstBytes() != i.peer {
 		return nil, 0, 0, false
 	}
-	inner = ipip.Header(quoted[quoted.HeaderLen():])
-	if inner.Version() != 4 || inner.HeaderLen() < ipip.HeaderLen || len(inner) < inner.HeaderLen() {
+	inner = ipip.IPv4(quoted[quoted.HeaderLen():])
+	if inner.Version() != 4 || inner.HeaderLen() < ipip.IPv4MinLen || len(inner) < inner.HeaderLen() {
 		return nil, 0, 0, false
 	}
 	switch {
-	case typ == icmpDestUnreach && c == codeFragNeeded:
-		return inner, codeFragNeeded, int(binary.BigEndian.Uint16(icmp[6:])), true
-	case typ == icmpDestUnreach && (c == 0 || c == 6):
-		return inner, 0, 0, true // network unreachable
-	case typ == icmpDestUnreach, typ == 11 && c == 0:
-		return inner, codeHostUnreach, 0, true
+	case typ == ipip.ICMPDestUnreach && c == ipip.ICMPFragNeeded:
+		return inner, ipip.ICMPFragNeeded, int(binary.BigEndian.Uint16(icmp[6:])), true
+	case typ == ipip.ICMPDestUnreach && (c == ipip.ICMPNetUnreach || c == 6): // 6: network unknown
+		return inner, ipip.ICMPNetUnreach, 0, true
+	case typ == ipip.ICMPDestUnreach, typ == 11 && c == 0: // 11: time exceeded in transit
+		return inner, ipip.ICMPHostUnreach, 0, true
 	}
 	return nil, 0, 0, false // source quench, redirect, others: never relayed
 }

@@ -96,7 +96,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				continue
 			}
 			buf := bufs[j][:Headroom+sizes[j]]
-			h := ipip.Header(buf[Headroom:])
+			h := ipip.IPv4(buf[Headroom:])
 			if err := h.Valid(); err != nil {
 				c.codec[err.(ipip.Error).Inner()].Add(1)
 				continue
@@ -109,7 +109,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				continue
 			case !hasPeer:
 				c.drops[dropNoPeer].Add(1)
-				i.icmpError(h, codeHostUnreach, 0)
+				i.icmpError(h, ipip.ICMPHostUnreach, 0)
 				continue
 			case dst == peer:
 				// Routing the peer's own address into the tunnel would
@@ -122,7 +122,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				// 2003 section 5.1). Without DF it goes out and is
 				// fragmented on the way (the outer DF is copied).
 				c.drops[dropTooBig].Add(1)
-				i.icmpError(h, codeFragNeeded, pmtu)
+				i.icmpError(h, ipip.ICMPFragNeeded, pmtu)
 				continue
 			}
 			out, err := enc.Encap(buf, Headroom)
@@ -130,7 +130,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				c.codec[err.(ipip.Error)].Add(1)
 				continue
 			}
-			send = append(send, buf[:Headroom-ipip.HeaderLen+len(out)])
+			send = append(send, buf[:Headroom-ipip.IPv4MinLen+len(out)])
 		}
 
 		if len(loop) > 0 {
@@ -153,7 +153,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 // send writes encapsulated packets to the underlay, skipping any packet it
 // refuses, and counts them. It returns false when the underlay is closed.
 func (i *Interface) send(pkts [][]byte) bool {
-	const off = Headroom - ipip.HeaderLen
+	const off = Headroom - ipip.IPv4MinLen
 	c := &i.tx
 	for len(pkts) > 0 {
 		k, err := i.under.Write(pkts, off)
@@ -172,7 +172,7 @@ func (i *Interface) send(pkts [][]byte) bool {
 			// adopt it and tell the sender of this packet.
 			c.drops[dropTooBig].Add(1)
 			pmtu := i.probePathMTU()
-			i.icmpError(ipip.Header(pkts[k][off+ipip.HeaderLen:]), codeFragNeeded, pmtu)
+			i.icmpError(ipip.IPv4(pkts[k][off+ipip.IPv4MinLen:]), ipip.ICMPFragNeeded, pmtu)
 			k++
 		case err != nil:
 			// pkts[k] failed (unreachable, no buffer space, link
@@ -227,8 +227,8 @@ func (i *Interface) rxLoop() {
 		var bytes uint64
 		for j := 0; j < n; j++ {
 			pkt := bufs[j][Headroom : Headroom+sizes[j]]
-			outer := ipip.Header(pkt)
-			if len(pkt) < ipip.HeaderLen || outer.SrcBytes() != peer {
+			outer := ipip.IPv4(pkt)
+			if len(pkt) < ipip.IPv4MinLen || outer.SrcBytes() != peer {
 				c.drops[dropNotPeer].Add(1)
 				continue
 			}
@@ -237,7 +237,7 @@ func (i *Interface) rxLoop() {
 				c.codec[err.(ipip.Error)].Add(1)
 				continue
 			}
-			ih := ipip.Header(inner)
+			ih := ipip.IPv4(inner)
 			if !set.has(key(ih.DstBytes())) {
 				c.drops[dropNotLocal].Add(1)
 				continue

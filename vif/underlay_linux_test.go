@@ -38,7 +38,7 @@ func underlayPair(tb testing.TB) (a, b *vif.RawUnderlay) {
 }
 
 // underlayBatch builds n encapsulated packets of size bytes from a to b,
-// each at offset Headroom-ipip.HeaderLen of its buffer, and receive buffers.
+// each at offset Headroom-ipip.IPv4MinLen of its buffer, and receive buffers.
 func underlayBatch(tb testing.TB, n, size int) (pkts, rbufs [][]byte, sizes []int) {
 	e := &ipip.Encapsulator{Src: netip.MustParseAddr("198.18.0.1"), Dst: netip.MustParseAddr("198.18.0.2")}
 	for range n {
@@ -56,7 +56,7 @@ func underlayBatch(tb testing.TB, n, size int) (pkts, rbufs [][]byte, sizes []in
 
 // roundTrip writes pkts from a and reads them all at b.
 func roundTrip(tb testing.TB, a, b *vif.RawUnderlay, pkts, rbufs [][]byte, sizes []int) {
-	if k, err := a.Write(pkts, vif.Headroom-ipip.HeaderLen); err != nil || k != len(pkts) {
+	if k, err := a.Write(pkts, vif.Headroom-ipip.IPv4MinLen); err != nil || k != len(pkts) {
 		tb.Fatalf("Write = %d, %v; want %d", k, err, len(pkts))
 	}
 	for got := 0; got < len(pkts); {

@@ -133,7 +133,7 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 	}
 	i.pmtu.Store(int32(i.mtu))
 	i.pathMTU = cfg.PathMTU
-	i.icmpBufs = [][]byte{make([]byte, Headroom+icmpMaxLen)}
+	i.icmpBufs = [][]byte{make([]byte, Headroom+ipip.ICMPMaxErrorLen)}
 	if cfg.Peer.IsValid() {
 		i.local, i.peer = cfg.Local.As4(), cfg.Peer.As4()
 	}

@@ -53,10 +53,10 @@ func udp(t testing.TB, src, dst netip.Addr, payload string) []byte {
 // encap wraps inner in an outer header from src to dst with protocol proto.
 func encap(t testing.TB, src, dst netip.Addr, proto uint8, inner []byte) []byte {
 	t.Helper()
-	buf := make([]byte, ipip.HeaderLen+len(inner))
-	copy(buf[ipip.HeaderLen:], inner)
+	buf := make([]byte, ipip.IPv4MinLen+len(inner))
+	copy(buf[ipip.IPv4MinLen:], inner)
 	e := &ipip.Encapsulator{Protocol: proto, Src: src, Dst: dst}
-	out, err := e.Encap(buf, ipip.HeaderLen)
+	out, err := e.Encap(buf, ipip.IPv4MinLen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestEncapsulate(t *testing.T) {
 		if ip.Flags&layers.IPv4DontFragment == 0 {
 			t.Errorf("proto %d: outer DF not copied from inner", proto)
 		}
-		if string(out[ipip.HeaderLen:]) != string(pkt) {
+		if string(out[ipip.IPv4MinLen:]) != string(pkt) {
 			t.Errorf("proto %d: inner packet changed", proto)
 		}
 		s := waitStats(t, r.ifc, "encapsulated", func(s vif.Stats) bool { return s.Encapsulated == 1 })
@@ -328,8 +328,8 @@ func TestTunnelPair(t *testing.T) {
 		if !ok {
 			t.Fatalf("only %d of %d packets crossed the tunnel", k, n)
 		}
-		if ipip.Header(got).Dst() != addrB {
-			t.Fatalf("B received a packet for %v", ipip.Header(got).Dst())
+		if ipip.IPv4(got).Dst() != addrB {
+			t.Fatalf("B received a packet for %v", ipip.IPv4(got).Dst())
 		}
 	}
 	tb.Inject(udp(t, addrB, addrA, "pong"))
@@ -487,7 +487,7 @@ func TestPathMTU(t *testing.T) {
 		p := udp(t, addrA, other, string(make([]byte, 1400)))
 		if !df {
 			p[6] &^= 0x40
-			ipip.Header(p).SetChecksum()
+			ipip.IPv4(p).SetChecksum()
 		}
 		return p
 	}
