@@ -3,7 +3,6 @@ package arpproxy
 import (
 	"encoding/binary"
 	"net"
-	"net/netip"
 )
 
 // Verdict is what Respond decided to do with a frame.
@@ -156,5 +155,3 @@ func isUnicast(a [6]byte) bool { return !isGroup(a) && a != [6]byte{} }
 func badSenderIP(ip uint32) bool {
 	return ip>>28 == 0xe || ip>>24 == 127 || ip == 0xffffffff
 }
-
-var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
