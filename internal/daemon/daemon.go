@@ -35,17 +35,40 @@ type Daemon struct {
 	changed chan struct{}        // receives when a vif goes
 	closed  bool
 	slaves  slaveWatch // removes the vifs of deleted slaves
+
+	// What the daemon asks of the host: the vif library and the ARP
+	// proxy; tests replace them with doubles that need no root.
+	resolve   func(vif.LinkConfig) (vif.LinkConfig, error)
+	up        func(*vif.LinkConfig) (link, error)
+	listenARP func(slave string, log *slog.Logger) (responder, error)
+}
+
+// link is a running vif: a *vif.Interface.
+type link interface {
+	Addrs() []netip.Prefix
+	Link() vif.LinkConfig
+	Stats() vif.Stats
+	MTU() int
+	Done() <-chan struct{}
+	Close() error
+}
+
+// responder is the ARP proxy of a slave: an *arpproxy.Responder.
+type responder interface {
+	vif.Publisher
+	Stats() arpproxy.Stats
+	Close() error
 }
 
 type entry struct {
-	ifc  *vif.Interface
+	ifc  link
 	arp  *arpEntry // nil without an ARP proxy
 	gone chan struct{}
 }
 
 type arpEntry struct {
 	slave string
-	r     *arpproxy.Responder
+	r     responder
 	refs  int
 }
 
@@ -60,6 +83,25 @@ func New(log *slog.Logger) *Daemon {
 		arps:    map[string]*arpEntry{},
 		pending: map[string]bool{},
 		changed: make(chan struct{}, 1),
+		resolve: vif.LinkConfig.Resolve,
+		up: func(c *vif.LinkConfig) (link, error) {
+			ifc, err := vif.Up(c)
+			if err != nil {
+				return nil, err // not a non-nil link holding a nil pointer
+			}
+			return ifc, nil
+		},
+		listenARP: func(slave string, log *slog.Logger) (responder, error) {
+			ifi, err := net.InterfaceByName(slave)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s", vif.ErrNoSlave, slave)
+			}
+			r, err := arpproxy.Listen(ifi, &arpproxy.Config{Logger: log})
+			if err != nil {
+				return nil, fmt.Errorf("ARP proxy on %s: %w", slave, err)
+			}
+			return r, nil
+		},
 	}
 }
 
@@ -108,7 +150,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 
 	cfg.Logger = d.log
 	cfg.Publisher = nil
-	c, err := cfg.Resolve()
+	c, err := d.resolve(cfg)
 	if err != nil {
 		return VifStatus{}, err
 	}
@@ -120,7 +162,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 		}
 		c.Publisher = ae.r
 	}
-	ifc, err := vif.Up(&c)
+	ifc, err := d.up(&c)
 	if err != nil {
 		if ae != nil {
 			d.releaseARP(ae)
@@ -229,13 +271,9 @@ func (d *Daemon) acquireARP(slave string) (*arpEntry, error) {
 		ae.refs++
 		return ae, nil
 	}
-	ifi, err := net.InterfaceByName(slave)
+	r, err := d.listenARP(slave, d.log.With("arp", slave))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", vif.ErrNoSlave, slave)
-	}
-	r, err := arpproxy.Listen(ifi, &arpproxy.Config{Logger: d.log.With("arp", slave)})
-	if err != nil {
-		return nil, fmt.Errorf("ARP proxy on %s: %w", slave, err)
+		return nil, err
 	}
 	ae := &arpEntry{slave: slave, r: r, refs: 1}
 	d.arps[slave] = ae

@@ -1,0 +1,278 @@
+package daemon
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vif-project/vif/arpproxy"
+	"github.com/vif-project/vif/internal/control"
+	"github.com/vif-project/vif/vif"
+)
+
+// The daemon's own logic, over doubles of the vif library and the ARP
+// proxy: no root, no namespace.
+
+type fakeLink struct {
+	cfg    vif.LinkConfig
+	done   chan struct{}
+	mu     sync.Mutex
+	closed int
+}
+
+func (l *fakeLink) Addrs() []netip.Prefix { return l.cfg.Addrs }
+func (l *fakeLink) Link() vif.LinkConfig  { return l.cfg }
+func (l *fakeLink) Stats() vif.Stats      { return vif.Stats{} }
+func (l *fakeLink) MTU() int              { return l.cfg.MTU }
+func (l *fakeLink) Done() <-chan struct{} { return l.done }
+func (l *fakeLink) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed == 0 {
+		for _, p := range l.cfg.Addrs {
+			if l.cfg.Publisher != nil {
+				l.cfg.Publisher.Remove(p.Addr())
+			}
+		}
+	}
+	l.closed++
+	return nil
+}
+
+type fakeResponder struct {
+	mu     sync.Mutex
+	owned  map[netip.Addr]bool
+	closed int
+}
+
+func (r *fakeResponder) Add(a netip.Addr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.owned[a] = true
+	return nil
+}
+func (r *fakeResponder) Remove(a netip.Addr) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.owned, a)
+}
+func (r *fakeResponder) Stats() arpproxy.Stats { return arpproxy.Stats{} }
+func (r *fakeResponder) closes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+func (l *fakeLink) closes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+func (r *fakeResponder) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed++
+	return nil
+}
+
+// rig is a Daemon over doubles, with what it asked of them.
+type rig struct {
+	d          *Daemon
+	log        syncWriter
+	mu         sync.Mutex
+	links      map[string]*fakeLink
+	responders map[string]*fakeResponder
+	upDelay    time.Duration
+	upErr      error
+}
+
+func newRig(t *testing.T) *rig {
+	r := &rig{links: map[string]*fakeLink{}, responders: map[string]*fakeResponder{}}
+	r.log.w = &bytes.Buffer{}
+	r.d = New(slog.New(slog.NewTextHandler(&r.log, nil)))
+	r.d.resolve = func(c vif.LinkConfig) (vif.LinkConfig, error) {
+		if c.Slave == "" {
+			c.Slave = "eth9"
+		}
+		if c.MTU == 0 {
+			c.MTU = 1480
+		}
+		return c, nil
+	}
+	r.d.up = func(c *vif.LinkConfig) (link, error) {
+		time.Sleep(r.upDelay)
+		if r.upErr != nil {
+			return nil, r.upErr
+		}
+		l := &fakeLink{cfg: *c, done: make(chan struct{})}
+		for _, p := range c.Addrs {
+			if c.Publish {
+				c.Publisher.Add(p.Addr())
+			}
+		}
+		r.mu.Lock()
+		r.links[c.Name] = l
+		r.mu.Unlock()
+		return l, nil
+	}
+	r.d.listenARP = func(slave string, _ *slog.Logger) (responder, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.responders[slave] != nil && r.responders[slave].closed == 0 {
+			t.Errorf("a second responder opened on %s", slave)
+		}
+		fr := &fakeResponder{owned: map[netip.Addr]bool{}}
+		r.responders[slave] = fr
+		return fr, nil
+	}
+	t.Cleanup(func() { r.d.Close() })
+	return r
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.String()
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func linkCfg(name string, addrs ...string) vif.LinkConfig {
+	c := vif.LinkConfig{Name: name, Publish: true}
+	for _, a := range addrs {
+		c.Addrs = append(c.Addrs, netip.MustParsePrefix(a+"/32"))
+	}
+	return c
+}
+
+func TestSharedResponder(t *testing.T) {
+	r := newRig(t)
+	for _, c := range []vif.LinkConfig{linkCfg("vif1", "192.0.2.1"), linkCfg("vif0", "192.0.2.2")} {
+		if _, err := r.d.Up(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp := r.responders["eth9"]
+	if len(resp.owned) != 2 {
+		t.Fatalf("responder owns %v, want both vifs' addresses", resp.owned)
+	}
+	vifs, _ := r.d.Show("")
+	if len(vifs) != 2 || vifs[0].Name != "vif0" || vifs[0].Slave != "eth9" || !vifs[0].ARPProxy {
+		t.Errorf("show: %+v", vifs)
+	}
+	if err := r.d.Down("vif0"); err != nil {
+		t.Fatal(err)
+	}
+	if resp.closed != 0 || len(resp.owned) != 1 {
+		t.Errorf("after the first down: responder closed %d times, owns %v; want open, owning 192.0.2.1", resp.closed, resp.owned)
+	}
+	select {
+	case <-r.d.Changed():
+	default:
+		t.Error("no change reported after a down")
+	}
+	r.d.Down("vif1")
+	if resp.closed != 1 || r.d.Len() != 0 {
+		t.Errorf("after the last down: responder closed %d times, %d vifs", resp.closed, r.d.Len())
+	}
+	if err := r.d.Down("vif1"); !errors.Is(err, ErrUnknown) {
+		t.Errorf("down of a gone vif: %v", err)
+	}
+}
+
+func TestUpRefused(t *testing.T) {
+	r := newRig(t)
+	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.9")); !errors.Is(err, ErrTaken) {
+		t.Errorf("same name: %v", err)
+	}
+	if _, err := r.d.Up(linkCfg("vif1", "192.0.2.1")); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
+		t.Errorf("same address: %v", err)
+	}
+	// A failed Up releases what it took: the responder of a new slave.
+	r.upErr = errors.New("no TUN")
+	c := linkCfg("vif2", "192.0.2.3")
+	c.Slave = "eth8"
+	if _, err := r.d.Up(c); err == nil {
+		t.Fatal("Up succeeded")
+	}
+	if fr := r.responders["eth8"]; fr == nil || fr.closed != 1 {
+		t.Errorf("the responder taken for a failed Up is %+v, want closed once", fr)
+	}
+	if r.d.Len() != 1 {
+		t.Errorf("%d vifs after a failed Up, want 1", r.d.Len())
+	}
+}
+
+// A vif whose interface goes away from outside is removed, with what it
+// took, and the daemon is told.
+func TestVifGoneFromOutside(t *testing.T) {
+	r := newRig(t)
+	r.d.Up(linkCfg("vif0", "192.0.2.1"))
+	close(r.links["vif0"].done)
+	select {
+	case <-r.d.Changed(): // after the removal is complete
+	case <-time.After(5 * time.Second):
+		t.Fatal("the daemon did not notice")
+	}
+	if r.d.Len() != 0 || r.links["vif0"].closes() != 1 || r.responders["eth9"].closes() != 1 {
+		t.Errorf("after the interface went: %d vifs, link closed %d, responder closed %d", r.d.Len(), r.links["vif0"].closes(), r.responders["eth9"].closes())
+	}
+	if !strings.Contains(r.log.String(), "went away from outside") {
+		t.Errorf("log: %s", r.log.String())
+	}
+}
+
+// The handler audits every up and down with the caller, refuses requests
+// its command gave up on, and takes back a vif that came up too late.
+func TestHandlerDeadlines(t *testing.T) {
+	r := newRig(t)
+	h := r.d.Handler(Info{PID: 1})
+	ask := func(req Request) Response {
+		b, _ := json.Marshal(req)
+		var resp Response
+		if err := json.Unmarshal(h(control.Peer{UID: 0, PID: 4242}, b), &resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	c := linkCfg("vif0", "192.0.2.1")
+	if resp := ask(Request{Op: OpUp, Up: &c, Deadline: time.Now().Add(time.Minute)}); !resp.OK {
+		t.Fatalf("up: %s", resp.Error)
+	}
+	if !strings.Contains(r.log.String(), "op=up vif=vif0 uid=0 pid=4242") {
+		t.Errorf("the up is not audited:\n%s", r.log.String())
+	}
+	c1 := linkCfg("vif1", "192.0.2.2")
+	if resp := ask(Request{Op: OpUp, Up: &c1, Deadline: time.Now().Add(-time.Second)}); resp.OK || r.links["vif1"] != nil {
+		t.Errorf("an expired up was carried out: %+v", resp)
+	}
+	r.upDelay = 100 * time.Millisecond
+	c2 := linkCfg("vif2", "192.0.2.3")
+	resp := ask(Request{Op: OpUp, Up: &c2, Deadline: time.Now().Add(20 * time.Millisecond)})
+	if resp.OK || !strings.Contains(resp.Error, "after the command's deadline") {
+		t.Errorf("an up that ended after its deadline: %+v", resp)
+	}
+	if l := r.links["vif2"]; l == nil || l.closed != 1 || r.d.Len() != 1 {
+		t.Errorf("the late vif2 was not taken back: %+v, %d vifs", l, r.d.Len())
+	}
+	if resp := ask(Request{Op: OpDown, Name: "vif0"}); !resp.OK || !strings.Contains(r.log.String(), "op=down vif=vif0 uid=0 pid=4242") {
+		t.Errorf("down: %+v; log:\n%s", resp, r.log.String())
+	}
+}
