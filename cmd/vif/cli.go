@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -211,4 +212,20 @@ func parseMTU(s string) (int, error) {
 		return 0, usagef("bad --mtu %q: use a number from 68 to 65515 (default: the slave's MTU minus 20)", s)
 	}
 	return n, nil
+}
+
+// needRoot fails early, with the fix, when not running as root.
+func needRoot(cmd string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("vif %s needs root (CAP_NET_ADMIN and CAP_NET_RAW): run it with sudo", cmd)
+	}
+	return nil
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for k, p := range ps {
+		s[k] = p.String()
+	}
+	return strings.Join(s, " ")
 }

@@ -82,10 +82,10 @@ func (h *Host) String() string { return h.name }
 // `ip netns exec NAME` and `ip -n NAME`, and as the file /run/netns/NAME.
 func (h *Host) Netns() string { return h.ns }
 
-// NetNS returns a handle to the host's network namespace, for netns.Set,
+// NsHandle returns a handle to the host's network namespace, for netns.Set,
 // netlink.NewHandleAt and the like. The handle belongs to the host: it
 // stays open until cleanup and must not be closed by the caller.
-func (h *Host) NetNS() netns.NsHandle { return h.nsh }
+func (h *Host) NsHandle() netns.NsHandle { return h.nsh }
 
 // Netlink returns a netlink handle that operates in the host's network
 // namespace. It is opened on first use, belongs to the host and is closed
