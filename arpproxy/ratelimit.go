@@ -124,3 +124,24 @@ func (l *limiter) allow(sha [6]byte, tpa [4]byte, now int64) bool {
 	}
 	return l.global.allow(&l.gtat, now)
 }
+
+// logLimiter lets one message through per interval and counts the others.
+// A negative interval lets nothing through. Not safe for concurrent use.
+type logLimiter struct {
+	interval   int64
+	last       int64
+	logged     bool
+	suppressed uint64
+}
+
+// allow reports whether to log at time now, and how many messages were
+// suppressed since the last one logged.
+func (l *logLimiter) allow(now int64) (bool, uint64) {
+	if l.interval < 0 || (l.logged && now-l.last < l.interval) {
+		l.suppressed++
+		return false, 0
+	}
+	s := l.suppressed
+	l.logged, l.last, l.suppressed = true, now, 0
+	return true, s
+}
