@@ -42,7 +42,8 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	// are split into MTU-sized segments): buffers of the MTU keep an idle
 	// vif small, which matters with hundreds of them. Loopback writes then
 	// have no room for GRO coalescing, which they do not need.
-	bufs, sizes := newBufs(bs, i.mtu)
+	size := int(i.devMTU.Load())
+	bufs, sizes := newBufs(bs, size)
 	loop := make([][]byte, 0, bs)
 	send := make([][]byte, 0, bs)
 	c := &i.tx
@@ -52,6 +53,12 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	var lastProbe int64
 
 	for {
+		if m := int(i.devMTU.Load()); m > size {
+			// The device's MTU was raised: read into buffers that hold
+			// it (allocated once per change, not per packet).
+			size = m
+			bufs, sizes = newBufs(bs, size)
+		}
 		n, err := i.dev.Read(bufs, sizes, Headroom)
 		if err != nil {
 			switch {
@@ -63,8 +70,17 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				// n packets were still read: handle them.
 			default:
 				c.drops[dropTunRead].Add(1)
+				if m, err := i.dev.MTU(); err == nil && m > size {
+					// The MTU was raised before its event came: that
+					// packet did not fit, the next ones will.
+					i.setDevMTU(m)
+					errRun = 0
+					continue
+				}
 				if errRun++; errRun >= maxReadErrors {
 					i.log.Error("tun read failing, stopping interface", "err", err)
+					failed := err // its own variable: err itself must not escape
+					i.failed.Store(&failed)
 					return
 				}
 				if n == 0 {
@@ -79,7 +95,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 		loop, send = loop[:0], send[:0]
 		var loopBytes uint64
 		pmtu := int(i.pmtu.Load())
-		if pmtu < i.mtu && i.pathMTU != nil {
+		if pmtu < int(i.devMTU.Load()) && i.pathMTU != nil {
 			// The path MTU learnt from the kernel expires there (10
 			// minutes by default); look again now and then so the
 			// tunnel grows back.

@@ -35,7 +35,7 @@ func (i *Interface) probePathMTU() int {
 	if err != nil {
 		return cur
 	}
-	t := min(max(m-ipip.IPv4MinLen, MinMTU), i.mtu)
+	t := min(max(m-ipip.IPv4MinLen, MinMTU), int(i.devMTU.Load()))
 	i.setPathMTU(cur, t)
 	return t
 }
@@ -46,7 +46,7 @@ func (i *Interface) probePathMTU() int {
 func (i *Interface) learnPathMTU(reported int) int {
 	t := i.probePathMTU()
 	if reported > 0 {
-		if r := min(max(reported, minPathMTU)-ipip.IPv4MinLen, i.mtu); r < t {
+		if r := min(max(reported, minPathMTU)-ipip.IPv4MinLen, int(i.devMTU.Load())); r < t {
 			i.setPathMTU(t, r)
 			t = r
 		}

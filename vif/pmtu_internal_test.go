@@ -12,7 +12,8 @@ import (
 // against the kernel's own path MTU, costs one log line.
 func TestLearnPathMTUForged(t *testing.T) {
 	var logs bytes.Buffer
-	i := &Interface{mtu: 1480, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	i := &Interface{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	i.devMTU.Store(1480)
 	i.pmtu.Store(1480)
 	i.pathMTU = func() (int, error) { return 1500, nil } // the kernel's view
 	if got := i.learnPathMTU(100); got != minPathMTU-20 {

@@ -70,9 +70,10 @@ type Interface struct {
 	tx txCounters
 	rx rxCounters
 
-	// Path MTU soft state (RFC 2003 section 5.1): mtu is the device's,
-	// pmtu the tunnel's current one (<= mtu).
-	mtu         int
+	// Path MTU soft state (RFC 2003 section 5.1): devMTU is the device's,
+	// as it changes (followDevice), pmtu the tunnel's current one (<=
+	// devMTU).
+	devMTU      atomic.Int32
 	pmtu        atomic.Int32
 	pathMTU     func() (int, error)
 	pmtuLogged  atomic.Int64 // nanotime of the last log line about it
@@ -84,6 +85,8 @@ type Interface struct {
 
 	wg        sync.WaitGroup
 	done      chan struct{}
+	followed  chan struct{}         // closed when followDevice has returned
+	failed    atomic.Pointer[error] // why the loop stopped by itself
 	closeOnce sync.Once
 	stopOnce  sync.Once
 	closers   []func() error // undone in reverse order by Close
@@ -127,11 +130,12 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 	i.link.Protocol = proto
 	i.link = i.link.clone()
 	i.addrs.Store(set)
-	i.mtu = MaxMTU
+	mtu := MaxMTU
 	if m, err := dev.MTU(); err == nil && m >= MinMTU {
-		i.mtu = m
+		mtu = m
 	}
-	i.pmtu.Store(int32(i.mtu))
+	i.devMTU.Store(int32(mtu))
+	i.pmtu.Store(int32(mtu))
 	i.pathMTU = cfg.PathMTU
 	i.icmpBufs = [][]byte{make([]byte, Headroom+ipip.ICMPMaxErrorLen)}
 	if cfg.Peer.IsValid() {
@@ -154,6 +158,12 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 		i.wg.Wait()
 		close(i.done)
 	}()
+	i.followed = make(chan struct{})
+	if ev := dev.Events(); ev != nil {
+		go i.followDevice(ev)
+	} else {
+		close(i.followed)
+	}
 	return i, nil
 }
 
@@ -194,9 +204,20 @@ func (i *Interface) MTU() int {
 }
 
 // Done returns a channel that is closed when the packet loop has stopped,
-// either through Close or because the TUN device went away (for example
-// `ip link del`). Call Close afterwards to release everything else.
+// either through Close, because the TUN device went away (for example
+// `ip link del`), or because reading it kept failing (see Err). Call Close
+// afterwards to release everything else.
 func (i *Interface) Done() <-chan struct{} { return i.done }
+
+// Err returns why the packet loop stopped by itself, when reading the
+// device kept failing; nil while it runs, after Close, and when the
+// device went away.
+func (i *Interface) Err() error {
+	if e := i.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
 
 // Close stops the packet loop, closes the device and the underlay, and
 // undoes everything the interface installed (addresses, routes, ARP
@@ -207,6 +228,7 @@ func (i *Interface) Close() error {
 	i.closeOnce.Do(func() {
 		i.stop()
 		<-i.done
+		<-i.followed
 		var errs []error
 		for k := len(i.closers) - 1; k >= 0; k-- {
 			if err := i.closers[k](); err != nil {
@@ -217,6 +239,36 @@ func (i *Interface) Close() error {
 		i.log.Info("vif closed")
 	})
 	return i.closeErr
+}
+
+// followDevice follows the device's events until the device is closed:
+// an MTU raised from outside ("ip link set vif0 mtu 9000") is carried, not
+// a reason to stop. The device's event channel must be read anyway: a
+// Linux TUN's netlink listener blocks once it is full.
+func (i *Interface) followDevice(events <-chan tun.Event) {
+	defer close(i.followed)
+	for ev := range events {
+		if ev&tun.EventMTUUpdate != 0 {
+			if m, err := i.dev.MTU(); err == nil {
+				i.setDevMTU(m)
+			}
+		}
+	}
+}
+
+// setDevMTU takes m as the device's MTU: the transmit loop grows its
+// buffers to it, and the tunnel MTU follows, up to the path's.
+func (i *Interface) setDevMTU(m int) {
+	if m < MinMTU || m > MaxMTU {
+		return
+	}
+	old := int(i.devMTU.Swap(int32(m)))
+	if old == m {
+		return
+	}
+	i.pmtu.Store(int32(m))
+	i.probePathMTU()
+	i.log.Info("device MTU changed", "from", old, "to", m)
 }
 
 // stop closes the device and the underlay, which ends both loops. It may

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -538,5 +539,36 @@ func TestHostAddrAgreesWithARPProxy(t *testing.T) {
 		if vif.IsHostAddr(a) != arpproxy.NewAddrSet(a).Contains(a) {
 			t.Errorf("%s: vif.IsHostAddr %v, the ARP proxy would own it: %v", s, vif.IsHostAddr(a), !vif.IsHostAddr(a))
 		}
+	}
+}
+
+// The device's MTU raised from outside ("ip link set vif0 mtu 9000") is
+// carried: packets up to the new MTU are looped back whole, and the loop
+// does not stop.
+func TestMTURaised(t *testing.T) {
+	r := newRig(t, vif.Config{Addrs: hosts(addrA)})
+	big := udp(t, other, addrA, strings.Repeat("x", 4000))
+	r.tun.SetMTU(9000)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		// The first read after the change may still use the old
+		// buffers; a small packet moves the loop on.
+		r.tun.Inject(udp(t, other, addrA, "x"))
+		r.tun.Recv(wait)
+		r.tun.Inject(big)
+		if got, ok := r.tun.Recv(100 * time.Millisecond); ok {
+			if len(got) != len(big) {
+				t.Fatalf("looped %d bytes of %d", len(got), len(big))
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a %d-byte packet never passed after the MTU was raised to 9000; stats %v", len(big), r.ifc.Stats())
+		}
+	}
+	select {
+	case <-r.ifc.Done():
+		t.Fatal("the loop stopped")
+	default:
 	}
 }

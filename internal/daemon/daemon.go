@@ -50,6 +50,7 @@ type link interface {
 	Stats() vif.Stats
 	MTU() int
 	Done() <-chan struct{}
+	Err() error
 	Close() error
 }
 
@@ -188,10 +189,15 @@ func (d *Daemon) watch(name string, e *entry) {
 		d.mu.Lock()
 		still := d.vifs[name] == e
 		d.mu.Unlock()
-		if still {
-			d.log.Warn("interface went away from outside; removing it", "vif", name)
-			d.Down(name)
+		if !still {
+			return
 		}
+		if err := e.ifc.Err(); err != nil {
+			d.log.Error("the packet loop failed; removing the vif", "vif", name, "err", err)
+		} else {
+			d.log.Warn("interface went away from outside; removing it", "vif", name)
+		}
+		d.Down(name)
 	case <-e.gone:
 	}
 }

@@ -31,6 +31,7 @@ func (l *fakeLink) Link() vif.LinkConfig  { return l.cfg }
 func (l *fakeLink) Stats() vif.Stats      { return vif.Stats{} }
 func (l *fakeLink) MTU() int              { return l.cfg.MTU }
 func (l *fakeLink) Done() <-chan struct{} { return l.done }
+func (l *fakeLink) Err() error            { return nil }
 func (l *fakeLink) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -91,6 +91,7 @@ type TUN struct {
 	events  chan tun.Event
 	mu      sync.Mutex
 	closed  bool
+	mtu     int
 	// writeErr, when set, is returned by the next Write (SetWriteErr).
 	writeErr error
 }
@@ -107,6 +108,21 @@ func NewTUN(batch int) *TUN {
 		out:    newQueue(os.ErrClosed),
 		batch:  batch,
 		events: make(chan tun.Event, 1),
+		mtu:    1480,
+	}
+}
+
+// SetMTU changes the MTU the TUN reports and signals it, as "ip link set
+// NAME mtu N" does to a real one (tun.EventMTUUpdate).
+func (t *TUN) SetMTU(mtu int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.mtu = mtu
+	if !t.closed {
+		select {
+		case t.events <- tun.EventMTUUpdate:
+		default: // one pending event says it already
+		}
 	}
 }
 
@@ -152,8 +168,12 @@ func (t *TUN) SetWriteErr(err error) {
 	t.mu.Unlock()
 }
 
-// MTU implements tun.Device.
-func (t *TUN) MTU() (int, error) { return 1480, nil }
+// MTU implements tun.Device: 1480 unless SetMTU changed it.
+func (t *TUN) MTU() (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.mtu, nil
+}
 
 // Name implements tun.Device.
 func (t *TUN) Name() (string, error) { return "viftest0", nil }
