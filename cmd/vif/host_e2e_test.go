@@ -47,3 +47,52 @@ func TestHostVifMTURaised(t *testing.T) {
 		t.Errorf("daemon log:\n%s", b2)
 	}
 }
+
+// Interfaces renamed under the daemon: the slave's responder stays with
+// the interface (not its old name), an interface that takes the old name
+// is a new slave with its own responder, and vif show and vif down follow
+// the kernel's names.
+func TestHostRenamed(t *testing.T) {
+	n := nstest.New(t)
+	a, c, d := n.Host("a"), n.Host("c"), n.Host("d")
+	aC, cIf := n.Link(a, c, "198.18.1.1/24", "198.18.1.3/24", nstest.WithNames("sa", ""))
+	aD, dIf := n.Link(a, d, "198.18.2.1/24", "198.18.2.4/24", nstest.WithNames("sb", ""))
+	a.Sysctl("net.ipv4.conf.all.arp_ignore", "1") // only the proxy answers for vif addresses
+	c.AddRoute("192.0.2.0/24", "dev", cIf.Name())
+	d.AddRoute("192.0.2.0/24", "dev", dIf.Name())
+	vifCmd(t, a, "up", "vif0", "192.0.2.1", "--slave", aC.Name())
+	t.Cleanup(func() { stopDaemon(a) })
+
+	rename := func(h *nstest.Host, from, to string) {
+		h.IP("link", "set", from, "down")
+		h.IP("link", "set", from, "name", to)
+		h.IP("link", "set", to, "up")
+	}
+	rename(a, "sa", "sx") // the slave of vif0
+	rename(a, "sb", "sa") // another segment's interface takes its name
+	a.Sysctl("net.ipv4.conf.sx.arp_ignore", "1")
+	a.Sysctl("net.ipv4.conf.sa.arp_ignore", "1")
+	vifCmd(t, a, "up", "vif1", "192.0.2.2", "--slave", "sa")
+
+	if mac, ok := arping(d, dIf.Name(), "192.0.2.2"); !ok || mac.String() != aD.MAC().String() {
+		t.Errorf("d's segment (a's interface now named sa): 192.0.2.2 answered %v by %v, want by %v", ok, mac, aD.MAC())
+	}
+	if mac, ok := arping(c, cIf.Name(), "192.0.2.2"); ok {
+		t.Errorf("c's segment got an answer for 192.0.2.2 (published on the other segment) from %v", mac)
+	}
+	if mac, ok := arping(c, cIf.Name(), "192.0.2.1"); !ok || mac.String() != aC.MAC().String() {
+		t.Errorf("c's segment: 192.0.2.1 answered %v by %v, want by %v", ok, mac, aC.MAC())
+	}
+	if st := vifStatus(t, a, "vif0"); st.Slave != "sx" {
+		t.Errorf("vif show: vif0's slave is %q, want its new name sx", st.Slave)
+	}
+
+	rename(a, "vif0", "vifx")
+	if st := vifStatus(t, a, "vifx"); st.Name != "vifx" {
+		t.Errorf("vif show after renaming vif0: %+v", st)
+	}
+	vifCmd(t, a, "down", "vifx")
+	if a.LinkExists("vifx") {
+		t.Error("vif down vifx left the interface")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -29,10 +30,10 @@ type Daemon struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	vifs    map[string]*entry
-	arps    map[string]*arpEntry // by slave name
-	pending map[string]bool      // names being brought up
-	changed chan struct{}        // receives when a vif goes
+	vifs    map[string]*entry         // by the vif's name, as the kernel has it now (renamedLocked)
+	arps    map[int]*arpEntry         // by the slave's interface index
+	pending map[string][]netip.Prefix // vifs being brought up: their addresses
+	changed chan struct{}             // receives when a vif goes
 	closed  bool
 	slaves  slaveWatch // removes the vifs of deleted slaves
 
@@ -41,6 +42,11 @@ type Daemon struct {
 	resolve   func(vif.LinkConfig) (vif.LinkConfig, error)
 	up        func(*vif.LinkConfig) (link, error)
 	listenARP func(slave string, log *slog.Logger) (responder, error)
+	// Interfaces are known by index, which a rename keeps; names are
+	// looked up when needed. ifNames returns every interface's name by
+	// index (one dump); ifIndex one interface's index, 0 if there is none.
+	ifNames func() map[int]string
+	ifIndex func(name string) int
 }
 
 // link is a running vif: a *vif.Interface.
@@ -62,13 +68,16 @@ type responder interface {
 }
 
 type entry struct {
-	ifc  link
-	arp  *arpEntry // nil without an ARP proxy
-	gone chan struct{}
+	ifc        link
+	name       string    // the key in Daemon.vifs
+	index      int       // the vif's interface index
+	slaveIndex int       // 0 without a slave in use
+	arp        *arpEntry // nil without an ARP proxy
+	gone       chan struct{}
 }
 
 type arpEntry struct {
-	slave string
+	slave int // interface index
 	r     responder
 	refs  int
 }
@@ -81,8 +90,8 @@ func New(log *slog.Logger) *Daemon {
 	return &Daemon{
 		log:     log,
 		vifs:    map[string]*entry{},
-		arps:    map[string]*arpEntry{},
-		pending: map[string]bool{},
+		arps:    map[int]*arpEntry{},
+		pending: map[string][]netip.Prefix{},
 		changed: make(chan struct{}, 1),
 		resolve: vif.LinkConfig.Resolve,
 		up: func(c *vif.LinkConfig) (link, error) {
@@ -102,6 +111,21 @@ func New(log *slog.Logger) *Daemon {
 				return nil, fmt.Errorf("ARP proxy on %s: %w", slave, err)
 			}
 			return r, nil
+		},
+		ifNames: func() map[int]string {
+			ifs, _ := net.Interfaces()
+			m := make(map[int]string, len(ifs))
+			for _, ifi := range ifs {
+				m[ifi.Index] = ifi.Name
+			}
+			return m
+		},
+		ifIndex: func(name string) int {
+			ifi, err := net.InterfaceByName(name)
+			if err != nil {
+				return 0
+			}
+			return ifi.Index
 		},
 	}
 }
@@ -127,12 +151,19 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 		d.mu.Unlock()
 		return VifStatus{}, errors.New("the daemon is shutting down")
 	}
-	if d.vifs[cfg.Name] != nil || d.pending[cfg.Name] {
+	if _, pending := d.pending[cfg.Name]; d.vifs[cfg.Name] != nil || pending {
 		d.mu.Unlock()
 		return VifStatus{}, fmt.Errorf("%w: %s (remove it with \"vif down %s\")", ErrTaken, cfg.Name, cfg.Name)
 	}
+	// Addresses of vifs being brought up count too: two "vif up" at once
+	// must not both take one.
+	owners := make(map[string][]netip.Prefix, len(d.vifs)+len(d.pending))
 	for name, e := range d.vifs {
-		for _, a := range e.ifc.Addrs() {
+		owners[name] = e.ifc.Addrs()
+	}
+	maps.Copy(owners, d.pending)
+	for name, addrs := range owners {
+		for _, a := range addrs {
 			for _, b := range cfg.Addrs {
 				if a.Addr() == b.Addr() {
 					d.mu.Unlock()
@@ -141,7 +172,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 			}
 		}
 	}
-	d.pending[cfg.Name] = true
+	d.pending[cfg.Name] = cfg.Addrs
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
@@ -158,7 +189,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 	slaveIdx := d.watchSlave(c)
 	var ae *arpEntry
 	if c.Publish {
-		if ae, err = d.acquireARP(c.Slave); err != nil {
+		if ae, err = d.acquireARP(slaveIdx, c.Slave); err != nil {
 			return VifStatus{}, err
 		}
 		c.Publisher = ae.r
@@ -170,54 +201,57 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 		}
 		return VifStatus{}, err
 	}
-	e := &entry{ifc: ifc, arp: ae, gone: make(chan struct{})}
+	e := &entry{ifc: ifc, name: c.Name, index: d.ifIndex(c.Name), slaveIndex: slaveIdx, arp: ae, gone: make(chan struct{})}
 	d.mu.Lock()
 	d.vifs[c.Name] = e
 	d.mu.Unlock()
-	go d.watch(c.Name, e)
-	if err := d.recordSlave(c.Name, c.Slave, slaveIdx); err != nil {
+	go d.watch(e)
+	if err := d.checkSlave(e); err != nil {
 		return VifStatus{}, err
 	}
-	return d.status(e), nil
+	return d.status(e, d.ifNames()), nil
 }
 
 // watch removes a vif whose interface went away from outside (for
-// example "ip link del vif0").
-func (d *Daemon) watch(name string, e *entry) {
+// example "ip link del vif0"), or whose loop failed.
+func (d *Daemon) watch(e *entry) {
 	select {
 	case <-e.ifc.Done():
-		d.mu.Lock()
-		still := d.vifs[name] == e
-		d.mu.Unlock()
-		if !still {
-			return
-		}
 		if err := e.ifc.Err(); err != nil {
-			d.log.Error("the packet loop failed; removing the vif", "vif", name, "err", err)
+			d.log.Error("the packet loop failed; removing the vif", "vif", e.name, "err", err)
 		} else {
-			d.log.Warn("interface went away from outside; removing it", "vif", name)
+			d.log.Warn("interface went away from outside; removing it", "vif", e.name)
 		}
-		d.Down(name)
+		d.remove(e)
 	case <-e.gone:
 	}
 }
 
-// Down removes the vif name and everything it installed.
+// Down removes the vif name (its name now, or the one it came up with)
+// and everything it installed.
 func (d *Daemon) Down(name string) error {
-	d.mu.Lock()
-	e := d.vifs[name]
+	e := d.lookup(name, d.ifNames())
 	if e == nil {
-		d.mu.Unlock()
 		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
 	}
-	delete(d.vifs, name)
+	return d.remove(e)
+}
+
+// remove removes the vif of e, unless it is already gone.
+func (d *Daemon) remove(e *entry) error {
+	d.mu.Lock()
+	if d.vifs[e.name] != e {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknown, e.name)
+	}
+	delete(d.vifs, e.name)
 	d.mu.Unlock()
 	close(e.gone)
 	err := e.ifc.Close()
 	if e.arp != nil {
 		d.releaseARP(e.arp)
 	}
-	d.log.Info("vif down", "vif", name)
+	d.log.Info("vif down", "vif", e.name)
 	select {
 	case d.changed <- struct{}{}:
 	default:
@@ -225,27 +259,60 @@ func (d *Daemon) Down(name string) error {
 	return err
 }
 
+// lookup returns the vif called name, after following renames (names is
+// ifNames' answer); nil if there is none.
+func (d *Daemon) lookup(name string, names map[int]string) *entry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.renamedLocked(names)
+	if e := d.vifs[name]; e != nil {
+		return e
+	}
+	for _, e := range d.vifs { // by the name it came up with
+		if e.ifc.Link().Name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// renamedLocked re-keys the vifs renamed from outside ("ip link set vif0
+// name x") under their new names. d.mu is held.
+func (d *Daemon) renamedLocked(names map[int]string) {
+	for key, e := range d.vifs {
+		now := names[e.index]
+		if now == "" || now == key || d.vifs[now] != nil {
+			continue
+		}
+		delete(d.vifs, key)
+		e.name = now
+		d.vifs[now] = e
+		d.log.Info("vif renamed from outside; following it", "from", key, "to", now)
+	}
+}
+
 // Show returns the status of the vif name, or of every vif when name is
 // empty, sorted by name.
 func (d *Daemon) Show(name string) ([]VifStatus, error) {
-	d.mu.Lock()
+	names := d.ifNames()
 	var es []*entry
 	if name != "" {
-		e := d.vifs[name]
+		e := d.lookup(name, names)
 		if e == nil {
-			d.mu.Unlock()
 			return nil, fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
 		}
 		es = append(es, e)
 	} else {
+		d.mu.Lock()
+		d.renamedLocked(names)
 		for _, e := range d.vifs {
 			es = append(es, e)
 		}
+		d.mu.Unlock()
 	}
-	d.mu.Unlock()
 	out := make([]VifStatus, 0, len(es))
 	for _, e := range es {
-		out = append(out, d.status(e))
+		out = append(out, d.status(e, names))
 	}
 	slices.SortFunc(out, func(a, b VifStatus) int { return compareNames(a.Name, b.Name) })
 	return out, nil
@@ -256,33 +323,40 @@ func (d *Daemon) Close() error {
 	d.stopSlaveWatch()
 	d.mu.Lock()
 	d.closed = true
-	var names []string
-	for n := range d.vifs {
-		names = append(names, n)
+	var es []*entry
+	for _, e := range d.vifs {
+		es = append(es, e)
 	}
 	d.mu.Unlock()
 	var errs []error
-	for _, n := range names {
-		if err := d.Down(n); err != nil && !errors.Is(err, ErrUnknown) {
+	for _, e := range es {
+		if err := d.remove(e); err != nil && !errors.Is(err, ErrUnknown) {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (d *Daemon) acquireARP(slave string) (*arpEntry, error) {
+// acquireARP returns the ARP responder of the slave with index idx (name
+// is its name now), opening it for the slave's first vif. Responders are
+// found by index: an interface that takes the name of a renamed one is
+// another interface, on another segment.
+func (d *Daemon) acquireARP(idx int, name string) (*arpEntry, error) {
+	if idx == 0 {
+		return nil, fmt.Errorf("%w: %s", vif.ErrNoSlave, name)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if ae := d.arps[slave]; ae != nil {
+	if ae := d.arps[idx]; ae != nil {
 		ae.refs++
 		return ae, nil
 	}
-	r, err := d.listenARP(slave, d.log.With("arp", slave))
+	r, err := d.listenARP(name, d.log.With("arp", name))
 	if err != nil {
 		return nil, err
 	}
-	ae := &arpEntry{slave: slave, r: r, refs: 1}
-	d.arps[slave] = ae
+	ae := &arpEntry{slave: idx, r: r, refs: 1}
+	d.arps[idx] = ae
 	return ae, nil
 }
 
@@ -299,9 +373,17 @@ func (d *Daemon) releaseARP(ae *arpEntry) {
 	}
 }
 
-func (d *Daemon) status(e *entry) VifStatus {
+// status reports e with the interface names the kernel has now (names is
+// ifNames' answer).
+func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 	s := e.ifc.Stats()
 	l := e.ifc.Link()
+	if n := names[e.index]; n != "" {
+		l.Name = n
+	}
+	if n := names[e.slaveIndex]; n != "" {
+		l.Slave = n
+	}
 	st := VifStatus{
 		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Peer: l.Peer,
 		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,

@@ -47,6 +47,7 @@ func (l *fakeLink) Close() error {
 }
 
 type fakeResponder struct {
+	index  int // of the slave
 	mu     sync.Mutex
 	owned  map[netip.Addr]bool
 	closed int
@@ -90,10 +91,19 @@ type rig struct {
 	responders map[string]*fakeResponder
 	upDelay    time.Duration
 	upErr      error
+	ifs        map[string]int // the host's interfaces, by name
+}
+
+// rename renames the interface from to to, as "ip link set from name to".
+func (r *rig) rename(from, to string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ifs[to] = r.ifs[from]
+	delete(r.ifs, from)
 }
 
 func newRig(t *testing.T) *rig {
-	r := &rig{links: map[string]*fakeLink{}, responders: map[string]*fakeResponder{}}
+	r := &rig{links: map[string]*fakeLink{}, responders: map[string]*fakeResponder{}, ifs: map[string]int{}}
 	r.log.w = &bytes.Buffer{}
 	r.d = New(slog.New(slog.NewTextHandler(&r.log, nil)))
 	r.d.resolve = func(c vif.LinkConfig) (vif.LinkConfig, error) {
@@ -124,12 +134,32 @@ func newRig(t *testing.T) *rig {
 	r.d.listenARP = func(slave string, _ *slog.Logger) (responder, error) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if r.responders[slave] != nil && r.responders[slave].closed == 0 {
-			t.Errorf("a second responder opened on %s", slave)
+		idx := r.ifs[slave]
+		for _, fr := range r.responders {
+			if fr.index == idx && fr.closes() == 0 {
+				t.Errorf("a second responder opened on interface %d (%s)", idx, slave)
+			}
 		}
-		fr := &fakeResponder{owned: map[netip.Addr]bool{}}
+		fr := &fakeResponder{owned: map[netip.Addr]bool{}, index: idx}
 		r.responders[slave] = fr
 		return fr, nil
+	}
+	r.d.ifIndex = func(name string) int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.ifs[name] == 0 { // every name asked for exists
+			r.ifs[name] = len(r.ifs) + 2
+		}
+		return r.ifs[name]
+	}
+	r.d.ifNames = func() map[int]string {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		m := map[int]string{}
+		for n, i := range r.ifs {
+			m[i] = n
+		}
+		return m
 	}
 	t.Cleanup(func() { r.d.Close() })
 	return r
@@ -275,5 +305,56 @@ func TestHandlerDeadlines(t *testing.T) {
 	}
 	if resp := ask(Request{Op: OpDown, Name: "vif0"}); !resp.OK || !strings.Contains(r.log.String(), "op=down vif=vif0 uid=0 pid=4242") {
 		t.Errorf("down: %+v; log:\n%s", resp, r.log.String())
+	}
+}
+
+// Interfaces renamed from outside are followed: vif show gives the
+// kernel's names, vif down takes the new name, and a responder belongs to
+// the interface, not to its old name.
+func TestRenamedFromOutside(t *testing.T) {
+	r := newRig(t)
+	r.d.Up(linkCfg("vif0", "192.0.2.1"))
+	r.rename("eth9", "ethx")
+	r.rename("vif0", "vifx")
+	vifs, _ := r.d.Show("")
+	if len(vifs) != 1 || vifs[0].Name != "vifx" || vifs[0].Slave != "ethx" {
+		t.Fatalf("show after the renames: %+v", vifs)
+	}
+	// Another interface takes the slave's old name: a vif on it gets a
+	// responder of its own.
+	r.d.Up(linkCfg("vif1", "192.0.2.2"))
+	if resp := r.responders["eth9"]; resp == nil || len(resp.owned) != 1 || !resp.owned[netip.MustParseAddr("192.0.2.2")] {
+		t.Errorf("the new eth9's responder: %+v", resp)
+	}
+	if err := r.d.Down("vifx"); err != nil {
+		t.Errorf("down by the new name: %v", err)
+	}
+	if err := r.d.Down("vif1"); err != nil || r.d.Len() != 0 {
+		t.Errorf("down vif1: %v, %d vifs left", err, r.d.Len())
+	}
+}
+
+// Two ups at once cannot both take an address.
+func TestConcurrentUpsOneAddress(t *testing.T) {
+	r := newRig(t)
+	r.upDelay = 50 * time.Millisecond
+	errs := make(chan error, 2)
+	for _, name := range []string{"va", "vb"} {
+		go func() {
+			_, err := r.d.Up(linkCfg(name, "192.0.2.50"))
+			errs <- err
+		}()
+	}
+	var failed int
+	for range 2 {
+		if err := <-errs; err != nil {
+			if !strings.Contains(err.Error(), "already belongs to") {
+				t.Errorf("unexpected error: %v", err)
+			}
+			failed++
+		}
+	}
+	if failed != 1 || r.d.Len() != 1 {
+		t.Errorf("%d of two concurrent ups of one address failed, %d vifs; want 1 and 1", failed, r.d.Len())
 	}
 }

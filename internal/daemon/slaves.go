@@ -25,8 +25,7 @@ type slaveWatch struct {
 	once sync.Once
 
 	mu     sync.Mutex
-	index  map[string]int // vif name -> ifindex of its slave at "up"
-	done   chan struct{}  // closed to end the subscription
+	done   chan struct{} // closed to end the subscription
 	closed bool
 }
 
@@ -43,39 +42,18 @@ func (d *Daemon) watchSlave(r vif.LinkConfig) int {
 			d.log.Warn("cannot watch for deleted slave interfaces; a vif whose slave is deleted stays until \"vif down\"", "err", err)
 		}
 	})
-	l, err := netlink.LinkByName(r.Slave)
-	if err != nil {
-		return 0
-	}
-	return l.Attrs().Index
+	return d.ifIndex(r.Slave)
 }
 
-// recordSlave notes that the vif name runs over the slave with index idx,
-// then checks that this slave still exists: if it was deleted while the
-// vif came up, the vif is removed and an error returned.
-func (d *Daemon) recordSlave(name, slave string, idx int) error {
-	if idx == 0 {
+// checkSlave checks that the slave of e, whose index was read after the
+// watch subscribed, still exists: if it was deleted while the vif came
+// up, the vif is removed and an error returned.
+func (d *Daemon) checkSlave(e *entry) error {
+	if e.slaveIndex == 0 || d.ifNames()[e.slaveIndex] != "" {
 		return nil
 	}
-	w := &d.slaves
-	d.mu.Lock()
-	w.mu.Lock()
-	if w.index == nil {
-		w.index = map[string]int{}
-	}
-	for n := range w.index {
-		if d.vifs[n] == nil {
-			delete(w.index, n) // gone vifs
-		}
-	}
-	w.index[name] = idx
-	w.mu.Unlock()
-	d.mu.Unlock()
-	if slaveExists(idx) {
-		return nil
-	}
-	d.Down(name)
-	return fmt.Errorf("slave interface %s was deleted while %s came up", slave, name)
+	d.remove(e)
+	return fmt.Errorf("slave interface %s was deleted while %s came up", e.ifc.Link().Slave, e.name)
 }
 
 // subscribeLinks subscribes to link changes and serves them in a
@@ -122,42 +100,21 @@ func (d *Daemon) subscribeLinks() error {
 // removeOrphans removes the vifs whose slave had index idx (any index
 // when idx is 0) if that interface no longer exists.
 func (d *Daemon) removeOrphans(idx int) {
-	w := &d.slaves
-	byIdx := map[int][]string{}
+	names := d.ifNames()
+	var orphans []*entry
 	d.mu.Lock()
-	w.mu.Lock()
-	for name := range d.vifs {
-		if i := w.index[name]; i != 0 && (idx == 0 || i == idx) {
-			byIdx[i] = append(byIdx[i], name)
+	for _, e := range d.vifs {
+		if i := e.slaveIndex; i != 0 && (idx == 0 || i == idx) && names[i] == "" {
+			orphans = append(orphans, e)
 		}
 	}
-	w.mu.Unlock()
 	d.mu.Unlock()
-	for i, names := range byIdx {
-		if slaveExists(i) {
-			continue
-		}
-		for _, name := range names {
-			d.mu.Lock()
-			e := d.vifs[name]
-			d.mu.Unlock()
-			if e == nil {
-				continue
-			}
-			d.log.Warn("slave interface deleted: removing the vif", "vif", name, "slave", e.ifc.Link().Slave)
-			if err := d.Down(name); err != nil && !errors.Is(err, ErrUnknown) {
-				d.log.Warn("removing the vif of a deleted slave", "vif", name, "err", err)
-			}
+	for _, e := range orphans {
+		d.log.Warn("slave interface deleted: removing the vif", "vif", e.name, "slave", e.ifc.Link().Slave)
+		if err := d.remove(e); err != nil && !errors.Is(err, ErrUnknown) {
+			d.log.Warn("removing the vif of a deleted slave", "vif", e.name, "err", err)
 		}
 	}
-}
-
-// slaveExists reports whether the interface with index idx exists. Only
-// "not found" counts as gone.
-func slaveExists(idx int) bool {
-	_, err := netlink.LinkByIndex(idx)
-	var nf netlink.LinkNotFoundError
-	return !errors.As(err, &nf)
 }
 
 // stopSlaveWatch ends the watch, if it runs.
