@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,7 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn 
 		return daemon.Response{}, err
 	}
 	var started <-chan string // the early errors of a daemon we started
+	var lastSpawn time.Time
 	timedOut := func() error {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			return errors.New("interrupted")
@@ -64,7 +66,10 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn 
 			}
 			return resp, nil
 		case errors.Is(err, control.ErrNotRunning) && spawn:
-			if started == nil {
+			// A daemon we started may find another that serves (one
+			// restoring its removed files): start at most two a second.
+			if started == nil && time.Since(lastSpawn) > 500*time.Millisecond {
+				lastSpawn = time.Now()
 				if started, err = spawnDaemon(); err != nil {
 					return daemon.Response{}, err
 				}
@@ -108,6 +113,11 @@ func spawnDaemon() (<-chan string, error) {
 		return nil, err
 	}
 	cmd := exec.Command(exe, "daemon")
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		// The command's profile is the command's: a daemon writing the
+		// same file would replace it.
+		return strings.HasPrefix(kv, "VIF_CPUPROFILE=")
+	})
 	cmd.Stderr = w
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

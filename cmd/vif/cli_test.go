@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -241,6 +242,14 @@ func TestCreateOwn(t *testing.T) {
 			f.Close()
 			t.Error("createOwn wrote into a file with another name")
 		}
+	}
+	fifo := filepath.Join(dir, "fifo.pprof")
+	if err := syscall.Mkfifo(fifo, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := createOwn(fifo); err == nil { // and it must not block
+		f.Close()
+		t.Error("createOwn opened a FIFO")
 	}
 	own := filepath.Join(dir, "own.pprof")
 	os.WriteFile(own, []byte("old profile"), 0o600)

@@ -455,21 +455,16 @@ func TestControlFilesRemoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var doc showJSON
-	if _, ok := waitFor(10*time.Second, func() bool {
-		out, err := h.Run(vifBin, "show", "--json")
-		return err == nil && json.Unmarshal([]byte(out), &doc) == nil && len(doc.Vifs) == 1
-	}); !ok {
-		t.Fatalf("the daemon did not restore its control files; show gives %+v", doc)
-	}
-	if doc.Daemon == nil || doc.Daemon.PID != pid {
-		t.Errorf("answered by %+v, want the daemon %d", doc.Daemon, pid)
-	}
-	// A vif up meanwhile would have met no daemon and started one: now it
-	// must reach the first.
+	// At once, before the daemon has put its files back: the daemon this
+	// starts must see the first one's beacon and step back, and the
+	// command reach the first once it has restored them.
 	vifCmd(t, h, "up", "vif1", "192.0.2.2", "--no-arp-proxy")
-	if got, _ := daemonPID(t, h); got != pid {
-		t.Errorf("vif1 is served by daemon %d, not %d", got, pid)
+	doc := show(t, h)
+	if len(doc.Vifs) != 2 || doc.Daemon == nil || doc.Daemon.PID != pid {
+		t.Errorf("after the files were removed and vif1 came up: %+v served by %+v, want vif0 and vif1 by the daemon %d", doc.Vifs, doc.Daemon, pid)
+	}
+	if n := daemonsIn(h); n != 1 {
+		t.Errorf("%d vif daemons run in the namespace, want 1", n)
 	}
 	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "control files were removed") {
 		t.Errorf("the daemon's log does not say its files were restored:\n%s", b)
@@ -505,4 +500,19 @@ func TestNetnsForwardsSignals(t *testing.T) {
 	if _, ok := waitFor(5*time.Second, func() bool { return !h.LinkExists("vif5") }); !ok {
 		t.Error("vif5 outlived the SIGTERM of its command")
 	}
+}
+
+// daemonsIn counts the "vif daemon" processes in h's network namespace.
+func daemonsIn(h *nstest.Host) int {
+	out, err := exec.Command("ip", "netns", "pids", h.Netns()).Output()
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, pid := range strings.Fields(string(out)) {
+		if b, err := os.ReadFile("/proc/" + pid + "/cmdline"); err == nil && strings.HasSuffix(string(b), "\x00daemon\x00") {
+			n++
+		}
+	}
+	return n
 }

@@ -26,7 +26,7 @@ const shutdownWait = 5 * time.Second
 
 // healEvery is how often a daemon checks that its socket and lock files
 // are still in place, and puts them back.
-const healEvery = 2 * time.Second
+const healEvery = time.Second
 
 // runDaemon is the hidden "vif daemon" command that "vif up" starts in the
 // background. It serves the namespace's vifs until the last one goes.

@@ -17,7 +17,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	stopProfile := startProfile()
+	stopProfile := func() {}
+	if _, ns, _ := extractNetns(os.Args[1:]); ns == "" { // else the vif run in ns profiles
+		stopProfile = startProfile()
+	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stopProfile()
 	stop()

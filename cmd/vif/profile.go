@@ -40,7 +40,8 @@ func startProfile() (stop func()) {
 // another user: in a directory such as /tmp, another user may have put
 // either there.
 func createOwn(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	// O_NONBLOCK: opening a FIFO must fail at once, not wait for a reader.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return nil, err
 	}

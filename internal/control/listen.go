@@ -32,6 +32,7 @@ type Listener struct {
 	u      *net.UnixListener
 	sock   os.FileInfo // p.Socket as bound, to know it is still ours
 	lock   *os.File
+	beacon *net.UnixListener // nil if its name was taken
 	closed bool
 }
 
@@ -50,8 +51,16 @@ func Listen(p Paths) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The lock and socket may have been removed from under a live daemon
+	// (rm -rf /run/vif), which puts them back shortly; its beacon says it
+	// runs meanwhile.
+	if pid := beaconHolder(p); pid != 0 {
+		lock.Close()
+		return nil, fmt.Errorf("%w: pid %d, restoring its files in %s", ErrRunning, pid, p.Dir)
+	}
 	sweep(p)
 	l := &Listener{paths: p, lock: lock}
+	l.beacon = listenBeacon(p)
 	if err := l.bind(); err != nil {
 		os.Remove(p.Lock)
 		lock.Close()
@@ -164,6 +173,9 @@ func (l *Listener) Close() error {
 	}
 	l.closed = true
 	err := l.u.Close()
+	if l.beacon != nil {
+		l.beacon.Close()
+	}
 	if fi, e := os.Lstat(l.paths.Socket); e == nil && os.SameFile(fi, l.sock) {
 		os.Remove(l.paths.Socket)
 	}
@@ -175,6 +187,46 @@ func (l *Listener) Close() error {
 		err = nil
 	}
 	return err
+}
+
+// beaconName is the abstract unix socket a daemon holds while it runs:
+// abstract names belong to the network namespace, not to the file system,
+// so no one can remove it, and it goes with the process.
+func beaconName(p Paths) string { return "@" + p.Socket }
+
+// listenBeacon takes the beacon and answers whoever connects by closing
+// the connection (the kernel's SO_PEERCRED is the answer). It returns nil
+// if the name is taken (by an impostor: beaconHolder ignores those).
+func listenBeacon(p Paths) *net.UnixListener {
+	u, err := net.ListenUnix("unix", &net.UnixAddr{Name: beaconName(p), Net: "unix"})
+	if err != nil {
+		return nil
+	}
+	go func() {
+		for {
+			c, err := u.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return u
+}
+
+// beaconHolder returns the pid of another process of the caller's uid
+// (root) holding the beacon of p, or 0.
+func beaconHolder(p Paths) int {
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: beaconName(p), Net: "unix"})
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	peer, err := peerOf(c)
+	if err != nil || peer.UID != os.Geteuid() || peer.PID == os.Getpid() {
+		return 0
+	}
+	return peer.PID
 }
 
 // sweep removes the socket and lock files that killed daemons (SIGKILL,
@@ -233,12 +285,23 @@ func checkDir(dir string) (os.FileInfo, error) {
 		return nil, fmt.Errorf("control: refusing %s: it is not a directory; remove it", dir)
 	}
 	if int(st.Uid) != os.Geteuid() {
+		if inUserNamespace() {
+			return nil, fmt.Errorf("control: %s belongs to uid %d here: this process runs in a user namespace, where the host's root is not root; run vif as the host's root", dir, st.Uid)
+		}
 		return nil, fmt.Errorf("control: refusing %s: it belongs to uid %d, not to uid %d (root); remove it", dir, st.Uid, os.Geteuid())
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
 		return nil, fmt.Errorf("control: refusing %s: others may write to it (mode %v); make it 0700", dir, fi.Mode().Perm())
 	}
 	return fi, nil
+}
+
+// inUserNamespace reports whether the caller's user namespace maps less
+// than all uids one to one, as a namespace of "unshare -U" does (read for
+// an error message only).
+func inUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	return err == nil && strings.Join(strings.Fields(string(b)), " ") != "0 0 4294967295"
 }
 
 // takeLock takes the daemon lock of p. If a live daemon holds it, it

@@ -46,5 +46,5 @@ func describe(pid int) string {
 	if err != nil || pid <= 0 {
 		return "pid " + strconv.Itoa(pid)
 	}
-	return fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(b)))
+	return fmt.Sprintf("pid %d (%q)", pid, strings.TrimSuffix(string(b), "\n")) // quoted: any user names its process
 }
