@@ -3,6 +3,7 @@ package vif
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 	"os"
 	"syscall"
 
@@ -120,6 +121,12 @@ func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu in
 	if inner.Version() != 4 || inner.HeaderLen() < ipip.IPv4MinLen || len(inner) < inner.HeaderLen() {
 		return nil, 0, 0, false
 	}
+	if !i.routedTo(inner.Dst()) {
+		// Anyone can forge the quote: relay only errors about packets
+		// that could have gone through this tunnel, or the vif becomes
+		// a reflector of ICMP from any source to anyone.
+		return nil, 0, 0, false
+	}
 	switch {
 	case typ == ipip.ICMPDestUnreach && c == ipip.ICMPFragNeeded:
 		return inner, ipip.ICMPFragNeeded, int(binary.BigEndian.Uint16(icmp[6:])), true
@@ -129,4 +136,20 @@ func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu in
 		return inner, ipip.ICMPHostUnreach, 0, true
 	}
 	return nil, 0, 0, false // source quench, redirect, others: never relayed
+}
+
+// routedTo reports whether dst is in a prefix the vif routes to its peer:
+// LinkConfig.Routes, or the network of one of its addresses.
+func (i *Interface) routedTo(dst netip.Addr) bool {
+	for _, p := range i.link.Routes {
+		if p.Contains(dst) {
+			return true
+		}
+	}
+	for _, p := range i.link.Addrs {
+		if p.Bits() < 32 && p.Masked().Contains(dst) {
+			return true
+		}
+	}
+	return false
 }
