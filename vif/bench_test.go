@@ -138,9 +138,10 @@ func (u *benchUnderlay) Close() error {
 // benchRig is an Interface over a bench device pair, with one direction
 // fed.
 type benchRig struct {
-	ifc  *vif.Interface
-	src  *benchSource
-	sink *benchSink
+	ifc       *vif.Interface
+	src       *benchSource
+	sink      *benchSink
+	perPacket int // packets written per packet fed (fragments); 0 is 1
 }
 
 // benchUDP builds an IPv4/UDP packet of size bytes.
@@ -174,6 +175,10 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 		switch dir {
 		case "encap":
 			pkts[j] = benchUDP(tb, addrA, other, size)
+		case "fragment": // no DF, over a path MTU of 1000: two fragments each
+			pkts[j] = benchUDP(tb, addrA, other, size)
+			pkts[j][6] &^= 0x40
+			ipip.IPv4(pkts[j]).SetChecksum()
 		case "loopback":
 			pkts[j] = benchUDP(tb, other, addrA, size)
 		case "decap":
@@ -189,15 +194,20 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 		}
 	}
 	r.src = newBenchSource(pkts, batch)
+	cfg := &vif.Config{Addrs: hosts(addrA), Local: localA, Peer: localB}
 	switch dir {
 	case "encap":
 		tunDev.src, under.sink = r.src, r.sink
+	case "fragment":
+		tunDev.src, under.sink = r.src, r.sink
+		cfg.PathMTU = func() (int, error) { return 1000, nil }
+		r.perPacket = 2
 	case "loopback":
 		tunDev.src, tunDev.sink = r.src, r.sink
 	case "decap":
 		under.src, tunDev.sink = r.src, r.sink
 	}
-	ifc, err := vif.New(tunDev, under, &vif.Config{Addrs: hosts(addrA), Local: localA, Peer: localB})
+	ifc, err := vif.New(tunDev, under, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -210,7 +220,7 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 // run feeds n packets and waits until all of them have been written.
 func (r *benchRig) run(tb testing.TB, n int) {
 	r.sink.n.Store(0)
-	r.sink.target.Store(int64(n))
+	r.sink.target.Store(int64(n * max(r.perPacket, 1)))
 	r.src.budget <- n
 	<-r.sink.done
 }
@@ -249,7 +259,7 @@ func TestLoopZeroAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation counting runs batches through the loop")
 	}
-	for _, dir := range []string{"encap", "decap", "loopback"} {
+	for _, dir := range []string{"encap", "fragment", "decap", "loopback"} {
 		t.Run(dir, func(t *testing.T) {
 			r := newBenchRig(t, dir, 1400, 64)
 			defer r.close(t)

@@ -51,6 +51,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	peer := key(i.peer)
 	errRun := 0
 	var lastProbe int64
+	i.frags.size = size
 
 	for {
 		if m := int(i.devMTU.Load()); m > size {
@@ -58,6 +59,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			// it (allocated once per change, not per packet).
 			size = m
 			bufs, sizes = newBufs(bs, size)
+			i.frags = fragPool{size: size}
 		}
 		n, err := i.dev.Read(bufs, sizes, Headroom)
 		if err != nil {
@@ -93,6 +95,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 
 		set := i.addrs.Load()
 		loop, send = loop[:0], send[:0]
+		i.frags.used = 0
 		var loopBytes uint64
 		pmtu := int(i.pmtu.Load())
 		if pmtu < int(i.devMTU.Load()) && i.pathMTU != nil {
@@ -135,8 +138,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			case sizes[j] > pmtu && h.DF():
 				// Too big for the path to the peer and not to be
 				// fragmented: tell the sender the tunnel's MTU (RFC
-				// 2003 section 5.1). Without DF it goes out and is
-				// fragmented on the way (the outer DF is copied).
+				// 2003 section 5.1).
 				c.drops[dropTooBig].Add(1)
 				i.icmpError(h, ipip.ICMPFragNeeded, pmtu)
 				continue
@@ -144,6 +146,14 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			out, err := enc.Encap(buf, Headroom)
 			if err != nil {
 				c.codec[err.(ipip.Error)].Add(1)
+				continue
+			}
+			if sizes[j] > pmtu {
+				// Without DF (the outer DF is copied from the inner)
+				// the packet goes out in fragments of the path MTU, as
+				// RFC 2003 section 5.1 wants; the raw socket would not
+				// fragment it.
+				send = i.fragment(send, out, pmtu)
 				continue
 			}
 			send = append(send, buf[:Headroom-ipip.IPv4MinLen+len(out)])
@@ -185,10 +195,20 @@ func (i *Interface) send(pkts [][]byte) bool {
 		case err != nil && errors.Is(err, syscall.EMSGSIZE) && k < len(pkts):
 			// The kernel learnt a smaller path MTU to the peer (an
 			// ICMP "fragmentation needed" from a router on the way):
-			// adopt it and tell the sender of this packet.
-			c.drops[dropTooBig].Add(1)
+			// adopt it, and send this packet in fragments or, if its
+			// sender forbade that, tell it the tunnel's MTU.
 			pmtu := i.probePathMTU()
-			i.icmpError(ipip.IPv4(pkts[k][off+ipip.IPv4MinLen:]), ipip.ICMPFragNeeded, pmtu)
+			outer, inner := ipip.IPv4(pkts[k][off:]), ipip.IPv4(pkts[k][off+ipip.IPv4MinLen:])
+			if outer.IsFragment() {
+				// One of our fragments, cut for a larger MTU: the
+				// others cannot be taken back, the packet is lost.
+				c.drops[dropTooBig].Add(1)
+			} else if inner.DF() || len(pkts[k])-off <= pmtu+ipip.IPv4MinLen {
+				c.drops[dropTooBig].Add(1)
+				i.icmpError(inner, ipip.ICMPFragNeeded, pmtu)
+			} else if frags := i.fragment(nil, ipip.IPv4(pkts[k][off:]), pmtu); len(frags) > 0 && !i.send(frags) {
+				return false
+			}
 			k++
 		case err != nil:
 			// pkts[k] failed (unreachable, no buffer space, link
@@ -202,6 +222,40 @@ func (i *Interface) send(pkts [][]byte) bool {
 		pkts = pkts[min(k, len(pkts)):]
 	}
 	return true
+}
+
+// fragPool holds the buffers of outer fragments, for the tx goroutine
+// only: grown when a batch needs more, kept for the next ones, so that
+// steady fragmenting does not allocate.
+type fragPool struct {
+	bufs [][]byte
+	used int // buffers taken in this batch
+	size int // the device MTU the buffers are sized for
+}
+
+// fragment appends to send the fragments of the encapsulated packet out,
+// each at most pmtu plus the outer header long (RFC 791 section 3.2).
+func (i *Interface) fragment(send [][]byte, out ipip.IPv4, pmtu int) [][]byte {
+	const off = Headroom - ipip.IPv4MinLen
+	p := &i.frags
+	mtu := pmtu + ipip.IPv4MinLen
+	per := (mtu - ipip.IPv4MinLen) &^ 7 // payload bytes per fragment; pmtu >= MinMTU
+	n := (len(out) - ipip.IPv4MinLen + per - 1) / per
+	for len(p.bufs) < p.used+n {
+		p.bufs = append(p.bufs, make([]byte, off+p.size+2*ipip.IPv4MinLen))
+	}
+	free := p.bufs[p.used : p.used+n]
+	for k := range free {
+		free[k] = free[k][:cap(free[k])]
+	}
+	n, err := ipip.Fragment(out, mtu, free, off)
+	if err != nil {
+		i.tx.codec[err.(ipip.Error)].Add(1)
+		return send
+	}
+	p.used += n
+	i.tx.fragmented.Add(1)
+	return append(send, free[:n]...)
 }
 
 // rxLoop reads encapsulated packets from the underlay, checks and

@@ -20,8 +20,10 @@ type Stats struct {
 	// own addresses and written back into it (the seed's loopback).
 	Looped, LoopedBytes uint64
 	// Encapsulated counts packets encapsulated and sent to the peer
-	// (bytes are outer bytes).
+	// (bytes are outer bytes); an outer packet sent in fragments counts
+	// once per fragment, and once in Fragmented.
 	Encapsulated, EncapsulatedBytes uint64
+	Fragmented                      uint64
 	// Decapsulated counts packets received from the peer and delivered
 	// into the TUN (bytes are inner bytes).
 	Decapsulated, DecapsulatedBytes uint64
@@ -116,6 +118,7 @@ func DropReasons() []string {
 type counters struct {
 	pkts, bytes           atomic.Uint64 // tx: encapsulated; rx: decapsulated
 	looped, loopedBytes   atomic.Uint64 // tx only
+	fragmented            atomic.Uint64 // tx: packets sent in outer fragments
 	icmpSent, icmpLimited atomic.Uint64 // tx: generated; rx: relayed
 	drops                 [numDropReasons]atomic.Uint64
 	codec                 [ipip.NumErrors]atomic.Uint64
@@ -130,6 +133,7 @@ func (i *Interface) Stats() Stats {
 	s := Stats{
 		Encapsulated:      i.tx.pkts.Load(),
 		EncapsulatedBytes: i.tx.bytes.Load(),
+		Fragmented:        i.tx.fragmented.Load(),
 		Looped:            i.tx.looped.Load(),
 		LoopedBytes:       i.tx.loopedBytes.Load(),
 		ICMPSent:          i.tx.icmpSent.Load() + i.rx.icmpSent.Load(),

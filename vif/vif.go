@@ -79,9 +79,11 @@ type Interface struct {
 	pmtuLogged  atomic.Int64 // nanotime of the last log line about it
 	pmtuChanges atomic.Uint64
 
-	// ICMP errors sent back into the TUN, by the tx goroutine only.
+	// ICMP errors sent back into the TUN, and outer fragments, by the tx
+	// goroutine only.
 	icmpLim  icmpLimiter
 	icmpBufs [][]byte
+	frags    fragPool
 
 	wg        sync.WaitGroup
 	done      chan struct{}
@@ -137,6 +139,7 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 	i.devMTU.Store(int32(mtu))
 	i.pmtu.Store(int32(mtu))
 	i.pathMTU = cfg.PathMTU
+	i.probePathMTU() // the first packet to the peer meets the path's MTU
 	i.icmpBufs = [][]byte{make([]byte, Headroom+ipip.ICMPMaxErrorLen)}
 	if cfg.Peer.IsValid() {
 		i.local, i.peer = cfg.Local.As4(), cfg.Peer.As4()

@@ -1,10 +1,12 @@
 package vif_test
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -482,7 +484,9 @@ func TestNoPeerICMPUnreachable(t *testing.T) {
 
 func TestPathMTU(t *testing.T) {
 	cfg := tunnelCfg()
-	cfg.PathMTU = func() (int, error) { return 1200, nil } // a router on the way has MTU 1200
+	var pathMTU atomic.Int32
+	pathMTU.Store(1500)
+	cfg.PathMTU = func() (int, error) { return int(pathMTU.Load()), nil }
 	r := newRig(t, cfg)
 	big := func(df bool) []byte {
 		p := udp(t, addrA, other, string(make([]byte, 1400)))
@@ -493,9 +497,10 @@ func TestPathMTU(t *testing.T) {
 		return p
 	}
 
-	// The kernel refuses the first big packet (it learnt the smaller
-	// path MTU from an ICMP error): the loop adopts 1200-20 and tells the
-	// sender.
+	// A router on the way has MTU 1200: the kernel learns it from its
+	// ICMP error and refuses the next big packet. The loop adopts
+	// 1200-20 and tells the sender.
+	pathMTU.Store(1200)
 	r.under.FailWrites(syscall.EMSGSIZE)
 	r.tun.Inject(big(true))
 	_, icmp := recvICMP(t, r.tun)
@@ -507,17 +512,28 @@ func TestPathMTU(t *testing.T) {
 	if _, icmp := recvICMP(t, r.tun); icmp.Seq != 1180 {
 		t.Errorf("second ICMP mtu %d, want 1180", icmp.Seq)
 	}
-	// one without DF still goes out (to be fragmented on the way), and
-	// so does a DF packet that fits.
+	// one without DF goes out in two outer fragments of at most 1200
+	// bytes (RFC 2003 section 5.1), and a DF packet that fits goes whole.
 	r.tun.Inject(big(false))
 	r.tun.Inject(udp(t, addrA, other, "fits"))
-	for k := 0; k < 2; k++ {
-		if _, ok := r.under.Recv(wait); !ok {
+	var payload []byte
+	for k := 0; k < 3; k++ {
+		p, ok := r.under.Recv(wait)
+		if !ok {
 			t.Fatalf("packet %d not sent to the peer", k)
 		}
+		if h := ipip.IPv4(p); k < 2 {
+			if len(p) > 1200 || !h.ChecksumValid() || int(h.FragmentOffset())*8 != len(payload) || h.MF() != (k == 0) {
+				t.Fatalf("fragment %d: %d bytes, offset %d, MF %v", k, len(p), h.FragmentOffset(), h.MF())
+			}
+			payload = append(payload, p[20:]...)
+		}
+	}
+	if want := big(false); !bytes.Equal(payload, want) {
+		t.Errorf("the fragments carry %d bytes, not the %d-byte packet", len(payload), len(want))
 	}
 	waitStats(t, r.ifc, "too big", func(s vif.Stats) bool {
-		return s.Drops["tx_too_big"] == 2 && s.ICMPSent == 2 && s.Encapsulated == 2
+		return s.Drops["tx_too_big"] == 2 && s.ICMPSent == 2 && s.Encapsulated == 3 && s.Fragmented == 1
 	})
 }
 

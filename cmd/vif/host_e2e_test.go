@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/gopacket/layers"
 	"github.com/vif-project/vif/vif/nstest"
 )
 
@@ -94,5 +95,45 @@ func TestHostRenamed(t *testing.T) {
 	vifCmd(t, a, "down", "vifx")
 	if a.LinkExists("vifx") {
 		t.Error("vif down vifx left the interface")
+	}
+}
+
+// The vif's MTU is larger than its slave can carry: packets without DF
+// are sent in outer fragments (RFC 2003 section 5.1), the first one too;
+// DF packets get "fragmentation needed" with the tunnel MTU.
+func TestHostFragmentsWithoutDF(t *testing.T) {
+	n := nstest.New(t)
+	a, b := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24", nstest.WithMTU(1400))
+	vifCmd(t, a, "up", "vif0", "192.0.2.1", "--slave", aIf.Name(), "--peer", "198.18.0.2",
+		"--route", "198.51.100.0/24", "--no-arp-proxy", "--mtu", "1480")
+	t.Cleanup(func() { stopDaemon(a) })
+	vifCmd(t, b, "up", "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.0.1",
+		"--route", "192.0.2.0/24", "--no-arp-proxy", "--mtu", "1480")
+	t.Cleanup(func() { stopDaemon(b) })
+	wire := bIf.Capture("ip proto 94")
+
+	// 1452 bytes of ICMP payload: 1480-byte packets, over a 1380 tunnel.
+	if out, err := a.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-M", "dont", "-s", "1452", "198.51.100.1"); err != nil {
+		t.Errorf("pings without DF over the path MTU, the first included: %v\n%s", err, out)
+	}
+	out, _ := a.Run("ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1452", "198.51.100.1")
+	if !strings.Contains(out, "mtu = 1380") {
+		t.Errorf("a DF ping over the tunnel MTU: want \"Frag needed ... mtu = 1380\", got:\n%s", out)
+	}
+	frags := 0
+	for _, p := range wire.Stop() {
+		if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok && (ip.Flags&layers.IPv4MoreFragments != 0 || ip.FragOffset != 0) {
+			frags++
+			if int(ip.Length) > 1400 {
+				t.Errorf("an outer fragment of %d bytes on a 1400-byte link", ip.Length)
+			}
+		}
+	}
+	if frags < 6 {
+		t.Errorf("%d outer fragments on the wire, want at least 6 (two per ping, both ways)", frags)
+	}
+	if st := vifStatus(t, a, "vif0"); st.Counters.Drops["tx_too_big"] != 1 {
+		t.Errorf("drops %v, want tx_too_big 1 (the DF ping)", st.Counters.Drops)
 	}
 }

@@ -28,6 +28,7 @@ The --json form is stable (fields are only ever added):
              "routes", "arp_proxy",
              "counters": {"looped_packets", "looped_bytes",
                           "encapsulated_packets", "encapsulated_bytes",
+                          "fragmented_packets",
                           "decapsulated_packets", "decapsulated_bytes",
                           "dropped", "drops": {REASON: N},
                           "icmp_sent", "icmp_limited"},
@@ -125,7 +126,11 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	}
 	c := st.Counters
 	fmt.Fprintf(w, "  looped:       %d packets, %s\n", c.LoopedPackets, bytesString(c.LoopedBytes))
-	fmt.Fprintf(w, "  encapsulated: %d packets, %s\n", c.EncapsulatedPackets, bytesString(c.EncapsulatedBytes))
+	fmt.Fprintf(w, "  encapsulated: %d packets, %s", c.EncapsulatedPackets, bytesString(c.EncapsulatedBytes))
+	if c.FragmentedPackets > 0 {
+		fmt.Fprintf(w, " (%d sent in fragments)", c.FragmentedPackets)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  decapsulated: %d packets, %s\n", c.DecapsulatedPackets, bytesString(c.DecapsulatedBytes))
 	fmt.Fprintf(w, "  dropped:      %d packets%s\n", c.Dropped, reasons(c.Drops))
 	if c.ICMPSent+c.ICMPLimited > 0 {

@@ -389,7 +389,7 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,
 		Counters: Counters{
 			LoopedPackets: s.Looped, LoopedBytes: s.LoopedBytes,
-			EncapsulatedPackets: s.Encapsulated, EncapsulatedBytes: s.EncapsulatedBytes,
+			EncapsulatedPackets: s.Encapsulated, EncapsulatedBytes: s.EncapsulatedBytes, FragmentedPackets: s.Fragmented,
 			DecapsulatedPackets: s.Decapsulated, DecapsulatedBytes: s.DecapsulatedBytes,
 			Dropped: s.Dropped(), Drops: s.Drops,
 			ICMPSent: s.ICMPSent, ICMPLimited: s.ICMPLimited,

@@ -81,10 +81,13 @@ type VifStatus struct {
 
 // Counters are a vif's packet counters.
 type Counters struct {
-	LoopedPackets       uint64            `json:"looped_packets"`
-	LoopedBytes         uint64            `json:"looped_bytes"`
-	EncapsulatedPackets uint64            `json:"encapsulated_packets"`
-	EncapsulatedBytes   uint64            `json:"encapsulated_bytes"`
+	LoopedPackets       uint64 `json:"looped_packets"`
+	LoopedBytes         uint64 `json:"looped_bytes"`
+	EncapsulatedPackets uint64 `json:"encapsulated_packets"`
+	EncapsulatedBytes   uint64 `json:"encapsulated_bytes"`
+	// FragmentedPackets counts the packets sent in outer fragments (each
+	// fragment counts in EncapsulatedPackets).
+	FragmentedPackets   uint64            `json:"fragmented_packets"`
 	DecapsulatedPackets uint64            `json:"decapsulated_packets"`
 	DecapsulatedBytes   uint64            `json:"decapsulated_bytes"`
 	Dropped             uint64            `json:"dropped"`

@@ -1,0 +1,54 @@
+package ipip
+
+import "encoding/binary"
+
+// Fragment splits pkt, a valid IPv4 packet with Don't Fragment clear and
+// no options (an outer header Encap wrote), into fragments of at most mtu
+// bytes (RFC 791 section 3.2, "fragmentation"): each carries pkt's header
+// with its Total Length, More Fragments flag and Fragment Offset set and
+// its checksum computed, and a part of the payload, a multiple of 8 bytes
+// but for the last. Fragment k is written at bufs[k][off:] and bufs[k] is
+// resliced to its end; it returns how many it wrote. A pkt of at most mtu
+// bytes is one fragment, a copy. It fails with ErrTooBig when pkt has DF
+// set, when mtu leaves no room for 8 bytes of payload, or when bufs are
+// too few or too short. It does not allocate.
+func Fragment(pkt IPv4, mtu int, bufs [][]byte, off int) (int, error) {
+	if pkt.Valid() != nil || pkt.HeaderLen() != IPv4MinLen || pkt.DF() {
+		return 0, ErrTooBig
+	}
+	payload := pkt[IPv4MinLen:pkt.TotalLen()]
+	per := (mtu - IPv4MinLen) &^ 7
+	if per < 8 {
+		return 0, ErrTooBig
+	}
+	if len(payload) <= mtu-IPv4MinLen {
+		per = len(payload) // one fragment: the packet
+	}
+	n := (len(payload) + per - 1) / per
+	if n > len(bufs) {
+		return 0, ErrTooBig
+	}
+	// The packet may itself be a fragment (an inner one forwarded):
+	// offsets are relative to its own, and its MF stays on the last.
+	base := pkt.FragmentOffset()
+	lastMF := pkt.MF()
+	for k := range n {
+		part := payload[k*per : min((k+1)*per, len(payload))]
+		size := IPv4MinLen + len(part)
+		if len(bufs[k]) < off+size {
+			return 0, ErrTooBig
+		}
+		f := IPv4(bufs[k][off : off+size])
+		copy(f, pkt[:IPv4MinLen])
+		copy(f[IPv4MinLen:], part)
+		binary.BigEndian.PutUint16(f[totalLenOffset:], uint16(size))
+		flags := base + uint16(k*per/8)
+		if k < n-1 || lastMF {
+			flags |= flagMF
+		}
+		binary.BigEndian.PutUint16(f[flagsOffset:], flags)
+		f.SetChecksum()
+		bufs[k] = bufs[k][:off+size]
+	}
+	return n, nil
+}
