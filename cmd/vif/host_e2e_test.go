@@ -14,19 +14,34 @@ import (
 	"github.com/vif-project/vif/vif/nstest"
 )
 
+// daemonTunnel builds hosts a and b joined by a link of MTU linkMTU, each
+// with a vif of MTU 1480 tunnelling to the other, served by background
+// daemons as in production.
+func daemonTunnel(t *testing.T, linkMTU int) (a, b *nstest.Host, aIf, bIf *nstest.Iface) {
+	t.Helper()
+	n := nstest.New(t)
+	a, b = n.Host("a"), n.Host("b")
+	aIf, bIf = n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24", nstest.WithMTU(linkMTU))
+	for _, end := range []struct {
+		h                 *nstest.Host
+		slave             *nstest.Iface
+		addr, peer, route string
+	}{
+		{a, aIf, "192.0.2.1", "198.18.0.2", "198.51.100.0/24"},
+		{b, bIf, "198.51.100.1", "198.18.0.1", "192.0.2.0/24"},
+	} {
+		vifCmd(t, end.h, "up", "vif0", end.addr, "--slave", end.slave.Name(), "--peer", end.peer,
+			"--route", end.route, "--no-arp-proxy", "--mtu", "1480")
+		t.Cleanup(func() { stopDaemon(end.h) })
+	}
+	return a, b, aIf, bIf
+}
+
 // The vif's MTU raised from outside on a jumbo-frame slave: packets up to
 // the new MTU pass, and the vif stays (it used to delete itself after 100
 // oversized reads).
 func TestHostVifMTURaised(t *testing.T) {
-	n := nstest.New(t)
-	a, b := n.Host("a"), n.Host("b")
-	aIf, bIf := n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24", nstest.WithMTU(9000))
-	vifCmd(t, a, "up", "vif0", "192.0.2.1", "--slave", aIf.Name(), "--peer", "198.18.0.2",
-		"--route", "198.51.100.0/24", "--no-arp-proxy", "--mtu", "1480")
-	t.Cleanup(func() { stopDaemon(a) })
-	vifCmd(t, b, "up", "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.0.1",
-		"--route", "192.0.2.0/24", "--no-arp-proxy", "--mtu", "1480")
-	t.Cleanup(func() { stopDaemon(b) })
+	a, b, _, _ := daemonTunnel(t, 9000)
 	pidA, logA := daemonPID(t, a)
 
 	a.IP("link", "set", "vif0", "mtu", "8980")
@@ -102,15 +117,7 @@ func TestHostRenamed(t *testing.T) {
 // are sent in outer fragments (RFC 2003 section 5.1), the first one too;
 // DF packets get "fragmentation needed" with the tunnel MTU.
 func TestHostFragmentsWithoutDF(t *testing.T) {
-	n := nstest.New(t)
-	a, b := n.Host("a"), n.Host("b")
-	aIf, bIf := n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24", nstest.WithMTU(1400))
-	vifCmd(t, a, "up", "vif0", "192.0.2.1", "--slave", aIf.Name(), "--peer", "198.18.0.2",
-		"--route", "198.51.100.0/24", "--no-arp-proxy", "--mtu", "1480")
-	t.Cleanup(func() { stopDaemon(a) })
-	vifCmd(t, b, "up", "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.0.1",
-		"--route", "192.0.2.0/24", "--no-arp-proxy", "--mtu", "1480")
-	t.Cleanup(func() { stopDaemon(b) })
+	a, _, _, bIf := daemonTunnel(t, 1400)
 	wire := bIf.Capture("ip proto 94")
 
 	// 1452 bytes of ICMP payload: 1480-byte packets, over a 1380 tunnel.
