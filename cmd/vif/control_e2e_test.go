@@ -455,9 +455,16 @@ func TestControlFilesRemoved(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// At once, before the daemon has put its files back: the daemon this
-	// starts must see the first one's beacon and step back, and the
-	// command reach the first once it has restored them.
+	// At once, before the daemon has put its files back: show waits for
+	// it (its beacon says it runs) rather than say no vif runs; the
+	// daemon an up starts sees the beacon and steps back, and the command
+	// reaches the first once it has restored them.
+	if doc := show(t, h); len(doc.Vifs) != 1 || doc.Daemon == nil || doc.Daemon.PID != pid {
+		t.Errorf("show right after the files were removed: %+v by %+v, want vif0 by %d", doc.Vifs, doc.Daemon, pid)
+	}
+	for _, f := range []string{p.Socket, p.Lock} {
+		os.Remove(f)
+	}
 	vifCmd(t, h, "up", "vif1", "192.0.2.2", "--no-arp-proxy")
 	doc := show(t, h)
 	if len(doc.Vifs) != 2 || doc.Daemon == nil || doc.Daemon.PID != pid {

@@ -97,6 +97,9 @@ func Call(ctx context.Context, p Paths, req []byte) ([]byte, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+			if beaconHolder(p) != 0 {
+				return nil, ErrRetry // it runs, and is putting its files back
+			}
 			return nil, ErrNotRunning
 		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
 			return nil, fmt.Errorf("%w on %s: only root may command vif; run it with sudo", ErrPermission, p.Socket)
