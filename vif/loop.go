@@ -72,7 +72,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				// n packets were still read: handle them.
 			default:
 				c.drops[dropTunRead].Add(1)
-				if m, err := i.dev.MTU(); err == nil && m > size {
+				if m, err := i.deviceMTU(); err == nil && m > size {
 					// The MTU was raised before its event came: that
 					// packet did not fit, the next ones will.
 					i.setDevMTU(m)
@@ -201,8 +201,11 @@ func (i *Interface) send(pkts [][]byte) bool {
 			outer, inner := ipip.IPv4(pkts[k][off:]), ipip.IPv4(pkts[k][off+ipip.IPv4MinLen:])
 			if outer.IsFragment() {
 				// One of our fragments, cut for a larger MTU: the
-				// others cannot be taken back, the packet is lost.
+				// packet is lost; skip its other fragments here.
 				c.drops[dropTooBig].Add(1)
+				for k+1 < len(pkts) && ipip.IPv4(pkts[k+1][off:]).IsFragment() && ipip.IPv4(pkts[k+1][off:]).ID() == outer.ID() {
+					k++
+				}
 			} else if inner.DF() || len(pkts[k])-off <= pmtu+ipip.IPv4MinLen {
 				c.drops[dropTooBig].Add(1)
 				i.icmpError(inner, ipip.ICMPFragNeeded, pmtu)

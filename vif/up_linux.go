@@ -124,9 +124,10 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vif: find %s after creating it: %w", c.Name, err)
 	}
+	index := link.Attrs().Index
 	// The vif carries IPv4 only: keep the kernel's IPv6 chatter (router
 	// solicitations, MLD) out of the TUN.
-	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+c.Name+"/disable_ipv6", []byte("1"), 0)
+	disableIPv6(c.Name)
 
 	for _, p := range c.Addrs {
 		if err := nl.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(p)}); err != nil {
@@ -160,12 +161,27 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		c.PathMTU = probe.PathMTU
 	}
 
-	ifc, err = New(dev, under, &c.Config)
+	ifc, err = newInterface(dev, under, &c.Config)
 	if err != nil {
 		return nil, err
 	}
 	ifc.link = c.clone()
 	ifc.closers, undo, owned = undo, nil, nil
+	ifc.deviceMTU = func() (int, error) {
+		l, err := nl.LinkByIndex(index)
+		if err != nil {
+			return 0, err
+		}
+		return l.Attrs().MTU, nil
+	}
+	ifc.mtuHook = func() {
+		// The kernel drops a device's IPv6 settings when its MTU goes
+		// below 1280 and makes them anew, IPv6 on, when it comes back.
+		if l, err := nl.LinkByIndex(index); err == nil {
+			disableIPv6(l.Attrs().Name)
+		}
+	}
+	ifc.start()
 	if c.Peer.IsValid() {
 		if err := ifc.startICMPRelay(c.Slave); err != nil {
 			ifc.Close()
@@ -181,6 +197,11 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	log.Info("vif up", "addrs", c.Addrs, "mtu", c.MTU, "slave", c.Slave, "local", c.Local, "peer", c.Peer,
 		"proto", c.Protocol, "routes", c.Routes)
 	return ifc, nil
+}
+
+// disableIPv6 turns IPv6 off on the interface name.
+func disableIPv6(name string) {
+	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
 }
 
 // publish publishes the interface's addresses through its Publisher, or

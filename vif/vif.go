@@ -85,10 +85,16 @@ type Interface struct {
 	icmpBufs [][]byte
 	frags    fragPool
 
-	wg        sync.WaitGroup
-	done      chan struct{}
-	followed  chan struct{}         // closed when followDevice has returned
-	failed    atomic.Pointer[error] // why the loop stopped by itself
+	wg       sync.WaitGroup
+	done     chan struct{}
+	followed chan struct{}         // closed when followDevice has returned
+	failed   atomic.Pointer[error] // why the loop stopped by itself
+
+	// The device as the kernel has it now: Up sets these to look it up
+	// by interface index, which a rename keeps (tun.Device.MTU asks by
+	// the name it first had); New leaves the device's own.
+	deviceMTU func() (int, error)
+	mtuHook   func() // after an MTU change, before traffic resumes
 	closeOnce sync.Once
 	stopOnce  sync.Once
 	closers   []func() error // undone in reverse order by Close
@@ -106,6 +112,17 @@ type Interface struct {
 // cfg.Peer and their inner destination one of cfg.Addrs, then written into
 // dev. Every dropped packet is counted by reason (Stats).
 func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
+	i, err := newInterface(dev, under, cfg)
+	if err != nil {
+		return nil, err
+	}
+	i.start()
+	return i, nil
+}
+
+// newInterface is New without starting the goroutines: Up completes the
+// Interface first.
+func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 	if cfg == nil {
 		return nil, ErrNoAddress
 	}
@@ -128,6 +145,7 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 		proto: proto,
 		done:  make(chan struct{}),
 	}
+	i.deviceMTU = dev.MTU
 	i.link.Config = *cfg
 	i.link.Protocol = proto
 	i.link = i.link.clone()
@@ -144,16 +162,22 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 	if cfg.Peer.IsValid() {
 		i.local, i.peer = cfg.Local.As4(), cfg.Peer.As4()
 	}
+	return i, nil
+}
+
+// start starts the packet loop and the device's follower.
+func (i *Interface) start() {
+	c := &i.link.Config
 	enc := &ipip.Encapsulator{
-		Protocol:   proto,
-		Src:        cfg.Local,
-		Dst:        cfg.Peer,
-		TTL:        cfg.TTL,
-		InheritTTL: cfg.InheritTTL,
+		Protocol:   i.proto,
+		Src:        c.Local,
+		Dst:        c.Peer,
+		TTL:        c.TTL,
+		InheritTTL: c.InheritTTL,
 	}
 	i.wg.Add(1)
 	go i.txLoop(enc)
-	if under != nil && cfg.Peer.IsValid() {
+	if i.under != nil && c.Peer.IsValid() {
 		i.wg.Add(1)
 		go i.rxLoop()
 	}
@@ -162,12 +186,11 @@ func New(dev tun.Device, under Underlay, cfg *Config) (*Interface, error) {
 		close(i.done)
 	}()
 	i.followed = make(chan struct{})
-	if ev := dev.Events(); ev != nil {
+	if ev := i.dev.Events(); ev != nil {
 		go i.followDevice(ev)
 	} else {
 		close(i.followed)
 	}
-	return i, nil
 }
 
 // SetAddrs replaces the interface's own addresses in the packet loop (not
@@ -199,7 +222,7 @@ func (i *Interface) Link() LinkConfig {
 
 // MTU returns the MTU of the interface's device (0 if it can't be read).
 func (i *Interface) MTU() int {
-	m, err := i.dev.MTU()
+	m, err := i.deviceMTU()
 	if err != nil {
 		return 0
 	}
@@ -252,8 +275,11 @@ func (i *Interface) followDevice(events <-chan tun.Event) {
 	defer close(i.followed)
 	for ev := range events {
 		if ev&tun.EventMTUUpdate != 0 {
-			if m, err := i.dev.MTU(); err == nil {
+			if m, err := i.deviceMTU(); err == nil {
 				i.setDevMTU(m)
+			}
+			if i.mtuHook != nil {
+				i.mtuHook()
 			}
 		}
 	}

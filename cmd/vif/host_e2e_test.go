@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket/layers"
 	"github.com/vif-project/vif/vif/nstest"
@@ -142,5 +143,29 @@ func TestHostFragmentsWithoutDF(t *testing.T) {
 	}
 	if st := vifStatus(t, a, "vif0"); st.Counters.Drops["tx_too_big"] != 1 {
 		t.Errorf("drops %v, want tx_too_big 1 (the DF ping)", st.Counters.Drops)
+	}
+}
+
+// A vif renamed from outside is still followed by index: its MTU raised
+// afterwards is carried and shown, and IPv6, which the kernel turns back
+// on when an MTU comes back from below 1280, is turned off again.
+func TestHostRenamedVifMTU(t *testing.T) {
+	a, b, _, _ := daemonTunnel(t, 9000)
+	a.IP("link", "set", "vif0", "down")
+	a.IP("link", "set", "vif0", "name", "vifr")
+	a.IP("link", "set", "vifr", "up")
+	a.AddRoute("198.51.100.0/24", "dev", "vifr") // the kernel removed it with the link down
+	a.IP("link", "set", "vifr", "mtu", "1000")
+	a.IP("link", "set", "vifr", "mtu", "8980")
+	b.IP("link", "set", "vif0", "mtu", "8980")
+	a.Run("ping", "-c", "1", "-W", "1", "-s", "2000", "198.51.100.1")
+	if out, err := a.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-s", "2000", "-M", "do", "198.51.100.1"); err != nil {
+		t.Errorf("2000-byte pings from the renamed vif after raising its MTU: %v\n%s", err, out)
+	}
+	if st := vifStatus(t, a, "vifr"); st.MTU != 8980 {
+		t.Errorf("vif show: the renamed vif's MTU is %d, want 8980", st.MTU)
+	}
+	if _, ok := waitFor(5*time.Second, func() bool { return a.ReadSysctl("net/ipv6/conf/vifr/disable_ipv6") == "1" }); !ok {
+		t.Error("IPv6 is back on the vif after its MTU went below 1280 and back")
 	}
 }
