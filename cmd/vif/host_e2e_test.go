@@ -6,11 +6,13 @@ package main
 // operator (or another daemon) makes them.
 
 import (
+	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/vif-project/vif/vif/nstest"
 )
@@ -167,5 +169,29 @@ func TestHostRenamedVifMTU(t *testing.T) {
 	}
 	if _, ok := waitFor(5*time.Second, func() bool { return a.ReadSysctl("net/ipv6/conf/vifr/disable_ipv6") == "1" }); !ok {
 		t.Error("IPv6 is back on the vif after its MTU went below 1280 and back")
+	}
+}
+
+// The slave's link goes down and comes back: the vif addresses are
+// announced again (gratuitous ARP), so neighbours with stale caches learn
+// them anew.
+func TestHostLinkFlapAnnounces(t *testing.T) {
+	s := newSegment(t)
+	vifCmd(t, s.a, "up", "vif0", "192.0.2.1", "--slave", s.aIf.Name())
+	t.Cleanup(func() { stopDaemon(s.a) })
+	time.Sleep(3 * time.Second) // the announcements of "up" are over (2, 2 s apart)
+	capture := s.cIf.Capture("arp")
+	s.a.IP("link", "set", s.aIf.Name(), "down")
+	time.Sleep(200 * time.Millisecond)
+	s.a.IP("link", "set", s.aIf.Name(), "up")
+	announced := func(p gopacket.Packet) bool {
+		arp := arpLayer(p)
+		return arp != nil && isAnnouncement(p, s.aIf.MAC()) && net.IP(arp.DstProtAddress).String() == "192.0.2.1"
+	}
+	if !capture.Wait(1, announced, 8*time.Second) {
+		t.Errorf("no gratuitous ARP for 192.0.2.1 after the slave's link came back")
+	}
+	if mac, ok := arping(s.c, s.cIf.Name(), "192.0.2.1"); !ok || mac.String() != s.aIf.MAC().String() {
+		t.Errorf("after the flap: 192.0.2.1 answered %v by %v", ok, mac)
 	}
 }

@@ -45,8 +45,9 @@ type Daemon struct {
 	// Interfaces are known by index, which a rename keeps; names are
 	// looked up when needed. ifNames returns every interface's name by
 	// index (one dump); ifIndex one interface's index, 0 if there is none.
-	ifNames func() map[int]string
-	ifIndex func(name string) int
+	ifNames   func() map[int]string
+	ifIndex   func(name string) int
+	ifRunning func(index int) bool
 }
 
 // link is a running vif: a *vif.Interface.
@@ -63,6 +64,8 @@ type link interface {
 // responder is the ARP proxy of a slave: an *arpproxy.Responder.
 type responder interface {
 	vif.Publisher
+	Announce(netip.Addr) error
+	Addrs() []netip.Addr
 	Stats() arpproxy.Stats
 	Close() error
 }
@@ -77,9 +80,10 @@ type entry struct {
 }
 
 type arpEntry struct {
-	slave int // interface index
-	r     responder
-	refs  int
+	slave   int // interface index
+	r       responder
+	refs    int
+	running bool // the slave's link, as last seen; guarded by Daemon.mu
 }
 
 // New returns a Daemon that logs to log (nil discards).
@@ -126,6 +130,10 @@ func New(log *slog.Logger) *Daemon {
 				return 0
 			}
 			return ifi.Index
+		},
+		ifRunning: func(index int) bool {
+			ifi, err := net.InterfaceByIndex(index)
+			return err == nil && ifi.Flags&net.FlagRunning != 0
 		},
 	}
 }
@@ -355,7 +363,7 @@ func (d *Daemon) acquireARP(idx int, name string) (*arpEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	ae := &arpEntry{slave: idx, r: r, refs: 1}
+	ae := &arpEntry{slave: idx, r: r, refs: 1, running: d.ifRunning(idx)}
 	d.arps[idx] = ae
 	return ae, nil
 }

@@ -47,10 +47,11 @@ func (l *fakeLink) Close() error {
 }
 
 type fakeResponder struct {
-	index  int // of the slave
-	mu     sync.Mutex
-	owned  map[netip.Addr]bool
-	closed int
+	index     int // of the slave
+	announced []netip.Addr
+	mu        sync.Mutex
+	owned     map[netip.Addr]bool
+	closed    int
 }
 
 func (r *fakeResponder) Add(a netip.Addr) error {
@@ -65,6 +66,21 @@ func (r *fakeResponder) Remove(a netip.Addr) {
 	delete(r.owned, a)
 }
 func (r *fakeResponder) Stats() arpproxy.Stats { return arpproxy.Stats{} }
+func (r *fakeResponder) Announce(a netip.Addr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.announced = append(r.announced, a)
+	return nil
+}
+func (r *fakeResponder) Addrs() []netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []netip.Addr
+	for a := range r.owned {
+		out = append(out, a)
+	}
+	return out
+}
 func (r *fakeResponder) closes() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -152,6 +168,7 @@ func newRig(t *testing.T) *rig {
 		}
 		return r.ifs[name]
 	}
+	r.d.ifRunning = func(int) bool { return true }
 	r.d.ifNames = func() map[int]string {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -356,5 +373,22 @@ func TestConcurrentUpsOneAddress(t *testing.T) {
 	}
 	if failed != 1 || r.d.Len() != 1 {
 		t.Errorf("%d of two concurrent ups of one address failed, %d vifs; want 1 and 1", failed, r.d.Len())
+	}
+}
+
+// A slave's link coming back makes its addresses announced again, once
+// per return.
+func TestLinkBackAnnounces(t *testing.T) {
+	r := newRig(t)
+	r.d.Up(linkCfg("vif0", "192.0.2.1"))
+	idx := r.ifs["eth9"]
+	resp := r.responders["eth9"]
+	r.d.linkState(idx, true) // no change: nothing
+	r.d.linkState(idx, false)
+	r.d.linkState(idx, false)
+	r.d.linkState(idx, true)
+	r.d.linkState(idx, true)
+	if len(resp.announced) != 1 || resp.announced[0] != netip.MustParseAddr("192.0.2.1") {
+		t.Errorf("announced %v, want 192.0.2.1 once", resp.announced)
 	}
 }

@@ -77,8 +77,11 @@ func (d *Daemon) subscribeLinks() error {
 	}
 	go func() {
 		for u := range ch {
-			if u.Header.Type == unix.RTM_DELLINK {
+			switch u.Header.Type {
+			case unix.RTM_DELLINK:
 				d.removeOrphans(int(u.Index))
+			case unix.RTM_NEWLINK:
+				d.linkState(int(u.Index), u.Flags&unix.IFF_RUNNING != 0)
 			}
 		}
 		w.mu.Lock()
@@ -95,6 +98,28 @@ func (d *Daemon) subscribeLinks() error {
 		d.removeOrphans(0) // deletions missed in between
 	}()
 	return nil
+}
+
+// linkState notes whether the slave with index idx has a working link;
+// when it comes back, the addresses published on it are announced again
+// (RFC 5227 section 2.3), so that neighbours whose caches went stale
+// while it was down, or that moved, learn them anew.
+func (d *Daemon) linkState(idx int, running bool) {
+	d.mu.Lock()
+	ae := d.arps[idx]
+	back := ae != nil && running && !ae.running
+	if ae != nil {
+		ae.running = running
+	}
+	d.mu.Unlock()
+	if !back {
+		return
+	}
+	addrs := ae.r.Addrs()
+	for _, a := range addrs {
+		ae.r.Announce(a)
+	}
+	d.log.Info("slave link back up: addresses announced again", "slave_index", idx, "addrs", len(addrs))
 }
 
 // removeOrphans removes the vifs whose slave had index idx (any index
