@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/vif/nstest"
 )
 
@@ -193,5 +194,54 @@ func TestHostLinkFlapAnnounces(t *testing.T) {
 	}
 	if mac, ok := arping(s.c, s.cIf.Name(), "192.0.2.1"); !ok || mac.String() != s.aIf.MAC().String() {
 		t.Errorf("after the flap: 192.0.2.1 answered %v by %v", ok, mac)
+	}
+}
+
+// Another tool removes an address and a route the vif installed: vif
+// follows the kernel — the address is no longer decapsulated to (packets
+// for it count as rx_not_local, not as delivered), vif show lists what is
+// missing, and the log says so.
+func TestHostAddrRouteRemoved(t *testing.T) {
+	n := nstest.New(t)
+	a, b := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24")
+	vifCmd(t, a, "up", "vif0", "192.0.2.1", "192.0.2.2", "--slave", aIf.Name(), "--peer", "198.18.0.2",
+		"--route", "198.51.100.0/24", "--no-arp-proxy")
+	t.Cleanup(func() { stopDaemon(a) })
+	vifCmd(t, b, "up", "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.0.1",
+		"--route", "192.0.2.0/24", "--no-arp-proxy")
+	t.Cleanup(func() { stopDaemon(b) })
+	_, log := daemonPID(t, a)
+
+	a.IP("addr", "del", "192.0.2.2/32", "dev", "vif0")
+	a.IP("route", "del", "198.51.100.0/24", "dev", "vif0")
+	var st daemon.VifStatus
+	if _, ok := waitFor(5*time.Second, func() bool {
+		st = vifStatus(t, a, "vif0")
+		return len(st.AddrsMissing) == 1 && len(st.RoutesMissing) == 1
+	}); !ok {
+		t.Fatalf("vif show after the removals: addrs %v (missing %v), routes %v (missing %v)", st.Addrs, st.AddrsMissing, st.Routes, st.RoutesMissing)
+	}
+	if len(st.Addrs) != 1 || st.Addrs[0].String() != "192.0.2.1/32" || len(st.Routes) != 0 {
+		t.Errorf("vif show: addrs %v, routes %v; want 192.0.2.1/32 and none", st.Addrs, st.Routes)
+	}
+	before := st.Counters.DecapsulatedPackets
+	b.Run("ping", "-c", "3", "-i", "0.2", "-W", "1", "192.0.2.2")
+	if _, ok := waitFor(5*time.Second, func() bool {
+		st = vifStatus(t, a, "vif0")
+		return st.Counters.Drops["rx_not_local"] >= 3
+	}); !ok || st.Counters.DecapsulatedPackets != before {
+		t.Errorf("pings to the removed address: decapsulated %d -> %d, drops %v; want them dropped as rx_not_local", before, st.Counters.DecapsulatedPackets, st.Counters.Drops)
+	}
+	// The remaining address is still served (a's answers find no route
+	// back: that route was removed too).
+	b.Run("ping", "-c", "2", "-i", "0.2", "-W", "1", "192.0.2.1")
+	if _, ok := waitFor(5*time.Second, func() bool {
+		return vifStatus(t, a, "vif0").Counters.DecapsulatedPackets >= before+2
+	}); !ok {
+		t.Errorf("pings to the remaining address 192.0.2.1 were not decapsulated: %+v", vifStatus(t, a, "vif0").Counters)
+	}
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "address removed from the vif from outside") || !strings.Contains(string(b), "route removed from the vif from outside") {
+		t.Errorf("daemon log:\n%s", b)
 	}
 }

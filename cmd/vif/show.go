@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -25,7 +26,7 @@ Examples:
 
 The --json form is stable (fields are only ever added):
   {"vifs": [{"name", "addrs", "slave", "local", "peer", "protocol", "mtu",
-             "routes", "arp_proxy",
+             "routes", "arp_proxy", "addrs_missing", "routes_missing",
              "counters": {"looped_packets", "looped_bytes",
                           "encapsulated_packets", "encapsulated_bytes",
                           "fragmented_packets",
@@ -123,6 +124,9 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	}
 	if len(st.Routes) > 0 {
 		fmt.Fprintf(w, "  routes: %s\n", joinPrefixes(st.Routes))
+	}
+	if missing := append(append([]netip.Prefix{}, st.AddrsMissing...), st.RoutesMissing...); len(missing) > 0 {
+		fmt.Fprintf(w, "  removed from outside: %s\n", joinPrefixes(missing))
 	}
 	c := st.Counters
 	fmt.Fprintf(w, "  looped:       %d packets, %s\n", c.LoopedPackets, bytesString(c.LoopedBytes))

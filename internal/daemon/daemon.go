@@ -29,13 +29,15 @@ var (
 type Daemon struct {
 	log *slog.Logger
 
-	mu      sync.Mutex
-	vifs    map[string]*entry         // by the vif's name, as the kernel has it now (renamedLocked)
-	arps    map[int]*arpEntry         // by the slave's interface index
-	pending map[string][]netip.Prefix // vifs being brought up: their addresses
-	changed chan struct{}             // receives when a vif goes
-	closed  bool
-	slaves  slaveWatch // removes the vifs of deleted slaves
+	mu        sync.Mutex
+	vifs      map[string]*entry         // by the vif's name, as the kernel has it now (renamedLocked)
+	arps      map[int]*arpEntry         // by the slave's interface index
+	pending   map[string][]netip.Prefix // vifs being brought up: their addresses
+	changed   chan struct{}             // receives when a vif goes
+	closed    bool
+	slaves    slaveWatch // removes the vifs of deleted slaves
+	drift     driftWatch // follows addresses and routes removed from vifs
+	driftDone chan struct{}
 
 	// What the daemon asks of the host: the vif library and the ARP
 	// proxy; tests replace them with doubles that need no root.
@@ -56,6 +58,7 @@ type link interface {
 	Link() vif.LinkConfig
 	Stats() vif.Stats
 	MTU() int
+	SetAddrs([]netip.Prefix) error
 	Done() <-chan struct{}
 	Err() error
 	Close() error
@@ -71,12 +74,16 @@ type responder interface {
 }
 
 type entry struct {
-	ifc        link
-	name       string    // the key in Daemon.vifs
-	index      int       // the vif's interface index
-	slaveIndex int       // 0 without a slave in use
-	arp        *arpEntry // nil without an ARP proxy
-	gone       chan struct{}
+	ifc  link
+	name string // the key in Daemon.vifs
+	// What other tools removed of what the vif installed (drift.go);
+	// guarded by Daemon.mu.
+	missingAddrs, missingRoutes map[netip.Prefix]bool
+	addrs                       []netip.Prefix // as it came up
+	index                       int            // the vif's interface index
+	slaveIndex                  int            // 0 without a slave in use
+	arp                         *arpEntry      // nil without an ARP proxy
+	gone                        chan struct{}
 }
 
 type arpEntry struct {
@@ -195,6 +202,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 		return VifStatus{}, err
 	}
 	slaveIdx := d.watchSlave(c)
+	d.watchDrift()
 	var ae *arpEntry
 	if c.Publish {
 		if ae, err = d.acquireARP(slaveIdx, c.Slave); err != nil {
@@ -209,7 +217,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 		}
 		return VifStatus{}, err
 	}
-	e := &entry{ifc: ifc, name: c.Name, index: d.ifIndex(c.Name), slaveIndex: slaveIdx, arp: ae, gone: make(chan struct{})}
+	e := &entry{ifc: ifc, name: c.Name, addrs: c.Addrs, index: d.ifIndex(c.Name), slaveIndex: slaveIdx, arp: ae, gone: make(chan struct{})}
 	d.mu.Lock()
 	d.vifs[c.Name] = e
 	d.mu.Unlock()
@@ -330,6 +338,12 @@ func (d *Daemon) Show(name string) ([]VifStatus, error) {
 func (d *Daemon) Close() error {
 	d.stopSlaveWatch()
 	d.mu.Lock()
+	if d.driftDone != nil {
+		close(d.driftDone)
+		d.driftDone = nil
+	}
+	d.mu.Unlock()
+	d.mu.Lock()
 	d.closed = true
 	var es []*entry
 	for _, e := range d.vifs {
@@ -392,9 +406,15 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 	if n := names[e.slaveIndex]; n != "" {
 		l.Slave = n
 	}
+	d.mu.Lock()
+	addrs, addrsGone := present(e.addrs, e.missingAddrs)
+	routes, routesGone := present(l.Routes, e.missingRoutes)
+	d.mu.Unlock()
+	l.Addrs, l.Routes = addrs, routes
 	st := VifStatus{
 		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Peer: l.Peer,
 		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,
+		AddrsMissing: addrsGone, RoutesMissing: routesGone,
 		Counters: Counters{
 			LoopedPackets: s.Looped, LoopedBytes: s.LoopedBytes,
 			EncapsulatedPackets: s.Encapsulated, EncapsulatedBytes: s.EncapsulatedBytes, FragmentedPackets: s.Fragmented,
@@ -402,9 +422,6 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 			Dropped: s.Dropped(), Drops: s.Drops,
 			ICMPSent: s.ICMPSent, ICMPLimited: s.ICMPLimited,
 		},
-	}
-	if st.Routes == nil {
-		st.Routes = []netip.Prefix{}
 	}
 	if e.arp != nil {
 		a := e.arp.r.Stats()

@@ -20,10 +20,11 @@ import (
 // proxy: no root, no namespace.
 
 type fakeLink struct {
-	cfg    vif.LinkConfig
-	done   chan struct{}
-	mu     sync.Mutex
-	closed int
+	serving []netip.Prefix // as SetAddrs last set them
+	cfg     vif.LinkConfig
+	done    chan struct{}
+	mu      sync.Mutex
+	closed  int
 }
 
 func (l *fakeLink) Addrs() []netip.Prefix { return l.cfg.Addrs }
@@ -32,6 +33,12 @@ func (l *fakeLink) Stats() vif.Stats      { return vif.Stats{} }
 func (l *fakeLink) MTU() int              { return l.cfg.MTU }
 func (l *fakeLink) Done() <-chan struct{} { return l.done }
 func (l *fakeLink) Err() error            { return nil }
+func (l *fakeLink) SetAddrs(a []netip.Prefix) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.serving = a
+	return nil
+}
 func (l *fakeLink) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -390,5 +397,36 @@ func TestLinkBackAnnounces(t *testing.T) {
 	r.d.linkState(idx, true)
 	if len(resp.announced) != 1 || resp.announced[0] != netip.MustParseAddr("192.0.2.1") {
 		t.Errorf("announced %v, want 192.0.2.1 once", resp.announced)
+	}
+}
+
+// Addresses and routes removed by another tool are followed: the vif
+// stops serving and publishing an address until it is back, and show
+// reports what the kernel has and what is missing.
+func TestDrift(t *testing.T) {
+	r := newRig(t)
+	c := linkCfg("vif0", "192.0.2.1", "192.0.2.2")
+	c.Routes = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	r.d.Up(c)
+	idx := r.ifs["vif0"]
+	gone := netip.MustParsePrefix("192.0.2.2/32")
+	r.d.addrChanged(idx, gone, false)
+	r.d.routeChanged(idx, c.Routes[0], false)
+	r.d.addrChanged(idx, netip.MustParsePrefix("203.0.113.9/32"), false) // not ours: ignored
+	st, _ := r.d.Show("vif0")
+	if len(st[0].Addrs) != 1 || len(st[0].AddrsMissing) != 1 || st[0].AddrsMissing[0] != gone ||
+		len(st[0].Routes) != 0 || len(st[0].RoutesMissing) != 1 {
+		t.Errorf("show after the removals: %+v", st[0])
+	}
+	l, resp := r.links["vif0"], r.responders["eth9"]
+	if len(l.serving) != 1 || l.serving[0].Addr() != netip.MustParseAddr("192.0.2.1") || resp.owned[gone.Addr()] {
+		t.Errorf("serving %v, publishing %v; want 192.0.2.1 alone", l.serving, resp.owned)
+	}
+	if !strings.Contains(r.log.String(), "address removed from the vif from outside") || !strings.Contains(r.log.String(), "route removed") {
+		t.Errorf("log:\n%s", r.log.String())
+	}
+	r.d.addrChanged(idx, gone, true)
+	if st, _ := r.d.Show("vif0"); len(st[0].Addrs) != 2 || len(st[0].AddrsMissing) != 0 || !resp.owned[gone.Addr()] || len(l.serving) != 2 {
+		t.Errorf("after the address came back: %+v, serving %v", st[0], l.serving)
 	}
 }

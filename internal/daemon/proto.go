@@ -73,7 +73,11 @@ type VifStatus struct {
 	MTU      int            `json:"mtu"`
 	Routes   []netip.Prefix `json:"routes"`
 	ARPProxy bool           `json:"arp_proxy"`
-	Counters Counters       `json:"counters"`
+	// AddrsMissing and RoutesMissing list what the vif installed and
+	// another tool removed (Addrs and Routes are what the kernel has).
+	AddrsMissing  []netip.Prefix `json:"addrs_missing,omitempty"`
+	RoutesMissing []netip.Prefix `json:"routes_missing,omitempty"`
+	Counters      Counters       `json:"counters"`
 	// ARP holds the counters of the ARP responder of the vif's slave,
 	// shared by every vif on that slave; nil without an ARP proxy.
 	ARP *ARPCounters `json:"arp,omitempty"`

@@ -1,0 +1,162 @@
+package daemon
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Addresses and routes that vif installed can be removed by other tools
+// (a network manager restarting, an operator). vif does not fight them,
+// which would make two tools flap the host: it follows the kernel. An
+// address removed from a vif is no longer looped back, decapsulated to or
+// published (a neighbour sent there would be black-holed), until it comes
+// back; a removed route is reported. Each change is logged at WARN, and
+// vif show lists what the kernel has and what is missing.
+
+// driftWatch follows address and route changes over rtnetlink.
+type driftWatch struct {
+	once sync.Once
+}
+
+// watchDrift makes sure the address and route watch runs.
+func (d *Daemon) watchDrift() {
+	d.drift.once.Do(func() {
+		done := make(chan struct{})
+		d.mu.Lock()
+		d.driftDone = done
+		d.mu.Unlock()
+		ach := make(chan netlink.AddrUpdate, 64)
+		rch := make(chan netlink.RouteUpdate, 64)
+		cb := func(err error) { d.log.Debug("address/route watch", "err", err) }
+		if err := netlink.AddrSubscribeWithOptions(ach, done, netlink.AddrSubscribeOptions{ErrorCallback: cb}); err != nil {
+			d.log.Warn("cannot watch addresses; one removed from a vif by another tool goes unnoticed", "err", err)
+			close(ach)
+		}
+		if err := netlink.RouteSubscribeWithOptions(rch, done, netlink.RouteSubscribeOptions{ErrorCallback: cb}); err != nil {
+			d.log.Warn("cannot watch routes; one removed from a vif by another tool goes unnoticed", "err", err)
+			close(rch)
+		}
+		go func() {
+			for u := range ach {
+				if p, ok := prefixOf(&u.LinkAddress); ok {
+					d.addrChanged(u.LinkIndex, p, u.NewAddr)
+				}
+			}
+		}()
+		go func() {
+			for u := range rch {
+				if p, ok := prefixOf(u.Dst); ok && u.Table == unix.RT_TABLE_MAIN {
+					d.routeChanged(u.LinkIndex, p, u.Type == unix.RTM_NEWROUTE)
+				}
+			}
+		}()
+	})
+}
+
+func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
+	if n == nil {
+		return netip.Prefix{}, false
+	}
+	a, ok := netip.AddrFromSlice(n.IP.To4())
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	bits, _ := n.Mask.Size()
+	return netip.PrefixFrom(a, bits), true
+}
+
+// entryAt returns the vif with interface index idx, or nil. d.mu is held.
+func (d *Daemon) entryAtLocked(idx int) *entry {
+	for _, e := range d.vifs {
+		if e.index == idx {
+			return e
+		}
+	}
+	return nil
+}
+
+// addrChanged follows an address of interface idx added or removed.
+func (d *Daemon) addrChanged(idx int, p netip.Prefix, added bool) {
+	d.mu.Lock()
+	e := d.entryAtLocked(idx)
+	if e == nil || !slices.Contains(e.addrs, p) || e.missingAddrs[p] == !added {
+		d.mu.Unlock()
+		return
+	}
+	if e.missingAddrs == nil {
+		e.missingAddrs = map[netip.Prefix]bool{}
+	}
+	if added {
+		delete(e.missingAddrs, p)
+	} else {
+		e.missingAddrs[p] = true
+	}
+	var have []netip.Prefix
+	for _, q := range e.addrs {
+		if !e.missingAddrs[q] {
+			have = append(have, q)
+		}
+	}
+	name := e.name
+	d.mu.Unlock()
+
+	if len(have) > 0 {
+		e.ifc.SetAddrs(have)
+	}
+	if e.arp != nil {
+		if added {
+			e.arp.r.Add(p.Addr())
+		} else {
+			e.arp.r.Remove(p.Addr())
+		}
+	}
+	if added {
+		d.log.Info("address back on the vif: serving it again", "vif", name, "addr", p)
+	} else {
+		d.log.Warn("address removed from the vif from outside: no longer looped back, decapsulated to or published (not restored; \"vif down\" and \"vif up\" put it back)", "vif", name, "addr", p)
+	}
+}
+
+// routeChanged follows a route through interface idx added or removed.
+func (d *Daemon) routeChanged(idx int, p netip.Prefix, added bool) {
+	d.mu.Lock()
+	e := d.entryAtLocked(idx)
+	if e == nil || !slices.Contains(e.ifc.Link().Routes, p) || e.missingRoutes[p] == !added {
+		d.mu.Unlock()
+		return
+	}
+	if e.missingRoutes == nil {
+		e.missingRoutes = map[netip.Prefix]bool{}
+	}
+	if added {
+		delete(e.missingRoutes, p)
+	} else {
+		e.missingRoutes[p] = true
+	}
+	name := e.name
+	d.mu.Unlock()
+	if added {
+		d.log.Info("route back through the vif", "vif", name, "route", p)
+	} else {
+		d.log.Warn("route removed from the vif from outside: traffic to it no longer goes through the tunnel (not restored)", "vif", name, "route", p)
+	}
+}
+
+// present returns the prefixes of all that are not missing, and those that
+// are.
+func present(all []netip.Prefix, missing map[netip.Prefix]bool) (have, gone []netip.Prefix) {
+	have = []netip.Prefix{}
+	for _, p := range all {
+		if missing[p] {
+			gone = append(gone, p)
+		} else {
+			have = append(have, p)
+		}
+	}
+	return have, gone
+}
