@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/vif-project/vif/arpproxy"
@@ -196,7 +198,24 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 	log.Info("vif up", "addrs", c.Addrs, "mtu", c.MTU, "slave", c.Slave, "local", c.Local, "peer", c.Peer,
 		"proto", c.Protocol, "routes", c.Routes)
+	if c.Peer.IsValid() && len(c.Routes) == 0 && strictRPFilter(c.Name) {
+		log.Warn("rp_filter is strict (1) and nothing is routed into the vif: the kernel will drop decapsulated packets whose source is not routed back through it; add --route for the peer's networks, or set net.ipv4.conf." + c.Name + ".rp_filter=2")
+	}
 	return ifc, nil
+}
+
+// strictRPFilter reports whether the kernel's reverse-path filter is
+// strict on interface name: the larger of conf.all and conf.<name>
+// applies (Documentation/networking/ip-sysctl.rst).
+func strictRPFilter(name string) bool {
+	v := 0
+	for _, c := range []string{"all", name} {
+		b, _ := os.ReadFile("/proc/sys/net/ipv4/conf/" + c + "/rp_filter")
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			v = max(v, n)
+		}
+	}
+	return v == 1
 }
 
 // disableIPv6 turns IPv6 off on the interface name.
