@@ -70,7 +70,8 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, bits), true
 }
 
-// entryAt returns the vif with interface index idx, or nil. d.mu is held.
+// entryAtLocked returns the vif with interface index idx, or nil. d.mu is
+// held.
 func (d *Daemon) entryAtLocked(idx int) *entry {
 	for _, e := range d.vifs {
 		if e.index == idx {
@@ -84,17 +85,9 @@ func (d *Daemon) entryAtLocked(idx int) *entry {
 func (d *Daemon) addrChanged(idx int, p netip.Prefix, added bool) {
 	d.mu.Lock()
 	e := d.entryAtLocked(idx)
-	if e == nil || !slices.Contains(e.addrs, p) || e.missingAddrs[p] == !added {
+	if e == nil || !slices.Contains(e.addrs, p) || !follow(&e.missingAddrs, p, added) {
 		d.mu.Unlock()
 		return
-	}
-	if e.missingAddrs == nil {
-		e.missingAddrs = map[netip.Prefix]bool{}
-	}
-	if added {
-		delete(e.missingAddrs, p)
-	} else {
-		e.missingAddrs[p] = true
 	}
 	var have []netip.Prefix
 	for _, q := range e.addrs {
@@ -126,17 +119,9 @@ func (d *Daemon) addrChanged(idx int, p netip.Prefix, added bool) {
 func (d *Daemon) routeChanged(idx int, p netip.Prefix, added bool) {
 	d.mu.Lock()
 	e := d.entryAtLocked(idx)
-	if e == nil || !slices.Contains(e.ifc.Link().Routes, p) || e.missingRoutes[p] == !added {
+	if e == nil || !slices.Contains(e.ifc.Link().Routes, p) || !follow(&e.missingRoutes, p, added) {
 		d.mu.Unlock()
 		return
-	}
-	if e.missingRoutes == nil {
-		e.missingRoutes = map[netip.Prefix]bool{}
-	}
-	if added {
-		delete(e.missingRoutes, p)
-	} else {
-		e.missingRoutes[p] = true
 	}
 	name := e.name
 	d.mu.Unlock()
@@ -145,6 +130,23 @@ func (d *Daemon) routeChanged(idx int, p netip.Prefix, added bool) {
 	} else {
 		d.log.Warn("route removed from the vif from outside: traffic to it no longer goes through the tunnel (not restored)", "vif", name, "route", p)
 	}
+}
+
+// follow notes in *missing that p was removed or added back, and reports
+// whether that is news.
+func follow(missing *map[netip.Prefix]bool, p netip.Prefix, added bool) bool {
+	if (*missing)[p] != added { // missing and removed, or present and added
+		return false
+	}
+	if *missing == nil {
+		*missing = map[netip.Prefix]bool{}
+	}
+	if added {
+		delete(*missing, p)
+	} else {
+		(*missing)[p] = true
+	}
+	return true
 }
 
 // present returns the prefixes of all that are not missing, and those that
