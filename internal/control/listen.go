@@ -142,13 +142,12 @@ func (l *Listener) Heal() (string, error) {
 		if err := ensureDir(p.Dir); err != nil {
 			return "", err
 		}
-		f, err := os.OpenFile(p.Lock, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+		f, err := tryLock(p.Lock, true)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return "", fmt.Errorf("control: %s was replaced and another process holds it now: a second vif daemon serves this namespace", p.Lock)
+		}
 		if err != nil {
 			return "", fmt.Errorf("control: %w", err)
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			f.Close()
-			return "", fmt.Errorf("control: %s was replaced and another process holds it now: a second vif daemon serves this namespace", p.Lock)
 		}
 		l.lock.Close()
 		l.lock = f
@@ -240,15 +239,13 @@ func sweep(p Paths) {
 		if lock == p.Lock {
 			continue
 		}
-		f, err := os.OpenFile(lock, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		f, err := tryLock(lock, false)
 		if err != nil {
-			continue
+			continue // held: its daemon runs
 		}
-		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			if same, _ := samePath(f, lock); same {
-				os.Remove(strings.TrimSuffix(lock, ".lock") + ".sock")
-				os.Remove(lock)
-			}
+		if same, _ := samePath(f, lock); same {
+			os.Remove(strings.TrimSuffix(lock, ".lock") + ".sock")
+			os.Remove(lock)
 		}
 		f.Close()
 	}
@@ -310,11 +307,7 @@ func inUserNamespace() bool {
 func takeLock(p Paths) (*os.File, error) {
 	deadline := time.Now().Add(lockWait)
 	for {
-		f, err := os.OpenFile(p.Lock, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("control: %w", err)
-		}
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		f, err := tryLock(p.Lock, true)
 		if err == nil {
 			// The previous holder removes the file before it lets go: the
 			// lock counts only if the path still names the locked file.
@@ -324,7 +317,6 @@ func takeLock(p Paths) (*os.File, error) {
 			f.Close()
 			continue
 		}
-		f.Close()
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, fmt.Errorf("control: locking %s: %w", p.Lock, err)
 		}
@@ -333,6 +325,25 @@ func takeLock(p Paths) (*os.File, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// tryLock opens path (creating it, mode 0600, with create) and takes its
+// flock without waiting. It returns the locked file, or an error wrapping
+// unix.EWOULDBLOCK when another process holds the lock.
+func tryLock(path string, create bool) (*os.File, error) {
+	flags := os.O_RDWR | syscall.O_NOFOLLOW | syscall.O_CLOEXEC
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func samePath(f *os.File, path string) (bool, error) {
