@@ -23,15 +23,12 @@ const (
 	callTimeout = 5 * time.Second
 )
 
-// errNoDaemon is returned by call, without spawn, when no daemon serves
-// the network namespace.
-var errNoDaemon = control.ErrNotRunning
-
 // call sends req to this network namespace's daemon within timeout and
 // returns its answer; an answer that reports an error is returned as that
 // error. With spawn, a daemon is started when none runs. A daemon that
 // exits before it takes the request (its last vif just went) is asked
-// again, or replaced with spawn.
+// again, or replaced with spawn. Without spawn, no daemon is
+// control.ErrNotRunning.
 func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn bool) (daemon.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -75,7 +72,7 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn 
 				}
 			}
 		case errors.Is(err, control.ErrNotRunning):
-			return daemon.Response{}, errNoDaemon
+			return daemon.Response{}, control.ErrNotRunning
 		case errors.Is(err, control.ErrRetry):
 		case errors.As(err, &na):
 			return daemon.Response{}, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
 )
 
@@ -43,7 +44,7 @@ func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	_, err = call(ctx, daemon.Request{Op: daemon.OpDown, Name: pos[0]}, *timeout, false)
-	if errors.Is(err, errNoDaemon) {
+	if errors.Is(err, control.ErrNotRunning) {
 		return fmt.Errorf("no such vif: %s (no vif runs in this network namespace; see \"vif show\")", pos[0])
 	}
 	return err

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
 )
 
@@ -75,7 +76,7 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name}, *timeout, false)
-	if errors.Is(err, errNoDaemon) {
+	if errors.Is(err, control.ErrNotRunning) {
 		if name != "" {
 			return fmt.Errorf("no such vif: %s (no vif runs in this network namespace)", name)
 		}
