@@ -2,6 +2,20 @@ package ipip
 
 import "encoding/binary"
 
+// FragmentCount returns how many fragments of at most mtu bytes Fragment
+// cuts a packet of size bytes (header without options included) into; 0
+// when mtu leaves no room for 8 bytes of payload.
+func FragmentCount(size, mtu int) int {
+	per := (mtu - IPv4MinLen) &^ 7
+	switch {
+	case per < 8:
+		return 0
+	case size <= mtu:
+		return 1
+	}
+	return (size - IPv4MinLen + per - 1) / per
+}
+
 // Fragment splits pkt, a valid IPv4 packet with Don't Fragment clear and
 // no options (an outer header Encap wrote), into fragments of at most mtu
 // bytes (RFC 791 section 3.2, "fragmentation"): each carries pkt's header
@@ -17,14 +31,14 @@ func Fragment(pkt IPv4, mtu int, bufs [][]byte, off int) (int, error) {
 		return 0, ErrTooBig
 	}
 	payload := pkt[IPv4MinLen:pkt.TotalLen()]
-	per := (mtu - IPv4MinLen) &^ 7
-	if per < 8 {
+	n := FragmentCount(len(pkt[:pkt.TotalLen()]), mtu)
+	if n == 0 {
 		return 0, ErrTooBig
 	}
-	if len(payload) <= mtu-IPv4MinLen {
+	per := (mtu - IPv4MinLen) &^ 7
+	if n == 1 {
 		per = len(payload) // one fragment: the packet
 	}
-	n := (len(payload) + per - 1) / per
 	if n > len(bufs) {
 		return 0, ErrTooBig
 	}

@@ -242,8 +242,7 @@ func (i *Interface) fragment(send [][]byte, out ipip.IPv4, pmtu int) [][]byte {
 	const off = Headroom - ipip.IPv4MinLen
 	p := &i.frags
 	mtu := pmtu + ipip.IPv4MinLen
-	per := (mtu - ipip.IPv4MinLen) &^ 7 // payload bytes per fragment; pmtu >= MinMTU
-	n := (len(out) - ipip.IPv4MinLen + per - 1) / per
+	n := ipip.FragmentCount(len(out), mtu)
 	for len(p.bufs) < p.used+n {
 		p.bufs = append(p.bufs, make([]byte, off+p.size+2*ipip.IPv4MinLen))
 	}
