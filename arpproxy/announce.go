@@ -38,7 +38,7 @@ func (r *Responder) stopAnnouncer(st *addrState) {
 func (r *Responder) announce(ctx context.Context, addr netip.Addr, done chan struct{}) {
 	defer r.wg.Done()
 	defer close(done)
-	f := PutAnnouncement(make([]byte, FrameLen), r.mac, addr)
+	f := PutAnnouncement(make([]byte, FrameLen), *r.mac.Load(), addr)
 	dst := &packet.Addr{HardwareAddr: bytes.Clone(broadcast[:])}
 	var t *time.Timer
 	for i := range r.cfg.announceCount {

@@ -39,7 +39,9 @@ var (
 // reports conflicts. It serves every vif on that interface. Its methods are
 // safe for concurrent use.
 type Responder struct {
-	mac  net.HardwareAddr // 6 bytes, private copy
+	// mac is the hardware address answered with, replaced (never
+	// modified) by SetHardwareAddr: 6 bytes.
+	mac  atomic.Pointer[net.HardwareAddr]
 	conn net.PacketConn
 	io   frameIO // used by the serve goroutine only
 	cfg  config
@@ -52,6 +54,10 @@ type Responder struct {
 	mu     sync.Mutex
 	closed bool                      // guarded by mu
 	addrs  map[netip.Addr]*addrState // guarded by mu
+	probes []*prober                 // running Probe calls; guarded by mu
+
+	// probing is probes, for the serve goroutine: nil when none runs.
+	probing atomic.Pointer[[]*prober]
 
 	closing   atomic.Bool
 	ctx       context.Context // canceled by Close
@@ -143,8 +149,8 @@ func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frame
 	if err != nil {
 		return nil, err
 	}
+	mac := net.HardwareAddr(bytes.Clone(ifi.HardwareAddr))
 	r := &Responder{
-		mac:   bytes.Clone(ifi.HardwareAddr),
 		conn:  conn,
 		cfg:   c,
 		log:   c.log.With("iface", ifi.Name),
@@ -157,6 +163,7 @@ func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frame
 		conflictLog: logLimiter{interval: int64(c.conflictLogInterval)},
 		errLog:      logLimiter{interval: int64(10 * time.Second)},
 	}
+	r.mac.Store(&mac)
 	r.owned.Store(&table{set: &AddrSet{}})
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.io = io
@@ -166,7 +173,7 @@ func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frame
 
 	r.wg.Add(1)
 	go r.serve()
-	r.log.Info("ARP responder started", "mac", r.mac.String())
+	r.log.Info("ARP responder started", "mac", mac.String())
 	return r, nil
 }
 
@@ -174,10 +181,16 @@ func checkInterface(ifi *net.Interface) error {
 	if ifi == nil {
 		return fmt.Errorf("%w: nil interface", ErrInterface)
 	}
-	if len(ifi.HardwareAddr) != hardwareAddrLen || !isUnicast([6]byte(ifi.HardwareAddr)) {
+	if !isHostMAC(ifi.HardwareAddr) {
 		return fmt.Errorf("%w: %s has hardware address %q", ErrInterface, ifi.Name, ifi.HardwareAddr.String())
 	}
 	return nil
+}
+
+// isHostMAC reports whether mac can be an Ethernet interface's own
+// address: 6 bytes, unicast, not zero.
+func isHostMAC(mac net.HardwareAddr) bool {
+	return len(mac) == hardwareAddrLen && isUnicast([6]byte(mac))
 }
 
 // checkAddr returns an error wrapping ErrInvalidAddr if a cannot be owned:
@@ -190,7 +203,38 @@ func checkAddr(a netip.Addr) error {
 }
 
 // HardwareAddr returns the hardware address the Responder answers with.
-func (r *Responder) HardwareAddr() net.HardwareAddr { return bytes.Clone(r.mac) }
+func (r *Responder) HardwareAddr() net.HardwareAddr { return bytes.Clone(*r.mac.Load()) }
+
+// SetHardwareAddr makes the Responder answer with mac from now on: the
+// interface's address changed (a bond failed over to another port, an
+// operator ran "ip link set dev eth0 address ..."). When mac differs from
+// the address in use, every owned address is announced again with it
+// (RFC 5227 section 2.3), so that neighbours replace the address they
+// cached. It returns an error wrapping ErrInterface if mac is not a 6-byte
+// unicast address, and ErrClosed after Close.
+func (r *Responder) SetHardwareAddr(mac net.HardwareAddr) error {
+	if !isHostMAC(mac) {
+		return fmt.Errorf("%w: hardware address %q", ErrInterface, mac.String())
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	old := *r.mac.Load()
+	if bytes.Equal(old, mac) {
+		return nil
+	}
+	mac = bytes.Clone(mac)
+	r.mac.Store(&mac)
+	for _, st := range r.addrs {
+		r.stopAnnouncer(st)
+		r.startAnnouncer(st)
+	}
+	r.log.Info("interface hardware address changed: answering with the new one, owned addresses announced again",
+		"from", old.String(), "to", mac.String(), "addrs", len(r.addrs))
+	return nil
+}
 
 // Add makes the Responder answer ARP for addr and announces it in the
 // background (Config.AnnounceCount announcements, Config.AnnounceInterval

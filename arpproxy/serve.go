@@ -58,10 +58,15 @@ func (r *Responder) handle(f Frame) {
 
 func (r *Responder) process(f Frame) {
 	tab := r.owned.Load()
-	res := Respond(r.out, f, r.mac, tab.set)
+	res := Respond(r.out, f, *r.mac.Load(), tab.set)
 	if res.Verdict == VerdictDrop {
 		r.stats.drops[res.Reason].Add(1)
 		return
+	}
+	if ps := r.probing.Load(); ps != nil {
+		for _, p := range *ps {
+			p.check(f)
+		}
 	}
 	if f.Op() == OpRequest {
 		r.stats.requests.Add(1)
@@ -106,7 +111,7 @@ func (r *Responder) conflict(f Frame, tab *table) {
 			st := tab.states[i]
 			if !st.defended || now-st.defendedAt >= int64(DefendInterval) {
 				st.defended, st.defendedAt = true, now
-				a := PutAnnouncement(r.defendBuf, r.mac, addr)
+				a := PutAnnouncement(r.defendBuf, *r.mac.Load(), addr)
 				if err := r.io.write(a, a.EthernetDst()); err != nil {
 					r.stats.writeErrors.Add(1)
 				} else {
