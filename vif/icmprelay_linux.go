@@ -114,7 +114,7 @@ func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu in
 		len(quoted) < quoted.HeaderLen()+ipip.IPv4MinLen {
 		return nil, 0, 0, false
 	}
-	if quoted.Protocol() != i.proto || quoted.SrcBytes() != i.local || quoted.DstBytes() != i.peer {
+	if quoted.Protocol() != i.proto || quoted.Src() != i.Local() || quoted.DstBytes() != i.peer {
 		return nil, 0, 0, false
 	}
 	inner = ipip.IPv4(quoted[quoted.HeaderLen():])

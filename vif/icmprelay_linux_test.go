@@ -11,7 +11,9 @@ import (
 // A forged ICMP error quoting one of our outer headers is relayed only
 // when the quoted inner packet went to a destination the tunnel carries.
 func TestTunnelErrorRoutedOnly(t *testing.T) {
-	i := &Interface{proto: 94, local: [4]byte{198, 18, 1, 1}, peer: [4]byte{198, 18, 1, 2}}
+	i := &Interface{proto: 94, peer: [4]byte{198, 18, 1, 2}}
+	local := netip.AddrFrom4([4]byte{198, 18, 1, 1})
+	i.local.Store(&local)
 	i.link.Routes = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
 	i.link.Addrs = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}
 	errorAbout := func(innerDst string) []byte {

@@ -52,6 +52,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	errRun := 0
 	var lastProbe int64
 	i.frags.size = size
+	local := i.local.Load()
 
 	for {
 		if m := int(i.devMTU.Load()); m > size {
@@ -94,6 +95,10 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 		}
 
 		set := i.addrs.Load()
+		if l := i.local.Load(); l != local {
+			local = l
+			enc.Src = *l
+		}
 		loop, send = loop[:0], send[:0]
 		i.frags.used = 0
 		var loopBytes uint64
@@ -134,6 +139,10 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				// Routing the peer's own address into the tunnel would
 				// loop every packet back into it (RFC 2003 section 4).
 				c.drops[dropLoop].Add(1)
+				continue
+			case !enc.Src.IsValid():
+				c.drops[dropNoLocal].Add(1)
+				i.icmpError(h, ipip.ICMPHostUnreach, 0)
 				continue
 			case sizes[j] > pmtu && h.DF():
 				// Too big for the path to the peer and not to be

@@ -3,6 +3,7 @@ package vif
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -10,45 +11,80 @@ import (
 // pmtuProbe reads the kernel's path MTU towards the peer: a UDP socket
 // connected to the peer (it sends nothing) answers IP_MTU from the route
 // cache, which the kernel updates when a router on the way returns ICMP
-// "fragmentation needed" for our IPIP packets.
+// "fragmentation needed" for our IPIP packets. It is bound to the local
+// address, as the underlay is, so that source-based routing rules pick
+// the same route.
 type pmtuProbe struct {
-	fd   int
-	peer unix.SockaddrInet4
+	slave string
+	peer  unix.SockaddrInet4
+
+	mu sync.Mutex // guards fd, which SetLocal replaces
+	fd int
 }
 
 func newPMTUProbe(slave string, local, peer netip.Addr) (*pmtuProbe, error) {
+	p := &pmtuProbe{slave: slave, peer: unix.SockaddrInet4{Addr: peer.As4(), Port: 9}} // port 9 (discard): nothing is ever sent
+	fd, err := p.open(local)
+	if err != nil {
+		return nil, err
+	}
+	p.fd = fd
+	return p, nil
+}
+
+// open returns a UDP socket bound to the slave and local, connected to
+// the peer.
+func (p *pmtuProbe) open(local netip.Addr) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
-		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
+		return -1, fmt.Errorf("vif: path MTU probe: %w", err)
 	}
-	if slave != "" {
-		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, slave); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("vif: path MTU probe: %w", err)
+	fail := func(err error) (int, error) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("vif: path MTU probe: %w", err)
+	}
+	if p.slave != "" {
+		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, p.slave); err != nil {
+			return fail(err)
 		}
 	}
 	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4()}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
+		return fail(err)
 	}
-	// Port 9 (discard): nothing is ever sent.
-	p := &pmtuProbe{fd: fd, peer: unix.SockaddrInet4{Addr: peer.As4(), Port: 9}}
 	if err := unix.Connect(fd, &p.peer); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("vif: path MTU probe: %w", err)
+		return fail(err)
 	}
-	return p, nil
+	return fd, nil
 }
 
 // PathMTU returns the path MTU towards the peer. It connects again first:
 // the socket's cached route does not see a path MTU learnt after it was
 // looked up, a new lookup does.
 func (p *pmtuProbe) PathMTU() (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err := unix.Connect(p.fd, &p.peer); err != nil {
 		return 0, err
 	}
 	return unix.GetsockoptInt(p.fd, unix.IPPROTO_IP, unix.IP_MTU)
 }
 
+// SetLocal binds the probe to a new local address.
+func (p *pmtuProbe) SetLocal(local netip.Addr) error {
+	fd, err := p.open(local)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	unix.Close(p.fd)
+	p.fd = fd
+	return nil
+}
+
 // Close releases the socket.
-func (p *pmtuProbe) Close() error { return unix.Close(p.fd) }
+func (p *pmtuProbe) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return unix.Close(p.fd)
+}

@@ -79,6 +79,7 @@ const (
 	dropUnderlayWrite                   // tx: the underlay refused the packet
 	dropLoopbackWrite                   // tx: writing a looped packet back failed
 	dropTooBig                          // tx: DF set and larger than the path MTU to the peer
+	dropNoLocal                         // tx: the tunnel is paused: no local address to send from (SetLocal)
 	dropNotPeer                         // rx: outer source is not the configured peer
 	dropNotLocal                        // rx: inner destination is not ours (no open relay)
 	dropBadSource                       // rx: inner source is ours, loopback, 0/8, multicast or broadcast
@@ -94,6 +95,7 @@ var dropNames = [numDropReasons]string{
 	dropUnderlayWrite: "tx_write_error",
 	dropLoopbackWrite: "tx_loopback_write_error",
 	dropTooBig:        "tx_too_big",
+	dropNoLocal:       "tx_no_local",
 	dropNotPeer:       "rx_not_peer",
 	dropNotLocal:      "rx_not_local",
 	dropBadSource:     "rx_bad_source",
@@ -101,11 +103,22 @@ var dropNames = [numDropReasons]string{
 	dropTunWrite:      "rx_write_error",
 }
 
+// Packets the kernel dropped before the loop saw them, as it counts them:
+// on the underlay's receiving socket, its queue full (the loop too slow
+// for the wire), and at the TUN device, its queue full (the loop too slow
+// for what is routed into the vif). Up's interfaces report them; New's
+// report the first when the Underlay has a Drops() uint64 method.
+const (
+	DropSocketOverflow = "rx_socket_overflow"
+	DropTUNOverflow    = "tx_tun_overflow"
+)
+
 // DropReasons lists every key Stats.Drops may hold, for documentation and
 // for tools that want a fixed set of columns.
 func DropReasons() []string {
 	var out []string
 	out = append(out, dropNames[:]...)
+	out = append(out, DropSocketOverflow, DropTUNOverflow)
 	for e := ipip.Error(1); e < ipip.NumErrors; e++ {
 		out = append(out, "tx_"+e.Name(), "rx_"+e.Name())
 	}
@@ -155,6 +168,16 @@ func (i *Interface) Stats() Stats {
 		}
 		if v := i.rx.codec[e].Load(); v != 0 {
 			s.Drops["rx_"+e.Name()] = v
+		}
+	}
+	if d, ok := i.under.(interface{ Drops() uint64 }); ok {
+		if v := d.Drops(); v != 0 {
+			s.Drops[DropSocketOverflow] = v
+		}
+	}
+	if i.tunDrops != nil {
+		if v := i.tunDrops(); v != 0 {
+			s.Drops[DropTUNOverflow] = v
 		}
 	}
 	return s

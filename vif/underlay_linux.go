@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -40,19 +41,23 @@ const defaultUnderlayBatch = 128
 // socket down, which wakes a blocked Write, and closes it once Write has
 // returned.
 type RawUnderlay struct {
-	// receiving
-	f     *os.File
-	rc    syscall.RawConn
-	rhdrs []unix.Mmsghdr
-	riovs []unix.Iovec
-	rn    int
-	rerr  error
-	rfn   func(fd uintptr) bool
+	slave string
+	proto int
+
+	// receiving: the socket is replaced by SetLocal
+	rx       atomic.Pointer[rxSocket]
+	dropBase uint64 // drops of the receiving sockets replaced; guarded by mu
+	rhdrs    []unix.Mmsghdr
+	riovs    []unix.Iovec
+	rn       int
+	rerr     error
+	rfn      func(fd uintptr) bool
 
 	// sending
+	mu      sync.Mutex // guards wfd, wold, wbusy and closing
 	wfd     int
-	mu      sync.Mutex // guards wbusy and closing
-	wbusy   bool       // Write is using wfd
+	wold    int  // a socket SetLocal replaced while Write used it, or -1
+	wbusy   bool // Write is using a socket
 	closing bool
 	peer    unix.RawSockaddrInet4
 	whdrs   []unix.Mmsghdr
@@ -60,6 +65,22 @@ type RawUnderlay struct {
 }
 
 var _ Underlay = (*RawUnderlay)(nil)
+
+// rxSocket is the receiving socket of a RawUnderlay.
+type rxSocket struct {
+	f  *os.File
+	rc syscall.RawConn
+}
+
+func newRxSocket(fd int, proto int) (*rxSocket, error) {
+	s := &rxSocket{f: os.NewFile(uintptr(fd), fmt.Sprintf("ipip%d", proto))}
+	var err error
+	if s.rc, err = s.f.SyscallConn(); err != nil {
+		s.f.Close()
+		return nil, fmt.Errorf("vif: underlay: %w", err)
+	}
+	return s, nil
+}
 
 // ListenUnderlay opens the raw IP sockets of a tunnel: protocol proto (94
 // or 4), bound to the interface slave (SO_BINDTODEVICE) and to the address
@@ -82,20 +103,23 @@ func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnde
 		unix.Close(rfd)
 		return nil, err
 	}
+	rx, err := newRxSocket(rfd, int(proto))
+	if err != nil {
+		unix.Close(wfd)
+		return nil, err
+	}
 	u := &RawUnderlay{
-		f:     os.NewFile(uintptr(rfd), fmt.Sprintf("ipip%d", proto)),
+		slave: slave,
+		proto: int(proto),
 		rhdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
 		riovs: make([]unix.Iovec, defaultUnderlayBatch),
 		wfd:   wfd,
+		wold:  -1,
 		peer:  unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: peer.As4()},
 		whdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
 		wiovs: make([]unix.Iovec, defaultUnderlayBatch),
 	}
-	if u.rc, err = u.f.SyscallConn(); err != nil {
-		u.f.Close()
-		unix.Close(wfd)
-		return nil, fmt.Errorf("vif: underlay: %w", err)
-	}
+	u.rx.Store(rx)
 	u.rfn = u.recv
 	for i := range u.rhdrs {
 		u.rhdrs[i].Hdr.Iov = &u.riovs[i]
@@ -155,9 +179,17 @@ func (u *RawUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 		u.rhdrs[i].Len = 0
 	}
 	u.rn = n
-	if err := u.rc.Read(u.rfn); err != nil {
-		// RawConn fails only when the file is closing.
-		return 0, os.ErrClosed
+	for {
+		rx := u.rx.Load()
+		if err := rx.rc.Read(u.rfn); err != nil {
+			// RawConn fails only when the file is closing: by Close,
+			// or by SetLocal, which has put another in its place.
+			if u.rx.Load() != rx {
+				continue
+			}
+			return 0, os.ErrClosed
+		}
+		break
 	}
 	if u.rerr != nil {
 		return 0, os.NewSyscallError("recvmmsg", u.rerr)
@@ -195,6 +227,7 @@ func (u *RawUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 		return 0, os.ErrClosed
 	}
 	u.wbusy = true
+	fd := u.wfd
 	u.mu.Unlock()
 
 	sent := 0
@@ -211,10 +244,10 @@ func (u *RawUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 		// monitor thread every 20µs while a P sits in a long system
 		// call and hands the P over. Only a full send buffer makes
 		// it wait, in a call the runtime knows about.
-		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(u.wfd), uintptr(unsafe.Pointer(&u.whdrs[0])), uintptr(n),
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&u.whdrs[0])), uintptr(n),
 			unix.MSG_NOSIGNAL|unix.MSG_DONTWAIT, 0, 0)
 		if e == unix.EAGAIN {
-			r, _, e = syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(u.wfd), uintptr(unsafe.Pointer(&u.whdrs[0])), uintptr(n),
+			r, _, e = syscall.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&u.whdrs[0])), uintptr(n),
 				unix.MSG_NOSIGNAL, 0, 0)
 		}
 		if e == unix.EINTR {
@@ -233,6 +266,10 @@ func (u *RawUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 
 	u.mu.Lock()
 	u.wbusy = false
+	if u.wold >= 0 {
+		unix.Close(u.wold)
+		u.wold = -1
+	}
 	closing := u.closing
 	if closing {
 		unix.Close(u.wfd)
@@ -257,11 +294,85 @@ func (u *RawUnderlay) Close() error {
 	u.closing = true
 	var werr error
 	if u.wbusy {
-		// Wake the blocked sendmmsg; Write closes the socket.
+		// Wake the blocked sendmmsg; Write closes the sockets.
 		_ = unix.Shutdown(u.wfd, unix.SHUT_WR)
+		if u.wold >= 0 {
+			_ = unix.Shutdown(u.wold, unix.SHUT_WR)
+		}
 	} else {
 		werr = unix.Close(u.wfd)
 	}
+	rerr := u.rx.Load().f.Close()
 	u.mu.Unlock()
-	return errors.Join(u.f.Close(), werr)
+	return errors.Join(rerr, werr)
+}
+
+// Drops returns the number of packets for the tunnel the kernel dropped
+// before the loop read them, because the receiving socket's queue was
+// full (SK_MEMINFO_DROPS, for every receiving socket the underlay has
+// had).
+func (u *RawUnderlay) Drops() uint64 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.dropBase + u.rx.Load().drops()
+}
+
+// drops returns the socket's drop counter (0 once it is closed).
+func (s *rxSocket) drops() uint64 {
+	var mem [unix.SK_MEMINFO_VARS]uint32
+	var errno syscall.Errno
+	err := s.rc.Control(func(fd uintptr) {
+		n := uint32(unsafe.Sizeof(mem))
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&n)), 0)
+	})
+	if err != nil || errno != 0 {
+		return 0
+	}
+	return uint64(mem[unix.SK_MEMINFO_DROPS])
+}
+
+// SetLocal binds the underlay to a new local address (the slave was
+// renumbered): it opens sockets bound to local and puts them in place of
+// the old ones, which it closes once no Read or Write uses them. Packets
+// queued on the old receiving socket are lost. It returns an error if the
+// new sockets cannot be opened (local is not an address of this host),
+// leaving the old ones in use, and os.ErrClosed after Close.
+func (u *RawUnderlay) SetLocal(local netip.Addr) error {
+	if !local.Is4() {
+		return fmt.Errorf("%w: underlay endpoint %v", ErrBadAddress, local)
+	}
+	rfd, err := rawSocket(u.slave, u.proto, unix.SOCK_NONBLOCK, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, local)
+	if err != nil {
+		return err
+	}
+	wfd, err := rawSocket(u.slave, unix.IPPROTO_RAW, 0, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, local)
+	if err != nil {
+		unix.Close(rfd)
+		return err
+	}
+	rx, err := newRxSocket(rfd, u.proto)
+	if err != nil {
+		unix.Close(wfd)
+		return err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closing {
+		rx.f.Close()
+		unix.Close(wfd)
+		return os.ErrClosed
+	}
+	// Closing the old receiving socket wakes a Read waiting on it, which
+	// goes on with the new one.
+	old := u.rx.Swap(rx)
+	u.dropBase += old.drops()
+	old.f.Close()
+	if u.wbusy && u.wold < 0 {
+		u.wold = u.wfd // Write is using it, and closes it
+	} else {
+		unix.Close(u.wfd) // unused
+	}
+	u.wfd = wfd
+	return nil
 }

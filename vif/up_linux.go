@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/vif-project/vif/arpproxy"
@@ -91,10 +92,29 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vif: netlink: %w", err)
 	}
+	var index int // the device's, once created
 	// undo holds what Up installed, to be undone in reverse order: by Up
 	// if it fails, or else by the Interface's Close, which gets it whole.
 	// dev and the underlay are the Interface's once New has taken them.
-	undo := []func() error{func() error { nl.Close(); return nil }}
+	// After Up, the device is looked up by index from other goroutines
+	// (MTU, Stats) while Close may be closing the handle.
+	var nlMu sync.Mutex
+	nlClosed := false
+	linkNow := func() (netlink.Link, error) {
+		nlMu.Lock()
+		defer nlMu.Unlock()
+		if nlClosed {
+			return nil, os.ErrClosed
+		}
+		return nl.LinkByIndex(index)
+	}
+	undo := []func() error{func() error {
+		nlMu.Lock()
+		defer nlMu.Unlock()
+		nlClosed = true
+		nl.Close()
+		return nil
+	}}
 	var owned []func() error
 	defer func() {
 		if err != nil {
@@ -126,7 +146,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("vif: find %s after creating it: %w", c.Name, err)
 	}
-	index := link.Attrs().Index
+	index = link.Attrs().Index
 	// The vif carries IPv4 only: keep the kernel's IPv6 chatter (router
 	// solicitations, MLD) out of the TUN.
 	disableIPv6(c.Name)
@@ -148,6 +168,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 
 	var under Underlay
+	var probe *pmtuProbe
 	if c.Peer.IsValid() {
 		ru, err := ListenUnderlay(c.Slave, c.Protocol, c.Local, c.Peer)
 		if err != nil {
@@ -155,7 +176,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		}
 		under = ru
 		owned = append(owned, ru.Close)
-		probe, err := newPMTUProbe(c.Slave, c.Local, c.Peer)
+		probe, err = newPMTUProbe(c.Slave, c.Local, c.Peer)
 		if err != nil {
 			return nil, err
 		}
@@ -168,18 +189,30 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		return nil, err
 	}
 	ifc.link = c.clone()
+	if probe != nil {
+		ifc.rebind = append(ifc.rebind, probe.SetLocal)
+	}
 	ifc.closers, undo, owned = undo, nil, nil
 	ifc.deviceMTU = func() (int, error) {
-		l, err := nl.LinkByIndex(index)
+		l, err := linkNow()
 		if err != nil {
 			return 0, err
 		}
 		return l.Attrs().MTU, nil
 	}
+	ifc.tunDrops = func() uint64 {
+		// The kernel counts a packet it could not queue for the loop
+		// as the TUN device's tx_dropped.
+		l, err := linkNow()
+		if err != nil || l.Attrs().Statistics == nil {
+			return 0
+		}
+		return l.Attrs().Statistics.TxDropped
+	}
 	ifc.mtuHook = func() {
 		// The kernel drops a device's IPv6 settings when its MTU goes
 		// below 1280 and makes them anew, IPv6 on, when it comes back.
-		if l, err := nl.LinkByIndex(index); err == nil {
+		if l, err := linkNow(); err == nil {
 			disableIPv6(l.Attrs().Name)
 		}
 	}

@@ -2,6 +2,7 @@ package vif
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -63,9 +64,16 @@ type Interface struct {
 
 	link  LinkConfig // as resolved: what Link returns
 	proto uint8
-	local [4]byte
 	peer  [4]byte
 	addrs atomic.Pointer[addrSet]
+
+	// local is the outer source in use, the zero Addr while the tunnel
+	// is paused (SetLocal). rebind binds the underlay and its helpers
+	// to a new one; bound is the last address they were bound to.
+	local   atomic.Pointer[netip.Addr]
+	localMu sync.Mutex // serializes SetLocal
+	rebind  []func(netip.Addr) error
+	bound   netip.Addr
 
 	tx txCounters
 	rx rxCounters
@@ -94,7 +102,8 @@ type Interface struct {
 	// by interface index, which a rename keeps (tun.Device.MTU asks by
 	// the name it first had); New leaves the device's own.
 	deviceMTU func() (int, error)
-	mtuHook   func() // after an MTU change, before traffic resumes
+	mtuHook   func()        // after an MTU change, before traffic resumes
+	tunDrops  func() uint64 // the device's tx_dropped; nil if unknown
 	closeOnce sync.Once
 	stopOnce  sync.Once
 	closers   []func() error // undone in reverse order by Close
@@ -159,9 +168,15 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 	i.pathMTU = cfg.PathMTU
 	i.probePathMTU() // the first packet to the peer meets the path's MTU
 	i.icmpBufs = [][]byte{make([]byte, Headroom+ipip.ICMPMaxErrorLen)}
+	local := netip.Addr{}
 	if cfg.Peer.IsValid() {
-		i.local, i.peer = cfg.Local.As4(), cfg.Peer.As4()
+		local, i.peer = cfg.Local, cfg.Peer.As4()
+		if r, ok := under.(interface{ SetLocal(netip.Addr) error }); ok {
+			i.rebind = append(i.rebind, r.SetLocal)
+		}
 	}
+	i.local.Store(&local)
+	i.bound = local
 	return i, nil
 }
 
@@ -205,6 +220,46 @@ func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
 	return nil
 }
 
+// SetLocal changes the tunnel's local underlay address, the outer source
+// of encapsulated packets, while the loop runs: the slave was renumbered
+// (DHCP, an operator). The underlay is bound to the new address when it
+// can be (RawUnderlay can: SetLocal). The zero Addr pauses the tunnel
+// while the host has no address to send from: packets to the peer are
+// dropped, counted as tx_no_local and answered with ICMP "host
+// unreachable", until an address is set again. The peer must send to the
+// new address; nothing tells it.
+//
+// It returns an error for an interface without a peer, an error
+// wrapping ErrBadAddress for an address that is not a unicast IPv4
+// address, or the underlay's error binding to it, in which case the
+// previous address stays in use.
+func (i *Interface) SetLocal(local netip.Addr) error {
+	if i.peer == [4]byte{} {
+		return errNoTunnel
+	}
+	if local.IsValid() && !IsHostAddr(local) {
+		return fmt.Errorf("%w: local %s", ErrBadAddress, local)
+	}
+	i.localMu.Lock()
+	defer i.localMu.Unlock()
+	if local.IsValid() && local != i.bound {
+		for _, f := range i.rebind {
+			if err := f(local); err != nil {
+				return fmt.Errorf("vif: bind the underlay to %s: %w", local, err)
+			}
+		}
+		i.bound = local
+	}
+	i.local.Store(&local)
+	return nil
+}
+
+var errNoTunnel = errors.New("vif: the interface has no peer, so no local underlay address")
+
+// Local returns the tunnel's local underlay address in use: the zero Addr
+// without a peer, or while the tunnel is paused (SetLocal).
+func (i *Interface) Local() netip.Addr { return *i.local.Load() }
+
 // Addrs returns the interface's own addresses.
 func (i *Interface) Addrs() []netip.Prefix {
 	return slices.Clone(i.addrs.Load().prefixes)
@@ -216,6 +271,11 @@ func (i *Interface) Addrs() []netip.Prefix {
 func (i *Interface) Link() LinkConfig {
 	l := i.link.clone()
 	l.Addrs = i.Addrs()
+	if i.peer != [4]byte{} {
+		i.localMu.Lock()
+		l.Local = i.bound
+		i.localMu.Unlock()
+	}
 	l.PathMTU, l.Logger, l.Publisher = nil, nil, nil
 	return l
 }

@@ -588,3 +588,61 @@ func TestMTURaised(t *testing.T) {
 	default:
 	}
 }
+
+// TestSetLocal checks that a new local address becomes the outer source
+// at once, that without one the tunnel pauses loudly (counted, ICMP
+// unreachable to the sender) and resumes, and what SetLocal refuses.
+func TestSetLocal(t *testing.T) {
+	r := newRig(t, tunnelCfg())
+	srcOf := func(what string) netip.Addr {
+		t.Helper()
+		r.tun.Inject(udp(t, addrA, other, what))
+		out, ok := r.under.Recv(wait)
+		if !ok {
+			t.Fatalf("%s: nothing sent on the underlay", what)
+		}
+		return ipip.IPv4(out).Src()
+	}
+	if got := srcOf("before"); got != localA {
+		t.Fatalf("outer source %v, want %v", got, localA)
+	}
+	if err := r.ifc.SetLocal(stray); err != nil {
+		t.Fatalf("SetLocal(%v): %v", stray, err)
+	}
+	if got := srcOf("renumbered"); got != stray {
+		t.Errorf("after SetLocal(%v): outer source %v", stray, got)
+	}
+	if l := r.ifc.Link().Local; l != stray || r.ifc.Local() != stray {
+		t.Errorf("Link().Local = %v, Local() = %v, want %v", l, r.ifc.Local(), stray)
+	}
+
+	if err := r.ifc.SetLocal(netip.Addr{}); err != nil {
+		t.Fatalf("SetLocal(zero): %v", err)
+	}
+	r.tun.Inject(udp(t, addrA, other, "paused"))
+	_, icmp := recvICMP(t, r.tun)
+	if icmp.TypeCode != layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeHost) {
+		t.Errorf("paused: ICMP %v, want host unreachable", icmp.TypeCode)
+	}
+	waitStats(t, r.ifc, "tx_no_local", func(s vif.Stats) bool { return s.Drops["tx_no_local"] == 1 })
+	if _, ok := r.under.Recv(50 * time.Millisecond); ok {
+		t.Error("a packet was sent while the tunnel had no local address")
+	}
+	if r.ifc.Local().IsValid() || r.ifc.Link().Local != stray {
+		t.Errorf("paused: Local() = %v, Link().Local = %v, want none and the last one (%v)", r.ifc.Local(), r.ifc.Link().Local, stray)
+	}
+	if err := r.ifc.SetLocal(localA); err != nil {
+		t.Fatalf("SetLocal(%v): %v", localA, err)
+	}
+	if got := srcOf("resumed"); got != localA {
+		t.Errorf("resumed: outer source %v, want %v", got, localA)
+	}
+
+	if err := r.ifc.SetLocal(netip.MustParseAddr("224.0.0.1")); !errors.Is(err, vif.ErrBadAddress) {
+		t.Errorf("SetLocal(224.0.0.1): %v, want ErrBadAddress", err)
+	}
+	noPeer := newRig(t, vif.Config{Addrs: hosts(addrA)})
+	if err := noPeer.ifc.SetLocal(localA); err == nil {
+		t.Error("SetLocal without a peer succeeded")
+	}
+}
