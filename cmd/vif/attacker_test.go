@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/vif-project/vif/internal/control"
+	"github.com/vif-project/vif/ipip"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,6 +57,9 @@ func runAttack(mode string, args []string) {
 		case "squat":
 			d, _ := time.ParseDuration(args[0])
 			res = attackSquat(paths, d)
+		case "ipipflood":
+			n, _ := strconv.Atoi(args[1])
+			res = floodIPIP(netip.MustParseAddr(args[0]), n)
 		default:
 			res.Err = "unknown attack " + mode
 		}
@@ -209,5 +214,27 @@ func attackSquat(paths control.Paths, d time.Duration) attackResult {
 	}
 	json.NewEncoder(os.Stdout).Encode(res)
 	time.Sleep(d)
+	return res
+}
+
+// floodIPIP sends n protocol-94 packets of 1400 bytes to dst as fast as
+// the kernel takes them, from a raw socket (root), to fill a tunnel
+// endpoint's receive queue. Connected counts the packets sent.
+func floodIPIP(dst netip.Addr, n int) attackResult {
+	var res attackResult
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer unix.Close(fd)
+	pkt := make([]byte, 1420)
+	ipip.IPv4(pkt).Encode(&ipip.IPv4Fields{TotalLen: uint16(len(pkt)), TTL: 64, Protocol: ipip.ProtoIPIP, Dst: dst.As4()})
+	to := &unix.SockaddrInet4{Addr: dst.As4()}
+	for range n {
+		if unix.Sendto(fd, pkt, 0, to) == nil {
+			res.Connected++
+		}
+	}
 	return res
 }

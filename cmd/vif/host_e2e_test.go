@@ -9,12 +9,14 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/vif"
 	"github.com/vif-project/vif/vif/nstest"
 )
 
@@ -301,4 +303,161 @@ func TestHostRPFilterHint(t *testing.T) {
 	if strings.Count(string(b2), "rp_filter is strict") != 1 || !strings.Contains(string(b2), "--route") {
 		t.Errorf("want one rp_filter hint (for vif0, not vif1, which has a route):\n%s", b2)
 	}
+}
+
+// The slave renumbered (DHCP, an operator) under a tunnel whose local
+// address vif chose: while the slave has no address the tunnel is paused
+// and vif show says so; then it sends from, and receives on, the new
+// address, which the peer is told to use.
+func TestHostSlaveRenumbered(t *testing.T) {
+	a, b, aIf, bIf := daemonTunnel(t, 1500)
+	_, log := daemonPID(t, a)
+	if !pingOnce(a, "198.51.100.1", 2*time.Second) {
+		t.Fatal("the tunnel does not work before renumbering")
+	}
+	a.IP("addr", "del", "198.18.0.1/24", "dev", aIf.Name())
+	if _, ok := waitFor(5*time.Second, func() bool { return vifStatus(t, a, "vif0").LocalMissing }); !ok {
+		t.Errorf("slave without an address: vif show does not say local_missing: %+v", vifStatus(t, a, "vif0"))
+	}
+	a.IP("addr", "add", "198.18.0.11/24", "dev", aIf.Name())
+	var st daemon.VifStatus
+	if _, ok := waitFor(5*time.Second, func() bool {
+		st = vifStatus(t, a, "vif0")
+		return st.Local.String() == "198.18.0.11" && !st.LocalMissing
+	}); !ok {
+		t.Fatalf("after renumbering, vif show: local %v, local_missing %v; want 198.18.0.11", st.Local, st.LocalMissing)
+	}
+	// The peer learns the new address from its operator.
+	vifCmd(t, b, "down", "vif0")
+	vifCmd(t, b, "up", "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.0.11",
+		"--route", "192.0.2.0/24", "--no-arp-proxy", "--mtu", "1480")
+	capture := bIf.Capture("ip proto 94")
+	if out, err := a.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.1"); err != nil {
+		t.Errorf("pings through the tunnel after renumbering: %v\n%s", err, out)
+	}
+	fromNew := func(p gopacket.Packet) bool {
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		return ip != nil && ip.SrcIP.String() == "198.18.0.11"
+	}
+	if !capture.Wait(3, fromNew, 5*time.Second) {
+		t.Errorf("no encapsulated packets from the new address 198.18.0.11 on the wire")
+	}
+	if b2, _ := os.ReadFile(log); !strings.Contains(string(b2), "slave renumbered") || !strings.Contains(string(b2), "slave has no IPv4 address left") {
+		t.Errorf("daemon log:\n%s", b2)
+	}
+}
+
+// The address given with --local leaves the host: the tunnel pauses
+// loudly (counted, shown, logged) and resumes when it returns.
+func TestHostLocalGone(t *testing.T) {
+	n := nstest.New(t)
+	a, b := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24")
+	a.IP("addr", "add", "198.18.0.21/24", "dev", aIf.Name())
+	vifCmd(t, a, "up", "vif0", "192.0.2.1", "--slave", aIf.Name(), "--peer", "198.18.0.2", "--local", "198.18.0.21",
+		"--route", "198.51.100.0/24", "--no-arp-proxy")
+	t.Cleanup(func() { stopDaemon(a) })
+	vifCmd(t, b, "up", "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.0.21",
+		"--route", "192.0.2.0/24", "--no-arp-proxy")
+	t.Cleanup(func() { stopDaemon(b) })
+	_, log := daemonPID(t, a)
+	if !pingOnce(a, "198.51.100.1", 2*time.Second) {
+		t.Fatal("the tunnel does not work")
+	}
+
+	a.IP("addr", "del", "198.18.0.21/24", "dev", aIf.Name())
+	if _, ok := waitFor(5*time.Second, func() bool { return vifStatus(t, a, "vif0").LocalMissing }); !ok {
+		t.Fatalf("--local gone: vif show does not say local_missing")
+	}
+	if pingOnce(a, "198.51.100.1", time.Second) {
+		t.Error("a ping passed while the local address was gone")
+	}
+	if st := vifStatus(t, a, "vif0"); st.Counters.Drops["tx_no_local"] == 0 || st.Local.String() != "198.18.0.21" {
+		t.Errorf("while paused: local %v, drops %v; want 198.18.0.21 and tx_no_local counted", st.Local, st.Counters.Drops)
+	}
+	a.IP("addr", "add", "198.18.0.21/24", "dev", aIf.Name())
+	if _, ok := waitFor(5*time.Second, func() bool { return !vifStatus(t, a, "vif0").LocalMissing }); !ok {
+		t.Fatalf("--local back: vif show still says local_missing")
+	}
+	if out, err := a.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.1"); err != nil {
+		t.Errorf("pings after the local address came back: %v\n%s", err, out)
+	}
+	if b2, _ := os.ReadFile(log); !strings.Contains(string(b2), "local address gone from the host") || !strings.Contains(string(b2), "tunnel resumed") {
+		t.Errorf("daemon log:\n%s", b2)
+	}
+}
+
+// The slave's hardware address changes (a bond fails over): the proxy
+// answers with the new one and announces every address with it.
+func TestHostSlaveMACChanged(t *testing.T) {
+	s := newSegment(t)
+	vifCmd(t, s.a, "up", "vif0", "192.0.2.1", "--slave", s.aIf.Name())
+	t.Cleanup(func() { stopDaemon(s.a) })
+	const newMAC = "02:00:5e:00:53:99"
+	capture := s.cIf.Capture("arp")
+	s.a.IP("link", "set", "dev", s.aIf.Name(), "address", newMAC)
+	mac, _ := net.ParseMAC(newMAC)
+	announced := func(p gopacket.Packet) bool {
+		arp := arpLayer(p)
+		return arp != nil && isAnnouncement(p, mac) && net.IP(arp.DstProtAddress).String() == "192.0.2.1"
+	}
+	if !capture.Wait(1, announced, 8*time.Second) {
+		t.Errorf("no announcement of 192.0.2.1 with the new hardware address %s", newMAC)
+	}
+	if got, ok := arping(s.c, s.cIf.Name(), "192.0.2.1"); !ok || got.String() != newMAC {
+		t.Errorf("after the change: 192.0.2.1 answered %v by %v, want by %s", ok, got, newMAC)
+	}
+}
+
+// An address another host on the segment already uses is refused by vif
+// up (RFC 5227 probe), in one line and leaving nothing behind; --force
+// takes it anyway.
+func TestHostProbeRefusesAddressInUse(t *testing.T) {
+	s := newSegment(t)
+	s.c.IP("addr", "add", "192.0.2.9/32", "dev", s.cIf.Name()) // c's kernel answers for it
+	t.Cleanup(func() { stopDaemon(s.a) })
+	out, err := s.a.Run(vifBin, "up", "vif0", "192.0.2.8", "192.0.2.9", "--slave", s.aIf.Name())
+	if err == nil {
+		t.Fatalf("vif up of an address in use succeeded:\n%s", out)
+	}
+	oneLine(t, "vif up of an address in use", out, "192.0.2.9 is in use", s.cIf.MAC().String(), "--force")
+	if s.a.LinkExists("vif0") {
+		t.Error("the refused vif0 exists")
+	}
+	vifCmd(t, s.a, "up", "vif0", "192.0.2.8", "--slave", s.aIf.Name()) // a free address is taken
+	vifCmd(t, s.a, "up", "vif1", "192.0.2.9", "--slave", s.aIf.Name(), "--force")
+	if !s.a.LinkExists("vif1") {
+		t.Error("vif up --force did not take the address")
+	}
+}
+
+// Packets the kernel drops before vif reads them (its queues full while
+// the daemon is stopped) are counted in vif show, by where they were lost.
+func TestHostKernelDropsCounted(t *testing.T) {
+	a, b, _, _ := daemonTunnel(t, 1500)
+	pid, _ := daemonPID(t, a)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	// Into the underlay socket's queue (7 MiB, doubled by the kernel:
+	// 20 000 packets of 1420 bytes exceed it) and the TUN's (500
+	// packets), with nobody reading either.
+	if res := attack(t, b, nil, "ipipflood", "198.18.0.1", "20000"); res.Connected < 10000 {
+		t.Fatalf("the flood sent %d packets (%s)", res.Connected, res.Err)
+	}
+	a.Run("ping", "-n", "-q", "-c", "1500", "-l", "1500", "-w", "2", "198.51.100.1")
+	syscall.Kill(pid, syscall.SIGCONT)
+	stopped = false
+	st := vifStatus(t, a, "vif0")
+	if st.Counters.Drops[vif.DropSocketOverflow] == 0 || st.Counters.Drops[vif.DropTUNOverflow] == 0 {
+		t.Errorf("after floods against a stopped daemon: drops %v; want %s and %s counted", st.Counters.Drops,
+			vif.DropSocketOverflow, vif.DropTUNOverflow)
+	}
+	t.Logf("drops: %v", st.Counters.Drops)
 }

@@ -27,7 +27,8 @@ Examples:
 
 The --json form is stable (fields are only ever added):
   {"vifs": [{"name", "addrs", "slave", "local", "peer", "protocol", "mtu",
-             "routes", "arp_proxy", "addrs_missing", "routes_missing",
+             "routes", "arp_proxy", "local_missing", "addrs_missing",
+             "routes_missing",
              "counters": {"looped_packets", "looped_bytes",
                           "encapsulated_packets", "encapsulated_bytes",
                           "fragmented_packets",
@@ -118,7 +119,9 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	if st.Slave != "" {
 		fmt.Fprintf(w, "  slave: %s\n", st.Slave)
 	}
-	if st.Peer.IsValid() {
+	if st.Peer.IsValid() && st.LocalMissing {
+		fmt.Fprintf(w, "  tunnel: %s -> %s  protocol %d  PAUSED: %s is gone from the host\n", st.Local, st.Peer, st.Protocol, st.Local)
+	} else if st.Peer.IsValid() {
 		fmt.Fprintf(w, "  tunnel: %s -> %s  protocol %d\n", st.Local, st.Peer, st.Protocol)
 	} else {
 		fmt.Fprintf(w, "  tunnel: none (no peer)\n")

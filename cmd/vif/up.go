@@ -30,6 +30,10 @@ keeps it until "vif down NAME". With --foreground the command itself
 serves the vif until interrupted (SIGINT/SIGTERM) and then removes
 everything it installed.
 
+Before it publishes the addresses, vif up asks the segment whether another
+host uses them (RFC 5227 probes, 0.3 s) and refuses if one answers;
+--force skips that.
+
 A vif also goes, with everything it installed and a warning in the log,
 when its interface is deleted ("ip link del NAME") or when the slave it
 tunnels over or publishes on is deleted. A slave that only goes down
@@ -52,6 +56,7 @@ Flags:
 type upConfig struct {
 	req        vif.LinkConfig
 	foreground bool
+	force      bool
 	verbose    bool
 	timeout    time.Duration
 }
@@ -71,6 +76,7 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	fs.StringVar(&proto, "proto", "", "outer IP protocol: 94 (IPIP, the default) or 4 (RFC 2003)")
 	fs.StringVar(&mtuFlag, "mtu", "", "MTU of the vif (default: the slave's MTU minus 20)")
 	fs.BoolVar(&noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
+	fs.BoolVar(&c.force, "force", false, "publish the addresses even if another host on the segment answers for them")
 	fs.BoolVar(&c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages")
 	fs.DurationVar(&c.timeout, "timeout", upTimeout, "give up if the daemon has not answered within this time")
@@ -142,7 +148,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.foreground {
 		return runForeground(ctx, c, stderr)
 	}
-	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req}, c.timeout, true)
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req, Force: c.force}, c.timeout, true)
 	if err != nil {
 		return err
 	}
@@ -182,7 +188,7 @@ func runForeground(ctx context.Context, c *upConfig, stderr io.Writer) error {
 		return err
 	}
 	d := daemon.New(log)
-	if _, err := d.Up(c.req); err != nil {
+	if _, err := d.Up(c.req, c.force); err != nil {
 		ln.Close()
 		return err
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vif-project/vif/arpproxy"
 	"github.com/vif-project/vif/vif"
@@ -47,9 +49,16 @@ type Daemon struct {
 	// Interfaces are known by index, which a rename keeps; names are
 	// looked up when needed. ifNames returns every interface's name by
 	// index (one dump); ifIndex one interface's index, 0 if there is none.
-	ifNames   func() map[int]string
-	ifIndex   func(name string) int
-	ifRunning func(index int) bool
+	ifNames func() map[int]string
+	ifIndex func(name string) int
+	// ifState returns whether interface index has a working link, and
+	// its hardware address.
+	ifState func(index int) (running bool, mac net.HardwareAddr)
+	// hostAddrs returns the host's IPv4 addresses by interface index, in
+	// the kernel's order (primary first); linkRoutes the main table's
+	// IPv4 routes by outgoing interface index. One dump each.
+	hostAddrs  func() map[int][]netip.Prefix
+	linkRoutes func() map[int][]netip.Prefix
 }
 
 // link is a running vif: a *vif.Interface.
@@ -59,6 +68,8 @@ type link interface {
 	Stats() vif.Stats
 	MTU() int
 	SetAddrs([]netip.Prefix) error
+	Local() netip.Addr
+	SetLocal(netip.Addr) error
 	Done() <-chan struct{}
 	Err() error
 	Close() error
@@ -67,6 +78,9 @@ type link interface {
 // responder is the ARP proxy of a slave: an *arpproxy.Responder.
 type responder interface {
 	vif.Publisher
+	Probe(ctx context.Context, addrs []netip.Addr, wait time.Duration) error
+	HardwareAddr() net.HardwareAddr
+	SetHardwareAddr(net.HardwareAddr) error
 	Announce(netip.Addr) error
 	Addrs() []netip.Addr
 	Stats() arpproxy.Stats
@@ -82,8 +96,11 @@ type entry struct {
 	addrs                       []netip.Prefix // as it came up
 	index                       int            // the vif's interface index
 	slaveIndex                  int            // 0 without a slave in use
-	arp                         *arpEntry      // nil without an ARP proxy
-	gone                        chan struct{}
+	// localGiven is set when the operator chose the local address
+	// (--local): it is never replaced by another one (local.go).
+	localGiven bool
+	arp        *arpEntry // nil without an ARP proxy
+	gone       chan struct{}
 }
 
 type arpEntry struct {
@@ -138,10 +155,15 @@ func New(log *slog.Logger) *Daemon {
 			}
 			return ifi.Index
 		},
-		ifRunning: func(index int) bool {
+		ifState: func(index int) (bool, net.HardwareAddr) {
 			ifi, err := net.InterfaceByIndex(index)
-			return err == nil && ifi.Flags&net.FlagRunning != 0
+			if err != nil {
+				return false, nil
+			}
+			return ifi.Flags&net.FlagRunning != 0, ifi.HardwareAddr
 		},
+		hostAddrs:  hostAddrs,
+		linkRoutes: linkRoutes,
 	}
 }
 
@@ -159,8 +181,10 @@ func (d *Daemon) Len() int {
 // Up creates a vif as cfg describes, its defaults resolved by the vif
 // library, and returns its status once it serves: addresses installed,
 // packet loop running, addresses published. The vifs of one slave share
-// its ARP responder.
-func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
+// its ARP responder. Addresses to publish are first probed for on the
+// slave's segment (RFC 5227 section 2.1.1) and refused if another host
+// uses one, unless force is set.
+func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -197,6 +221,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 
 	cfg.Logger = d.log
 	cfg.Publisher = nil
+	localGiven := cfg.Local.IsValid()
 	c, err := d.resolve(cfg)
 	if err != nil {
 		return VifStatus{}, err
@@ -208,6 +233,12 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 		if ae, err = d.acquireARP(slaveIdx, c.Slave); err != nil {
 			return VifStatus{}, err
 		}
+		if !force {
+			if err := probe(ae.r, c); err != nil {
+				d.releaseARP(ae)
+				return VifStatus{}, err
+			}
+		}
 		c.Publisher = ae.r
 	}
 	ifc, err := d.up(&c)
@@ -217,7 +248,8 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 		}
 		return VifStatus{}, err
 	}
-	e := &entry{ifc: ifc, name: c.Name, addrs: c.Addrs, index: d.ifIndex(c.Name), slaveIndex: slaveIdx, arp: ae, gone: make(chan struct{})}
+	e := &entry{ifc: ifc, name: c.Name, addrs: c.Addrs, index: d.ifIndex(c.Name), slaveIndex: slaveIdx,
+		localGiven: localGiven, arp: ae, gone: make(chan struct{})}
 	d.mu.Lock()
 	d.vifs[c.Name] = e
 	d.mu.Unlock()
@@ -226,6 +258,24 @@ func (d *Daemon) Up(cfg vif.LinkConfig) (VifStatus, error) {
 		return VifStatus{}, err
 	}
 	return d.status(e, d.ifNames()), nil
+}
+
+// probe asks the slave's segment whether another host uses an address of
+// c before c claims them.
+func probe(r responder, c vif.LinkConfig) error {
+	addrs := make([]netip.Addr, len(c.Addrs))
+	for k, p := range c.Addrs {
+		addrs[k] = p.Addr()
+	}
+	err := r.Probe(context.Background(), addrs, arpproxy.DefaultProbeWait)
+	if ce, ok := errors.AsType[*arpproxy.ConflictError](err); ok {
+		return fmt.Errorf("address %s is in use on %s's segment by %s (see \"arping -D -I %s %s\"; to take it anyway: vif up --force)",
+			ce.Addr, c.Slave, ce.HardwareAddr, c.Slave, ce.Addr)
+	}
+	if err != nil {
+		return fmt.Errorf("probing %s's segment for the addresses: %w", c.Slave, err)
+	}
+	return nil
 }
 
 // watch removes a vif whose interface went away from outside (for
@@ -377,7 +427,8 @@ func (d *Daemon) acquireARP(idx int, name string) (*arpEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	ae := &arpEntry{slave: idx, r: r, refs: 1, running: d.ifRunning(idx)}
+	running, _ := d.ifState(idx)
+	ae := &arpEntry{slave: idx, r: r, refs: 1, running: running}
 	d.arps[idx] = ae
 	return ae, nil
 }
@@ -414,6 +465,7 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 	st := VifStatus{
 		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Peer: l.Peer,
 		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,
+		LocalMissing: l.Peer.IsValid() && !e.ifc.Local().IsValid(),
 		AddrsMissing: addrsGone, RoutesMissing: routesGone,
 		Counters: Counters{
 			LoopedPackets: s.Looped, LoopedBytes: s.LoopedBytes,

@@ -2,10 +2,14 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
+	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +25,7 @@ import (
 
 type fakeLink struct {
 	serving []netip.Prefix // as SetAddrs last set them
+	local   netip.Addr     // as SetLocal last set it
 	cfg     vif.LinkConfig
 	done    chan struct{}
 	mu      sync.Mutex
@@ -37,6 +42,20 @@ func (l *fakeLink) SetAddrs(a []netip.Prefix) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.serving = a
+	return nil
+}
+func (l *fakeLink) Local() netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.local
+}
+func (l *fakeLink) SetLocal(a netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.local = a
+	if a.IsValid() {
+		l.cfg.Local = a
+	}
 	return nil
 }
 func (l *fakeLink) Close() error {
@@ -59,6 +78,37 @@ type fakeResponder struct {
 	mu        sync.Mutex
 	owned     map[netip.Addr]bool
 	closed    int
+	mac       net.HardwareAddr
+	inUse     map[netip.Addr]net.HardwareAddr // what other hosts answer for
+	probed    []netip.Addr
+}
+
+func (r *fakeResponder) Probe(_ context.Context, addrs []netip.Addr, _ time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.probed = append(r.probed, addrs...)
+	for _, a := range addrs {
+		if mac := r.inUse[a]; mac != nil {
+			return &arpproxy.ConflictError{Addr: a, HardwareAddr: mac}
+		}
+	}
+	return nil
+}
+func (r *fakeResponder) HardwareAddr() net.HardwareAddr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mac
+}
+func (r *fakeResponder) SetHardwareAddr(mac net.HardwareAddr) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !bytes.Equal(mac, r.mac) {
+		r.mac = mac
+		for a := range r.owned {
+			r.announced = append(r.announced, a)
+		}
+	}
+	return nil
 }
 
 func (r *fakeResponder) Add(a netip.Addr) error {
@@ -115,7 +165,12 @@ type rig struct {
 	upDelay    time.Duration
 	upErr      error
 	ifs        map[string]int // the host's interfaces, by name
+	addrs      map[int][]netip.Prefix
+	routes     map[int][]netip.Prefix
+	inUse      map[netip.Addr]net.HardwareAddr // other hosts' addresses
 }
+
+var slaveMAC = net.HardwareAddr{2, 0, 0, 0, 0, 1}
 
 // rename renames the interface from to to, as "ip link set from name to".
 func (r *rig) rename(from, to string) {
@@ -126,7 +181,8 @@ func (r *rig) rename(from, to string) {
 }
 
 func newRig(t *testing.T) *rig {
-	r := &rig{links: map[string]*fakeLink{}, responders: map[string]*fakeResponder{}, ifs: map[string]int{}}
+	r := &rig{links: map[string]*fakeLink{}, responders: map[string]*fakeResponder{}, ifs: map[string]int{},
+		addrs: map[int][]netip.Prefix{}, routes: map[int][]netip.Prefix{}, inUse: map[netip.Addr]net.HardwareAddr{}}
 	r.log.w = &bytes.Buffer{}
 	r.d = New(slog.New(slog.NewTextHandler(&r.log, nil)))
 	r.d.resolve = func(c vif.LinkConfig) (vif.LinkConfig, error) {
@@ -143,7 +199,7 @@ func newRig(t *testing.T) *rig {
 		if r.upErr != nil {
 			return nil, r.upErr
 		}
-		l := &fakeLink{cfg: *c, done: make(chan struct{})}
+		l := &fakeLink{cfg: *c, local: c.Local, done: make(chan struct{})}
 		for _, p := range c.Addrs {
 			if c.Publish {
 				c.Publisher.Add(p.Addr())
@@ -163,7 +219,7 @@ func newRig(t *testing.T) *rig {
 				t.Errorf("a second responder opened on interface %d (%s)", idx, slave)
 			}
 		}
-		fr := &fakeResponder{owned: map[netip.Addr]bool{}, index: idx}
+		fr := &fakeResponder{owned: map[netip.Addr]bool{}, index: idx, mac: slaveMAC, inUse: r.inUse}
 		r.responders[slave] = fr
 		return fr, nil
 	}
@@ -175,7 +231,17 @@ func newRig(t *testing.T) *rig {
 		}
 		return r.ifs[name]
 	}
-	r.d.ifRunning = func(int) bool { return true }
+	r.d.ifState = func(int) (bool, net.HardwareAddr) { return true, slaveMAC }
+	r.d.hostAddrs = func() map[int][]netip.Prefix {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return maps.Clone(r.addrs)
+	}
+	r.d.linkRoutes = func() map[int][]netip.Prefix {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return maps.Clone(r.routes)
+	}
 	r.d.ifNames = func() map[int]string {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -217,7 +283,7 @@ func linkCfg(name string, addrs ...string) vif.LinkConfig {
 func TestSharedResponder(t *testing.T) {
 	r := newRig(t)
 	for _, c := range []vif.LinkConfig{linkCfg("vif1", "192.0.2.1"), linkCfg("vif0", "192.0.2.2")} {
-		if _, err := r.d.Up(c); err != nil {
+		if _, err := r.d.Up(c, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -251,20 +317,20 @@ func TestSharedResponder(t *testing.T) {
 
 func TestUpRefused(t *testing.T) {
 	r := newRig(t)
-	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.1")); err != nil {
+	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.1"), false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.9")); !errors.Is(err, ErrTaken) {
+	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.9"), false); !errors.Is(err, ErrTaken) {
 		t.Errorf("same name: %v", err)
 	}
-	if _, err := r.d.Up(linkCfg("vif1", "192.0.2.1")); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
+	if _, err := r.d.Up(linkCfg("vif1", "192.0.2.1"), false); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
 		t.Errorf("same address: %v", err)
 	}
 	// A failed Up releases what it took: the responder of a new slave.
 	r.upErr = errors.New("no TUN")
 	c := linkCfg("vif2", "192.0.2.3")
 	c.Slave = "eth8"
-	if _, err := r.d.Up(c); err == nil {
+	if _, err := r.d.Up(c, false); err == nil {
 		t.Fatal("Up succeeded")
 	}
 	if fr := r.responders["eth8"]; fr == nil || fr.closed != 1 {
@@ -279,7 +345,7 @@ func TestUpRefused(t *testing.T) {
 // took, and the daemon is told.
 func TestVifGoneFromOutside(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("vif0", "192.0.2.1"))
+	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
 	close(r.links["vif0"].done)
 	select {
 	case <-r.d.Changed(): // after the removal is complete
@@ -337,7 +403,7 @@ func TestHandlerDeadlines(t *testing.T) {
 // the interface, not to its old name.
 func TestRenamedFromOutside(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("vif0", "192.0.2.1"))
+	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
 	r.rename("eth9", "ethx")
 	r.rename("vif0", "vifx")
 	vifs, _ := r.d.Show("")
@@ -346,7 +412,7 @@ func TestRenamedFromOutside(t *testing.T) {
 	}
 	// Another interface takes the slave's old name: a vif on it gets a
 	// responder of its own.
-	r.d.Up(linkCfg("vif1", "192.0.2.2"))
+	r.d.Up(linkCfg("vif1", "192.0.2.2"), false)
 	if resp := r.responders["eth9"]; resp == nil || len(resp.owned) != 1 || !resp.owned[netip.MustParseAddr("192.0.2.2")] {
 		t.Errorf("the new eth9's responder: %+v", resp)
 	}
@@ -365,7 +431,7 @@ func TestConcurrentUpsOneAddress(t *testing.T) {
 	errs := make(chan error, 2)
 	for _, name := range []string{"va", "vb"} {
 		go func() {
-			_, err := r.d.Up(linkCfg(name, "192.0.2.50"))
+			_, err := r.d.Up(linkCfg(name, "192.0.2.50"), false)
 			errs <- err
 		}()
 	}
@@ -387,14 +453,14 @@ func TestConcurrentUpsOneAddress(t *testing.T) {
 // per return.
 func TestLinkBackAnnounces(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("vif0", "192.0.2.1"))
+	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
 	idx := r.ifs["eth9"]
 	resp := r.responders["eth9"]
-	r.d.linkState(idx, true) // no change: nothing
-	r.d.linkState(idx, false)
-	r.d.linkState(idx, false)
-	r.d.linkState(idx, true)
-	r.d.linkState(idx, true)
+	r.d.linkState(idx, true, slaveMAC) // no change: nothing
+	r.d.linkState(idx, false, slaveMAC)
+	r.d.linkState(idx, false, slaveMAC)
+	r.d.linkState(idx, true, slaveMAC)
+	r.d.linkState(idx, true, slaveMAC)
 	if len(resp.announced) != 1 || resp.announced[0] != netip.MustParseAddr("192.0.2.1") {
 		t.Errorf("announced %v, want 192.0.2.1 once", resp.announced)
 	}
@@ -407,7 +473,7 @@ func TestDrift(t *testing.T) {
 	r := newRig(t)
 	c := linkCfg("vif0", "192.0.2.1", "192.0.2.2")
 	c.Routes = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
-	r.d.Up(c)
+	r.d.Up(c, false)
 	idx := r.ifs["vif0"]
 	gone := netip.MustParsePrefix("192.0.2.2/32")
 	r.d.addrChanged(idx, gone, false)
@@ -428,5 +494,142 @@ func TestDrift(t *testing.T) {
 	r.d.addrChanged(idx, gone, true)
 	if st, _ := r.d.Show("vif0"); len(st[0].Addrs) != 2 || len(st[0].AddrsMissing) != 0 || !resp.owned[gone.Addr()] || len(l.serving) != 2 {
 		t.Errorf("after the address came back: %+v, serving %v", st[0], l.serving)
+	}
+}
+
+// An address another host answers for is refused before anything is
+// installed, unless forced.
+func TestUpProbes(t *testing.T) {
+	r := newRig(t)
+	other := net.HardwareAddr{2, 0, 0, 0, 0, 0x99}
+	r.inUse[netip.MustParseAddr("192.0.2.7")] = other
+	_, err := r.d.Up(linkCfg("vif0", "192.0.2.1", "192.0.2.7"), false)
+	if err == nil || !strings.Contains(err.Error(), "192.0.2.7 is in use") || !strings.Contains(err.Error(), other.String()) ||
+		!strings.Contains(err.Error(), "--force") {
+		t.Fatalf("Up of an address in use: %v", err)
+	}
+	if len(r.links) != 0 || r.responders["eth9"].closes() != 1 || r.d.Len() != 0 {
+		t.Errorf("refused Up left %d links, responder closed %d times, %d vifs", len(r.links), r.responders["eth9"].closes(), r.d.Len())
+	}
+	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.1", "192.0.2.7"), true); err != nil {
+		t.Fatalf("forced Up: %v", err)
+	}
+	if p := r.responders["eth9"].probed; len(p) != 0 {
+		t.Errorf("forced Up probed %v", p)
+	}
+	c := linkCfg("vif1", "192.0.2.2")
+	c.Publish = false
+	if _, err := r.d.Up(c, false); err != nil {
+		t.Fatalf("Up without publishing: %v", err)
+	}
+	if p := r.responders["eth9"].probed; len(p) != 0 {
+		t.Errorf("an address not published was probed: %v", p)
+	}
+}
+
+// A new slave hardware address is answered and announced with.
+func TestSlaveMACChanged(t *testing.T) {
+	r := newRig(t)
+	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
+	idx, resp := r.ifs["eth9"], r.responders["eth9"]
+	newMAC := net.HardwareAddr{2, 0, 0, 0, 0, 2}
+	r.d.linkState(idx, true, slaveMAC) // same: nothing
+	r.d.linkState(idx, true, newMAC)
+	if resp.HardwareAddr().String() != newMAC.String() || len(resp.announced) != 1 {
+		t.Errorf("after the change: answering with %v, announced %v", resp.HardwareAddr(), resp.announced)
+	}
+	if !strings.Contains(r.log.String(), "hardware address changed") {
+		t.Errorf("log:\n%s", r.log.String())
+	}
+}
+
+// The local address follows the slave's when vif chose it; one the
+// operator chose pauses the tunnel while it is gone.
+func TestLocalFollowsHost(t *testing.T) {
+	r := newRig(t)
+	old, renumbered := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.7.1")
+	c := linkCfg("vif0", "192.0.2.1")
+	c.Peer = netip.MustParseAddr("198.18.0.2")
+	r.d.resolve = func(c vif.LinkConfig) (vif.LinkConfig, error) {
+		c.Slave = "eth9"
+		if !c.Local.IsValid() {
+			c.Local = old
+		}
+		return c, nil
+	}
+	r.d.Up(c, false)
+	given := linkCfg("vif1", "192.0.2.2")
+	given.Peer, given.Local = netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("198.18.9.9")
+	r.d.Up(given, false)
+	slave, l0, l1 := r.ifs["eth9"], r.links["vif0"], r.links["vif1"]
+	r.addrs[slave] = []netip.Prefix{netip.PrefixFrom(old, 24)}
+	r.addrs[77] = []netip.Prefix{netip.PrefixFrom(given.Local, 32)}
+
+	event := func(idx int, p netip.Prefix, added bool) {
+		t.Helper()
+		if added {
+			r.addrs[idx] = append(r.addrs[idx], p)
+		} else {
+			r.addrs[idx] = slices.DeleteFunc(r.addrs[idx], func(q netip.Prefix) bool { return q == p })
+		}
+		r.d.addrChanged(idx, p, added)
+		r.d.followLocal(r.d.localConcerned(idx, p.Addr()), r.d.hostAddrs())
+	}
+	// DHCP renumbers the slave: new address first, old one removed.
+	event(slave, netip.PrefixFrom(renumbered, 16), true)
+	if l0.Local() != old {
+		t.Errorf("an address added beside the local one moved the tunnel to %v", l0.Local())
+	}
+	event(slave, netip.PrefixFrom(old, 24), false)
+	if l0.Local() != renumbered {
+		t.Errorf("after renumbering: local %v, want %v", l0.Local(), renumbered)
+	}
+	// No address left: paused, and show says so.
+	event(slave, netip.PrefixFrom(renumbered, 16), false)
+	if st, _ := r.d.Show("vif0"); l0.Local().IsValid() || !st[0].LocalMissing {
+		t.Errorf("slave without addresses: local %v, show %+v", l0.Local(), st[0])
+	}
+	event(slave, netip.PrefixFrom(old, 24), true)
+	if st, _ := r.d.Show("vif0"); l0.Local() != old || st[0].LocalMissing {
+		t.Errorf("address back: local %v, show local_missing %v", l0.Local(), st[0].LocalMissing)
+	}
+	if l1.Local() != given.Local {
+		t.Errorf("the slave's changes moved a --local tunnel to %v", l1.Local())
+	}
+
+	// The operator's address goes and comes back.
+	event(77, netip.PrefixFrom(given.Local, 32), false)
+	if st, _ := r.d.Show("vif1"); l1.Local().IsValid() || !st[0].LocalMissing {
+		t.Errorf("--local gone: local %v, show %+v", l1.Local(), st[0])
+	}
+	event(77, netip.PrefixFrom(given.Local, 32), true)
+	if l1.Local() != given.Local {
+		t.Errorf("--local back: local %v", l1.Local())
+	}
+	for _, want := range []string{"slave renumbered", "slave has no IPv4 address left", "local address gone from the host", "tunnel resumed"} {
+		if !strings.Contains(r.log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, r.log.String())
+		}
+	}
+}
+
+// After lost events, resync finds what changed.
+func TestResync(t *testing.T) {
+	r := newRig(t)
+	c := linkCfg("vif0", "192.0.2.1", "192.0.2.2")
+	c.Routes = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	r.d.Up(c, false)
+	idx := r.ifs["vif0"]
+	r.addrs[idx] = []netip.Prefix{c.Addrs[0]} // 192.0.2.2 and the route went unseen
+	r.d.resync()
+	st, _ := r.d.Show("vif0")
+	if len(st[0].AddrsMissing) != 1 || st[0].AddrsMissing[0] != c.Addrs[1] || len(st[0].RoutesMissing) != 1 {
+		t.Errorf("after resync: %+v", st[0])
+	}
+	r.addrs[idx] = c.Addrs
+	r.routes[idx] = c.Routes
+	r.d.resync()
+	if st, _ := r.d.Show("vif0"); len(st[0].AddrsMissing) != 0 || len(st[0].RoutesMissing) != 0 {
+		t.Errorf("after everything came back: %+v", st[0])
 	}
 }

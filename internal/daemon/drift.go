@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -30,32 +32,102 @@ func (d *Daemon) watchDrift() {
 		d.mu.Lock()
 		d.driftDone = done
 		d.mu.Unlock()
-		ach := make(chan netlink.AddrUpdate, 64)
-		rch := make(chan netlink.RouteUpdate, 64)
-		cb := func(err error) { d.log.Debug("address/route watch", "err", err) }
-		if err := netlink.AddrSubscribeWithOptions(ach, done, netlink.AddrSubscribeOptions{ErrorCallback: cb}); err != nil {
-			d.log.Warn("cannot watch addresses; one removed from a vif by another tool goes unnoticed", "err", err)
-			close(ach)
-		}
-		if err := netlink.RouteSubscribeWithOptions(rch, done, netlink.RouteSubscribeOptions{ErrorCallback: cb}); err != nil {
-			d.log.Warn("cannot watch routes; one removed from a vif by another tool goes unnoticed", "err", err)
-			close(rch)
-		}
-		go func() {
-			for u := range ach {
-				if p, ok := prefixOf(&u.LinkAddress); ok {
-					d.addrChanged(u.LinkIndex, p, u.NewAddr)
-				}
-			}
-		}()
-		go func() {
-			for u := range rch {
-				if p, ok := prefixOf(u.Dst); ok && u.Table == unix.RT_TABLE_MAIN {
-					d.routeChanged(u.LinkIndex, p, u.Type == unix.RTM_NEWROUTE)
-				}
-			}
-		}()
+		go d.keepWatching("addresses", done, d.subscribeAddrs)
+		go d.keepWatching("routes", done, d.subscribeRoutes)
 	})
+}
+
+// keepWatching runs the subscription sub until done is closed. A
+// subscription ends when the kernel's messages overflow its socket
+// (ENOBUFS, after a burst of changes): events were lost, so it subscribes
+// again and compares the host with what the vifs expect (resync).
+func (d *Daemon) keepWatching(what string, done chan struct{}, sub func(done <-chan struct{}) (ended <-chan struct{}, err error)) {
+	for first := true; ; first = false {
+		subDone := make(chan struct{})
+		ended, err := sub(subDone)
+		if err != nil {
+			close(subDone)
+			d.log.Warn("cannot watch "+what+"; one removed from a vif, or a renumbered slave, goes unnoticed", "err", err)
+			return
+		}
+		if !first {
+			d.log.Warn("the kernel's " + what + " events overflowed; checked every vif against the host again")
+			d.resync()
+		}
+		select {
+		case <-done:
+			close(subDone)
+			return
+		case <-ended:
+			close(subDone)
+		}
+		select {
+		case <-done:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (d *Daemon) subscribeAddrs(done <-chan struct{}) (<-chan struct{}, error) {
+	ch := make(chan netlink.AddrUpdate, 64)
+	cb := func(err error) { d.log.Debug("address watch", "err", err) }
+	if err := netlink.AddrSubscribeWithOptions(ch, done, netlink.AddrSubscribeOptions{ErrorCallback: cb}); err != nil {
+		return nil, err
+	}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for u := range ch {
+			if p, ok := prefixOf(&u.LinkAddress); ok {
+				d.addrChanged(u.LinkIndex, p, u.NewAddr)
+				if es := d.localConcerned(u.LinkIndex, p.Addr()); len(es) > 0 {
+					d.followLocal(es, d.hostAddrs())
+				}
+			}
+		}
+	}()
+	return ended, nil
+}
+
+func (d *Daemon) subscribeRoutes(done <-chan struct{}) (<-chan struct{}, error) {
+	ch := make(chan netlink.RouteUpdate, 64)
+	cb := func(err error) { d.log.Debug("route watch", "err", err) }
+	if err := netlink.RouteSubscribeWithOptions(ch, done, netlink.RouteSubscribeOptions{ErrorCallback: cb}); err != nil {
+		return nil, err
+	}
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		for u := range ch {
+			if p, ok := prefixOf(u.Dst); ok && u.Table == unix.RT_TABLE_MAIN {
+				d.routeChanged(u.LinkIndex, p, u.Type == unix.RTM_NEWROUTE)
+			}
+		}
+	}()
+	return ended, nil
+}
+
+// resync compares every vif with the host, as if each address and route
+// event had been seen: what is missing or back is followed and logged.
+func (d *Daemon) resync() {
+	host, routes := d.hostAddrs(), d.linkRoutes()
+	d.mu.Lock()
+	es := slices.Collect(maps.Values(d.vifs))
+	d.mu.Unlock()
+	for _, e := range es {
+		if host != nil {
+			for _, p := range e.addrs {
+				d.addrChanged(e.index, p, slices.Contains(host[e.index], p))
+			}
+		}
+		if routes != nil {
+			for _, p := range e.ifc.Link().Routes {
+				d.routeChanged(e.index, p, slices.Contains(routes[e.index], p.Masked()))
+			}
+		}
+	}
+	d.followLocal(es, host)
 }
 
 func prefixOf(n *net.IPNet) (netip.Prefix, bool) {

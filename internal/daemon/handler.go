@@ -39,7 +39,7 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 	switch req.Op {
 	case OpUp:
 		d.log.Info("control request", "op", req.Op, "vif", req.Up.Name, "uid", p.UID, "pid", p.PID)
-		st, err := d.Up(*req.Up)
+		st, err := d.Up(*req.Up, req.Force)
 		if err == nil && !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
 			// Its command has given up and reports a failure: make
 			// that true.

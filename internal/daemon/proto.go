@@ -35,6 +35,9 @@ type Request struct {
 	// Up describes the vif to create, for up; zero fields take the
 	// library's defaults (vif.LinkConfig.Resolve).
 	Up *vif.LinkConfig `json:"up,omitempty"`
+	// Force, for up, claims the addresses without first asking the
+	// segment whether another host uses them.
+	Force bool `json:"force,omitempty"`
 	// Deadline, if set, is when the command stops waiting: a request
 	// taken later is refused without effect.
 	Deadline time.Time `json:"deadline,omitzero"`
@@ -73,6 +76,10 @@ type VifStatus struct {
 	MTU      int            `json:"mtu"`
 	Routes   []netip.Prefix `json:"routes"`
 	ARPProxy bool           `json:"arp_proxy"`
+	// LocalMissing is set while the tunnel is paused: Local is gone from
+	// the host (and, when vif chose it, the slave has no other IPv4
+	// address). Packets to the peer are dropped meanwhile (tx_no_local).
+	LocalMissing bool `json:"local_missing,omitempty"`
 	// AddrsMissing and RoutesMissing list what the vif installed and
 	// another tool removed (Addrs and Routes are what the kernel has).
 	AddrsMissing  []netip.Prefix `json:"addrs_missing,omitempty"`

@@ -1,8 +1,12 @@
 package daemon
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -81,7 +85,7 @@ func (d *Daemon) subscribeLinks() error {
 			case unix.RTM_DELLINK:
 				d.removeOrphans(int(u.Index))
 			case unix.RTM_NEWLINK:
-				d.linkState(int(u.Index), u.Flags&unix.IFF_RUNNING != 0)
+				d.linkState(int(u.Index), u.Flags&unix.IFF_RUNNING != 0, u.Attrs().HardwareAddr)
 			}
 		}
 		w.mu.Lock()
@@ -95,16 +99,28 @@ func (d *Daemon) subscribeLinks() error {
 			d.log.Warn("cannot watch for deleted slave interfaces any more", "err", err)
 			return
 		}
-		d.removeOrphans(0) // deletions missed in between
+		// Events were lost (the socket overflowed): deletions, link
+		// changes, new hardware addresses.
+		d.log.Warn("the kernel's link events overflowed; checked every slave again")
+		d.removeOrphans(0)
+		d.mu.Lock()
+		idxs := slices.Collect(maps.Keys(d.arps))
+		d.mu.Unlock()
+		for _, idx := range idxs {
+			running, mac := d.ifState(idx)
+			d.linkState(idx, running, mac)
+		}
 	}()
 	return nil
 }
 
-// linkState notes whether the slave with index idx has a working link;
-// when it comes back, the addresses published on it are announced again
-// (RFC 5227 section 2.3), so that neighbours whose caches went stale
-// while it was down, or that moved, learn them anew.
-func (d *Daemon) linkState(idx int, running bool) {
+// linkState follows the link of the slave with index idx: when it comes
+// back up, the addresses published on it are announced again (RFC 5227
+// section 2.3), so that neighbours whose caches went stale while it was
+// down, or that moved, learn them anew; when its hardware address changes
+// (a bond failed over, an operator set another), the ARP proxy answers
+// with the new one and announces every address with it.
+func (d *Daemon) linkState(idx int, running bool, mac net.HardwareAddr) {
 	d.mu.Lock()
 	ae := d.arps[idx]
 	back := ae != nil && running && !ae.running
@@ -112,6 +128,18 @@ func (d *Daemon) linkState(idx int, running bool) {
 		ae.running = running
 	}
 	d.mu.Unlock()
+	if ae == nil {
+		return
+	}
+	if len(mac) > 0 && !bytes.Equal(mac, ae.r.HardwareAddr()) {
+		old := ae.r.HardwareAddr()
+		if err := ae.r.SetHardwareAddr(mac); err != nil {
+			d.log.Warn("slave's new hardware address cannot be answered with; neighbours keep the old one", "slave", d.ifNames()[idx], "mac", mac.String(), "err", err)
+		} else {
+			d.log.Warn("slave's hardware address changed: answering and announcing with the new one", "slave", d.ifNames()[idx], "from", old.String(), "to", mac.String())
+			return // SetHardwareAddr announced every address
+		}
+	}
 	if !back {
 		return
 	}
@@ -119,7 +147,7 @@ func (d *Daemon) linkState(idx int, running bool) {
 	for _, a := range addrs {
 		ae.r.Announce(a)
 	}
-	d.log.Info("slave link back up: addresses announced again", "slave_index", idx, "addrs", len(addrs))
+	d.log.Info("slave link back up: addresses announced again", "slave", d.ifNames()[idx], "addrs", len(addrs))
 }
 
 // removeOrphans removes the vifs whose slave had index idx (any index
