@@ -68,7 +68,9 @@ type LinkConfig struct {
 	// Publish makes the addresses reachable from the slave's segment: an
 	// ARP proxy answers for them with the slave's MAC and announces them,
 	// for as long as the interface lives. Up opens one on the slave
-	// unless Publisher is set.
+	// unless Publisher is set. Up does not ask the segment first whether
+	// another host uses the addresses: call arpproxy.Responder.Probe
+	// before Up for that (RFC 5227), as the vif daemon does.
 	Publish bool `json:"publish,omitempty"`
 	// Publisher, when set with Publish, is the ARP proxy to publish
 	// through, such as an *arpproxy.Responder shared by the vifs of one

@@ -1,6 +1,7 @@
 package vif
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,7 +135,14 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("vif", c.Name)
+	// Log lines name the interface as the kernel calls it now: an
+	// operator may rename it ("ip link set vif0 name ...").
+	log = slog.New(nameHandler{log.Handler(), func() string {
+		if l, err := linkNow(); err == nil {
+			return l.Attrs().Name
+		}
+		return c.Name // not created yet, or closed
+	}})
 	c.Logger = log
 
 	dev, err := tun.CreateTUN(c.Name, c.MTU)
@@ -235,6 +243,28 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		log.Warn("rp_filter is strict (1) and nothing is routed into the vif: the kernel will drop decapsulated packets whose source is not routed back through it; add --route for the peer's networks, or set net.ipv4.conf." + c.Name + ".rp_filter=2")
 	}
 	return ifc, nil
+}
+
+// nameHandler adds the interface's name, as the kernel has it when the
+// line is logged, to every line. (Handlers format With's attributes
+// once, so a renamed vif would keep its first name there.)
+type nameHandler struct {
+	slog.Handler
+	name func() string
+}
+
+func (h nameHandler) Handle(ctx context.Context, r slog.Record) error {
+	r = r.Clone()
+	r.AddAttrs(slog.String("vif", h.name()))
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h nameHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return nameHandler{h.Handler.WithAttrs(as), h.name}
+}
+
+func (h nameHandler) WithGroup(g string) slog.Handler {
+	return nameHandler{h.Handler.WithGroup(g), h.name}
 }
 
 // strictRPFilter reports whether the kernel's reverse-path filter is

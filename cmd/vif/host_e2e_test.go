@@ -170,6 +170,10 @@ func TestHostRenamedVifMTU(t *testing.T) {
 	if st := vifStatus(t, a, "vifr"); st.MTU != 8980 {
 		t.Errorf("vif show: the renamed vif's MTU is %d, want 8980", st.MTU)
 	}
+	_, log := daemonPID(t, a)
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), `msg="device MTU changed" from=1000 to=8980 vif=vifr`) {
+		t.Errorf("the MTU change is not logged under the vif's new name:\n%s", b)
+	}
 	if _, ok := waitFor(5*time.Second, func() bool { return a.ReadSysctl("net/ipv6/conf/vifr/disable_ipv6") == "1" }); !ok {
 		t.Error("IPv6 is back on the vif after its MTU went below 1280 and back")
 	}
