@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/vif-project/vif/internal/nsproc"
 	"github.com/vif-project/vif/vif/nstest"
 )
 
@@ -41,7 +40,7 @@ func TestMain(m *testing.M) {
 	// of short vif commands that is minutes. Children inherit this.
 	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	start := time.Now()
-	goBin := nsproc.GoBin() // under "go test -exec sudo" PATH may lack go
+	goBin := nstest.GoTool() // under "go test -exec sudo" PATH may lack go
 	if out, err := exec.Command(goBin, "build", "-race", "-o", vifBin, ".").CombinedOutput(); err != nil {
 		// Without -race support (no cgo), a plain build still tests.
 		if out2, err2 := exec.Command(goBin, "build", "-o", vifBin, ".").CombinedOutput(); err2 != nil {

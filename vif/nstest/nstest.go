@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -59,8 +58,8 @@ var hostNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,15}$`)
 // return an error instead (Run, Ping, Do, and the Proc and Capture
 // queries) may be called from any goroutine.
 type Net struct {
-	t  testing.TB
-	id string
+	t      TB
+	prefix string // NamePrefix and a random part
 
 	mu    sync.Mutex
 	hosts map[string]*Host
@@ -70,11 +69,30 @@ type Net struct {
 	dumpOnce sync.Once
 }
 
+// TB is what a Net needs of its test: *testing.T and *testing.B have it,
+// and so has a Program, for the programs that build namespaces (a demo,
+// a soak test, a benchmark).
+type TB interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	Failed() bool
+	Cleanup(func())
+	TempDir() string
+}
+
 // New returns an empty Net for t. It skips t when the process lacks the
 // privileges to create network namespaces (it needs root, or at least
 // CAP_NET_ADMIN and CAP_SYS_ADMIN), and when the ip command from iproute2
 // is not installed.
-func New(t testing.TB) *Net {
+func New(t TB) *Net { return NewNamed(t, NamePrefix) }
+
+// NewNamed is New with the prefix of the namespaces' names instead of
+// NamePrefix, such as "vifdemo-": a program names its namespaces so that
+// an operator knows whose they are.
+func NewNamed(t TB, prefix string) *Net {
 	t.Helper()
 	if !privileged() {
 		t.Skip(skipNotRoot)
@@ -83,9 +101,9 @@ func New(t testing.TB) *Net {
 		t.Skip(skipNoIP)
 	}
 	return &Net{
-		t:     t,
-		id:    randomHex(4),
-		hosts: make(map[string]*Host),
+		t:      t,
+		prefix: prefix + randomHex(4),
+		hosts:  make(map[string]*Host),
 	}
 }
 
@@ -93,7 +111,7 @@ func New(t testing.TB) *Net {
 // of n, for example "nst-1a2b3c4d". It is unique per Net, so tests that
 // run in parallel never collide, and a test can check with `ip netns list`
 // that nothing with this prefix remains after n's test has finished.
-func (n *Net) Prefix() string { return NamePrefix + n.id }
+func (n *Net) Prefix() string { return n.prefix }
 
 // Host creates a host: a new network namespace named after n.Prefix and
 // name, with its loopback interface up. The name must be unique within n,

@@ -130,3 +130,5 @@ func TestDroppedByKernel(t *testing.T) {
 		}
 	}
 }
+
+var _ TB = testing.TB(nil)

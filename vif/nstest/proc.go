@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -248,4 +250,16 @@ func (b *outputBuffer) watch() (string, <-chan struct{}) {
 		s = "[... " + strconv.FormatInt(b.dropped, 10) + " bytes of earlier output dropped ...]\n" + s
 	}
 	return s, b.changed
+}
+
+// GoTool returns the go command, for building the programs a test runs in
+// its hosts: the one on $PATH, or else that of the toolchain that built the
+// running program (under sudo or "go test -exec sudo", $PATH often lacks
+// go; a test binary runs where it was built).
+func GoTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	//lint:ignore SA1019 the program runs on the machine that built it
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }

@@ -3,20 +3,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 	"unsafe"
 
-	"github.com/vif-project/vif/internal/nsproc"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,10 +169,10 @@ func measureCeiling(ctx context.Context, tb *testbed, o *options) (float64, erro
 		return 0, err
 	}
 	secs := strconv.FormatFloat(o.dur.Seconds(), 'f', -1, 64)
-	recv := exec.CommandContext(ctx, "ip", "netns", "exec", tb.nsB, self, "-role", "ceiling-recv", "-time", secs+"s")
+	recv := tb.b.Command(ctx, self, "-role", "ceiling-recv", "-time", secs+"s")
 	recv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out := &nsproc.Buffer{}
-	errOut := &nsproc.Buffer{}
+	out := &syncBuffer{}
+	errOut := &syncBuffer{}
 	recv.Stdout, recv.Stderr = out, errOut
 	if err := recv.Start(); err != nil {
 		return 0, err
@@ -184,7 +184,7 @@ func measureCeiling(ctx context.Context, tb *testbed, o *options) (float64, erro
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	send := exec.CommandContext(ctx, "ip", "netns", "exec", tb.nsA, self, "-role", "ceiling-send", "-time", secs+"s")
+	send := tb.a.Command(ctx, self, "-role", "ceiling-send", "-time", secs+"s")
 	send.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if b, err := send.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("ceiling sender: %v: %s", err, b)
@@ -197,4 +197,22 @@ func measureCeiling(ctx context.Context, tb *testbed, o *options) (float64, erro
 		return 0, fmt.Errorf("ceiling receiver said %q (%v)", out, err)
 	}
 	return float64(res.Packets) * ceilingSize * 8 / res.Seconds / 1e9, nil
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while it is read.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -59,7 +59,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vif-project/vif/internal/nsproc"
+	"github.com/vif-project/vif/vif/nstest"
 )
 
 type options struct {
@@ -153,7 +153,7 @@ func run(ctx context.Context, o *options) (err error) {
 		defer os.RemoveAll(dir)
 		o.vifBin = filepath.Join(dir, "vif")
 		fmt.Fprintln(os.Stderr, "building vif ...")
-		cmd := exec.CommandContext(ctx, nsproc.GoBin(), "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif")
+		cmd := exec.CommandContext(ctx, nstest.GoTool(), "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -204,7 +204,7 @@ func run(ctx context.Context, o *options) (err error) {
 	fmt.Fprintf(os.Stderr, "%d rounds of %v, alternating paths\n", o.rounds, o.dur)
 
 	if o.hold {
-		fmt.Printf("A=%s B=%s\nvif PIDs: a=%d b=%d\n", tb.nsA, tb.nsB, tb.vifs[0].PID(), tb.vifs[1].PID())
+		fmt.Printf("A=%s B=%s\nvif PIDs: a=%d b=%d\n", tb.nsA, tb.nsB, tb.vifs[0].Pid(), tb.vifs[1].Pid())
 		fmt.Printf("try: ip netns exec %s iperf3 -c %s   (veth: %s); Ctrl-C ends\n", tb.nsA, vifB, underB)
 		<-ctx.Done()
 		return nil

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -123,12 +122,12 @@ func measureAll(ctx context.Context, tbs []*testbed, o *options) (*results, erro
 				p := res.paths[pi]
 				var cpu0 [2]float64
 				for k, v := range p.tb.vifs {
-					cpu0[k] = cpuSeconds(v.PID())
+					cpu0[k] = cpuSeconds(v.Pid())
 				}
 				// The decapsulating vif writes into its TUN with
 				// write(2) and to the underlay with sendmmsg, so its
 				// write count is its TUN writes.
-				writes0 := syscw(p.tb.vifs[1].PID())
+				writes0 := syscw(p.tb.vifs[1].Pid())
 				start := time.Now()
 				s, err := t.run(ctx, p.tb, o, p.dst)
 				if err != nil {
@@ -142,10 +141,10 @@ func measureAll(ctx context.Context, tbs []*testbed, o *options) (*results, erro
 				if p.vif && t.key != "ping" {
 					var cores float64
 					for k, v := range p.tb.vifs {
-						cores += (cpuSeconds(v.PID()) - cpu0[k]) / el
+						cores += (cpuSeconds(v.Pid()) - cpu0[k]) / el
 					}
 					res.add(t.name+" vif CPU", "cores", false, pi, cores)
-					if w := syscw(p.tb.vifs[1].PID()) - writes0; w > 0 && s.pkts > 0 {
+					if w := syscw(p.tb.vifs[1].Pid()) - writes0; w > 0 && s.pkts > 0 {
 						// GRO on the decap side: how many packets
 						// each TUN write carries.
 						res.add(t.name+" decap packets per TUN write", "pkts", true, pi, s.pkts/float64(w))
@@ -185,7 +184,7 @@ func iperf3(ctx context.Context, tb *testbed, o *options, args ...string) (map[s
 	// ends: retry when it says so.
 	for try := 0; try < 5; try++ {
 		tctx, cancel := context.WithTimeout(ctx, o.dur+30*time.Second)
-		cmd := exec.CommandContext(tctx, "ip", append([]string{"netns", "exec", tb.nsA, "iperf3"}, args...)...)
+		cmd := tb.a.Command(tctx, "iperf3", args...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		out, err = cmd.Output()
 		cancel()
@@ -268,7 +267,7 @@ func iperfUDP(ctx context.Context, tb *testbed, o *options, dst string) (sample,
 var rttRE = regexp.MustCompile(`= ([0-9.]+)/([0-9.]+)/([0-9.]+)/([0-9.]+) ms`)
 
 func ping(ctx context.Context, tb *testbed, o *options, dst string) (sample, error) {
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", tb.nsA, "ping", "-q", "-c", strconv.Itoa(o.pingCount), "-i", "0.01", "-W", "1", dst)
+	cmd := tb.a.Command(ctx, "ping", "-q", "-c", strconv.Itoa(o.pingCount), "-i", "0.01", "-W", "1", dst)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	m := rttRE.FindSubmatch(out)

@@ -66,8 +66,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vif-project/vif/internal/nsproc"
 	"github.com/vif-project/vif/internal/soak"
+	"github.com/vif-project/vif/vif/nstest"
 )
 
 type options struct {
@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(dir)
 		o.vifBin = filepath.Join(dir, "vif")
 		fmt.Fprintln(stdout, "building vif ...")
-		if out, err := exec.CommandContext(ctx, nsproc.GoBin(), "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif").CombinedOutput(); err != nil {
+		if out, err := exec.CommandContext(ctx, nstest.GoTool(), "build", "-o", o.vifBin, "github.com/vif-project/vif/cmd/vif").CombinedOutput(); err != nil {
 			return fmt.Errorf("go build ./cmd/vif: %v\n%s", err, out)
 		}
 	}
@@ -159,14 +159,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, h := range []string{"a", "b"} {
 		fmt.Fprintf(stdout, "daemon %s: pid %d, log %s\n", h, l.daemon[h].PID, l.daemon[h].Log)
 	}
-	macA, err := l.mac(ctx, "a")
-	if err != nil {
-		return err
-	}
-	macB, err := l.mac(ctx, "b")
-	if err != nil {
-		return err
-	}
+	macA, macB := l.macs["a"], l.macs["b"]
 	proxiesAnswer := func(when string) []string {
 		var problems []string
 		for _, q := range []struct {
@@ -184,7 +177,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var flood *soak.Flood
-	if err := l.do("c", func() (err error) {
+	if err := l.hosts["c"].Do(func() (err error) {
 		flood, err = soak.ListenFlood("eth0", &soak.FloodConfig{
 			Rate:  o.rate,
 			Owned: []netip.Addr{netip.MustParseAddr(vifA), netip.MustParseAddr(vifB)},
@@ -268,7 +261,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	// Health at the end.
 	problems = append(problems, proxiesAnswer("after the load")...)
-	if out, err := l.exec(ctx, "a", "ping", "-c", "3", "-i", "0.2", "-W", "2", vifB); err != nil {
+	if out, err := l.hosts["a"].RunContext(ctx, "ping", "-c", "3", "-i", "0.2", "-W", "2", vifB); err != nil {
 		problems = append(problems, fmt.Sprintf("after the load, no ping through the tunnel: %v\n%s", err, out))
 	}
 	var okRuns int
@@ -346,7 +339,7 @@ func (l *lab) iperfLoop(ctx context.Context, o options) []iperfRun {
 			args = append(args, "-b", o.bitrate)
 		}
 		r := iperfRun{at: time.Since(start)}
-		cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", l.ns("a"), "iperf3"}, args...)...)
+		cmd := l.hosts["a"].Command(ctx, "iperf3", args...)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
