@@ -7,57 +7,27 @@ import (
 	"github.com/vif-project/vif/internal/inet"
 )
 
-// addrSet is an immutable set of IPv4 addresses, replaced as a whole when
-// the addresses change, so the packet loop reads it without locks. Small
-// sets are scanned (faster than hashing for a handful of addresses); large
-// ones use a map.
+// addrSet is the interface's addresses: as configured, and as the set the
+// packet loop looks addresses up in. It is immutable, replaced as a whole
+// when the addresses change, so the loop reads it without locks.
 type addrSet struct {
 	prefixes []netip.Prefix // as configured
-	list     []uint32
-	m        map[uint32]struct{}
+	set      *inet.Set
 }
-
-const addrSetScanMax = 8
 
 // newAddrSet returns the set of the addresses of prefixes, which
 // Config.check has found to be host addresses.
 func newAddrSet(prefixes []netip.Prefix) *addrSet {
-	s := &addrSet{prefixes: slices.Clone(prefixes)}
-	for _, p := range prefixes {
-		k := key(p.Addr().As4())
-		if s.has(k) {
-			continue
-		}
-		s.list = append(s.list, k)
-		if len(s.list) > addrSetScanMax {
-			if s.m == nil {
-				s.m = make(map[uint32]struct{}, len(prefixes))
-				for _, k := range s.list {
-					s.m[k] = struct{}{}
-				}
-			}
-			s.m[k] = struct{}{}
-		}
+	addrs := make([]netip.Addr, len(prefixes))
+	for k, p := range prefixes {
+		addrs[k] = p.Addr()
 	}
-	return s
+	return &addrSet{prefixes: slices.Clone(prefixes), set: inet.NewSet(addrs...)}
 }
 
-func (s *addrSet) has(k uint32) bool {
-	if s.m != nil {
-		_, ok := s.m[k]
-		return ok
-	}
-	for _, a := range s.list {
-		if a == k {
-			return true
-		}
-	}
-	return false
-}
+func (s *addrSet) has(k uint32) bool { return s.set.Has(k) }
 
-func key(a [4]byte) uint32 {
-	return uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-}
+func key(a [4]byte) uint32 { return inet.Key(a) }
 
 // IsHostAddr reports whether a can be a vif's own address, a peer or a
 // local underlay address: an IPv4 unicast address outside 0.0.0.0/8,
