@@ -187,7 +187,7 @@ func newTestResponder(tb testing.TB, cfg *Config, addrs int) (*Responder, *disca
 	ifi := &net.Interface{Name: "bench0", HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 1}}
 	done := make(chan struct{})
 	io := &discardIO{done: done}
-	r, err := newResponder(ifi, &closeConn{done: done}, cfg, io)
+	r, err := newResponder(ifi, &closeConn{done: done}, cfg, io, true)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mdlayher/packet"
 	"github.com/vif-project/vif/internal/inet"
+	"github.com/vif-project/vif/internal/logattr"
 )
 
 // Errors returned by the Responder.
@@ -110,7 +111,22 @@ func Listen(ifi *net.Interface, cfg *Config) (*Responder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("arpproxy: listen on %s: %w", ifi.Name, err)
 	}
-	r, err := New(ifi, conn, cfg)
+	// Log lines name the interface as it is called when they are logged:
+	// the socket follows it through renames.
+	c := Config{}
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Logger != nil {
+		index, first := ifi.Index, ifi.Name
+		c.Logger = slog.New(logattr.Dynamic(c.Logger.Handler(), "iface", func() string {
+			if ifi, err := net.InterfaceByIndex(index); err == nil {
+				return ifi.Name
+			}
+			return first
+		}))
+	}
+	r, err := newResponder(ifi, conn, &c, nil, false)
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
@@ -133,12 +149,13 @@ func Listen(ifi *net.Interface, cfg *Config) (*Responder, error) {
 // The hardware address is read from ifi once. A nil *Config applies the
 // default configuration.
 func New(ifi *net.Interface, conn net.PacketConn, cfg *Config) (*Responder, error) {
-	return newResponder(ifi, conn, cfg, nil)
+	return newResponder(ifi, conn, cfg, nil, true)
 }
 
-// newResponder is New with the serve goroutine's frameIO; nil means the
-// one for conn.
-func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frameIO) (*Responder, error) {
+// newResponder is New with the serve goroutine's frameIO (nil means the
+// one for conn), and whether to name the interface in log lines (Listen's
+// logger does it already).
+func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frameIO, nameIface bool) (*Responder, error) {
 	if err := checkInterface(ifi); err != nil {
 		return nil, err
 	}
@@ -150,10 +167,14 @@ func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frame
 		return nil, err
 	}
 	mac := net.HardwareAddr(bytes.Clone(ifi.HardwareAddr))
+	log := c.log
+	if nameIface {
+		log = log.With("iface", ifi.Name)
+	}
 	r := &Responder{
 		conn:  conn,
 		cfg:   c,
-		log:   c.log.With("iface", ifi.Name),
+		log:   log,
 		addrs: make(map[netip.Addr]*addrState),
 		start: time.Now(),
 		lim: newLimiter(c.requesterRate, c.requesterBurst, c.slots,

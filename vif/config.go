@@ -135,6 +135,9 @@ func (c *Config) check() error {
 		if !p.IsValid() || !IsHostAddr(p.Addr()) {
 			return fmt.Errorf("%w: %s", ErrBadAddress, p)
 		}
+		if why := edgeOf(p); why != "" {
+			return fmt.Errorf("%w: %s is the %s address of %s (RFC 1122 section 3.2.1.3)", ErrBadAddress, p.Addr(), why, p.Masked())
+		}
 	}
 	if p := c.protocol(); p != ipip.ProtoIPIP && p != ipip.ProtoIPinIP {
 		return ErrBadProtocol
@@ -151,6 +154,24 @@ func (c *Config) check() error {
 		}
 	}
 	return nil
+}
+
+// edgeOf returns "network" or "broadcast" if p's address is the first or
+// the last of its prefix, which no host may take (a /31 or /32 has no such
+// addresses, RFC 3021), or "".
+func edgeOf(p netip.Prefix) string {
+	if p.Bits() >= 31 {
+		return ""
+	}
+	a := p.Addr().As4()
+	host := ^uint32(0) >> p.Bits()
+	switch v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]); v & host {
+	case 0:
+		return "network"
+	case host:
+		return "broadcast"
+	}
+	return ""
 }
 
 // clone returns a copy of c that shares no slice with it.

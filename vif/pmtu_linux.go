@@ -15,7 +15,7 @@ import (
 // address, as the underlay is, so that source-based routing rules pick
 // the same route.
 type pmtuProbe struct {
-	slave string
+	slave int // interface index
 	peer  unix.SockaddrInet4
 
 	mu sync.Mutex // guards fd, which SetLocal replaces
@@ -23,7 +23,11 @@ type pmtuProbe struct {
 }
 
 func newPMTUProbe(slave string, local, peer netip.Addr) (*pmtuProbe, error) {
-	p := &pmtuProbe{slave: slave, peer: unix.SockaddrInet4{Addr: peer.As4(), Port: 9}} // port 9 (discard): nothing is ever sent
+	idx, err := ifIndex(slave)
+	if err != nil {
+		return nil, err
+	}
+	p := &pmtuProbe{slave: idx, peer: unix.SockaddrInet4{Addr: peer.As4(), Port: 9}} // port 9 (discard): nothing is ever sent
 	fd, err := p.open(local)
 	if err != nil {
 		return nil, err
@@ -43,12 +47,7 @@ func (p *pmtuProbe) open(local netip.Addr) (int, error) {
 		unix.Close(fd)
 		return -1, fmt.Errorf("vif: path MTU probe: %w", err)
 	}
-	if p.slave != "" {
-		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, p.slave); err != nil {
-			return fail(err)
-		}
-	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4()}); err != nil {
+	if err := bindSocket(fd, p.slave, local); err != nil {
 		return fail(err)
 	}
 	if err := unix.Connect(fd, &p.peer); err != nil {

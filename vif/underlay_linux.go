@@ -3,6 +3,7 @@ package vif
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -41,7 +42,7 @@ const defaultUnderlayBatch = 128
 // socket down, which wakes a blocked Write, and closes it once Write has
 // returned.
 type RawUnderlay struct {
-	slave string
+	slave int // the slave's interface index, which a rename keeps; 0: none
 	proto int
 
 	// receiving: the socket is replaced by SetLocal
@@ -94,11 +95,15 @@ func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnde
 	if !peer.Is4() || !local.Is4() {
 		return nil, fmt.Errorf("%w: underlay endpoints %v and %v", ErrBadAddress, local, peer)
 	}
-	rfd, err := rawSocket(slave, int(proto), unix.SOCK_NONBLOCK, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, local)
+	idx, err := ifIndex(slave)
 	if err != nil {
 		return nil, err
 	}
-	wfd, err := rawSocket(slave, unix.IPPROTO_RAW, 0, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, local)
+	rfd, err := rawSocket(idx, int(proto), unix.SOCK_NONBLOCK, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, local)
+	if err != nil {
+		return nil, err
+	}
+	wfd, err := rawSocket(idx, unix.IPPROTO_RAW, 0, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, local)
 	if err != nil {
 		unix.Close(rfd)
 		return nil, err
@@ -109,7 +114,7 @@ func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnde
 		return nil, err
 	}
 	u := &RawUnderlay{
-		slave: slave,
+		slave: idx,
 		proto: int(proto),
 		rhdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
 		riovs: make([]unix.Iovec, defaultUnderlayBatch),
@@ -136,31 +141,58 @@ func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnde
 	return u, nil
 }
 
-// rawSocket opens a raw IPv4 socket for protocol proto bound to slave and
-// local, with a large buffer set through force (or, without
-// CAP_NET_ADMIN, plain).
-func rawSocket(slave string, proto, flags, force, plain int, local netip.Addr) (int, error) {
+// ifIndex returns the index of the interface name, 0 for "".
+func ifIndex(name string) (int, error) {
+	if name == "" {
+		return 0, nil
+	}
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s", ErrNoSlave, name)
+	}
+	return ifi.Index, nil
+}
+
+// bindSocket binds fd to the interface with index slave (none if 0),
+// which stays bound to it when it is renamed, and to the address local.
+func bindSocket(fd, slave int, local netip.Addr) error {
+	if slave != 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BINDTOIFINDEX, slave); err != nil {
+			return fmt.Errorf("bind to interface %d: %w", slave, err)
+		}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4()}); err != nil {
+		if errors.Is(err, unix.EADDRNOTAVAIL) {
+			return fmt.Errorf("bind to %s: not an address of this host: %w", local, err)
+		}
+		return fmt.Errorf("bind to %s: %w", local, err)
+	}
+	return nil
+}
+
+// rawSocket opens a raw IPv4 socket for protocol proto bound to the
+// interface with index slave and to local, with a large buffer set through
+// force (or, without CAP_NET_ADMIN, plain).
+func rawSocket(slave, proto, flags, force, plain int, local netip.Addr) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|flags, proto)
 	if err != nil {
 		return -1, fmt.Errorf("vif: raw socket for protocol %d: %w", proto, err)
 	}
 	fail := func(what string, err error) (int, error) {
 		unix.Close(fd)
-		return -1, fmt.Errorf("vif: underlay %s: %w", what, err)
+		if what != "" {
+			err = fmt.Errorf("%s: %w", what, err)
+		}
+		return -1, fmt.Errorf("vif: underlay: %w", err)
 	}
 	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_HDRINCL, 1); err != nil {
 		return fail("IP_HDRINCL", err)
 	}
-	if slave != "" {
-		if err := unix.SetsockoptString(fd, unix.SOL_SOCKET, unix.SO_BINDTODEVICE, slave); err != nil {
-			return fail("bind to "+slave, err)
-		}
-	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, underlayBufSize) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, underlayBufSize)
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4()}); err != nil {
-		return fail("bind to "+local.String(), err)
+	if err := bindSocket(fd, slave, local); err != nil {
+		return fail("", err)
 	}
 	return fd, nil
 }

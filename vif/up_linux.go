@@ -1,7 +1,6 @@
 package vif
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/vif-project/vif/arpproxy"
+	"github.com/vif-project/vif/internal/logattr"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -60,10 +60,13 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		slaveMTU = slave.Attrs().MTU
 	}
 	if c.MTU == 0 {
-		c.MTU = slaveMTU - 20
+		c.MTU = min(slaveMTU-20, MaxMTU) // loopback's 65536 leaves no room
 	}
 	if c.MTU < MinMTU || c.MTU > MaxMTU {
 		return c, fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, c.MTU, MinMTU, MaxMTU)
+	}
+	if err := checkHostAddrs(nl, c.Addrs, c.Local); err != nil {
+		return c, err
 	}
 	if c.Peer.IsValid() && !c.Local.IsValid() {
 		l, err := primaryAddr(nl, c.Slave)
@@ -137,12 +140,12 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 	// Log lines name the interface as the kernel calls it now: an
 	// operator may rename it ("ip link set vif0 name ...").
-	log = slog.New(nameHandler{log.Handler(), func() string {
+	log = slog.New(logattr.Dynamic(log.Handler(), "vif", func() string {
 		if l, err := linkNow(); err == nil {
 			return l.Attrs().Name
 		}
 		return c.Name // not created yet, or closed
-	}})
+	}))
 	c.Logger = log
 
 	dev, err := tun.CreateTUN(c.Name, c.MTU)
@@ -245,28 +248,6 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	return ifc, nil
 }
 
-// nameHandler adds the interface's name, as the kernel has it when the
-// line is logged, to every line. (Handlers format With's attributes
-// once, so a renamed vif would keep its first name there.)
-type nameHandler struct {
-	slog.Handler
-	name func() string
-}
-
-func (h nameHandler) Handle(ctx context.Context, r slog.Record) error {
-	r = r.Clone()
-	r.AddAttrs(slog.String("vif", h.name()))
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h nameHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return nameHandler{h.Handler.WithAttrs(as), h.name}
-}
-
-func (h nameHandler) WithGroup(g string) slog.Handler {
-	return nameHandler{h.Handler.WithGroup(g), h.name}
-}
-
 // strictRPFilter reports whether the kernel's reverse-path filter is
 // strict on interface name: the larger of conf.all and conf.<name>
 // applies (Documentation/networking/ip-sysctl.rst).
@@ -324,6 +305,39 @@ func ignoreGone(err error) error {
 		return nil
 	}
 	return err
+}
+
+// checkHostAddrs returns an error wrapping ErrExists if one of addrs is
+// already an address of an interface of this host (a vif would share it
+// with that interface, the slave's own address say, and removing the vif
+// would take it from both), and one wrapping ErrBadAddress if local is
+// set but not an address of this host.
+func checkHostAddrs(nl *netlink.Handle, addrs []netip.Prefix, local netip.Addr) error {
+	list, err := nl.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("vif: list addresses: %w", err)
+	}
+	localFound := false
+	for _, a := range list {
+		ip, ok := netip.AddrFromSlice(a.IP.To4())
+		if !ok {
+			continue
+		}
+		localFound = localFound || ip == local
+		for _, p := range addrs {
+			if p.Addr() == ip {
+				name := strconv.Itoa(a.LinkIndex)
+				if l, err := nl.LinkByIndex(a.LinkIndex); err == nil {
+					name = l.Attrs().Name
+				}
+				return fmt.Errorf("%w: %s is already an address of %s on this host (pick another, or remove it there)", ErrExists, ip, name)
+			}
+		}
+	}
+	if local.IsValid() && !localFound {
+		return fmt.Errorf("%w: local %s is not an address of this host (add it to the slave, or leave --local out to use the slave's)", ErrBadAddress, local)
+	}
+	return nil
 }
 
 func primaryAddr(nl *netlink.Handle, name string) (netip.Addr, error) {

@@ -7,16 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/internal/demo"
-	"github.com/vif-project/vif/vif/nstest"
 )
 
 const demoUsage = `Usage: vif demo
@@ -51,41 +50,25 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	d := &demoRun{ctx: ctx, out: stdout, exe: exe}
-	// The namespaces go at the end, and any daemon still in them gets
-	// SIGTERM first, which makes it remove its vifs.
-	p := nstest.NewProgram(stderr)
-	if perr := p.Run(func() {
-		d.net = nstest.NewNamed(p, demoPrefix)
-		err = d.run()
-	}); perr != nil {
-		err = fmt.Errorf("demo: %w", perr)
+	lab, err := demo.NewLab()
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
-	p.Close()
+	d.lab = lab
+	err = d.run()
+	d.cleanup()
 	if ctx.Err() != nil {
 		return errors.New("demo interrupted; everything it created has been removed")
 	}
 	return err
 }
 
-// demoPrefix starts the names of the demo's network namespaces.
-const demoPrefix = "vifdemo-"
-
 type demoRun struct {
 	ctx   context.Context
 	out   io.Writer
 	exe   string
-	net   *nstest.Net
-	seg   *nstest.Segment
+	lab   *demo.Lab
 	fails int
-}
-
-// host attaches a new host to the demo's segment at addr, on eth0.
-func (d *demoRun) host(name, addr string) (*nstest.Host, net.HardwareAddr) {
-	if d.seg == nil {
-		d.seg = d.net.Segment()
-	}
-	h := d.net.Host(name)
-	return h, d.seg.Attach(h, addr).MAC()
 }
 
 func (d *demoRun) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
@@ -100,9 +83,9 @@ func (d *demoRun) check(ok bool, format string, args ...any) {
 }
 
 // vif runs this vif binary inside host h and shows the command line.
-func (d *demoRun) vif(h *nstest.Host, args ...string) (string, error) {
-	d.say("   %s$ vif %s", h.Name(), strings.Join(args, " "))
-	cmd := exec.CommandContext(d.ctx, d.exe, append([]string{"--netns", h.Netns()}, args...)...)
+func (d *demoRun) vif(h *demo.Host, args ...string) (string, error) {
+	d.say("   %s$ vif %s", h.Name, strings.Join(args, " "))
+	cmd := exec.CommandContext(d.ctx, d.exe, append([]string{"--netns", h.Netns}, args...)...)
 	out, err := cmd.CombinedOutput()
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if l != "" && args[0] != "show" {
@@ -121,16 +104,30 @@ func (d *demoRun) interrupted() error {
 
 func (d *demoRun) run() error {
 	d.say("vif demo — John Ioannidis' VIF (1991), live in throwaway network namespaces\n")
-	a, aMAC := d.host("a", "198.18.1.1/24")
-	c, _ := d.host("c", "198.18.1.3/24")
+	a, err := d.lab.AddHost("a", "198.18.1.1/24")
+	if err != nil {
+		return err
+	}
+	c, err := d.lab.AddHost("c", "198.18.1.3/24")
+	if err != nil {
+		return err
+	}
 	d.say("1. One host, one network card, many addresses")
-	d.say("   host a (eth0 198.18.1.1, MAC %s) and its neighbour c (198.18.1.3) share an Ethernet segment.", aMAC)
+	d.say("   host a (eth0 198.18.1.1, MAC %s) and its neighbour c (198.18.1.3) share an Ethernet segment.", a.MAC)
 	d.say("   a's kernel is set to answer ARP only for eth0's own address (arp_ignore=1),")
 	d.say("   so for the vif addresses only vif's ARP proxy can answer — as 'arp -s ADDR MAC pub' did in 1991.")
-	a.Sysctl("net.ipv4.conf.all.arp_ignore", "1")
-	a.Sysctl("net.ipv4.conf.eth0.arp_ignore", "1")
-	c.AddRoute("192.0.2.0/24", "dev", "eth0")
-	c.AddRoute("198.51.100.0/24", "dev", "eth0")
+	if err := a.Sysctl("ipv4/conf/all/arp_ignore", "1"); err != nil {
+		return err
+	}
+	if err := a.Sysctl("ipv4/conf/eth0/arp_ignore", "1"); err != nil {
+		return err
+	}
+	if err := c.Route("192.0.2.0/24"); err != nil {
+		return err
+	}
+	if err := c.Route("198.51.100.0/24"); err != nil {
+		return err
+	}
 	d.say("   c knows 192.0.2.0/24 and 198.51.100.0/24 are on its cable (on-link routes).")
 	for _, v := range [][2]string{{"vif0", "192.0.2.1"}, {"vif1", "198.51.100.1"}} {
 		if _, err := d.vif(a, "up", v[0], v[1], "--slave", "eth0"); err != nil {
@@ -142,20 +139,23 @@ func (d *demoRun) run() error {
 			return err
 		}
 		dst := netip.MustParseAddr(addr)
-		rtt, err := demo.Ping(c, dst, k+1)
+		rtt, err := c.Ping(dst, k+1)
 		d.check(err == nil, "c pings %s: %s", addr, result(rtt, err))
-		mac := c.NeighborMAC(addr)
-		d.check(mac.String() == aMAC.String(), "c's ARP table: %s is at %s (a's eth0 is %s)", addr, mac, aMAC)
+		mac, err := c.NeighborMAC(dst)
+		d.check(err == nil && mac.String() == a.MAC.String(), "c's ARP table: %s is at %s (a's eth0 is %s)", addr, mac, a.MAC)
 	}
 	if st, err := d.status(a, "vif0"); err == nil && st.ARP != nil {
 		d.say("   a's ARP proxy so far: %d requests, %d replies, %d announcements (gratuitous ARP at 'vif up')",
 			st.ARP.Requests, st.ARP.Replies, st.ARP.Announcements)
 	}
-	_, err := demo.PingOnce(c, netip.MustParseAddr("192.0.2.99"), 9)
+	_, err = c.PingOnce(netip.MustParseAddr("192.0.2.99"), 9)
 	d.check(err != nil, "c pings 192.0.2.99, which no vif owns: no ARP answer, no reply")
 
 	d.say("\n2. Two vifs tunnel in IPIP (protocol 94)")
-	b, _ := d.host("b", "198.18.1.2/24")
+	b, err := d.lab.AddHost("b", "198.18.1.2/24")
+	if err != nil {
+		return err
+	}
 	d.say("   host b (198.18.1.2) joins the segment. a routes 203.0.113.128/25 to b, b routes 203.0.113.0/25 to a.")
 	if _, err := d.vif(a, "up", "vif2", "203.0.113.1", "--slave", "eth0", "--peer", "198.18.1.2", "--route", "203.0.113.128/25"); err != nil {
 		return errors.New("vif up vif2 failed")
@@ -163,7 +163,7 @@ func (d *demoRun) run() error {
 	if _, err := d.vif(b, "up", "vif0", "203.0.113.129", "--slave", "eth0", "--peer", "198.18.1.1", "--route", "203.0.113.0/25"); err != nil {
 		return errors.New("vif up on b failed")
 	}
-	tap, err := demo.NewTap(b, "eth0", 94)
+	tap, err := b.Tap(94)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func (d *demoRun) run() error {
 			tap.Stop()
 			return err
 		}
-		rtt, err := demo.Ping(a, netip.MustParseAddr("203.0.113.129"), 100+k)
+		rtt, err := a.Ping(netip.MustParseAddr("203.0.113.129"), 100+k)
 		if err == nil {
 			ok++
 		}
@@ -209,8 +209,8 @@ func result(rtt time.Duration, err error) string {
 	return fmt.Sprintf("reply in %.2f ms", float64(rtt.Microseconds())/1000)
 }
 
-func (d *demoRun) status(h *nstest.Host, name string) (*daemon.VifStatus, error) {
-	out, err := exec.Command(d.exe, "--netns", h.Netns(), "show", name, "--json").Output()
+func (d *demoRun) status(h *demo.Host, name string) (*daemon.VifStatus, error) {
+	out, err := exec.Command(d.exe, "--netns", h.Netns, "show", name, "--json").Output()
 	if err != nil {
 		return nil, err
 	}
@@ -219,4 +219,30 @@ func (d *demoRun) status(h *nstest.Host, name string) (*daemon.VifStatus, error)
 		return nil, fmt.Errorf("vif show %s: %v", name, err)
 	}
 	return &doc.Vifs[0], nil
+}
+
+// cleanup stops every daemon in the lab's hosts (they remove their vifs)
+// and deletes the namespaces.
+func (d *demoRun) cleanup() {
+	for _, h := range d.lab.Hosts() {
+		out, err := exec.Command(d.exe, "--netns", h.Netns, "show", "--json").Output()
+		if err != nil {
+			continue
+		}
+		var doc showJSON
+		if json.Unmarshal(out, &doc) != nil || doc.Daemon == nil {
+			continue
+		}
+		p, err := os.FindProcess(doc.Daemon.PID)
+		if err != nil {
+			continue
+		}
+		p.Signal(syscall.SIGTERM)
+		for k := 0; k < 100 && p.Signal(syscall.Signal(0)) == nil; k++ {
+			time.Sleep(30 * time.Millisecond)
+		}
+	}
+	if err := d.lab.Close(); err != nil {
+		fmt.Fprintf(d.out, "vif demo: cleanup: %v\n", err)
+	}
 }

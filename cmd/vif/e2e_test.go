@@ -221,6 +221,9 @@ func TestUpErrorsInNamespace(t *testing.T) {
 		{"name taken", []string{hIf.Name(), "192.0.2.1", "--slave", hIf.Name()}, "already exists"},
 		{"bad protocol", []string{"vif0", "192.0.2.1", "--proto", "17"}, "bad --proto"},
 		{"bad mtu", []string{"vif0", "192.0.2.1", "--mtu", "20"}, "bad --mtu"},
+		{"the slave's own address", []string{"vif0", "198.18.0.1", "--slave", hIf.Name()}, "198.18.0.1 is already an address of " + hIf.Name()},
+		{"a broadcast address", []string{"vif0", "192.0.2.255/24", "--slave", hIf.Name()}, "broadcast address of 192.0.2.0/24"},
+		{"a local address not on the host", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--local", "198.18.0.9"}, "not an address of this host"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -110,6 +110,18 @@ func TestHostRenamed(t *testing.T) {
 	}
 
 	rename(a, "vif0", "vifx")
+	// The old name is free at once (no vif show needed to notice), and
+	// is not an alias of the renamed vif.
+	if _, ok := waitFor(5*time.Second, func() bool {
+		_, err := a.Run(vifBin, "up", "vif0", "192.0.2.3", "--slave", "sa")
+		return err == nil
+	}); !ok {
+		t.Error("vif up of a renamed vif's old name is refused")
+	}
+	vifCmd(t, a, "down", "vif0")
+	if !a.LinkExists("vifx") {
+		t.Error("vif down vif0 removed the vif renamed from vif0 to vifx")
+	}
 	if st := vifStatus(t, a, "vifx"); st.Name != "vifx" {
 		t.Errorf("vif show after renaming vif0: %+v", st)
 	}
@@ -309,21 +321,29 @@ func TestHostRPFilterHint(t *testing.T) {
 	}
 }
 
-// The slave renumbered (DHCP, an operator) under a tunnel whose local
-// address vif chose: while the slave has no address the tunnel is paused
-// and vif show says so; then it sends from, and receives on, the new
-// address, which the peer is told to use.
+// The slave renamed and renumbered (DHCP, an operator) under a tunnel
+// whose local address vif chose: while the slave has no address the
+// tunnel is paused and vif show says so; then it sends from, and receives
+// on, the new address (which the peer is told to use), through the
+// renamed slave, not the interface that took its old name.
 func TestHostSlaveRenumbered(t *testing.T) {
 	a, b, aIf, bIf := daemonTunnel(t, 1500)
 	_, log := daemonPID(t, a)
 	if !pingOnce(a, "198.51.100.1", 2*time.Second) {
 		t.Fatal("the tunnel does not work before renumbering")
 	}
-	a.IP("addr", "del", "198.18.0.1/24", "dev", aIf.Name())
+	// Renamed first: the tunnel is rebound to the interface, not to its
+	// old name, which another interface then takes.
+	a.IP("link", "set", aIf.Name(), "down")
+	a.IP("link", "set", aIf.Name(), "name", "wan0")
+	a.IP("link", "set", "wan0", "up")
+	a.IP("link", "add", aIf.Name(), "type", "veth", "peer", "name", "decoy")
+	a.IP("link", "set", aIf.Name(), "up")
+	a.IP("addr", "del", "198.18.0.1/24", "dev", "wan0")
 	if _, ok := waitFor(5*time.Second, func() bool { return vifStatus(t, a, "vif0").LocalMissing }); !ok {
 		t.Errorf("slave without an address: vif show does not say local_missing: %+v", vifStatus(t, a, "vif0"))
 	}
-	a.IP("addr", "add", "198.18.0.11/24", "dev", aIf.Name())
+	a.IP("addr", "add", "198.18.0.11/24", "dev", "wan0")
 	var st daemon.VifStatus
 	if _, ok := waitFor(5*time.Second, func() bool {
 		st = vifStatus(t, a, "vif0")
@@ -464,4 +484,28 @@ func TestHostKernelDropsCounted(t *testing.T) {
 			vif.DropSocketOverflow, vif.DropTUNOverflow)
 	}
 	t.Logf("drops: %v", st.Counters.Drops)
+}
+
+// The kernel flushes the routes through a link that goes down, and tells
+// nobody: vif notices, reports them missing and logs it.
+func TestHostRoutesFlushedByKernel(t *testing.T) {
+	n := nstest.New(t)
+	a, b := n.Host("a"), n.Host("b")
+	aIf, _ := n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24")
+	vifCmd(t, a, "up", "vif0", "192.0.2.1", "--slave", aIf.Name(), "--peer", "198.18.0.2",
+		"--route", "198.51.100.0/24", "--no-arp-proxy")
+	t.Cleanup(func() { stopDaemon(a) })
+	_, log := daemonPID(t, a)
+	a.IP("link", "set", "vif0", "down")
+	a.IP("link", "set", "vif0", "up")
+	var st daemon.VifStatus
+	if _, ok := waitFor(5*time.Second, func() bool {
+		st = vifStatus(t, a, "vif0")
+		return len(st.RoutesMissing) == 1
+	}); !ok || len(st.Routes) != 0 {
+		t.Errorf("after the link flap: routes %v, missing %v; want 198.51.100.0/24 missing", st.Routes, st.RoutesMissing)
+	}
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "route removed from the vif from outside") {
+		t.Errorf("daemon log:\n%s", b)
+	}
 }

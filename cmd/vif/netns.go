@@ -81,6 +81,9 @@ func inNetns(ns string, args []string) error {
 		// goroutine exits without unlocking, so the runtime ends it.
 		runtime.LockOSThread()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			if errors.Is(err, unix.EPERM) {
+				err = fmt.Errorf("%w: entering one needs root (CAP_SYS_ADMIN): run it with sudo", err)
+			}
 			errc <- fmt.Errorf("entering network namespace %q: %w", ns, err)
 			return
 		}

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vif-project/vif/arpproxy"
@@ -40,6 +42,9 @@ type Daemon struct {
 	slaves    slaveWatch // removes the vifs of deleted slaves
 	drift     driftWatch // follows addresses and routes removed from vifs
 	driftDone chan struct{}
+	// localPending is set while a look at the host's addresses for the
+	// tunnels' local addresses is scheduled (local.go).
+	localPending atomic.Bool
 
 	// What the daemon asks of the host: the vif library and the ARP
 	// proxy; tests replace them with doubles that need no root.
@@ -190,6 +195,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 		d.mu.Unlock()
 		return VifStatus{}, errors.New("the daemon is shutting down")
 	}
+	d.renamedLocked(d.ifNames())
 	if _, pending := d.pending[cfg.Name]; d.vifs[cfg.Name] != nil || pending {
 		d.mu.Unlock()
 		return VifStatus{}, fmt.Errorf("%w: %s (remove it with \"vif down %s\")", ErrTaken, cfg.Name, cfg.Name)
@@ -272,8 +278,11 @@ func probe(r responder, c vif.LinkConfig) error {
 		return fmt.Errorf("address %s is in use on %s's segment by %s (see \"arping -D -I %s %s\"; to take it anyway: vif up --force)",
 			ce.Addr, c.Slave, ce.HardwareAddr, c.Slave, ce.Addr)
 	}
+	if errors.Is(err, syscall.ENETDOWN) {
+		return fmt.Errorf("cannot ask %s's segment whether the addresses are free: its link is down (ip link set %s up), or pass --force", c.Slave, c.Slave)
+	}
 	if err != nil {
-		return fmt.Errorf("probing %s's segment for the addresses: %w", c.Slave, err)
+		return fmt.Errorf("probing %s's segment for the addresses: %w (to skip the probe: vif up --force)", c.Slave, err)
 	}
 	return nil
 }
@@ -293,8 +302,8 @@ func (d *Daemon) watch(e *entry) {
 	}
 }
 
-// Down removes the vif name (its name now, or the one it came up with)
-// and everything it installed.
+// Down removes the vif the kernel now calls name, and everything it
+// installed.
 func (d *Daemon) Down(name string) error {
 	e := d.lookup(name, d.ifNames())
 	if e == nil {
@@ -325,36 +334,51 @@ func (d *Daemon) remove(e *entry) error {
 	return err
 }
 
-// lookup returns the vif called name, after following renames (names is
-// ifNames' answer); nil if there is none.
+// lookup returns the vif the kernel now calls name, after following
+// renames (names is ifNames' answer); nil if there is none. A vif renamed
+// from outside is not found by its old name, which may be another's now.
 func (d *Daemon) lookup(name string, names map[int]string) *entry {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.renamedLocked(names)
-	if e := d.vifs[name]; e != nil {
-		return e
-	}
-	for _, e := range d.vifs { // by the name it came up with
-		if e.ifc.Link().Name == name {
-			return e
-		}
-	}
-	return nil
+	return d.vifs[name]
 }
 
 // renamedLocked re-keys the vifs renamed from outside ("ip link set vif0
-// name x") under their new names. d.mu is held.
+// name x") under their new names, swaps included. A vif whose interface
+// is gone keeps its key unless another vif has taken that name; then it
+// waits for removal under a key no interface can have. d.mu is held.
 func (d *Daemon) renamedLocked(names map[int]string) {
+	moved := false
 	for key, e := range d.vifs {
-		now := names[e.index]
-		if now == "" || now == key || d.vifs[now] != nil {
+		if n := names[e.index]; n != "" && n != key {
+			moved = true
+		}
+	}
+	if !moved {
+		return
+	}
+	vifs := make(map[string]*entry, len(d.vifs))
+	var gone []*entry
+	for key, e := range d.vifs {
+		n := names[e.index]
+		if n == "" {
+			gone = append(gone, e)
 			continue
 		}
-		delete(d.vifs, key)
-		e.name = now
-		d.vifs[now] = e
-		d.log.Info("vif renamed from outside; following it", "from", key, "to", now)
+		if n != key {
+			d.log.Info("vif renamed from outside; following it", "from", key, "to", n)
+		}
+		e.name = n
+		vifs[n] = e
 	}
+	for _, e := range gone {
+		if vifs[e.name] != nil {
+			e.name = "(gone) " + e.name
+		}
+		vifs[e.name] = e
+	}
+	d.vifs = vifs
 }
 
 // Show returns the status of the vif name, or of every vif when name is
@@ -423,7 +447,7 @@ func (d *Daemon) acquireARP(idx int, name string) (*arpEntry, error) {
 		ae.refs++
 		return ae, nil
 	}
-	r, err := d.listenARP(name, d.log.With("arp", name))
+	r, err := d.listenARP(name, d.log)
 	if err != nil {
 		return nil, err
 	}

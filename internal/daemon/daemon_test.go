@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,12 +83,16 @@ type fakeResponder struct {
 	mac       net.HardwareAddr
 	inUse     map[netip.Addr]net.HardwareAddr // what other hosts answer for
 	probed    []netip.Addr
+	probeErr  error
 }
 
 func (r *fakeResponder) Probe(_ context.Context, addrs []netip.Addr, _ time.Duration) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.probed = append(r.probed, addrs...)
+	if r.probeErr != nil {
+		return r.probeErr
+	}
 	for _, a := range addrs {
 		if mac := r.inUse[a]; mac != nil {
 			return &arpproxy.ConflictError{Addr: a, HardwareAddr: mac}
@@ -424,6 +430,31 @@ func TestRenamedFromOutside(t *testing.T) {
 	}
 }
 
+// Names are the kernel's, now: a vif is never found by a name it no
+// longer has, swapped names included, and its old name is free again.
+func TestRenamesSwapped(t *testing.T) {
+	r := newRig(t)
+	r.d.Up(linkCfg("sa", "192.0.2.1"), false)
+	r.d.Up(linkCfg("sb", "192.0.2.2"), false)
+	r.rename("sa", "tmp")
+	r.rename("sb", "sa")
+	r.rename("tmp", "sb")
+	if err := r.d.Down("sa"); err != nil {
+		t.Fatalf("down sa: %v", err)
+	}
+	if r.links["sb"].closes() != 1 || r.links["sa"].closes() != 0 {
+		t.Errorf("down sa closed the vif that came up as sa %d times, as sb %d times; want the one now called sa (sb)",
+			r.links["sa"].closes(), r.links["sb"].closes())
+	}
+	r.rename("sb", "sb-old")
+	if err := r.d.Down("sb"); !errors.Is(err, ErrUnknown) {
+		t.Errorf("down of a name no interface has: %v, want ErrUnknown", err)
+	}
+	if _, err := r.d.Up(linkCfg("sb", "192.0.2.3"), false); err != nil {
+		t.Errorf("up of a renamed vif's old name: %v", err)
+	}
+}
+
 // Two ups at once cannot both take an address.
 func TestConcurrentUpsOneAddress(t *testing.T) {
 	r := newRig(t)
@@ -524,6 +555,10 @@ func TestUpProbes(t *testing.T) {
 	}
 	if p := r.responders["eth9"].probed; len(p) != 0 {
 		t.Errorf("an address not published was probed: %v", p)
+	}
+	r.responders["eth9"].probeErr = fmt.Errorf("write: %w", syscall.ENETDOWN)
+	if _, err := r.d.Up(linkCfg("vif2", "192.0.2.3"), false); err == nil || !strings.Contains(err.Error(), "link is down (ip link set eth9 up), or pass --force") {
+		t.Errorf("Up with the slave's link down: %v", err)
 	}
 }
 

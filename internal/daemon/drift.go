@@ -32,8 +32,8 @@ func (d *Daemon) watchDrift() {
 		d.mu.Lock()
 		d.driftDone = done
 		d.mu.Unlock()
-		go d.keepWatching("addresses", done, d.subscribeAddrs)
-		go d.keepWatching("routes", done, d.subscribeRoutes)
+		go d.keepWatching("address", done, d.subscribeAddrs)
+		go d.keepWatching("route", done, d.subscribeRoutes)
 	})
 }
 
@@ -47,7 +47,7 @@ func (d *Daemon) keepWatching(what string, done chan struct{}, sub func(done <-c
 		ended, err := sub(subDone)
 		if err != nil {
 			close(subDone)
-			d.log.Warn("cannot watch "+what+"; one removed from a vif, or a renumbered slave, goes unnoticed", "err", err)
+			d.log.Warn("cannot watch "+what+" changes; one removed from a vif, or a renumbered slave, goes unnoticed", "err", err)
 			return
 		}
 		if !first {
@@ -81,8 +81,13 @@ func (d *Daemon) subscribeAddrs(done <-chan struct{}) (<-chan struct{}, error) {
 		for u := range ch {
 			if p, ok := prefixOf(&u.LinkAddress); ok {
 				d.addrChanged(u.LinkIndex, p, u.NewAddr)
-				if es := d.localConcerned(u.LinkIndex, p.Addr()); len(es) > 0 {
-					d.followLocal(es, d.hostAddrs())
+				if !u.NewAddr {
+					// The kernel may have flushed routes through the
+					// interface with the address, without a word.
+					d.routesAt(u.LinkIndex)
+				}
+				if len(d.localConcerned(u.LinkIndex, p.Addr())) > 0 {
+					d.scheduleFollowLocal()
 				}
 			}
 		}
@@ -108,6 +113,17 @@ func (d *Daemon) subscribeRoutes(done <-chan struct{}) (<-chan struct{}, error) 
 	return ended, nil
 }
 
+// routesAt checks the routes of the vif with interface index idx, if it is
+// one.
+func (d *Daemon) routesAt(idx int) {
+	d.mu.Lock()
+	e := d.entryAtLocked(idx)
+	d.mu.Unlock()
+	if e != nil {
+		d.checkRoutes(e, d.linkRoutes())
+	}
+}
+
 // resync compares every vif with the host, as if each address and route
 // event had been seen: what is missing or back is followed and logged.
 func (d *Daemon) resync() {
@@ -121,13 +137,20 @@ func (d *Daemon) resync() {
 				d.addrChanged(e.index, p, slices.Contains(host[e.index], p))
 			}
 		}
-		if routes != nil {
-			for _, p := range e.ifc.Link().Routes {
-				d.routeChanged(e.index, p, slices.Contains(routes[e.index], p.Masked()))
-			}
-		}
+		d.checkRoutes(e, routes)
 	}
 	d.followLocal(es, host)
+}
+
+// checkRoutes compares the routes e installed with those the kernel has
+// through it (routes is linkRoutes' answer).
+func (d *Daemon) checkRoutes(e *entry, routes map[int][]netip.Prefix) {
+	if routes == nil { // the dump failed: no news
+		return
+	}
+	for _, p := range e.ifc.Link().Routes {
+		d.routeChanged(e.index, p, slices.Contains(routes[e.index], p.Masked()))
+	}
 }
 
 func prefixOf(n *net.IPNet) (netip.Prefix, bool) {

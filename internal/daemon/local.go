@@ -1,8 +1,10 @@
 package daemon
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -24,10 +26,14 @@ func (d *Daemon) followLocal(es []*entry, host map[int][]netip.Prefix) {
 	if host == nil { // the dump failed: no news
 		return
 	}
+	names := d.ifNames()
 	for _, e := range es {
 		l := e.ifc.Link() // Local: the last address bound
 		if !l.Peer.IsValid() {
 			continue
+		}
+		if n := names[e.slaveIndex]; n != "" {
+			l.Slave = n // as it is called now
 		}
 		cur := e.ifc.Local() // zero while paused
 		var want netip.Addr
@@ -65,6 +71,28 @@ func (d *Daemon) followLocal(es []*entry, host map[int][]netip.Prefix) {
 				"vif", e.name, "slave", l.Slave, "from", l.Local, "to", want, "peer", l.Peer)
 		}
 	}
+}
+
+// followLocalDelay gathers a burst of address events (a DHCP client
+// renumbering, a script adding thousands) into one look at the host.
+const followLocalDelay = 50 * time.Millisecond
+
+// scheduleFollowLocal makes the daemon follow the local addresses of all
+// tunnels with the host's addresses, soon: once per burst of events.
+func (d *Daemon) scheduleFollowLocal() {
+	if !d.localPending.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(followLocalDelay, func() {
+		d.localPending.Store(false) // events from now on schedule again
+		d.mu.Lock()
+		es := slices.Collect(maps.Values(d.vifs))
+		closed := d.closed
+		d.mu.Unlock()
+		if !closed {
+			d.followLocal(es, d.hostAddrs())
+		}
+	})
 }
 
 // localConcerned returns the tunnels whose local address an address event

@@ -38,14 +38,14 @@ type slaveWatch struct {
 // if it uses none. The watch subscribes before the index is read, so a
 // deletion after that is never missed.
 func (d *Daemon) watchSlave(r vif.LinkConfig) int {
+	d.slaves.once.Do(func() {
+		if err := d.subscribeLinks(); err != nil {
+			d.log.Warn("cannot watch links; a deleted slave, a renamed vif or a new slave MAC goes unnoticed", "err", err)
+		}
+	})
 	if r.Slave == "" || !r.Peer.IsValid() && !r.Publish {
 		return 0
 	}
-	d.slaves.once.Do(func() {
-		if err := d.subscribeLinks(); err != nil {
-			d.log.Warn("cannot watch for deleted slave interfaces; a vif whose slave is deleted stays until \"vif down\"", "err", err)
-		}
-	})
 	return d.ifIndex(r.Slave)
 }
 
@@ -85,6 +85,7 @@ func (d *Daemon) subscribeLinks() error {
 			case unix.RTM_DELLINK:
 				d.removeOrphans(int(u.Index))
 			case unix.RTM_NEWLINK:
+				d.vifLinkChanged(int(u.Index), u.Attrs().Name)
 				d.linkState(int(u.Index), u.Flags&unix.IFF_RUNNING != 0, u.Attrs().HardwareAddr)
 			}
 		}
@@ -148,6 +149,23 @@ func (d *Daemon) linkState(idx int, running bool, mac net.HardwareAddr) {
 		ae.r.Announce(a)
 	}
 	d.log.Info("slave link back up: addresses announced again", "slave", d.ifNames()[idx], "addrs", len(addrs))
+}
+
+// vifLinkChanged follows a change of the vif with interface index idx, if
+// it is one: a new name is taken at once (so that "vif up" of the old
+// name is free again and log lines use the new one), and routes the
+// kernel removed without telling (it flushes them silently when a link
+// goes down) are noted.
+func (d *Daemon) vifLinkChanged(idx int, name string) {
+	d.mu.Lock()
+	e := d.entryAtLocked(idx)
+	if e != nil && e.name != name && name != "" {
+		d.renamedLocked(d.ifNames())
+	}
+	d.mu.Unlock()
+	if e != nil {
+		d.checkRoutes(e, d.linkRoutes())
+	}
 }
 
 // removeOrphans removes the vifs whose slave had index idx (any index

@@ -1,6 +1,3 @@
-// Package demo observes the throwaway namespaces of "vif demo" without
-// external commands: ICMP echo from inside a host, and a count of packets
-// of one IP protocol on an interface. (vif/nstest builds the namespaces.)
 package demo
 
 import (
@@ -12,17 +9,16 @@ import (
 	"time"
 
 	"github.com/mdlayher/packet"
-	"github.com/vif-project/vif/vif/nstest"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 )
 
-// Ping sends an ICMP echo request from h to dst and returns the
+// Ping sends an ICMP echo request from the host to dst and returns the
 // round-trip time of the first reply; it tries three times (a busy machine
 // can lose the first while ARP resolves).
-func Ping(h *nstest.Host, dst netip.Addr, seq int) (rtt time.Duration, err error) {
+func (h *Host) Ping(dst netip.Addr, seq int) (rtt time.Duration, err error) {
 	for try := 0; try < 3; try++ {
-		if rtt, err = PingOnce(h, dst, seq); err == nil {
+		if rtt, err = h.ping(dst, seq); err == nil {
 			return rtt, nil
 		}
 	}
@@ -31,7 +27,9 @@ func Ping(h *nstest.Host, dst netip.Addr, seq int) (rtt time.Duration, err error
 
 // PingOnce sends one ICMP echo request and waits up to 2 s for the reply;
 // for checks that expect none.
-func PingOnce(h *nstest.Host, dst netip.Addr, seq int) (time.Duration, error) {
+func (h *Host) PingOnce(dst netip.Addr, seq int) (time.Duration, error) { return h.ping(dst, seq) }
+
+func (h *Host) ping(dst netip.Addr, seq int) (time.Duration, error) {
 	var rtt time.Duration
 	err := h.Do(func() error {
 		c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
@@ -69,7 +67,7 @@ func PingOnce(h *nstest.Host, dst netip.Addr, seq int) (time.Duration, error) {
 	return rtt, err
 }
 
-// Tap counts IPv4 packets of one IP protocol on an interface.
+// Tap counts IPv4 packets of one IP protocol on the host's eth0.
 type Tap struct {
 	conn  *packet.Conn
 	n     atomic.Int64
@@ -77,12 +75,11 @@ type Tap struct {
 	proto uint8
 }
 
-// NewTap starts counting packets of IP protocol proto on h's interface
-// ifname.
-func NewTap(h *nstest.Host, ifname string, proto uint8) (*Tap, error) {
+// Tap starts counting packets of IP protocol proto on eth0.
+func (h *Host) Tap(proto uint8) (*Tap, error) {
 	t := &Tap{done: make(chan struct{}), proto: proto}
 	err := h.Do(func() error {
-		ifi, err := net.InterfaceByName(ifname)
+		ifi, err := net.InterfaceByName("eth0")
 		if err != nil {
 			return err
 		}
