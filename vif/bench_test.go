@@ -200,7 +200,7 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 		tunDev.src, under.sink = r.src, r.sink
 	case "fragment":
 		tunDev.src, under.sink = r.src, r.sink
-		cfg.PathMTU = func() (int, error) { return 1000, nil }
+		cfg.PathMTU = func(netip.Addr) (int, error) { return 1000, nil }
 		r.perPacket = 2
 	case "loopback":
 		tunDev.src, tunDev.sink = r.src, r.sink

@@ -27,10 +27,23 @@ type Config struct {
 	// encapsulated packets. New requires it with a Peer; Up defaults it to
 	// the slave's first IPv4 address.
 	Local netip.Addr `json:"local,omitzero"`
-	// Peer is the underlay address of the tunnel's other end. When it is
-	// the zero Addr the interface has no tunnel: packets for other
-	// destinations are dropped and nothing is decapsulated.
+	// Peer is the underlay address of the tunnel's other end when there
+	// is one: the peer of every packet that is not looped back, and from
+	// which any inner source is accepted (a Peer with the prefix
+	// 0.0.0.0/0). Peers holds more.
 	Peer netip.Addr `json:"peer,omitzero"`
+	// Peers are the tunnel's peers, each with the inner networks behind
+	// it (Peer). Without Peer or Peers the interface has no peer: packets
+	// for other destinations are dropped and nothing is decapsulated.
+	// Peers can be changed on a running interface (SetPeer, RemovePeer)
+	// when it has a tunnel: a peer or a Local address.
+	Peers []Peer `json:"peers,omitempty"`
+	// Forward lists the inner destinations, besides Addrs, that
+	// decapsulated packets may have: they are handed to the kernel, which
+	// routes them on (with net.ipv4.ip_forward=1), as a site-to-site
+	// gateway does. Empty by default: a vif relays nothing
+	// (CVE-2020-10136).
+	Forward []netip.Prefix `json:"forward,omitempty"`
 	// Protocol is the outer IP protocol, ipip.ProtoIPIP (94, the default
 	// when zero) or ipip.ProtoIPinIP (4).
 	Protocol uint8 `json:"protocol,omitempty"`
@@ -38,12 +51,13 @@ type Config struct {
 	// the inner TTL instead.
 	TTL        uint8 `json:"ttl,omitempty"`
 	InheritTTL bool  `json:"inherit_ttl,omitempty"`
-	// PathMTU, when set, returns the path MTU of the underlay towards the
+	// PathMTU, when set, returns the path MTU of the underlay towards a
 	// peer (outer packets), as the kernel learns it from ICMP
 	// "fragmentation needed". The loop asks when the underlay refuses a
-	// packet as too big, and now and then afterwards; the tunnel MTU is
-	// that minus 20. Up sets it; nil means the path MTU is the device's.
-	PathMTU func() (int, error) `json:"-"`
+	// packet as too big, and now and then afterwards; the tunnel MTU
+	// towards that peer is that minus 20. Up sets it; nil means the path
+	// MTU is the device's.
+	PathMTU func(peer netip.Addr) (int, error) `json:"-"`
 	// Logger receives lifecycle messages and recovered errors; nil
 	// discards them. Nothing is logged per packet.
 	Logger *slog.Logger `json:"-"`
@@ -142,18 +156,39 @@ func (c *Config) check() error {
 	if p := c.protocol(); p != ipip.ProtoIPIP && p != ipip.ProtoIPinIP {
 		return ErrBadProtocol
 	}
-	if c.Peer.IsValid() {
-		if !IsHostAddr(c.Peer) {
-			return fmt.Errorf("%w: peer %s", ErrBadAddress, c.Peer)
-		}
-		if !c.Local.IsValid() {
-			return ErrNoLocal
-		}
-		if !IsHostAddr(c.Local) {
-			return fmt.Errorf("%w: local %s", ErrBadAddress, c.Local)
+	peers := c.peers()
+	if err := checkPeers(peers); err != nil {
+		return err
+	}
+	for _, p := range c.Forward {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return fmt.Errorf("%w: forward prefix %v is not IPv4", ErrBadAddress, p)
 		}
 	}
+	if len(peers) > 0 && !c.Local.IsValid() {
+		return ErrNoLocal
+	}
+	if c.Local.IsValid() && !IsHostAddr(c.Local) {
+		return fmt.Errorf("%w: local %s", ErrBadAddress, c.Local)
+	}
 	return nil
+}
+
+// peers returns every peer of c: Peers, and Peer as the one that takes
+// every destination and source the others don't.
+func (c *Config) peers() []Peer {
+	peers := slices.Clone(c.Peers)
+	if c.Peer.IsValid() {
+		peers = append(peers, Peer{Addr: c.Peer, Prefixes: []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0)}})
+	}
+	return peers
+}
+
+// HasTunnel reports whether an interface made from c has a tunnel (an
+// underlay to send to and receive from peers): it has a peer or a Local
+// address.
+func (c *Config) HasTunnel() bool {
+	return c.Peer.IsValid() || len(c.Peers) > 0 || c.Local.IsValid()
 }
 
 // edgeOf returns "network" or "broadcast" if p's address is the first or
@@ -178,5 +213,10 @@ func edgeOf(p netip.Prefix) string {
 func (c LinkConfig) clone() LinkConfig {
 	c.Addrs = slices.Clone(c.Addrs)
 	c.Routes = slices.Clone(c.Routes)
+	c.Forward = slices.Clone(c.Forward)
+	c.Peers = slices.Clone(c.Peers)
+	for k := range c.Peers {
+		c.Peers[k] = clonePeer(c.Peers[k])
+	}
 	return c
 }

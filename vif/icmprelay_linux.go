@@ -72,12 +72,12 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 			}
 			continue
 		}
-		inner, code, mtu, ok := i.tunnelError(buf[:n])
+		inner, code, mtu, p, ok := i.tunnelError(buf[:n])
 		if !ok || !ipip.ErrorAllowed(inner) {
 			continue
 		}
 		if code == ipip.ICMPFragNeeded {
-			mtu = i.learnPathMTU(mtu)
+			mtu = i.learnPathMTU(p, mtu)
 		}
 		if !lim.allow(nanotime()) {
 			i.rx.icmpLimited.Add(1)
@@ -96,15 +96,16 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 // tunnelError parses pkt, an IPv4 packet carrying ICMP, and reports
 // whether it is an error about one of this tunnel's packets that must be
 // relayed; then it returns the quoted inner header and the code to relay
-// (with the next-hop MTU for fragmentation needed).
-func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu int, ok bool) {
+// (with the next-hop MTU for fragmentation needed), and the peer the
+// packet went to.
+func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu int, p *peer, ok bool) {
 	ip := ipip.IPv4(pkt)
 	if ip.Valid() != nil || ip.Protocol() != 1 {
-		return nil, 0, 0, false
+		return nil, 0, 0, nil, false
 	}
 	icmp := pkt[ip.HeaderLen():ip.TotalLen()]
 	if len(icmp) < 8 {
-		return nil, 0, 0, false
+		return nil, 0, 0, nil, false
 	}
 	typ, c := icmp[0], icmp[1]
 	quoted := ipip.IPv4(icmp[8:])
@@ -112,35 +113,46 @@ func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu in
 	// quote, at least the inner header after it.
 	if len(quoted) < ipip.IPv4MinLen || quoted.Version() != 4 || quoted.HeaderLen() < ipip.IPv4MinLen ||
 		len(quoted) < quoted.HeaderLen()+ipip.IPv4MinLen {
-		return nil, 0, 0, false
+		return nil, 0, 0, nil, false
 	}
-	if quoted.Protocol() != i.proto || quoted.Src() != i.Local() || quoted.DstBytes() != i.peer {
-		return nil, 0, 0, false
+	tab := i.peers.Load()
+	p = tab.byAddr(key(quoted.DstBytes()))
+	if quoted.Protocol() != i.proto || quoted.Src() != i.Local() || p == nil {
+		return nil, 0, 0, nil, false
 	}
 	inner = ipip.IPv4(quoted[quoted.HeaderLen():])
 	if inner.Version() != 4 || inner.HeaderLen() < ipip.IPv4MinLen || len(inner) < inner.HeaderLen() {
-		return nil, 0, 0, false
+		return nil, 0, 0, nil, false
 	}
-	if !i.routedTo(inner.Dst()) {
+	if !i.routedTo(inner.Dst(), tab, p) {
 		// Anyone can forge the quote: relay only errors about packets
 		// that could have gone through this tunnel, or the vif becomes
 		// a reflector of ICMP from any source to anyone.
-		return nil, 0, 0, false
+		return nil, 0, 0, nil, false
 	}
 	switch {
 	case typ == ipip.ICMPDestUnreach && c == ipip.ICMPFragNeeded:
-		return inner, ipip.ICMPFragNeeded, int(binary.BigEndian.Uint16(icmp[6:])), true
+		return inner, ipip.ICMPFragNeeded, int(binary.BigEndian.Uint16(icmp[6:])), p, true
 	case typ == ipip.ICMPDestUnreach && (c == ipip.ICMPNetUnreach || c == 6): // 6: network unknown
-		return inner, ipip.ICMPNetUnreach, 0, true
+		return inner, ipip.ICMPNetUnreach, 0, p, true
 	case typ == ipip.ICMPDestUnreach, typ == 11 && c == 0: // 11: time exceeded in transit
-		return inner, ipip.ICMPHostUnreach, 0, true
+		return inner, ipip.ICMPHostUnreach, 0, p, true
 	}
-	return nil, 0, 0, false // source quench, redirect, others: never relayed
+	return nil, 0, 0, nil, false // source quench, redirect, others: never relayed
 }
 
-// routedTo reports whether dst is in a prefix the vif routes to its peer:
-// LinkConfig.Routes, or the network of one of its addresses.
-func (i *Interface) routedTo(dst netip.Addr) bool {
+// routedTo reports whether the tunnel could have carried a packet for dst
+// to the peer p: a prefix of p holds it (but 0.0.0.0/0, which holds
+// anything), or it is in LinkConfig.Routes or the network of one of the
+// vif's addresses and p takes it.
+func (i *Interface) routedTo(dst netip.Addr, tab *peerTable, p *peer) bool {
+	pfx, q, ok := tab.route.LookupPrefixLPM(netip.PrefixFrom(dst, 32))
+	if !ok || q != p {
+		return false
+	}
+	if pfx.Bits() > 0 {
+		return true
+	}
 	for _, p := range i.link.Routes {
 		if p.Contains(dst) {
 			return true

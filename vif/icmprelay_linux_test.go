@@ -11,7 +11,8 @@ import (
 // A forged ICMP error quoting one of our outer headers is relayed only
 // when the quoted inner packet went to a destination the tunnel carries.
 func TestTunnelErrorRoutedOnly(t *testing.T) {
-	i := &Interface{proto: 94, peer: [4]byte{198, 18, 1, 2}}
+	i := &Interface{proto: 94}
+	i.peers.Store(newPeerTable([]Peer{{Addr: netip.AddrFrom4([4]byte{198, 18, 1, 2}), Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}}, 1480))
 	local := netip.AddrFrom4([4]byte{198, 18, 1, 1})
 	i.local.Store(&local)
 	i.link.Routes = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
@@ -35,10 +36,10 @@ func TestTunnelErrorRoutedOnly(t *testing.T) {
 		}
 		return buf.Bytes()
 	}
-	if _, _, _, ok := i.tunnelError(errorAbout("198.51.100.7")); !ok {
+	if _, _, _, _, ok := i.tunnelError(errorAbout("198.51.100.7")); !ok {
 		t.Error("an error about a packet to a routed prefix is not relayed")
 	}
-	if _, _, _, ok := i.tunnelError(errorAbout("203.0.113.99")); ok {
+	if _, _, _, _, ok := i.tunnelError(errorAbout("203.0.113.99")); ok {
 		t.Error("an error about a packet the tunnel never carried (203.0.113.99) is relayed")
 	}
 }

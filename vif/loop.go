@@ -47,8 +47,6 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	loop := make([][]byte, 0, bs)
 	send := make([][]byte, 0, bs)
 	c := &i.tx
-	hasPeer := i.under != nil && i.peer != [4]byte{}
-	peer := key(i.peer)
 	errRun := 0
 	var lastProbe int64
 	i.frags.size = size
@@ -94,7 +92,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			errRun = 0
 		}
 
-		set := i.addrs.Load()
+		set, tab := i.addrs.Load(), i.peers.Load()
 		if l := i.local.Load(); l != local {
 			local = l
 			enc.Src = *l
@@ -102,14 +100,18 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 		loop, send = loop[:0], send[:0]
 		i.frags.used = 0
 		var loopBytes uint64
-		pmtu := int(i.pmtu.Load())
-		if pmtu < int(i.devMTU.Load()) && i.pathMTU != nil {
-			// The path MTU learnt from the kernel expires there (10
+		if len(tab.list) > 0 && i.pathMTU != nil {
+			// A path MTU learnt from the kernel expires there (10
 			// minutes by default); look again now and then so the
 			// tunnel grows back.
 			if now := nanotime(); now-lastProbe > int64(pmtuProbeInterval) {
 				lastProbe = now
-				i.probePathMTU()
+				dev := i.devMTU.Load()
+				for _, p := range tab.list {
+					if p.st.pmtu.Load() < dev {
+						i.probePathMTU(p)
+					}
+				}
 			}
 		}
 		for j := 0; j < n; j++ {
@@ -125,18 +127,25 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				c.codec[err.(ipip.Error).Inner()].Add(1)
 				continue
 			}
-			dst := key(h.DstBytes())
-			switch {
-			case set.has(dst):
+			dstb := h.DstBytes()
+			dst := key(dstb)
+			if set.has(dst) {
 				loop = append(loop, buf)
 				loopBytes += uint64(sizes[j])
 				continue
-			case !hasPeer:
+			}
+			p := tab.lookup(dstb)
+			var pmtu int
+			if p != nil {
+				pmtu = int(p.st.pmtu.Load())
+			}
+			switch {
+			case p == nil:
 				c.drops[dropNoPeer].Add(1)
 				i.icmpError(h, ipip.ICMPHostUnreach, 0)
 				continue
-			case dst == peer:
-				// Routing the peer's own address into the tunnel would
+			case tab.byAddr(dst) != nil:
+				// Routing a peer's own address into the tunnel would
 				// loop every packet back into it (RFC 2003 section 4).
 				c.drops[dropLoop].Add(1)
 				continue
@@ -152,11 +161,14 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				i.icmpError(h, ipip.ICMPFragNeeded, pmtu)
 				continue
 			}
+			enc.Dst = p.Addr
 			out, err := enc.Encap(buf, Headroom)
 			if err != nil {
 				c.codec[err.(ipip.Error)].Add(1)
 				continue
 			}
+			p.st.txPkts.Add(1)
+			p.st.txBytes.Add(uint64(len(out)))
 			if sizes[j] > pmtu {
 				// Without DF (the outer DF is copied from the inner)
 				// the packet goes out in fragments of the path MTU, as
@@ -206,8 +218,14 @@ func (i *Interface) send(pkts [][]byte) bool {
 			// ICMP "fragmentation needed" from a router on the way):
 			// adopt it, and send this packet in fragments or, if its
 			// sender forbade that, tell it the tunnel's MTU.
-			pmtu := i.probePathMTU()
 			outer, inner := ipip.IPv4(pkts[k][off:]), ipip.IPv4(pkts[k][off+ipip.IPv4MinLen:])
+			p := i.peers.Load().byAddr(key(outer.DstBytes()))
+			if p == nil { // removed meanwhile
+				c.drops[dropUnderlayWrite].Add(1)
+				k++
+				break
+			}
+			pmtu := i.probePathMTU(p)
 			if outer.IsFragment() {
 				// One of our fragments, cut for a larger MTU: the
 				// packet is lost; skip its other fragments here.
@@ -280,7 +298,6 @@ func (i *Interface) rxLoop() {
 	bufs, sizes := newBufs(bs, maxPacket)
 	write := make([][]byte, 0, bs)
 	c := &i.rx
-	peer := i.peer
 	errRun := 0
 
 	for {
@@ -303,13 +320,17 @@ func (i *Interface) rxLoop() {
 		}
 		errRun = 0
 
-		set := i.addrs.Load()
+		set, tab := i.addrs.Load(), i.peers.Load()
 		write = write[:0]
 		var bytes uint64
 		for j := 0; j < n; j++ {
 			pkt := bufs[j][Headroom : Headroom+sizes[j]]
 			outer := ipip.IPv4(pkt)
-			if len(pkt) < ipip.IPv4MinLen || outer.SrcBytes() != peer {
+			var p *peer
+			if len(pkt) >= ipip.IPv4MinLen {
+				p = tab.byAddr(key(outer.SrcBytes()))
+			}
+			if p == nil {
 				c.drops[dropNotPeer].Add(1)
 				continue
 			}
@@ -319,14 +340,16 @@ func (i *Interface) rxLoop() {
 				continue
 			}
 			ih := ipip.IPv4(inner)
-			if !set.has(key(ih.DstBytes())) {
+			if !set.has(key(ih.DstBytes())) && (i.forward == nil || !i.forward.Lookup(ih.Dst())) {
 				c.drops[dropNotLocal].Add(1)
 				continue
 			}
-			if set.badSource(ih.SrcBytes()) {
+			if set.badSource(ih.SrcBytes()) || !p.allow.Lookup(ih.Src()) {
 				c.drops[dropBadSource].Add(1)
 				continue
 			}
+			p.st.rxPkts.Add(1)
+			p.st.rxBytes.Add(uint64(len(inner)))
 			// Slide the window so the inner packet starts at Headroom:
 			// the TUN write needs a common offset, and this costs no copy.
 			ihl := outer.HeaderLen()

@@ -24,43 +24,44 @@ const pmtuProbeInterval = 5 * time.Second
 // flaps, or forged ICMP, costs one line per interval.
 const pmtuLogEvery = 10 * time.Second
 
-// probePathMTU asks the underlay's path MTU, updates the tunnel's soft
-// state, and returns the tunnel MTU.
-func (i *Interface) probePathMTU() int {
-	cur := int(i.pmtu.Load())
+// probePathMTU asks the underlay's path MTU towards p, updates p's soft
+// state, and returns p's tunnel MTU.
+func (i *Interface) probePathMTU(p *peer) int {
+	cur := int(p.st.pmtu.Load())
 	if i.pathMTU == nil {
 		return cur
 	}
-	m, err := i.pathMTU()
+	m, err := i.pathMTU(p.Addr)
 	if err != nil {
 		return cur
 	}
 	t := min(max(m-ipip.IPv4MinLen, MinMTU), int(i.devMTU.Load()))
-	i.setPathMTU(cur, t)
+	i.setPathMTU(p, cur, t)
 	return t
 }
 
-// learnPathMTU adopts a path MTU reported by a router in the tunnel (outer
-// packet size; 0 from routers predating RFC 1191), no lower than
-// minPathMTU, asks the kernel too, and returns the tunnel MTU.
-func (i *Interface) learnPathMTU(reported int) int {
-	t := i.probePathMTU()
+// learnPathMTU adopts a path MTU towards p reported by a router in the
+// tunnel (outer packet size; 0 from routers predating RFC 1191), no lower
+// than minPathMTU, asks the kernel too, and returns p's tunnel MTU.
+func (i *Interface) learnPathMTU(p *peer, reported int) int {
+	t := i.probePathMTU(p)
 	if reported > 0 {
 		if r := min(max(reported, minPathMTU)-ipip.IPv4MinLen, int(i.devMTU.Load())); r < t {
-			i.setPathMTU(t, r)
+			i.setPathMTU(p, t, r)
 			t = r
 		}
 	}
 	return t
 }
 
-// setPathMTU changes the tunnel MTU from cur to t and logs it, at most
-// once per pmtuLogEvery. Called from both loop directions.
-func (i *Interface) setPathMTU(cur, t int) {
+// setPathMTU changes p's tunnel MTU from cur to t and logs it, at most
+// once per pmtuLogEvery for the whole interface. Called from both loop
+// directions.
+func (i *Interface) setPathMTU(p *peer, cur, t int) {
 	if t == cur {
 		return
 	}
-	i.pmtu.Store(int32(t))
+	p.st.pmtu.Store(int32(t))
 	n := i.pmtuChanges.Add(1)
 	now := nanotime()
 	last := i.pmtuLogged.Load()
@@ -68,5 +69,5 @@ func (i *Interface) setPathMTU(cur, t int) {
 		return
 	}
 	i.pmtuChanges.Store(0)
-	i.log.Info("tunnel path MTU changed", "from", cur, "to", t, "changes", n)
+	i.log.Info("tunnel path MTU changed", "peer", p.Addr, "from", cur, "to", t, "changes", n)
 }

@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// pmtuProbe reads the kernel's path MTU towards the peer: a UDP socket
+// pmtuProbe reads the kernel's path MTU towards a peer: a UDP socket
 // connected to the peer (it sends nothing) answers IP_MTU from the route
 // cache, which the kernel updates when a router on the way returns ICMP
 // "fragmentation needed" for our IPIP packets. It is bound to the local
@@ -16,18 +16,17 @@ import (
 // the same route.
 type pmtuProbe struct {
 	slave int // interface index
-	peer  unix.SockaddrInet4
 
 	mu sync.Mutex // guards fd, which SetLocal replaces
 	fd int
 }
 
-func newPMTUProbe(slave string, local, peer netip.Addr) (*pmtuProbe, error) {
+func newPMTUProbe(slave string, local netip.Addr) (*pmtuProbe, error) {
 	idx, err := ifIndex(slave)
 	if err != nil {
 		return nil, err
 	}
-	p := &pmtuProbe{slave: idx, peer: unix.SockaddrInet4{Addr: peer.As4(), Port: 9}} // port 9 (discard): nothing is ever sent
+	p := &pmtuProbe{slave: idx}
 	fd, err := p.open(local)
 	if err != nil {
 		return nil, err
@@ -36,8 +35,7 @@ func newPMTUProbe(slave string, local, peer netip.Addr) (*pmtuProbe, error) {
 	return p, nil
 }
 
-// open returns a UDP socket bound to the slave and local, connected to
-// the peer.
+// open returns a UDP socket bound to the slave and local.
 func (p *pmtuProbe) open(local netip.Addr) (int, error) {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
@@ -50,19 +48,16 @@ func (p *pmtuProbe) open(local netip.Addr) (int, error) {
 	if err := bindSocket(fd, p.slave, local); err != nil {
 		return fail(err)
 	}
-	if err := unix.Connect(fd, &p.peer); err != nil {
-		return fail(err)
-	}
 	return fd, nil
 }
 
-// PathMTU returns the path MTU towards the peer. It connects again first:
-// the socket's cached route does not see a path MTU learnt after it was
-// looked up, a new lookup does.
-func (p *pmtuProbe) PathMTU() (int, error) {
+// PathMTU returns the path MTU towards peer. It connects to the peer
+// (port 9, discard: nothing is ever sent) for each question: a new route
+// lookup sees a path MTU learnt since the last one.
+func (p *pmtuProbe) PathMTU(peer netip.Addr) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := unix.Connect(p.fd, &p.peer); err != nil {
+	if err := unix.Connect(p.fd, &unix.SockaddrInet4{Addr: peer.As4(), Port: 9}); err != nil {
 		return 0, err
 	}
 	return unix.GetsockoptInt(p.fd, unix.IPPROTO_IP, unix.IP_MTU)

@@ -60,7 +60,7 @@ type RawUnderlay struct {
 	wold    int  // a socket SetLocal replaced while Write used it, or -1
 	wbusy   bool // Write is using a socket
 	closing bool
-	peer    unix.RawSockaddrInet4
+	wnames  []unix.RawSockaddrInet4 // each packet's destination
 	whdrs   []unix.Mmsghdr
 	wiovs   []unix.Iovec
 }
@@ -84,16 +84,18 @@ func newRxSocket(fd int, proto int) (*rxSocket, error) {
 }
 
 // ListenUnderlay opens the raw IP sockets of a tunnel: protocol proto (94
-// or 4), bound to the interface slave (SO_BINDTODEVICE) and to the address
-// local, sending to peer. slave may be empty to leave the sockets unbound
-// to a device. It needs CAP_NET_RAW (and CAP_NET_ADMIN for the larger
-// socket buffers, which it asks for and does without when refused).
-func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnderlay, error) {
+// or 4), bound to the interface slave (by its index, which a rename keeps)
+// and to the address local. Each packet written goes to the destination
+// of its outer header: one underlay serves every peer. slave may be empty
+// to leave the sockets unbound to a device. It needs CAP_NET_RAW (and
+// CAP_NET_ADMIN for the larger socket buffers, which it asks for and does
+// without when refused).
+func ListenUnderlay(slave string, proto uint8, local netip.Addr) (*RawUnderlay, error) {
 	if proto != ipip.ProtoIPIP && proto != ipip.ProtoIPinIP {
 		return nil, ErrBadProtocol
 	}
-	if !peer.Is4() || !local.Is4() {
-		return nil, fmt.Errorf("%w: underlay endpoints %v and %v", ErrBadAddress, local, peer)
+	if !local.Is4() {
+		return nil, fmt.Errorf("%w: underlay endpoint %v", ErrBadAddress, local)
 	}
 	idx, err := ifIndex(slave)
 	if err != nil {
@@ -114,15 +116,15 @@ func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnde
 		return nil, err
 	}
 	u := &RawUnderlay{
-		slave: idx,
-		proto: int(proto),
-		rhdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
-		riovs: make([]unix.Iovec, defaultUnderlayBatch),
-		wfd:   wfd,
-		wold:  -1,
-		peer:  unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: peer.As4()},
-		whdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
-		wiovs: make([]unix.Iovec, defaultUnderlayBatch),
+		slave:  idx,
+		proto:  int(proto),
+		rhdrs:  make([]unix.Mmsghdr, defaultUnderlayBatch),
+		riovs:  make([]unix.Iovec, defaultUnderlayBatch),
+		wfd:    wfd,
+		wold:   -1,
+		wnames: make([]unix.RawSockaddrInet4, defaultUnderlayBatch),
+		whdrs:  make([]unix.Mmsghdr, defaultUnderlayBatch),
+		wiovs:  make([]unix.Iovec, defaultUnderlayBatch),
 	}
 	u.rx.Store(rx)
 	u.rfn = u.recv
@@ -130,10 +132,12 @@ func ListenUnderlay(slave string, proto uint8, local, peer netip.Addr) (*RawUnde
 		u.rhdrs[i].Hdr.Iov = &u.riovs[i]
 		u.rhdrs[i].Hdr.SetIovlen(1)
 	}
-	// The write headers never change but for their buffers.
+	// The write headers never change but for their buffers and the
+	// destinations.
 	for i := range u.whdrs {
+		u.wnames[i].Family = unix.AF_INET
 		h := &u.whdrs[i].Hdr
-		h.Name = (*byte)(unsafe.Pointer(&u.peer))
+		h.Name = (*byte)(unsafe.Pointer(&u.wnames[i]))
 		h.Namelen = unix.SizeofSockaddrInet4
 		h.Iov = &u.wiovs[i]
 		h.SetIovlen(1)
@@ -250,8 +254,8 @@ func (u *RawUnderlay) recv(fd uintptr) bool {
 	}
 }
 
-// Write implements Underlay: sendmmsg to the peer, in batches, blocking
-// while the socket's send buffer is full.
+// Write implements Underlay: sendmmsg to each packet's outer destination,
+// in batches, blocking while the socket's send buffer is full.
 func (u *RawUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 	u.mu.Lock()
 	if u.closing {
@@ -270,6 +274,9 @@ func (u *RawUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 			b := bufs[sent+i][offset:]
 			u.wiovs[i].Base = &b[0]
 			u.wiovs[i].SetLen(len(b))
+			if len(b) >= ipip.IPv4MinLen {
+				u.wnames[i].Addr = [4]byte(b[16:20])
+			}
 		}
 		// Without waiting, sendmmsg is a bounded system call: make it
 		// without telling the runtime, which otherwise wakes its

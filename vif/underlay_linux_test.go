@@ -20,7 +20,7 @@ func underlayPair(tb testing.TB) (a, b *vif.RawUnderlay) {
 	open := func(h *nstest.Host, slave string, local, peer netip.Addr) *vif.RawUnderlay {
 		var u *vif.RawUnderlay
 		if err := h.Do(func() (err error) {
-			u, err = vif.ListenUnderlay(slave, ipip.ProtoIPIP, local, peer)
+			u, err = vif.ListenUnderlay(slave, ipip.ProtoIPIP, local)
 			return err
 		}); err != nil {
 			tb.Fatal(err)

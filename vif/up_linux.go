@@ -44,7 +44,7 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		return c, fmt.Errorf("%w: %s", ErrExists, c.Name)
 	}
 	c.Protocol = c.protocol()
-	if c.Slave == "" && (c.Peer.IsValid() || c.Publish) {
+	if c.Slave == "" && (c.HasTunnel() || c.Publish) {
 		s, err := defaultSlave(nl)
 		if err != nil {
 			return c, err
@@ -68,7 +68,7 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	if err := checkHostAddrs(nl, c.Addrs, c.Local); err != nil {
 		return c, err
 	}
-	if c.Peer.IsValid() && !c.Local.IsValid() {
+	if c.HasTunnel() && !c.Local.IsValid() {
 		l, err := primaryAddr(nl, c.Slave)
 		if err != nil {
 			return c, err
@@ -178,16 +178,53 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		undo = append(undo, func() error { return ignoreGone(nl.RouteDel(r)) })
 	}
 
+	// The peers' prefixes are routed into the vif too (but 0.0.0.0/0,
+	// and those --route has routed already), now and as peers change.
+	routed := map[netip.Prefix]bool{}
+	for _, p := range c.Routes {
+		routed[p.Masked()] = true
+	}
+	peerRouted := map[netip.Prefix]bool{} // guarded by the Interface's peersMu
+	peerRoutes := func(add, del []netip.Prefix) error {
+		nlMu.Lock()
+		defer nlMu.Unlock()
+		if nlClosed {
+			return os.ErrClosed
+		}
+		for _, p := range add {
+			if routed[p] || peerRouted[p] {
+				continue
+			}
+			r := &netlink.Route{LinkIndex: index, Dst: prefixNet(p), Scope: netlink.SCOPE_LINK}
+			if err := nl.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("vif: add route %s via %s: %w", p, c.Name, err)
+			}
+			peerRouted[p] = true
+		}
+		for _, p := range del {
+			if peerRouted[p] {
+				_ = ignoreGone(nl.RouteDel(&netlink.Route{LinkIndex: index, Dst: prefixNet(p), Scope: netlink.SCOPE_LINK}))
+				delete(peerRouted, p)
+			}
+		}
+		return nil
+	}
+	if add, _ := routeChanges(nil, c.peers()); len(add) > 0 {
+		if err := peerRoutes(add, nil); err != nil {
+			return nil, err
+		}
+	}
+
 	var under Underlay
 	var probe *pmtuProbe
-	if c.Peer.IsValid() {
-		ru, err := ListenUnderlay(c.Slave, c.Protocol, c.Local, c.Peer)
+	if c.HasTunnel() {
+		ru, err := ListenUnderlay(c.Slave, c.Protocol, c.Local)
 		if err != nil {
 			return nil, err
 		}
 		under = ru
 		owned = append(owned, ru.Close)
-		probe, err = newPMTUProbe(c.Slave, c.Local, c.Peer)
+		probe, err = newPMTUProbe(c.Slave, c.Local)
 		if err != nil {
 			return nil, err
 		}
@@ -200,9 +237,17 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		return nil, err
 	}
 	ifc.link = c.clone()
+	ifc.link.Peer, ifc.link.Peers = netip.Addr{}, nil // the peer table's
 	if probe != nil {
 		ifc.rebind = append(ifc.rebind, probe.SetLocal)
 	}
+	ifc.peerRoutes = peerRoutes
+	undo = append(undo, func() error {
+		ifc.peersMu.Lock()
+		defer ifc.peersMu.Unlock()
+		_, del := routeChanges(ifc.peers.Load().peers(), nil)
+		return peerRoutes(nil, del)
+	})
 	ifc.closers, undo, owned = undo, nil, nil
 	ifc.deviceMTU = func() (int, error) {
 		l, err := linkNow()
@@ -228,7 +273,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		}
 	}
 	ifc.start()
-	if c.Peer.IsValid() {
+	if c.HasTunnel() {
 		if err := ifc.startICMPRelay(c.Slave); err != nil {
 			ifc.Close()
 			return nil, err
@@ -240,8 +285,8 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 			return nil, err
 		}
 	}
-	log.Info("vif up", "addrs", c.Addrs, "mtu", c.MTU, "slave", c.Slave, "local", c.Local, "peer", c.Peer,
-		"proto", c.Protocol, "routes", c.Routes)
+	log.Info("vif up", "addrs", c.Addrs, "mtu", c.MTU, "slave", c.Slave, "local", c.Local, "peers", c.peers(),
+		"proto", c.Protocol, "routes", c.Routes, "forward", c.Forward)
 	if c.Peer.IsValid() && len(c.Routes) == 0 && strictRPFilter(c.Name) {
 		log.Warn("rp_filter is strict (1) and nothing is routed into the vif: the kernel will drop decapsulated packets whose source is not routed back through it; add --route for the peer's networks, or set net.ipv4.conf." + c.Name + ".rp_filter=2")
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/gaissmai/bart"
 	"github.com/vif-project/vif/ipip"
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -62,10 +63,17 @@ type Interface struct {
 	under Underlay // nil without a peer
 	log   *slog.Logger
 
-	link  LinkConfig // as resolved: what Link returns
+	link  LinkConfig // as resolved: what Link returns, but Peer and Peers
 	proto uint8
-	peer  [4]byte
 	addrs atomic.Pointer[addrSet]
+
+	// peers is read by the loop per batch; SetPeer and RemovePeer
+	// replace it under peersMu, and tell peerRoutes (set by Up) which
+	// prefixes come and go. forward is Config.Forward, or nil.
+	peers      atomic.Pointer[peerTable]
+	peersMu    sync.Mutex
+	peerRoutes func(add, del []netip.Prefix) error
+	forward    *bart.Lite
 
 	// local is the outer source in use, the zero Addr while the tunnel
 	// is paused (SetLocal). rebind binds the underlay and its helpers
@@ -79,11 +87,10 @@ type Interface struct {
 	rx rxCounters
 
 	// Path MTU soft state (RFC 2003 section 5.1): devMTU is the device's,
-	// as it changes (followDevice), pmtu the tunnel's current one (<=
+	// as it changes (followDevice); each peer has its own tunnel MTU (<=
 	// devMTU).
 	devMTU      atomic.Int32
-	pmtu        atomic.Int32
-	pathMTU     func() (int, error)
+	pathMTU     func(peer netip.Addr) (int, error)
 	pmtuLogged  atomic.Int64 // nanotime of the last log line about it
 	pmtuChanges atomic.Uint64
 
@@ -138,7 +145,7 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
-	if cfg.Peer.IsValid() && under == nil {
+	if cfg.HasTunnel() && under == nil {
 		return nil, errors.New("vif: a peer needs an underlay")
 	}
 	set := newAddrSet(cfg.Addrs)
@@ -157,6 +164,7 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 	i.deviceMTU = dev.MTU
 	i.link.Config = *cfg
 	i.link.Protocol = proto
+	i.link.Peer, i.link.Peers = netip.Addr{}, nil // the table's
 	i.link = i.link.clone()
 	i.addrs.Store(set)
 	mtu := MaxMTU
@@ -164,13 +172,22 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 		mtu = m
 	}
 	i.devMTU.Store(int32(mtu))
-	i.pmtu.Store(int32(mtu))
 	i.pathMTU = cfg.PathMTU
-	i.probePathMTU() // the first packet to the peer meets the path's MTU
+	tab := newPeerTable(cfg.peers(), mtu)
+	i.peers.Store(tab)
+	for _, p := range tab.list {
+		i.probePathMTU(p) // the first packet to a peer meets the path's MTU
+	}
+	if len(cfg.Forward) > 0 {
+		i.forward = new(bart.Lite)
+		for _, p := range cfg.Forward {
+			i.forward.Insert(p.Masked())
+		}
+	}
 	i.icmpBufs = [][]byte{make([]byte, Headroom+ipip.ICMPMaxErrorLen)}
 	local := netip.Addr{}
-	if cfg.Peer.IsValid() {
-		local, i.peer = cfg.Local, cfg.Peer.As4()
+	if cfg.HasTunnel() {
+		local = cfg.Local
 		if r, ok := under.(interface{ SetLocal(netip.Addr) error }); ok {
 			i.rebind = append(i.rebind, r.SetLocal)
 		}
@@ -186,13 +203,12 @@ func (i *Interface) start() {
 	enc := &ipip.Encapsulator{
 		Protocol:   i.proto,
 		Src:        c.Local,
-		Dst:        c.Peer,
 		TTL:        c.TTL,
 		InheritTTL: c.InheritTTL,
 	}
 	i.wg.Add(1)
 	go i.txLoop(enc)
-	if i.under != nil && c.Peer.IsValid() {
+	if i.under != nil {
 		i.wg.Add(1)
 		go i.rxLoop()
 	}
@@ -229,13 +245,13 @@ func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
 // unreachable", until an address is set again. The peer must send to the
 // new address; nothing tells it.
 //
-// It returns an error for an interface without a peer, an error
+// It returns ErrNoTunnel for an interface without a tunnel, an error
 // wrapping ErrBadAddress for an address that is not a unicast IPv4
 // address, or the underlay's error binding to it, in which case the
 // previous address stays in use.
 func (i *Interface) SetLocal(local netip.Addr) error {
-	if i.peer == [4]byte{} {
-		return errNoTunnel
+	if i.under == nil {
+		return ErrNoTunnel
 	}
 	if local.IsValid() && !IsHostAddr(local) {
 		return fmt.Errorf("%w: local %s", ErrBadAddress, local)
@@ -254,8 +270,6 @@ func (i *Interface) SetLocal(local netip.Addr) error {
 	return nil
 }
 
-var errNoTunnel = errors.New("vif: the interface has no peer, so no local underlay address")
-
 // Local returns the tunnel's local underlay address in use: the zero Addr
 // without a peer, or while the tunnel is paused (SetLocal).
 func (i *Interface) Local() netip.Addr { return *i.local.Load() }
@@ -271,11 +285,12 @@ func (i *Interface) Addrs() []netip.Prefix {
 func (i *Interface) Link() LinkConfig {
 	l := i.link.clone()
 	l.Addrs = i.Addrs()
-	if i.peer != [4]byte{} {
+	if i.under != nil {
 		i.localMu.Lock()
 		l.Local = i.bound
 		i.localMu.Unlock()
 	}
+	l.Peers = i.peers.Load().peers()
 	l.PathMTU, l.Logger, l.Publisher = nil, nil, nil
 	return l
 }
@@ -355,8 +370,10 @@ func (i *Interface) setDevMTU(m int) {
 	if old == m {
 		return
 	}
-	i.pmtu.Store(int32(m))
-	i.probePathMTU()
+	for _, p := range i.peers.Load().list {
+		p.st.pmtu.Store(int32(m))
+		i.probePathMTU(p)
+	}
 	i.log.Info("device MTU changed", "from", old, "to", m)
 }
 

@@ -76,7 +76,7 @@ func newRig(t *testing.T, cfg vif.Config) *rig {
 	t.Helper()
 	r := &rig{tun: viftest.NewTUN(8), under: viftest.NewUnderlay(8)}
 	var under vif.Underlay
-	if cfg.Peer.IsValid() {
+	if cfg.HasTunnel() {
 		under = r.under
 	}
 	ifc, err := vif.New(r.tun, under, &cfg)
@@ -486,7 +486,7 @@ func TestPathMTU(t *testing.T) {
 	cfg := tunnelCfg()
 	var pathMTU atomic.Int32
 	pathMTU.Store(1500)
-	cfg.PathMTU = func() (int, error) { return int(pathMTU.Load()), nil }
+	cfg.PathMTU = func(netip.Addr) (int, error) { return int(pathMTU.Load()), nil }
 	r := newRig(t, cfg)
 	big := func(df bool) []byte {
 		p := udp(t, addrA, other, string(make([]byte, 1400)))
@@ -644,5 +644,80 @@ func TestSetLocal(t *testing.T) {
 	noPeer := newRig(t, vif.Config{Addrs: hosts(addrA)})
 	if err := noPeer.ifc.SetLocal(localA); err == nil {
 		t.Error("SetLocal without a peer succeeded")
+	}
+}
+
+// Several peers on one interface: each packet goes to the peer with the
+// longest prefix holding its destination; a peer's packets are delivered
+// only with a source in its prefixes, and for a destination of ours or
+// one forwarded; peers change while the loop runs.
+func TestPeers(t *testing.T) {
+	peerB, peerC := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
+	pfx := netip.MustParsePrefix
+	cfg := vif.Config{Addrs: hosts(addrA), Local: localA, Peers: []vif.Peer{
+		{Addr: peerB, Prefixes: []netip.Prefix{pfx("198.51.100.0/24")}},
+		{Addr: peerC, Prefixes: []netip.Prefix{pfx("198.51.100.128/25"), pfx("203.0.113.0/24")}},
+	}, Forward: []netip.Prefix{pfx("192.0.2.128/25")}}
+	r := newRig(t, cfg)
+	to := func(dst string) netip.Addr {
+		t.Helper()
+		r.tun.Inject(udp(t, addrA, netip.MustParseAddr(dst), "out"))
+		out, ok := r.under.Recv(wait)
+		if !ok {
+			t.Fatalf("to %s: nothing sent", dst)
+		}
+		return ipip.IPv4(out).Dst()
+	}
+	for dst, want := range map[string]netip.Addr{"198.51.100.1": peerB, "198.51.100.200": peerC, "203.0.113.5": peerC} {
+		if got := to(dst); got != want {
+			t.Errorf("a packet for %s went to %v, want %v", dst, got, want)
+		}
+	}
+	r.tun.Inject(udp(t, addrA, netip.MustParseAddr("192.0.2.99"), "nobody's"))
+	waitStats(t, r.ifc, "tx_no_peer", func(s vif.Stats) bool { return s.Drops["tx_no_peer"] == 1 })
+
+	deliver := func(from netip.Addr, src, dst string) {
+		t.Helper()
+		r.under.Inject(encap(t, from, localA, ipip.ProtoIPIP, udp(t, netip.MustParseAddr(src), netip.MustParseAddr(dst), "in")))
+	}
+	deliver(peerB, "198.51.100.7", addrA.String()) // ours, from B's prefix
+	deliver(peerB, "203.0.113.9", addrA.String())  // C's prefix, from B
+	deliver(peerC, "203.0.113.9", "192.0.2.200")   // forwarded
+	deliver(peerC, "203.0.113.9", "192.0.2.20")    // neither ours nor forwarded
+	s := waitStats(t, r.ifc, "decapsulation", func(s vif.Stats) bool { return s.Decapsulated+s.Dropped() >= 3+1 })
+	if s.Decapsulated != 2 || s.Drops["rx_bad_source"] != 1 || s.Drops["rx_not_local"] != 1 {
+		t.Errorf("decapsulated %d, drops %v; want 2, rx_bad_source 1, rx_not_local 1", s.Decapsulated, s.Drops)
+	}
+	ps := r.ifc.Peers()
+	if len(ps) != 2 || ps[0].Addr != peerB || ps[0].Encapsulated != 1 || ps[0].Decapsulated != 1 || ps[1].Encapsulated != 2 || ps[1].Decapsulated != 1 {
+		t.Errorf("per-peer counters: %+v", ps)
+	}
+
+	// C gives up 203.0.113.0/24 to a new peer D; B goes.
+	peerD := netip.MustParseAddr("198.18.0.4")
+	if err := r.ifc.SetPeer(vif.Peer{Addr: peerC, Prefixes: []netip.Prefix{pfx("198.51.100.128/25")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ifc.SetPeer(vif.Peer{Addr: peerD, Prefixes: []netip.Prefix{pfx("203.0.113.0/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ifc.RemovePeer(peerB); err != nil {
+		t.Fatal(err)
+	}
+	if got := to("203.0.113.5"); got != peerD {
+		t.Errorf("after the change, 203.0.113.5 goes to %v, want %v", got, peerD)
+	}
+	if ps := r.ifc.Peers(); len(ps) != 2 || ps[0].Addr != peerC || ps[0].Encapsulated != 2 {
+		t.Errorf("after the change: %+v (C keeps its counters)", ps)
+	}
+	if err := r.ifc.SetPeer(vif.Peer{Addr: peerB, Prefixes: []netip.Prefix{pfx("203.0.113.0/24")}}); !errors.Is(err, vif.ErrBadAddress) {
+		t.Errorf("a prefix D has, for B: %v", err)
+	}
+	if err := r.ifc.RemovePeer(peerB); !errors.Is(err, vif.ErrNoPeer) {
+		t.Errorf("removing a removed peer: %v", err)
+	}
+	noTunnel := newRig(t, vif.Config{Addrs: hosts(addrA)})
+	if err := noTunnel.ifc.SetPeer(vif.Peer{Addr: peerB}); !errors.Is(err, vif.ErrNoTunnel) {
+		t.Errorf("SetPeer without a tunnel: %v", err)
 	}
 }

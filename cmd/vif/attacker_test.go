@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,6 +61,8 @@ func runAttack(mode string, args []string) {
 		case "ipipflood":
 			n, _ := strconv.Atoi(args[1])
 			res = floodIPIP(netip.MustParseAddr(args[0]), n)
+		case "ipipecho":
+			res = sendIPIPEcho(netip.MustParseAddr(args[0]), netip.MustParseAddr(args[1]), netip.MustParseAddr(args[2]))
 		default:
 			res.Err = "unknown attack " + mode
 		}
@@ -236,5 +239,31 @@ func floodIPIP(dst netip.Addr, n int) attackResult {
 			res.Connected++
 		}
 	}
+	return res
+}
+
+// sendIPIPEcho sends to the tunnel endpoint dst one protocol-94 packet
+// carrying an ICMP echo request from innerSrc to innerDst: what a peer
+// spoofing a source, or aiming at a destination it may not reach, sends.
+func sendIPIPEcho(dst, innerSrc, innerDst netip.Addr) attackResult {
+	var res attackResult
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+	if err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	defer unix.Close(fd)
+	pkt := make([]byte, 2*ipip.IPv4MinLen+8)
+	inner := pkt[ipip.IPv4MinLen:]
+	ipip.IPv4(inner).Encode(&ipip.IPv4Fields{TotalLen: uint16(len(inner)), TTL: 64, Protocol: 1, Src: innerSrc.As4(), Dst: innerDst.As4()})
+	icmp := inner[ipip.IPv4MinLen:]
+	icmp[0] = 8 // echo request
+	binary.BigEndian.PutUint16(icmp[2:], ipip.Checksum(icmp))
+	ipip.IPv4(pkt).Encode(&ipip.IPv4Fields{TotalLen: uint16(len(pkt)), TTL: 64, Protocol: ipip.ProtoIPIP, Dst: dst.As4()})
+	if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: dst.As4()}); err != nil {
+		res.Err = err.Error()
+		return res
+	}
+	res.Connected = 1
 	return res
 }

@@ -21,6 +21,7 @@ and tunnel in IPIP (protocol 94 or 4) to a peer.
 Usage:
   vif up NAME ADDR[/LEN]... [flags]   create a vif; it serves until "vif down"
   vif down NAME                       remove a vif and all it installed
+  vif set NAME peer ADDR ...          add, change or remove a peer of a vif
   vif show [NAME] [--json]            show vifs, their settings and counters
   vif demo                            walk through the seed's scenario in
                                       throwaway network namespaces
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDown(ctx, rest, stdout, stderr)
 	case "show":
 		return runShow(ctx, rest, stdout, stderr)
+	case "set":
+		return runSet(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "daemon":
@@ -87,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	return usagef("unknown command %q: use up, down, show or demo (see \"vif help\")", cmd)
+	return usagef("unknown command %q: use up, down, set, show or demo (see \"vif help\")", cmd)
 }
 
 // newFlags returns the flag set of a subcommand. It prints nothing itself:
@@ -171,14 +174,18 @@ func parseHost(flagName, s string) (netip.Addr, error) {
 	return a, nil
 }
 
-// parseRoute parses a --route prefix; host bits must be zero.
-func parseRoute(s string) (netip.Prefix, error) {
+// parsePrefix parses a prefix for the flag or word what (--route,
+// --forward, allowed-ips); host bits must be zero.
+func parsePrefix(what, s string) (netip.Prefix, error) {
+	if !strings.HasPrefix(what, "allowed") {
+		what = "--" + what
+	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, usagef("bad --route %q: give an IPv4 prefix such as 198.51.100.0/24", s)
+		return netip.Prefix{}, usagef("bad %s %q: give an IPv4 prefix such as 198.51.100.0/24", what, s)
 	}
 	if p != p.Masked() {
-		return netip.Prefix{}, usagef("bad --route %q: host bits are set; did you mean %s?", s, p.Masked())
+		return netip.Prefix{}, usagef("bad %s %q: host bits are set; did you mean %s?", what, s, p.Masked())
 	}
 	return p, nil
 }

@@ -190,8 +190,11 @@ func FuzzParseAddr(f *testing.F) {
 		} else if !errors.Is(err, errUsage) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("parseAddr(%q) error %q is not a one-line usage error", s, err)
 		}
-		if p, err := parseRoute(s); err == nil && (p != p.Masked() || !p.Addr().Is4()) {
-			t.Errorf("parseRoute(%q) accepted %v", s, p)
+		if p, err := parsePrefix("route", s); err == nil && (p != p.Masked() || !p.Addr().Is4()) {
+			t.Errorf("parsePrefix(route, %q) accepted %v", s, p)
+		}
+		if p, _, err := parsePeer(s); err == nil && !vif.IsHostAddr(p.Addr) {
+			t.Errorf("parsePeer(%q) accepted %v", s, p)
 		}
 		if a, err := parseHost("peer", s); err == nil && !a.Is4() {
 			t.Errorf("parseHost(%q) accepted %v", s, a)

@@ -28,7 +28,10 @@ Examples:
 The --json form is stable (fields are only ever added):
   {"vifs": [{"name", "addrs", "slave", "local", "peer", "protocol", "mtu",
              "routes", "arp_proxy", "local_missing", "addrs_missing",
-             "routes_missing",
+             "routes_missing", "forward",
+             "peers": [{"addr", "prefixes", "encapsulated_packets",
+                        "encapsulated_bytes", "decapsulated_packets",
+                        "decapsulated_bytes", "path_mtu"}],
              "counters": {"looped_packets", "looped_bytes",
                           "encapsulated_packets", "encapsulated_bytes",
                           "fragmented_packets",
@@ -119,12 +122,21 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	if st.Slave != "" {
 		fmt.Fprintf(w, "  slave: %s\n", st.Slave)
 	}
-	if st.Peer.IsValid() && st.LocalMissing {
-		fmt.Fprintf(w, "  tunnel: %s -> %s  protocol %d  PAUSED: %s is gone from the host\n", st.Local, st.Peer, st.Protocol, st.Local)
-	} else if st.Peer.IsValid() {
-		fmt.Fprintf(w, "  tunnel: %s -> %s  protocol %d\n", st.Local, st.Peer, st.Protocol)
-	} else {
+	switch {
+	case !st.Local.IsValid():
 		fmt.Fprintf(w, "  tunnel: none (no peer)\n")
+	case st.LocalMissing:
+		fmt.Fprintf(w, "  tunnel: from %s  protocol %d  PAUSED: %s is gone from the host\n", st.Local, st.Protocol, st.Local)
+	default:
+		fmt.Fprintf(w, "  tunnel: from %s  protocol %d\n", st.Local, st.Protocol)
+	}
+	for _, p := range st.Peers {
+		fmt.Fprintf(w, "  peer %s: %s  path mtu %d; sent %d packets, %s; received %d packets, %s\n",
+			p.Addr, joinPrefixes(p.Prefixes), p.PathMTU, p.EncapsulatedPackets, bytesString(p.EncapsulatedBytes),
+			p.DecapsulatedPackets, bytesString(p.DecapsulatedBytes))
+	}
+	if len(st.Forward) > 0 {
+		fmt.Fprintf(w, "  forwards to: %s\n", joinPrefixes(st.Forward))
 	}
 	if len(st.Routes) > 0 {
 		fmt.Fprintf(w, "  routes: %s\n", joinPrefixes(st.Routes))

@@ -64,13 +64,14 @@ type upConfig struct {
 func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	fs := newFlags("up")
 	var (
-		c                                  upConfig
-		routes                             listFlag
-		slave, peer, local, proto, mtuFlag string
-		noARP                              bool
+		c                            upConfig
+		routes, peers, forward       listFlag
+		slave, local, proto, mtuFlag string
+		noARP                        bool
 	)
 	fs.StringVar(&slave, "slave", "", "physical interface to tunnel over and publish the addresses on (default: the interface of the default route)")
-	fs.StringVar(&peer, "peer", "", "underlay address of the tunnel's other end (default: no tunnel)")
+	fs.Var(&peers, "peer", "underlay address of a tunnel peer, ADDR=PREFIX[,PREFIX...] for the networks behind it (repeatable; without prefixes, the peer of every destination the others don't take)")
+	fs.Var(&forward, "forward", "prefix that decapsulated packets may be for besides the vif's addresses, handed to the kernel to route on (repeatable; default: none, no relay)")
 	fs.StringVar(&local, "local", "", "outer source address (default: the slave's primary IPv4 address)")
 	fs.Var(&routes, "route", "prefix to route into the vif, towards the peer (repeatable)")
 	fs.StringVar(&proto, "proto", "", "outer IP protocol: 94 (IPIP, the default) or 4 (RFC 2003)")
@@ -108,10 +109,26 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	}
 	c.req.Slave = slave
 	c.req.Publish = !noARP
-	if peer != "" {
-		if c.req.Peer, err = parseHost("peer", peer); err != nil {
+	for _, s := range peers {
+		p, withPrefixes, err := parsePeer(s)
+		if err != nil {
 			return nil, err
 		}
+		switch {
+		case withPrefixes:
+			c.req.Peers = append(c.req.Peers, p)
+		case c.req.Peer.IsValid():
+			return nil, usagef("only one --peer may come without prefixes (it takes every destination the others don't): give the others as ADDR=PREFIX[,PREFIX...]")
+		default:
+			c.req.Peer = p.Addr
+		}
+	}
+	for _, s := range forward {
+		p, err := parsePrefix("forward", s)
+		if err != nil {
+			return nil, err
+		}
+		c.req.Forward = append(c.req.Forward, p)
 	}
 	if local != "" {
 		if c.req.Local, err = parseHost("local", local); err != nil {
@@ -119,7 +136,7 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 		}
 	}
 	for _, s := range routes {
-		p, err := parseRoute(s)
+		p, err := parsePrefix("route", s)
 		if err != nil {
 			return nil, err
 		}
@@ -157,8 +174,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if st.Slave != "" {
 		fmt.Fprintf(stdout, " on %s", st.Slave)
 	}
-	if st.Peer.IsValid() {
-		fmt.Fprintf(stdout, ", tunnel to %s (protocol %d)", st.Peer, st.Protocol)
+	switch {
+	case len(st.Peers) == 1:
+		fmt.Fprintf(stdout, ", tunnel to %s (protocol %d)", st.Peers[0].Addr, st.Protocol)
+	case len(st.Peers) > 1:
+		fmt.Fprintf(stdout, ", tunnel to %d peers (protocol %d)", len(st.Peers), st.Protocol)
+	case st.Local.IsValid():
+		fmt.Fprintf(stdout, ", tunnel from %s, no peer yet (protocol %d)", st.Local, st.Protocol)
 	}
 	if d := resp.Daemon; d != nil && d.Foreground {
 		fmt.Fprintf(stdout, "; served by the foreground vif, pid %d: it goes when that process stops", d.PID)

@@ -75,6 +75,9 @@ type link interface {
 	SetAddrs([]netip.Prefix) error
 	Local() netip.Addr
 	SetLocal(netip.Addr) error
+	Peers() []vif.PeerStats
+	SetPeer(vif.Peer) error
+	RemovePeer(netip.Addr) error
 	Done() <-chan struct{}
 	Err() error
 	Close() error
@@ -487,9 +490,9 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 	d.mu.Unlock()
 	l.Addrs, l.Routes = addrs, routes
 	st := VifStatus{
-		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Peer: l.Peer,
+		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Forward: l.Forward,
 		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,
-		LocalMissing: l.Peer.IsValid() && !e.ifc.Local().IsValid(),
+		LocalMissing: l.HasTunnel() && !e.ifc.Local().IsValid(),
 		AddrsMissing: addrsGone, RoutesMissing: routesGone,
 		Counters: Counters{
 			LoopedPackets: s.Looped, LoopedBytes: s.LoopedBytes,
@@ -498,6 +501,16 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 			Dropped: s.Dropped(), Drops: s.Drops,
 			ICMPSent: s.ICMPSent, ICMPLimited: s.ICMPLimited,
 		},
+	}
+	for _, p := range e.ifc.Peers() {
+		if len(p.Prefixes) == 1 && p.Prefixes[0].Bits() == 0 {
+			st.Peer = p.Addr // the peer of everything: "vif up --peer ADDR"
+		}
+		st.Peers = append(st.Peers, PeerStatus{
+			Addr: p.Addr, Prefixes: p.Prefixes, PathMTU: p.PathMTU,
+			EncapsulatedPackets: p.Encapsulated, EncapsulatedBytes: p.EncapsulatedBytes,
+			DecapsulatedPackets: p.Decapsulated, DecapsulatedBytes: p.DecapsulatedBytes,
+		})
 	}
 	if e.arp != nil {
 		a := e.arp.r.Stats()
@@ -508,6 +521,36 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 		}
 	}
 	return st
+}
+
+// SetPeer adds the peer p to the vif name, or gives an existing peer p's
+// prefixes; traffic to the other peers goes on undisturbed.
+func (d *Daemon) SetPeer(name string, p vif.Peer) error {
+	e := d.lookup(name, d.ifNames())
+	if e == nil {
+		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	}
+	if err := e.ifc.SetPeer(p); err != nil {
+		if errors.Is(err, vif.ErrNoTunnel) {
+			return fmt.Errorf("%s has no tunnel: it came up without a peer or --local (vif down %s, and up again with --peer or --local)", name, name)
+		}
+		return err
+	}
+	d.log.Info("peer set", "vif", e.name, "peer", p.Addr, "prefixes", p.Prefixes)
+	return nil
+}
+
+// RemovePeer removes the peer with address addr from the vif name.
+func (d *Daemon) RemovePeer(name string, addr netip.Addr) error {
+	e := d.lookup(name, d.ifNames())
+	if e == nil {
+		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	}
+	if err := e.ifc.RemovePeer(addr); err != nil {
+		return err
+	}
+	d.log.Info("peer removed", "vif", e.name, "peer", addr)
+	return nil
 }
 
 // compareNames orders interface names naturally: vif2 before vif10.

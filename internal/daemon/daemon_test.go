@@ -60,6 +60,27 @@ func (l *fakeLink) SetLocal(a netip.Addr) error {
 	}
 	return nil
 }
+func (l *fakeLink) Peers() []vif.PeerStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []vif.PeerStats
+	for _, p := range l.cfg.Peers {
+		out = append(out, vif.PeerStats{Peer: p})
+	}
+	return out
+}
+func (l *fakeLink) SetPeer(p vif.Peer) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.Peers = append(l.cfg.Peers, p)
+	return nil
+}
+func (l *fakeLink) RemovePeer(a netip.Addr) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.Peers = slices.DeleteFunc(l.cfg.Peers, func(p vif.Peer) bool { return p.Addr == a })
+	return nil
+}
 func (l *fakeLink) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

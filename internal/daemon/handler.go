@@ -58,6 +58,20 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 			return Response{Error: err.Error()}
 		}
 		return Response{OK: true}
+	case OpSet:
+		d.log.Info("control request", "op", req.Op, "vif", req.Name, "peer", req.Peer.Addr, "remove", req.Remove, "uid", p.UID, "pid", p.PID)
+		var err error
+		if req.Remove {
+			err = d.RemovePeer(req.Name, req.Peer.Addr)
+		} else {
+			err = d.SetPeer(req.Name, *req.Peer)
+		}
+		if err != nil {
+			d.log.Info("control request failed", "op", req.Op, "vif", req.Name, "uid", p.UID, "pid", p.PID, "err", err)
+			return Response{Error: err.Error()}
+		}
+		vifs, _ := d.Show(req.Name)
+		return Response{OK: true, Vifs: vifs, Daemon: &info}
 	default: // OpShow
 		vifs, err := d.Show(req.Name)
 		if err != nil {

@@ -29,7 +29,7 @@ func (d *Daemon) followLocal(es []*entry, host map[int][]netip.Prefix) {
 	names := d.ifNames()
 	for _, e := range es {
 		l := e.ifc.Link() // Local: the last address bound
-		if !l.Peer.IsValid() {
+		if !l.HasTunnel() {
 			continue
 		}
 		if n := names[e.slaveIndex]; n != "" {
@@ -60,15 +60,15 @@ func (d *Daemon) followLocal(es []*entry, host map[int][]netip.Prefix) {
 		switch {
 		case !want.IsValid() && e.localGiven:
 			d.log.Warn("local address gone from the host: tunnel paused until it returns (packets to the peer are dropped as tx_no_local)",
-				"vif", e.name, "local", l.Local, "peer", l.Peer)
+				"vif", e.name, "local", l.Local)
 		case !want.IsValid():
 			d.log.Warn("slave has no IPv4 address left: tunnel paused until it gets one (packets to the peer are dropped as tx_no_local)",
-				"vif", e.name, "slave", l.Slave, "local", l.Local, "peer", l.Peer)
+				"vif", e.name, "slave", l.Slave, "local", l.Local)
 		case want == l.Local:
-			d.log.Info("local address back: tunnel resumed", "vif", e.name, "local", want, "peer", l.Peer)
+			d.log.Info("local address back: tunnel resumed", "vif", e.name, "local", want)
 		default:
-			d.log.Warn("slave renumbered: the tunnel now sends from its new address; the peer must send to it (vif up ... --peer "+want.String()+" there)",
-				"vif", e.name, "slave", l.Slave, "from", l.Local, "to", want, "peer", l.Peer)
+			d.log.Warn("slave renumbered: the tunnel now sends from its new address; its peers must send to it (vif set ... peer "+want.String()+" there)",
+				"vif", e.name, "slave", l.Slave, "from", l.Local, "to", want)
 		}
 	}
 }
@@ -102,7 +102,7 @@ func (d *Daemon) localConcerned(idx int, a netip.Addr) []*entry {
 	defer d.mu.Unlock()
 	var es []*entry
 	for _, e := range d.vifs {
-		if l := e.ifc.Link(); l.Peer.IsValid() && (l.Local == a || !e.localGiven && e.slaveIndex == idx) {
+		if l := e.ifc.Link(); l.HasTunnel() && (l.Local == a || !e.localGiven && e.slaveIndex == idx) {
 			es = append(es, e)
 		}
 	}

@@ -22,6 +22,7 @@ const (
 	OpUp   = "up"
 	OpDown = "down"
 	OpShow = "show"
+	OpSet  = "set"
 )
 
 // maxRequest bounds a request's size; a larger one is refused.
@@ -38,6 +39,10 @@ type Request struct {
 	// Force, for up, claims the addresses without first asking the
 	// segment whether another host uses them.
 	Force bool `json:"force,omitempty"`
+	// Peer, for set, is the peer to add or change on the vif Name;
+	// with Remove, the peer (Peer.Addr) to remove.
+	Peer   *vif.Peer `json:"peer,omitempty"`
+	Remove bool      `json:"remove,omitempty"`
 	// Deadline, if set, is when the command stops waiting: a request
 	// taken later is refused without effect.
 	Deadline time.Time `json:"deadline,omitzero"`
@@ -76,6 +81,12 @@ type VifStatus struct {
 	MTU      int            `json:"mtu"`
 	Routes   []netip.Prefix `json:"routes"`
 	ARPProxy bool           `json:"arp_proxy"`
+	// Peers are the tunnel's peers with their counters; Peer is the one
+	// that takes every destination no other takes (0.0.0.0/0), if any.
+	Peers []PeerStatus `json:"peers,omitempty"`
+	// Forward lists the inner destinations, besides Addrs, that
+	// decapsulated packets may have (vif up --forward).
+	Forward []netip.Prefix `json:"forward,omitempty"`
 	// LocalMissing is set while the tunnel is paused: Local is gone from
 	// the host (and, when vif chose it, the slave has no other IPv4
 	// address). Packets to the peer are dropped meanwhile (tx_no_local).
@@ -88,6 +99,18 @@ type VifStatus struct {
 	// ARP holds the counters of the ARP responder of the vif's slave,
 	// shared by every vif on that slave; nil without an ARP proxy.
 	ARP *ARPCounters `json:"arp,omitempty"`
+}
+
+// PeerStatus is a peer of a vif, with its counters.
+type PeerStatus struct {
+	Addr                netip.Addr     `json:"addr"`
+	Prefixes            []netip.Prefix `json:"prefixes"`
+	EncapsulatedPackets uint64         `json:"encapsulated_packets"`
+	EncapsulatedBytes   uint64         `json:"encapsulated_bytes"`
+	DecapsulatedPackets uint64         `json:"decapsulated_packets"`
+	DecapsulatedBytes   uint64         `json:"decapsulated_bytes"`
+	// PathMTU is the tunnel MTU towards the peer (inner packets).
+	PathMTU int `json:"path_mtu"`
 }
 
 // Counters are a vif's packet counters.
@@ -159,6 +182,15 @@ func DecodeRequest(b []byte) (Request, error) {
 	case OpDown:
 		if r.Name == "" {
 			return Request{}, fmt.Errorf("%w: down needs a name", ErrBadRequest)
+		}
+	case OpSet:
+		if r.Name == "" || r.Peer == nil || !r.Peer.Addr.Is4() {
+			return Request{}, fmt.Errorf("%w: set needs a name and a peer's IPv4 address", ErrBadRequest)
+		}
+		for _, p := range r.Peer.Prefixes {
+			if !p.IsValid() || !p.Addr().Is4() {
+				return Request{}, fmt.Errorf("%w: prefix %v is not IPv4", ErrBadRequest, p)
+			}
 		}
 	case OpShow:
 	default:

@@ -43,7 +43,7 @@ func (d *Daemon) watchSlave(r vif.LinkConfig) int {
 			d.log.Warn("cannot watch links; a deleted slave, a renamed vif or a new slave MAC goes unnoticed", "err", err)
 		}
 	})
-	if r.Slave == "" || !r.Peer.IsValid() && !r.Publish {
+	if r.Slave == "" || !r.HasTunnel() && !r.Publish {
 		return 0
 	}
 	return d.ifIndex(r.Slave)

@@ -57,6 +57,19 @@ func (s *Set) Index(a netip.Addr) int {
 	return s.index(Key(a.As4()))
 }
 
+// IndexKey is Index for the address with key k.
+func (s *Set) IndexKey(k uint32) int {
+	if s != nil && len(s.keys) <= 8 {
+		for i, x := range s.keys {
+			if x == k {
+				return i
+			}
+		}
+		return -1
+	}
+	return s.index(k)
+}
+
 func (s *Set) index(k uint32) int {
 	if s == nil {
 		return -1
