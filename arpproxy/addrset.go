@@ -2,7 +2,9 @@ package arpproxy
 
 import (
 	"net/netip"
+	"slices"
 
+	"github.com/gaissmai/bart"
 	"github.com/vif-project/vif/internal/inet"
 )
 
@@ -14,6 +16,10 @@ import (
 // Add and Remove, so lookups on the receive path take no lock.
 type AddrSet struct {
 	s *inet.Set // the set the vif packet loop uses too
+	// ranges are owned prefixes (AddRange), but for excluded: whole
+	// prefixes cost as little as one address. nil without ranges.
+	ranges   *bart.Lite
+	excluded *inet.Set
 }
 
 // NewAddrSet returns the set of the addresses among addrs that can be
@@ -27,7 +33,7 @@ func NewAddrSet(addrs ...netip.Addr) *AddrSet {
 			ok = append(ok, a)
 		}
 	}
-	return &AddrSet{inet.NewSet(ok...)}
+	return &AddrSet{s: inet.NewSet(ok...)}
 }
 
 func (s *AddrSet) set() *inet.Set {
@@ -44,8 +50,37 @@ func (s *AddrSet) index(a netip.Addr) int { return s.set().Index(a) }
 // Contains reports whether a is in s. Only IPv4 addresses can be members.
 func (s *AddrSet) Contains(a netip.Addr) bool { return s.index(a) >= 0 }
 
-// containsKey reports whether the IPv4 address k (big-endian) is in s.
-func (s *AddrSet) containsKey(k uint32) bool { return s.set().Has(k) }
+// containsKey reports whether the IPv4 address k (big-endian) is in s:
+// added, or in a range but for the range's network and broadcast
+// addresses and the excluded ones.
+func (s *AddrSet) containsKey(k uint32) bool {
+	if s.set().Has(k) {
+		return true
+	}
+	if s == nil || s.ranges == nil {
+		return false
+	}
+	a := netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)})
+	p, ok := s.ranges.LookupPrefixLPM(netip.PrefixFrom(a, 32))
+	if !ok || s.excluded.Has(k) {
+		return false
+	}
+	if p.Bits() <= 30 {
+		host := ^uint32(0) >> p.Bits()
+		if k&host == 0 || k&host == host {
+			return false // the range's network or broadcast address
+		}
+	}
+	return true
+}
+
+// Ranges returns the owned ranges (AddRange), in ascending order.
+func (s *AddrSet) Ranges() []netip.Prefix {
+	if s == nil || s.ranges == nil {
+		return nil
+	}
+	return slices.Collect(s.ranges.AllSorted4())
+}
 
 // Len returns the number of addresses in s.
 func (s *AddrSet) Len() int { return s.set().Len() }
@@ -57,8 +92,57 @@ func (s *AddrSet) Addrs() []netip.Addr { return s.set().Addrs() }
 // also returns that position. a must be IPv4 and not in s.
 func (s *AddrSet) with(a netip.Addr) (*AddrSet, int) {
 	n, i := s.set().With(a)
-	return &AddrSet{n}, i
+	c := s.clone()
+	c.s = n
+	return c, i
 }
 
 // without returns a copy of s without the member at index i.
-func (s *AddrSet) without(i int) *AddrSet { return &AddrSet{s.set().Without(i)} }
+func (s *AddrSet) without(i int) *AddrSet {
+	c := s.clone()
+	c.s = s.set().Without(i)
+	return c
+}
+
+// withRange returns a copy of s that owns the range p too, but for the
+// addresses in exclude (added to those excluded already).
+func (s *AddrSet) withRange(p netip.Prefix, exclude []netip.Addr) *AddrSet {
+	c := s.clone()
+	if c.ranges == nil {
+		c.ranges = new(bart.Lite)
+	}
+	c.ranges = c.ranges.InsertPersist(p.Masked())
+	ex := append(c.excluded.Addrs(), exclude...)
+	c.excluded = inet.NewSet(ex...)
+	return c
+}
+
+// withoutRange returns a copy of s without the range p, and without the
+// exclusions in it.
+func (s *AddrSet) withoutRange(p netip.Prefix) *AddrSet {
+	c := s.clone()
+	if c.ranges == nil {
+		return c
+	}
+	c.ranges = c.ranges.DeletePersist(p.Masked())
+	var keep []netip.Addr
+	for _, a := range c.excluded.Addrs() {
+		if !p.Contains(a) {
+			keep = append(keep, a)
+		}
+	}
+	c.excluded = inet.NewSet(keep...)
+	if c.ranges.Size() == 0 {
+		c.ranges = nil
+	}
+	return c
+}
+
+// clone returns a shallow copy of s (its parts are immutable).
+func (s *AddrSet) clone() *AddrSet {
+	if s == nil {
+		return &AddrSet{}
+	}
+	c := *s
+	return &c
+}

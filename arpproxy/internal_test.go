@@ -218,6 +218,10 @@ func TestHandleAllocs(t *testing.T) {
 		benchRequest([4]byte{192, 0, 9, 9}),      // not owned
 		benchRequest([4]byte{192, 0, 2, 1})[:20], // short
 		PutAnnouncement(make([]byte, 60), net.HardwareAddr{2, 0, 0, 0, 0, 3}, netip.AddrFrom4([4]byte{10, 0, 0, 1})), // ignored
+		benchRequest([4]byte{203, 0, 113, 77}), // in a range
+	}
+	if err := r.AddRange(netip.MustParsePrefix("203.0.113.0/24"), []netip.Addr{netip.MustParseAddr("203.0.113.9")}); err != nil {
+		t.Fatal(err)
 	}
 	for _, f := range frames {
 		if n := testing.AllocsPerRun(1000, func() { r.handle(f) }); n != 0 {
@@ -232,6 +236,16 @@ func TestHandleAllocs(t *testing.T) {
 // BenchmarkHandle measures the Responder's whole per-frame path for a
 // request it answers: core, address lookup among 300, rate limit,
 // counters, write.
+func BenchmarkHandleRange(b *testing.B) {
+	r, _ := newTestResponder(b, &Config{AnnounceCount: -1, RequesterRate: -1, GlobalRate: -1}, 300)
+	r.AddRange(netip.MustParsePrefix("10.0.0.0/8"), nil)
+	f := benchRequest([4]byte{10, 1, 2, 3})
+	b.ReportAllocs()
+	for b.Loop() {
+		r.handle(f)
+	}
+}
+
 func BenchmarkHandle(b *testing.B) {
 	r, io := newTestResponder(b, &Config{AnnounceCount: -1, RequesterRate: -1, GlobalRate: -1}, 300)
 	f := benchRequest([4]byte{192, 0, 2, 200})

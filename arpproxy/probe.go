@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/packet"
@@ -50,20 +52,51 @@ func (e *ConflictError) Unwrap() error { return ErrInUse }
 // Close. Probe neither adds nor publishes the addresses; the caller Adds
 // them once it returns nil.
 func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Duration) error {
+	_, err := r.probe(ctx, addrs, wait, true)
+	return err
+}
+
+// maxProbeRange is the largest range ProbeRange probes: 3 frames per
+// address, 3072 in all, over the probe's wait.
+const maxProbeRange = 1024
+
+// ProbeRange asks the segment which addresses of the range p (but its
+// network and broadcast addresses) other hosts use, as Probe does for
+// each, and returns them after listening for all of wait: the addresses
+// to exclude when the range is claimed (AddRange). It refuses a range of
+// more than 1024 addresses: probing one would flood the segment.
+func (r *Responder) ProbeRange(ctx context.Context, p netip.Prefix, wait time.Duration) ([]netip.Addr, error) {
+	if !p.IsValid() || !p.Addr().Is4() || p.Bits() < 22 {
+		return nil, fmt.Errorf("%w: range %v: ProbeRange takes a /22 or longer (at most %d addresses)", ErrInvalidAddr, p, maxProbeRange)
+	}
+	p = p.Masked()
+	var addrs []netip.Addr
+	for a := p.Addr(); p.Contains(a); a = a.Next() {
+		addrs = append(addrs, a)
+	}
+	if p.Bits() <= 30 {
+		addrs = addrs[1 : len(addrs)-1] // no host has the network or broadcast address
+	}
+	return r.probe(ctx, addrs, wait, false)
+}
+
+// probe probes addrs and returns the addresses found in use; with first,
+// it returns at the first conflict, as a *ConflictError.
+func (r *Responder) probe(ctx context.Context, addrs []netip.Addr, wait time.Duration, first bool) ([]netip.Addr, error) {
 	for _, a := range addrs {
 		if err := checkAddr(a); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if wait <= 0 {
 		wait = DefaultProbeWait
 	}
-	p := &prober{addrs: map[[4]byte]bool{}, found: make(chan *ConflictError, 1)}
+	p := &prober{addrs: map[[4]byte]bool{}, found: make(chan *ConflictError, 1), used: map[netip.Addr]bool{}}
 	for _, a := range addrs {
 		p.addrs[a.As4()] = true
 	}
 	if err := r.startProbe(p); err != nil {
-		return err
+		return nil, err
 	}
 	defer r.stopProbe(p)
 
@@ -74,25 +107,29 @@ func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Dur
 	dst := &packet.Addr{HardwareAddr: bytes.Clone(broadcast[:])}
 	t := time.NewTimer(0)
 	defer t.Stop()
+	found := p.found
+	if !first {
+		found = nil // listen to the end
+	}
 	for i := range 4 {
 		select {
-		case c := <-p.found:
-			return c
+		case c := <-found:
+			return nil, c
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-r.ctx.Done():
-			return ErrClosed
+			return nil, ErrClosed
 		case <-t.C:
 		}
 		if i == 3 {
-			return nil
+			return p.inUse(), nil
 		}
 		mac := *r.mac.Load()
 		for _, a := range addrs {
 			f := PutRequest(buf, mac, netip.IPv4Unspecified(), a)
 			if _, err := r.conn.WriteTo(f, dst); err != nil {
 				r.stats.writeErrors.Add(1)
-				return fmt.Errorf("arpproxy: probe %s: %w", a, err)
+				return nil, fmt.Errorf("arpproxy: probe %s: %w", a, err)
 			}
 		}
 		if i < 2 {
@@ -101,7 +138,7 @@ func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Dur
 			t.Reset(wait - 2*gap)
 		}
 	}
-	return nil
+	return p.inUse(), nil
 }
 
 // A prober is one running Probe: the serve goroutine reports conflicts
@@ -109,6 +146,16 @@ func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Dur
 type prober struct {
 	addrs map[[4]byte]bool // read-only while the probe runs
 	found chan *ConflictError
+
+	mu   sync.Mutex
+	used map[netip.Addr]bool // every address found in use
+}
+
+// inUse returns the addresses found in use, in ascending order.
+func (p *prober) inUse() []netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.SortedFunc(maps.Keys(p.used), netip.Addr.Compare)
 }
 
 // check reports f if it shows another host using one of p's addresses. It
@@ -124,6 +171,13 @@ func (p *prober) check(f Frame) {
 			return
 		}
 		a = tpa
+	}
+	p.mu.Lock()
+	seen := p.used[a]
+	p.used[a] = true
+	p.mu.Unlock()
+	if seen {
+		return
 	}
 	select {
 	case p.found <- &ConflictError{Addr: a, HardwareAddr: f.SenderHardwareAddr()}:

@@ -3,6 +3,7 @@ package arpproxy_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -182,5 +183,82 @@ func TestSetHardwareAddr(t *testing.T) {
 	r.Close()
 	if err := r.SetHardwareAddr(ourMAC); !errors.Is(err, arpproxy.ErrClosed) {
 		t.Errorf("SetHardwareAddr after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A range is answered for every address in it but its network and
+// broadcast addresses and the excluded ones, at no cost per address: 1000
+// random addresses of a /16 get 1000 replies.
+func TestRange(t *testing.T) {
+	r, conn := newResponder(t, quiet())
+	rng := netip.MustParsePrefix("10.20.0.0/16")
+	inUse := netip.MustParseAddr("10.20.7.7")
+	if err := r.AddRange(rng, []netip.Addr{inUse}); err != nil {
+		t.Fatal(err)
+	}
+	asked := map[netip.Addr]bool{}
+	for len(asked) < 1000 {
+		a := netip.AddrFrom4([4]byte{10, 20, byte(rand.IntN(256)), byte(1 + rand.IntN(254))})
+		if a == inUse || asked[a] {
+			continue
+		}
+		asked[a] = true
+		conn.send(t, request(peerMAC, peerIP, a).bytes(t))
+		d := decode(t, conn.next(t, time.Second).frame)
+		if d.arp.Operation != layers.ARPReply || d.spa() != a || string(d.arp.SourceHwAddress) != string(ourMAC) {
+			t.Fatalf("request for %v: reply %+v", a, d.arp)
+		}
+	}
+	for _, a := range []string{"10.20.0.0", "10.20.255.255", "10.20.7.7", "10.21.0.1"} {
+		conn.send(t, request(peerMAC, peerIP, netip.MustParseAddr(a)).bytes(t))
+		conn.none(t, 20*time.Millisecond)
+	}
+	st := waitStats(t, r, func(s arpproxy.Stats) bool { return s.Replies == 1000 && s.NotOwned == 4 })
+	if st.Announcements != 0 {
+		t.Errorf("a range was announced: %d announcements", st.Announcements)
+	}
+	if got := r.Ranges(); len(got) != 1 || got[0] != rng {
+		t.Errorf("Ranges() = %v", got)
+	}
+	// Another host's ARP from an address of the range is a conflict.
+	conn.send(t, request(otherMAC, netip.MustParseAddr("10.20.1.1"), peerIP).bytes(t))
+	waitStats(t, r, func(s arpproxy.Stats) bool { return s.Conflicts == 1 })
+
+	r.RemoveRange(rng)
+	conn.send(t, request(peerMAC, peerIP, netip.MustParseAddr("10.20.1.1")).bytes(t))
+	conn.none(t, 20*time.Millisecond)
+	for _, bad := range []string{"0.0.0.0/0", "224.0.0.0/8", "10.0.0.0/7", "127.0.0.0/8"} {
+		if err := r.AddRange(netip.MustParsePrefix(bad), nil); !errors.Is(err, arpproxy.ErrInvalidAddr) {
+			t.Errorf("AddRange(%s): %v, want ErrInvalidAddr", bad, err)
+		}
+	}
+}
+
+// ProbeRange finds every address of a range another host uses, and
+// listens to the end.
+func TestProbeRange(t *testing.T) {
+	r, conn := newResponder(t, quiet())
+	res := make(chan []netip.Addr, 1)
+	go func() {
+		used, err := r.ProbeRange(context.Background(), netip.MustParsePrefix("192.0.2.0/29"), 300*time.Millisecond)
+		if err != nil {
+			t.Error(err)
+		}
+		res <- used
+	}()
+	probed := map[netip.Addr]bool{}
+	for range 6 { // the first round: .1 to .6
+		probed[decode(t, conn.next(t, time.Second).frame).tpa()] = true
+	}
+	if len(probed) != 6 || probed[netip.MustParseAddr("192.0.2.0")] || probed[netip.MustParseAddr("192.0.2.7")] {
+		t.Errorf("probed %v, want 192.0.2.1 to .6", probed)
+	}
+	conn.send(t, reply(peerMAC, netip.MustParseAddr("192.0.2.3"), ourMAC, zeroIP).bytes(t))
+	conn.send(t, request(otherMAC, netip.MustParseAddr("192.0.2.5"), peerIP).bytes(t))
+	if used := <-res; len(used) != 2 || used[0].String() != "192.0.2.3" || used[1].String() != "192.0.2.5" {
+		t.Errorf("in use: %v, want 192.0.2.3 and .5", used)
+	}
+	if _, err := r.ProbeRange(context.Background(), netip.MustParsePrefix("10.0.0.0/16"), 0); !errors.Is(err, arpproxy.ErrInvalidAddr) {
+		t.Errorf("ProbeRange of a /16: %v", err)
 	}
 }

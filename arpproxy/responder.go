@@ -303,6 +303,50 @@ func (r *Responder) Remove(addr netip.Addr) {
 	r.log.Debug("ARP address removed", "addr", addr)
 }
 
+// AddRange makes the Responder answer ARP for every address of the prefix
+// p (an IPv4 prefix, at least /8) but the network and broadcast addresses
+// of a prefix shorter than /31 and the addresses in exclude: those other
+// hosts on the segment use (see Probe), which the caller found before
+// claiming the range. A range costs the same whatever its size: no state
+// is kept per address, and nothing is announced (gratuitous ARP for a
+// whole prefix would flood the segment); neighbours learn the addresses
+// as they ask. Another host's ARP from an address of the range is counted
+// and logged as a conflict, as for an added address. Adding a range owned
+// already adds its exclusions. It returns an error wrapping
+// ErrInvalidAddr for a prefix that is not a valid IPv4 prefix of /8 or
+// longer, or whose network address a host cannot own, and ErrClosed after
+// Close.
+func (r *Responder) AddRange(p netip.Prefix, exclude []netip.Addr) error {
+	if !p.IsValid() || !p.Addr().Is4() || p.Bits() < 8 {
+		return fmt.Errorf("%w: range %v: give an IPv4 prefix of /8 or longer", ErrInvalidAddr, p)
+	}
+	if why := inet.Why(p.Masked().Addr()); why != "" {
+		return fmt.Errorf("%w: range %v: %s", ErrInvalidAddr, p, why)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	old := r.owned.Load()
+	r.owned.Store(&table{set: old.set.withRange(p, exclude), states: old.states})
+	r.log.Debug("ARP range added", "range", p.Masked(), "excluded", len(exclude))
+	return nil
+}
+
+// RemoveRange stops answering for the range p (its exclusions go too).
+// Removing a range not owned does nothing.
+func (r *Responder) RemoveRange(p netip.Prefix) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.owned.Load()
+	r.owned.Store(&table{set: old.set.withoutRange(p), states: old.states})
+	r.log.Debug("ARP range removed", "range", p.Masked())
+}
+
+// Ranges returns the owned ranges in ascending order.
+func (r *Responder) Ranges() []netip.Prefix { return r.owned.Load().set.Ranges() }
+
 // Announce announces an owned address again, as Add does (for example
 // after the interface's link comes back up), replacing announcements of
 // addr still in progress; it does nothing if Config.AnnounceCount is

@@ -4,28 +4,46 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/gaissmai/bart"
 	"github.com/vif-project/vif/internal/inet"
 )
 
 // addrSet is the interface's addresses: as configured, and as the set the
-// packet loop looks addresses up in. It is immutable, replaced as a whole
-// when the addresses change, so the loop reads it without locks.
+// packet loop looks addresses up in, with the ranges it owns whole (but
+// for the excluded addresses). It is immutable, replaced as a whole when
+// the addresses change, so the loop reads it without locks.
 type addrSet struct {
 	prefixes []netip.Prefix // as configured
 	set      *inet.Set
+	ranges   *bart.Lite // nil without ranges
+	excluded *inet.Set
 }
 
 // newAddrSet returns the set of the addresses of prefixes, which
-// Config.check has found to be host addresses.
-func newAddrSet(prefixes []netip.Prefix) *addrSet {
+// Config.check has found to be host addresses, and of the ranges but
+// exclude.
+func newAddrSet(prefixes, ranges []netip.Prefix, exclude []netip.Addr) *addrSet {
 	addrs := make([]netip.Addr, len(prefixes))
 	for k, p := range prefixes {
 		addrs[k] = p.Addr()
 	}
-	return &addrSet{prefixes: slices.Clone(prefixes), set: inet.NewSet(addrs...)}
+	s := &addrSet{prefixes: slices.Clone(prefixes), set: inet.NewSet(addrs...), excluded: inet.NewSet(exclude...)}
+	if len(ranges) > 0 {
+		s.ranges = new(bart.Lite)
+		for _, p := range ranges {
+			s.ranges.Insert(p.Masked())
+		}
+	}
+	return s
 }
 
-func (s *addrSet) has(k uint32) bool { return s.set.Has(k) }
+func (s *addrSet) has(k uint32) bool {
+	if s.set.Has(k) {
+		return true
+	}
+	return s.ranges != nil && s.ranges.Lookup(netip.AddrFrom4([4]byte{byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)})) &&
+		!s.excluded.Has(k)
+}
 
 func key(a [4]byte) uint32 { return inet.Key(a) }
 

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 
+	"github.com/vif-project/vif/internal/inet"
 	"github.com/vif-project/vif/ipip"
 )
 
@@ -23,6 +24,18 @@ type Config struct {
 	// host address only, a shorter prefix also routes that network into
 	// the vif.
 	Addrs []netip.Prefix `json:"addrs"`
+	// Ranges are whole prefixes the interface owns, every address in
+	// them (but Exclude) as if it were in Addrs, at the cost of one
+	// address: Up makes each local to the host with one route (as "ip
+	// route add local PREFIX dev NAME" does) and, with Publish, the ARP
+	// proxy answers for all of it but the network and broadcast
+	// addresses. A range must not hold an address of the host.
+	Ranges []netip.Prefix `json:"ranges,omitempty"`
+	// Exclude lists addresses of Ranges that are not the interface's:
+	// other hosts on the slave's segment use them. They are neither
+	// looped back, decapsulated to nor published, and Up routes them to
+	// the slave's segment. The vif daemon adds those its probe finds.
+	Exclude []netip.Addr `json:"exclude,omitempty"`
 	// Local is this host's underlay address, the outer source of
 	// encapsulated packets. New requires it with a Peer; Up defaults it to
 	// the slave's first IPv4 address.
@@ -94,10 +107,14 @@ type LinkConfig struct {
 
 // Publisher publishes addresses on the slave's segment, so neighbours send
 // their packets for them to this host. *arpproxy.Responder implements it:
-// Add answers ARP for the address (and announces it), Remove stops.
+// Add answers ARP for the address (and announces it), Remove stops;
+// AddRange answers for a whole prefix but the excluded addresses,
+// RemoveRange stops.
 type Publisher interface {
 	Add(addr netip.Addr) error
 	Remove(addr netip.Addr)
+	AddRange(p netip.Prefix, exclude []netip.Addr) error
+	RemoveRange(p netip.Prefix)
 }
 
 // Errors of New, Up and Resolve.
@@ -142,8 +159,20 @@ func (c *Config) protocol() uint8 {
 
 // check validates c, its defaults filled in, as New needs it.
 func (c *Config) check() error {
-	if len(c.Addrs) == 0 {
+	if len(c.Addrs) == 0 && len(c.Ranges) == 0 {
 		return ErrNoAddress
+	}
+	for _, p := range c.Ranges {
+		switch {
+		case !p.IsValid() || !p.Addr().Is4():
+			return fmt.Errorf("%w: range %v is not IPv4", ErrBadAddress, p)
+		case p != p.Masked():
+			return fmt.Errorf("%w: range %s has host bits set; did you mean %s?", ErrBadAddress, p, p.Masked())
+		case p.Bits() < 8:
+			return fmt.Errorf("%w: range %s is larger than a /8", ErrBadAddress, p)
+		case !IsHostAddr(p.Addr()):
+			return fmt.Errorf("%w: range %s: %s", ErrBadAddress, p, inet.Why(p.Addr()))
+		}
 	}
 	for _, p := range c.Addrs {
 		if !p.IsValid() || !IsHostAddr(p.Addr()) {
@@ -157,13 +186,16 @@ func (c *Config) check() error {
 		return ErrBadProtocol
 	}
 	peers := c.peers()
-	if err := checkPeers(peers); err != nil {
+	if err := checkPeers(peers, c.Local); err != nil {
 		return err
 	}
 	for _, p := range c.Forward {
 		if !p.IsValid() || !p.Addr().Is4() {
 			return fmt.Errorf("%w: forward prefix %v is not IPv4", ErrBadAddress, p)
 		}
+	}
+	if len(c.Forward) > 0 && !c.HasTunnel() {
+		return fmt.Errorf("%w: forwarding needs a tunnel (a peer or a local address): decapsulated packets are what is forwarded", ErrBadAddress)
 	}
 	if len(peers) > 0 && !c.Local.IsValid() {
 		return ErrNoLocal
@@ -214,6 +246,8 @@ func (c LinkConfig) clone() LinkConfig {
 	c.Addrs = slices.Clone(c.Addrs)
 	c.Routes = slices.Clone(c.Routes)
 	c.Forward = slices.Clone(c.Forward)
+	c.Ranges = slices.Clone(c.Ranges)
+	c.Exclude = slices.Clone(c.Exclude)
 	c.Peers = slices.Clone(c.Peers)
 	for k := range c.Peers {
 		c.Peers[k] = clonePeer(c.Peers[k])

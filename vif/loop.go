@@ -344,7 +344,10 @@ func (i *Interface) rxLoop() {
 				c.drops[dropNotLocal].Add(1)
 				continue
 			}
-			if set.badSource(ih.SrcBytes()) || !p.allow.Lookup(ih.Src()) {
+			// The source must be the sender's by longest-prefix match,
+			// as the reply will be routed: a peer with a wider prefix
+			// (0.0.0.0/0 even) cannot speak for another's networks.
+			if set.badSource(ih.SrcBytes()) || tab.lookup(ih.SrcBytes()) != p {
 				c.drops[dropBadSource].Add(1)
 				continue
 			}

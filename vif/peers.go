@@ -21,9 +21,10 @@ type Peer struct {
 	// Prefixes are the inner networks behind the peer. A packet routed
 	// into the vif goes to the peer with the longest prefix holding its
 	// destination; a packet from the peer is decapsulated only when its
-	// inner source is in one of them (no spoofing another peer's
-	// networks: rx_bad_source). 0.0.0.0/0 takes every destination no
-	// other peer has, and every source.
+	// inner source is the peer's by the same longest-prefix match, as the
+	// answer would be routed (rx_bad_source otherwise): no peer speaks
+	// for another's networks. 0.0.0.0/0 takes every destination and
+	// source no other peer has.
 	Prefixes []netip.Prefix `json:"prefixes"`
 }
 
@@ -52,9 +53,8 @@ var ErrNoPeer = errors.New("vif: no such peer")
 // changes; SetPeer puts a new peer in its place, which keeps the counters.
 type peer struct {
 	Peer
-	key   uint32     // Addr
-	allow *bart.Lite // Prefixes, for the inner source check
-	st    *peerState
+	key uint32 // Addr
+	st  *peerState
 }
 
 // peerState is what a peer keeps across SetPeer: its counters, written by
@@ -84,10 +84,9 @@ func newPeerTable(peers []Peer, mtu int) *peerTable {
 	t.addrs = inet.NewSet(addrs...)
 	t.list = make([]*peer, t.addrs.Len())
 	for _, c := range peers {
-		p := &peer{Peer: clonePeer(c), key: inet.Key(c.Addr.As4()), allow: new(bart.Lite), st: &peerState{}}
+		p := &peer{Peer: clonePeer(c), key: inet.Key(c.Addr.As4()), st: &peerState{}}
 		p.st.pmtu.Store(int32(mtu))
 		for _, pfx := range c.Prefixes {
-			p.allow.Insert(pfx.Masked())
 			t.route.Insert(pfx.Masked(), p)
 		}
 		t.list[t.addrs.Index(c.Addr)] = p
@@ -126,31 +125,73 @@ func clonePeer(p Peer) Peer {
 	return p
 }
 
-// checkPeers validates peers: host addresses, each once, IPv4 prefixes,
-// and no prefix given to two peers (longest-prefix match would have no
-// answer for it).
-func checkPeers(peers []Peer) error {
+// ErrBadPeer is wrapped by the errors about a peer that cannot be: its
+// address, or its prefixes.
+var ErrBadPeer = errors.New("vif: bad peer")
+
+// checkPeers validates peers on an interface whose local underlay address
+// is local: host addresses, none twice nor local; IPv4 prefixes that can
+// hold hosts, none given twice; no prefix holding a peer's or the local
+// underlay address (the tunnel would carry its own packets).
+func checkPeers(peers []Peer, local netip.Addr) error {
 	seen := map[netip.Addr]bool{}
 	owner := map[netip.Prefix]netip.Addr{}
 	for _, p := range peers {
-		if !IsHostAddr(p.Addr) {
+		switch {
+		case !IsHostAddr(p.Addr):
 			return fmt.Errorf("%w: peer %s", ErrBadAddress, p.Addr)
-		}
-		if seen[p.Addr] {
-			return fmt.Errorf("%w: peer %s given twice", ErrBadAddress, p.Addr)
+		case seen[p.Addr]:
+			return fmt.Errorf("%w: %s given twice", ErrBadPeer, p.Addr)
+		case p.Addr == local:
+			return fmt.Errorf("%w: %s is the local underlay address", ErrBadPeer, p.Addr)
 		}
 		seen[p.Addr] = true
 		for _, pfx := range p.Prefixes {
-			if !pfx.IsValid() || !pfx.Addr().Is4() {
-				return fmt.Errorf("%w: peer %s: prefix %v is not IPv4", ErrBadAddress, p.Addr, pfx)
+			if why := badPrefix(pfx); why != "" {
+				return fmt.Errorf("%w %s: prefix %v %s", ErrBadPeer, p.Addr, pfx, why)
 			}
 			if o, ok := owner[pfx.Masked()]; ok {
-				return fmt.Errorf("%w: prefix %s given to peers %s and %s", ErrBadAddress, pfx.Masked(), o, p.Addr)
+				if o == p.Addr {
+					return fmt.Errorf("%w %s: prefix %s given twice", ErrBadPeer, p.Addr, pfx.Masked())
+				}
+				return fmt.Errorf("%w: prefix %s given to peers %s and %s (a prefix has one peer)", ErrBadPeer, pfx.Masked(), o, p.Addr)
 			}
 			owner[pfx.Masked()] = p.Addr
 		}
 	}
+	for pfx, o := range owner {
+		if pfx.Bits() == 0 {
+			continue
+		}
+		for a := range seen {
+			if pfx.Contains(a) {
+				return fmt.Errorf("%w %s: prefix %s holds peer %s's underlay address: the tunnel would carry its own packets", ErrBadPeer, o, pfx, a)
+			}
+		}
+		if local.IsValid() && pfx.Contains(local) {
+			return fmt.Errorf("%w %s: prefix %s holds the local underlay address %s: the tunnel would carry its own packets", ErrBadPeer, o, pfx, local)
+		}
+	}
 	return nil
+}
+
+// badPrefix says why p cannot be a peer's prefix, or returns "": it must
+// be IPv4 and hold host addresses (0.0.0.0/0 and 0.0.0.0/1 do; 127/8,
+// 224/4 and 240/4 do not).
+func badPrefix(p netip.Prefix) string {
+	if !p.IsValid() || !p.Addr().Is4() {
+		return "is not IPv4"
+	}
+	m := p.Masked().Addr().As4()
+	switch {
+	case p.Bits() >= 8 && m[0] == 0:
+		return "is in 0.0.0.0/8 (this network)"
+	case p.Bits() >= 8 && m[0] == 127:
+		return "is loopback"
+	case p.Bits() >= 4 && m[0] >= 224:
+		return "is multicast or reserved"
+	}
+	return ""
 }
 
 // SetPeer adds the peer p, or gives the peer with p's address p's
@@ -159,24 +200,39 @@ func checkPeers(peers []Peer) error {
 // made by Up also routes the prefixes into the vif (but 0.0.0.0/0), and
 // removes the routes of prefixes the peer no longer has. It returns
 // ErrNoTunnel for an interface without a tunnel, and an error wrapping
-// ErrBadAddress for a peer address that is not a host address, a prefix
-// that is not IPv4 or one another peer has. Its cost grows with p's
+// ErrBadAddress for a peer address that is not a host address, and
+// ErrBadPeer for one that is the local address, a prefix that holds no hosts, one another peer has, or one
+// holding a peer's or the local underlay address. Its cost grows with p's
 // prefixes, not with the other peers'.
 func (i *Interface) SetPeer(p Peer) error {
 	if i.under == nil {
 		return ErrNoTunnel
 	}
-	if err := checkPeers([]Peer{p}); err != nil {
-		return err
-	}
 	i.peersMu.Lock()
 	defer i.peersMu.Unlock()
+	i.localMu.Lock()
+	local := i.bound
+	i.localMu.Unlock()
+	if err := checkPeers([]Peer{p}, local); err != nil {
+		return err
+	}
 	t := i.peers.Load()
 	k := inet.Key(p.Addr.As4())
 	for _, pfx := range p.Prefixes {
 		if q, ok := t.route.Get(pfx.Masked()); ok && q.key != k {
-			return fmt.Errorf("%w: prefix %s given to peers %s and %s", ErrBadAddress, pfx.Masked(), q.Addr, p.Addr)
+			return fmt.Errorf("%w: prefix %s given to peers %s and %s (a prefix has one peer)", ErrBadPeer, pfx.Masked(), q.Addr, p.Addr)
 		}
+		if pfx.Bits() == 0 {
+			continue
+		}
+		for _, q := range t.list {
+			if q.key != k && pfx.Contains(q.Addr) {
+				return fmt.Errorf("%w %s: prefix %s holds peer %s's underlay address: the tunnel would carry its own packets", ErrBadPeer, p.Addr, pfx, q.Addr)
+			}
+		}
+	}
+	if pfx, q, ok := t.route.LookupPrefixLPM(netip.PrefixFrom(p.Addr, 32)); ok && pfx.Bits() > 0 && q.key != k {
+		return fmt.Errorf("%w: %s is in prefix %s of peer %s: the tunnel would carry its own packets", ErrBadPeer, p.Addr, pfx, q.Addr)
 	}
 	old := t.byAddr(k)
 	var before []netip.Prefix
@@ -184,7 +240,10 @@ func (i *Interface) SetPeer(p Peer) error {
 		before = old.Prefixes
 	}
 	if i.peerRoutes != nil {
-		add, del := routeChanges([]Peer{{Prefixes: before}}, []Peer{p})
+		// All of p's prefixes: those routed already are routed anew,
+		// in case the kernel dropped them (it does on a link flap).
+		_, del := routeChanges([]Peer{{Prefixes: before}}, []Peer{p})
+		add, _ := routeChanges(nil, []Peer{p})
 		if err := i.peerRoutes(add, del); err != nil {
 			return err
 		}
@@ -227,7 +286,7 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 func (t *peerTable) with(c Peer, mtu int) *peerTable {
 	k := inet.Key(c.Addr.As4())
 	old := t.byAddr(k)
-	p := &peer{Peer: clonePeer(c), key: k, allow: new(bart.Lite)}
+	p := &peer{Peer: clonePeer(c), key: k}
 	if old != nil {
 		p.st = old.st
 	} else {
@@ -241,7 +300,6 @@ func (t *peerTable) with(c Peer, mtu int) *peerTable {
 		}
 	}
 	for _, pfx := range c.Prefixes {
-		p.allow.Insert(pfx.Masked())
 		route = route.InsertPersist(pfx.Masked(), p)
 	}
 	n := &peerTable{route: route}

@@ -1,6 +1,7 @@
 package vif
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -24,7 +25,7 @@ func TestPeerTableLookup(t *testing.T) {
 	peers := manyPeers(100, 10)
 	peers = append(peers, Peer{Addr: netip.MustParseAddr("198.19.0.1"), Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}},
 		Peer{Addr: netip.MustParseAddr("198.19.0.2"), Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.5.128/25")}})
-	if err := checkPeers(peers); err != nil {
+	if err := checkPeers(peers, netip.Addr{}); err != nil {
 		t.Fatal(err)
 	}
 	tab := newPeerTable(peers, 1480)
@@ -60,11 +61,40 @@ func TestPeerTableLookup(t *testing.T) {
 	if q := gone.lookup([4]byte{10, 0, 12, 9}); q == nil || q.Addr.String() != "198.19.0.1" {
 		t.Errorf("without: its prefix still goes to %v", q)
 	}
-	if err := checkPeers(append(peers, Peer{Addr: netip.MustParseAddr("198.19.0.3"), Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}})); err == nil {
+	if err := checkPeers(append(peers, Peer{Addr: netip.MustParseAddr("198.19.0.3"), Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}}), netip.Addr{}); err == nil {
 		t.Error("a prefix given to two peers is accepted")
 	}
-	if err := checkPeers([]Peer{{Addr: netip.MustParseAddr("198.19.0.1")}, {Addr: netip.MustParseAddr("198.19.0.1")}}); err == nil {
+	if err := checkPeers([]Peer{{Addr: netip.MustParseAddr("198.19.0.1")}, {Addr: netip.MustParseAddr("198.19.0.1")}}, netip.Addr{}); err == nil {
 		t.Error("a peer given twice is accepted")
+	}
+	pfx := func(s ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, x := range s {
+			out = append(out, netip.MustParsePrefix(x))
+		}
+		return out
+	}
+	local := netip.MustParseAddr("198.18.0.1")
+	for name, peers := range map[string][]Peer{
+		"the local address":          {{Addr: local}},
+		"a prefix twice":             {{Addr: netip.MustParseAddr("198.18.0.2"), Prefixes: pfx("10.0.0.0/24", "10.0.0.0/24")}},
+		"loopback":                   {{Addr: netip.MustParseAddr("198.18.0.2"), Prefixes: pfx("127.0.0.0/8")}},
+		"multicast":                  {{Addr: netip.MustParseAddr("198.18.0.2"), Prefixes: pfx("224.0.0.0/4")}},
+		"a peer's underlay address":  {{Addr: netip.MustParseAddr("198.18.0.2"), Prefixes: pfx("10.0.0.0/24")}, {Addr: netip.MustParseAddr("198.18.0.3"), Prefixes: pfx("198.18.0.2/32")}},
+		"the local underlay address": {{Addr: netip.MustParseAddr("198.18.0.2"), Prefixes: pfx("198.18.0.0/24")}},
+	} {
+		if err := checkPeers(peers, local); !errors.Is(err, ErrBadPeer) {
+			t.Errorf("%s: %v, want ErrBadPeer", name, err)
+		}
+	}
+	// A split default (as wg-quick routes) holds the peer itself: routed
+	// into the vif, the tunnel's own packets would enter it. 0.0.0.0/0 is
+	// never routed, so it may.
+	if err := checkPeers([]Peer{{Addr: netip.MustParseAddr("198.18.0.2"), Prefixes: pfx("0.0.0.0/1", "128.0.0.0/1")}}, local); !errors.Is(err, ErrBadPeer) {
+		t.Errorf("a split default holding the peer: %v", err)
+	}
+	if err := checkPeers([]Peer{{Addr: netip.MustParseAddr("198.18.0.2"), Prefixes: pfx("0.0.0.0/0")}}, local); err != nil {
+		t.Errorf("a catch-all peer: %v", err)
 	}
 }
 

@@ -65,7 +65,7 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	if c.MTU < MinMTU || c.MTU > MaxMTU {
 		return c, fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, c.MTU, MinMTU, MaxMTU)
 	}
-	if err := checkHostAddrs(nl, c.Addrs, c.Local); err != nil {
+	if err := checkHostAddrs(nl, c.Addrs, c.Ranges, c.Local); err != nil {
 		return c, err
 	}
 	if c.HasTunnel() && !c.Local.IsValid() {
@@ -170,6 +170,29 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if err := nl.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("vif: set %s up: %w", c.Name, err)
 	}
+	// A range is local to the host through one route ("AnyIP"); the
+	// addresses others use are routed to the slave's segment instead,
+	// so that the kernel neither takes nor answers ARP for them.
+	for _, p := range c.Ranges {
+		r := &netlink.Route{LinkIndex: index, Dst: prefixNet(p), Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST}
+		if err := nl.RouteAdd(r); err != nil {
+			return nil, fmt.Errorf("vif: make range %s local: %w", p, err)
+		}
+		undo = append(undo, func() error { return ignoreGone(nl.RouteDel(r)) })
+	}
+	if len(c.Exclude) > 0 && c.Slave != "" {
+		slave, err := nl.LinkByName(c.Slave)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", ErrNoSlave, c.Slave)
+		}
+		for _, a := range c.Exclude {
+			r := &netlink.Route{LinkIndex: slave.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(a, 32)), Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_LINK}
+			if err := nl.RouteAdd(r); err != nil {
+				return nil, fmt.Errorf("vif: route %s, another host's, to %s: %w", a, c.Slave, err)
+			}
+			undo = append(undo, func() error { return ignoreGone(nl.RouteDel(r)) })
+		}
+	}
 	for _, p := range c.Routes {
 		r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: prefixNet(p.Masked()), Scope: netlink.SCOPE_LINK}
 		if err := nl.RouteAdd(r); err != nil {
@@ -191,15 +214,37 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		if nlClosed {
 			return os.ErrClosed
 		}
+		var added []*netlink.Route
+		undoAdded := func() {
+			for _, r := range added {
+				_ = ignoreGone(nl.RouteDel(r))
+				p, _ := netip.AddrFromSlice(r.Dst.IP)
+				bits, _ := r.Dst.Mask.Size()
+				delete(peerRouted, netip.PrefixFrom(p, bits))
+			}
+		}
 		for _, p := range add {
-			if routed[p] || peerRouted[p] {
+			if routed[p] {
 				continue
 			}
 			r := &netlink.Route{LinkIndex: index, Dst: prefixNet(p), Scope: netlink.SCOPE_LINK}
-			if err := nl.RouteAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
+			if peerRouted[p] {
+				// Ours: routed anew, in case the kernel dropped it.
+				if err := nl.RouteReplace(r); err != nil {
+					undoAdded()
+					return fmt.Errorf("vif: route %s via %s again: %w", p, c.Name, err)
+				}
+				continue
+			}
+			if err := nl.RouteAdd(r); err != nil {
+				undoAdded()
+				if errors.Is(err, unix.EEXIST) {
+					return fmt.Errorf("%w: a route for %s exists already on this host (ip route show %s): remove it, or give the peer another prefix", ErrBadPeer, p, p)
+				}
 				return fmt.Errorf("vif: add route %s via %s: %w", p, c.Name, err)
 			}
 			peerRouted[p] = true
+			added = append(added, r)
 		}
 		for _, p := range del {
 			if peerRouted[p] {
@@ -285,12 +330,41 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 			return nil, err
 		}
 	}
-	log.Info("vif up", "addrs", c.Addrs, "mtu", c.MTU, "slave", c.Slave, "local", c.Local, "peers", c.peers(),
+	log.Info("vif up", "addrs", c.Addrs, "ranges", c.Ranges, "exclude", c.Exclude, "mtu", c.MTU, "slave", c.Slave, "local", c.Local, "peers", c.peers(),
 		"proto", c.Protocol, "routes", c.Routes, "forward", c.Forward)
-	if c.Peer.IsValid() && len(c.Routes) == 0 && strictRPFilter(c.Name) {
-		log.Warn("rp_filter is strict (1) and nothing is routed into the vif: the kernel will drop decapsulated packets whose source is not routed back through it; add --route for the peer's networks, or set net.ipv4.conf." + c.Name + ".rp_filter=2")
+	for _, w := range HostWarnings(c) {
+		log.Warn(w)
 	}
 	return ifc, nil
+}
+
+// HostWarnings returns what, in the host's settings, keeps the vif c
+// (resolved, as Link returns it) from working as configured, each as a
+// sentence with its fix: a strict reverse-path filter with nothing routed
+// into the tunnel, forwarding asked for while the kernel does not forward,
+// and --forward 0.0.0.0/0, which makes the vif a relay for its peers.
+func HostWarnings(c LinkConfig) []string {
+	var out []string
+	routed := len(c.Routes) > 0
+	for _, p := range c.peers() {
+		for _, pfx := range p.Prefixes {
+			routed = routed || pfx.Bits() > 0
+		}
+	}
+	if len(c.peers()) > 0 && !routed && strictRPFilter(c.Name) {
+		out = append(out, "rp_filter is strict (1) and nothing is routed into the vif: the kernel will drop decapsulated packets whose source is not routed back through it; give the peers' networks (--route, or --peer ADDR=PREFIX), or set net.ipv4.conf."+c.Name+".rp_filter=2")
+	}
+	if len(c.Forward) > 0 {
+		if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "1" {
+			out = append(out, "--forward is set but the kernel does not forward (net.ipv4.ip_forward=0): decapsulated packets for the forwarded prefixes are dropped; sysctl -w net.ipv4.ip_forward=1")
+		}
+		for _, p := range c.Forward {
+			if p.Bits() == 0 {
+				out = append(out, "--forward 0.0.0.0/0: the vif relays anything its peers send to any destination (CVE-2020-10136); forward only the networks behind it")
+			}
+		}
+	}
+	return out
 }
 
 // strictRPFilter reports whether the kernel's reverse-path filter is
@@ -335,6 +409,12 @@ func (i *Interface) publish() error {
 		}
 		i.closers = append(i.closers, func() error { pub.Remove(a); return nil })
 	}
+	for _, p := range i.link.Ranges {
+		if err := pub.AddRange(p, i.link.Exclude); err != nil {
+			return fmt.Errorf("vif: publish range %s: %w", p, err)
+		}
+		i.closers = append(i.closers, func() error { pub.RemoveRange(p); return nil })
+	}
 	return nil
 }
 
@@ -357,7 +437,7 @@ func ignoreGone(err error) error {
 // with that interface, the slave's own address say, and removing the vif
 // would take it from both), and one wrapping ErrBadAddress if local is
 // set but not an address of this host.
-func checkHostAddrs(nl *netlink.Handle, addrs []netip.Prefix, local netip.Addr) error {
+func checkHostAddrs(nl *netlink.Handle, addrs, ranges []netip.Prefix, local netip.Addr) error {
 	list, err := nl.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return fmt.Errorf("vif: list addresses: %w", err)
@@ -369,13 +449,20 @@ func checkHostAddrs(nl *netlink.Handle, addrs []netip.Prefix, local netip.Addr) 
 			continue
 		}
 		localFound = localFound || ip == local
+		name := func() string {
+			if l, err := nl.LinkByIndex(a.LinkIndex); err == nil {
+				return l.Attrs().Name
+			}
+			return strconv.Itoa(a.LinkIndex)
+		}
 		for _, p := range addrs {
 			if p.Addr() == ip {
-				name := strconv.Itoa(a.LinkIndex)
-				if l, err := nl.LinkByIndex(a.LinkIndex); err == nil {
-					name = l.Attrs().Name
-				}
-				return fmt.Errorf("%w: %s is already an address of %s on this host (pick another, or remove it there)", ErrExists, ip, name)
+				return fmt.Errorf("%w: %s is already an address of %s on this host (pick another, or remove it there)", ErrExists, ip, name())
+			}
+		}
+		for _, p := range ranges {
+			if p.Contains(ip) {
+				return fmt.Errorf("%w: range %s holds %s, an address of %s on this host: making it local would cut the host off its own network (pick a range outside the host's addresses)", ErrBadAddress, p, ip, name())
 			}
 		}
 	}

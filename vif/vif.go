@@ -148,7 +148,7 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 	if cfg.HasTunnel() && under == nil {
 		return nil, errors.New("vif: a peer needs an underlay")
 	}
-	set := newAddrSet(cfg.Addrs)
+	set := newAddrSet(cfg.Addrs, cfg.Ranges, cfg.Exclude)
 	proto := cfg.protocol()
 	log := cfg.Logger
 	if log == nil {
@@ -232,7 +232,7 @@ func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	i.addrs.Store(newAddrSet(addrs))
+	i.addrs.Store(newAddrSet(addrs, i.link.Ranges, i.link.Exclude))
 	return nil
 }
 

@@ -710,14 +710,41 @@ func TestPeers(t *testing.T) {
 	if ps := r.ifc.Peers(); len(ps) != 2 || ps[0].Addr != peerC || ps[0].Encapsulated != 2 {
 		t.Errorf("after the change: %+v (C keeps its counters)", ps)
 	}
-	if err := r.ifc.SetPeer(vif.Peer{Addr: peerB, Prefixes: []netip.Prefix{pfx("203.0.113.0/24")}}); !errors.Is(err, vif.ErrBadAddress) {
+	if err := r.ifc.SetPeer(vif.Peer{Addr: peerB, Prefixes: []netip.Prefix{pfx("203.0.113.0/24")}}); !errors.Is(err, vif.ErrBadPeer) {
 		t.Errorf("a prefix D has, for B: %v", err)
 	}
 	if err := r.ifc.RemovePeer(peerB); !errors.Is(err, vif.ErrNoPeer) {
 		t.Errorf("removing a removed peer: %v", err)
 	}
+	// A catch-all peer cannot speak for another's networks.
+	peerE := netip.MustParseAddr("198.18.0.5")
+	if err := r.ifc.SetPeer(vif.Peer{Addr: peerE, Prefixes: []netip.Prefix{pfx("0.0.0.0/0")}}); err != nil {
+		t.Fatal(err)
+	}
+	before := r.ifc.Stats().Drops["rx_bad_source"]
+	deliver(peerE, "198.51.100.200", addrA.String()) // C's
+	deliver(peerE, "192.0.2.50", addrA.String())     // nobody's: E's
+	waitStats(t, r.ifc, "catch-all", func(s vif.Stats) bool { return s.Drops["rx_bad_source"] == before+1 && s.Decapsulated == 3 })
 	noTunnel := newRig(t, vif.Config{Addrs: hosts(addrA)})
 	if err := noTunnel.ifc.SetPeer(vif.Peer{Addr: peerB}); !errors.Is(err, vif.ErrNoTunnel) {
 		t.Errorf("SetPeer without a tunnel: %v", err)
+	}
+}
+
+// A range is the interface's, address by address, but the excluded ones.
+func TestRanges(t *testing.T) {
+	r := newRig(t, vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")},
+		Exclude: []netip.Addr{netip.MustParseAddr("203.0.113.9")}})
+	pkt := udp(t, addrA, netip.MustParseAddr("203.0.113.5"), "in the range")
+	r.tun.Inject(pkt)
+	if got, ok := r.tun.Recv(wait); !ok || string(got) != string(pkt) {
+		t.Fatal("a packet for an address of the range was not looped back")
+	}
+	r.tun.Inject(udp(t, addrA, netip.MustParseAddr("203.0.113.9"), "excluded"))
+	waitStats(t, r.ifc, "tx_no_peer", func(s vif.Stats) bool { return s.Drops["tx_no_peer"] == 1 && s.Looped == 1 })
+	for _, bad := range []string{"203.0.113.1/24", "10.0.0.0/7", "127.0.0.0/8"} {
+		if _, err := vif.New(viftest.NewTUN(1), nil, &vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix(bad)}}); !errors.Is(err, vif.ErrBadAddress) {
+			t.Errorf("range %s: %v, want ErrBadAddress", bad, err)
+		}
 	}
 }

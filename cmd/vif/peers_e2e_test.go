@@ -7,10 +7,13 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/vif/nstest"
 )
@@ -181,5 +184,112 @@ func TestPeersChangedUnderTraffic(t *testing.T) {
 	}
 	if out, err := hub.Run(vifBin, "set", "vif0", "peer", "198.18.0.15", "allowed-ips", "198.51.100.1/32"); err == nil || !strings.Contains(out, "given to peers") {
 		t.Errorf("a prefix another peer has: %v, %q", err, out)
+	}
+}
+
+// A whole /24 on one NIC with one route: a neighbour resolves and pings
+// random addresses of it; the address another host holds is left to that
+// host (probed at vif up, excluded, and routed to the segment, so that
+// not even the kernel answers for it); network and broadcast addresses
+// are not claimed; vif down leaves no route behind.
+func TestRangeOnSegment(t *testing.T) {
+	n := nstest.New(t)
+	seg := n.Segment()
+	a, c, d := n.Host("a"), n.Host("c"), n.Host("d")
+	aIf := seg.Attach(a, "198.18.1.1/24")
+	cIf := seg.Attach(c, "198.18.1.3/24")
+	dIf := seg.Attach(d, "198.18.1.4/24")
+	d.AddAddr(dIf.Name(), "192.0.2.77/32")
+	c.AddRoute("192.0.2.0/24", "dev", cIf.Name())
+	d.AddRoute("192.0.2.0/24", "dev", dIf.Name())
+	a.Sysctl("net.ipv4.conf.all.arp_ignore", "1")
+	a.Sysctl("net.ipv4.conf."+aIf.Name()+".arp_ignore", "1")
+	out := vifCmd(t, a, "up", "vif0", "192.0.2.0/24", "--range", "--slave", aIf.Name())
+	t.Cleanup(func() { stopDaemon(a) })
+	if !strings.Contains(out, "but 1 addresses other hosts use") {
+		t.Errorf("vif up says: %q", out)
+	}
+	st := vifStatus(t, a, "vif0")
+	if len(st.Ranges) != 1 || st.Ranges[0].String() != "192.0.2.0/24" || len(st.Exclude) != 1 || st.Exclude[0].String() != "192.0.2.77" {
+		t.Fatalf("vif show: ranges %v, exclude %v", st.Ranges, st.Exclude)
+	}
+	for k := 0; k < 10; k++ {
+		addr := fmt.Sprintf("192.0.2.%d", 1+(k*37+11)%253)
+		if addr == "192.0.2.77" {
+			continue
+		}
+		if mac, ok := arping(c, cIf.Name(), addr); !ok || mac.String() != aIf.MAC().String() {
+			t.Errorf("arping %s: answered %v by %v, want by a (%v)", addr, ok, mac, aIf.MAC())
+		}
+		if !pingOnce(c, addr, 2*time.Second) {
+			t.Errorf("ping %s in the range failed", addr)
+		}
+	}
+	// Even the kernel, answering for local addresses (arp_ignore=0),
+	// leaves 192.0.2.77 to d.
+	a.Sysctl("net.ipv4.conf.all.arp_ignore", "0")
+	a.Sysctl("net.ipv4.conf."+aIf.Name()+".arp_ignore", "0")
+	capture := cIf.Capture("arp")
+	c.IP("neigh", "flush", "dev", cIf.Name())
+	if mac, ok := arping(c, cIf.Name(), "192.0.2.77"); !ok || mac.String() != dIf.MAC().String() {
+		t.Errorf("arping 192.0.2.77: answered %v by %v, want by d (%v)", ok, mac, dIf.MAC())
+	}
+	fromA := func(p gopacket.Packet) bool {
+		arp := arpLayer(p)
+		return arp != nil && arp.Operation == layers.ARPReply && net.HardwareAddr(arp.SourceHwAddress).String() == aIf.MAC().String() &&
+			net.IP(arp.SourceProtAddress).String() == "192.0.2.77"
+	}
+	if got := capture.Stop(); capture.Count(fromA) != 0 {
+		t.Errorf("a answered for 192.0.2.77, d's address (%d frames captured)", len(got))
+	}
+	a.Sysctl("net.ipv4.conf.all.arp_ignore", "1")
+	a.Sysctl("net.ipv4.conf."+aIf.Name()+".arp_ignore", "1")
+	for _, addr := range []string{"192.0.2.0", "192.0.2.255"} {
+		if mac, ok := arping(c, cIf.Name(), addr); ok {
+			t.Errorf("arping %s (the range's network or broadcast address) answered by %v", addr, mac)
+		}
+	}
+	vifCmd(t, a, "down", "vif0")
+	if routes := a.IP("route", "show", "table", "local"); strings.Contains(routes, "192.0.2.") {
+		t.Errorf("routes left after vif down:\n%s", routes)
+	}
+}
+
+// The routes of the peers' prefixes are followed like --route's: a link
+// flap that flushes them is reported, "vif set" routes them anew, and a
+// prefix whose route exists already (the operator's) is refused, the
+// operator's route left alone.
+func TestPeerRoutesFollowed(t *testing.T) {
+	hub, _ := hubLab(t)
+	hub.IP("link", "set", "vif0", "down")
+	hub.IP("link", "set", "vif0", "up")
+	var st daemon.VifStatus
+	if _, ok := waitFor(5*time.Second, func() bool {
+		st = vifStatus(t, hub, "vif0")
+		return len(st.RoutesMissing) == 3
+	}); !ok {
+		t.Fatalf("after a link flap: routes %v, missing %v; want the 3 peer routes missing", st.Routes, st.RoutesMissing)
+	}
+	vifCmd(t, hub, "set", "vif0", "peer", "198.18.0.11", "allowed-ips", "198.51.100.1/32")
+	if _, ok := waitFor(5*time.Second, func() bool { return len(vifStatus(t, hub, "vif0").RoutesMissing) == 2 }); !ok || !hub.HasRoute("198.51.100.1/32") {
+		t.Errorf("vif set with the same prefixes did not route them anew: %+v", vifStatus(t, hub, "vif0").RoutesMissing)
+	}
+	hub.AddRoute("203.0.113.192/26", "via", "198.18.0.99")
+	out, err := hub.Run(vifBin, "set", "vif0", "peer", "198.18.0.15", "allowed-ips", "203.0.113.192/26")
+	if err == nil || !strings.Contains(out, "exists already") {
+		t.Errorf("a prefix routed by the operator: %v, %q", err, out)
+	}
+	if !hub.HasRoute("203.0.113.192/26") {
+		t.Error("the operator's route is gone")
+	}
+	for _, bad := range [][]string{
+		{"198.18.0.1", "allowed-ips", "203.0.113.0/28"},                 // the hub's own underlay address
+		{"198.18.0.16", "allowed-ips", "198.18.0.11/32"},                // another peer's underlay address
+		{"198.18.0.17", "allowed-ips", "224.0.0.0/4"},                   // multicast
+		{"198.18.0.18", "allowed-ips", "203.0.113.8/29,203.0.113.8/29"}, // twice
+	} {
+		if out, err := hub.Run(vifBin, append([]string{"set", "vif0", "peer"}, bad...)...); err == nil || !strings.Contains(out, "bad peer") {
+			t.Errorf("vif set vif0 peer %v: %v, %q", bad, err, out)
+		}
 	}
 }

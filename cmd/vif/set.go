@@ -123,6 +123,9 @@ func parsePrefixes(what, s string) ([]netip.Prefix, error) {
 // prefixes, the peer takes every destination the others don't.
 func parsePeer(s string) (vif.Peer, bool, error) {
 	a, list, hasList := strings.Cut(s, "=")
+	if a == "" {
+		return vif.Peer{}, false, usagef("bad --peer %q: give the peer's underlay address before =, as in 198.18.0.2=198.51.100.0/24", s)
+	}
 	addr, err := parseHost("peer", a)
 	if err != nil {
 		return vif.Peer{}, false, err
@@ -130,6 +133,9 @@ func parsePeer(s string) (vif.Peer, bool, error) {
 	p := vif.Peer{Addr: addr}
 	if !hasList {
 		return p, false, nil
+	}
+	if list == "" {
+		return vif.Peer{}, false, usagef("bad --peer %q: give the prefixes behind the peer after =, as in %s=198.51.100.0/24, or leave out =", s, a)
 	}
 	if p.Prefixes, err = parsePrefixes("peer", list); err != nil {
 		return vif.Peer{}, false, err

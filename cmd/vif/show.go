@@ -26,7 +26,7 @@ Examples:
   vif show vif0 --json | jq .vifs[0].counters
 
 The --json form is stable (fields are only ever added):
-  {"vifs": [{"name", "addrs", "slave", "local", "peer", "protocol", "mtu",
+  {"vifs": [{"name", "addrs", "ranges", "exclude", "slave", "local", "peer", "protocol", "mtu",
              "routes", "arp_proxy", "local_missing", "addrs_missing",
              "routes_missing", "forward",
              "peers": [{"addr", "prefixes", "encapsulated_packets",
@@ -119,6 +119,19 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // printVif prints one vif in the manner of "ip -s link" and "wg show".
 func printVif(w io.Writer, st daemon.VifStatus) {
 	fmt.Fprintf(w, "%s: %s  mtu %d\n", st.Name, joinPrefixes(st.Addrs), st.MTU)
+	for _, r := range st.Ranges {
+		fmt.Fprintf(w, "  range: %s", r)
+		var ex []string
+		for _, a := range st.Exclude {
+			if r.Contains(a) {
+				ex = append(ex, a.String())
+			}
+		}
+		if len(ex) > 0 {
+			fmt.Fprintf(w, " but %s (other hosts')", strings.Join(ex, " "))
+		}
+		fmt.Fprintln(w)
+	}
 	if st.Slave != "" {
 		fmt.Fprintf(w, "  slave: %s\n", st.Slave)
 	}

@@ -43,6 +43,9 @@ Examples:
   # answer on 192.0.2.1 on eth0's segment
   vif up vif0 192.0.2.1 --slave eth0
 
+  # every address of 203.0.113.0/24 on eth0's segment, with one route
+  vif up vif0 203.0.113.0/24 --range --slave eth0
+
   # a tunnel: 198.51.100.0/24 is reached through the peer 198.18.0.2
   vif up vif0 192.0.2.1 --slave eth0 --peer 198.18.0.2 --route 198.51.100.0/24
 
@@ -67,7 +70,7 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 		c                            upConfig
 		routes, peers, forward       listFlag
 		slave, local, proto, mtuFlag string
-		noARP                        bool
+		noARP, isRange               bool
 	)
 	fs.StringVar(&slave, "slave", "", "physical interface to tunnel over and publish the addresses on (default: the interface of the default route)")
 	fs.Var(&peers, "peer", "underlay address of a tunnel peer, ADDR=PREFIX[,PREFIX...] for the networks behind it (repeatable; without prefixes, the peer of every destination the others don't take)")
@@ -77,6 +80,7 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	fs.StringVar(&proto, "proto", "", "outer IP protocol: 94 (IPIP, the default) or 4 (RFC 2003)")
 	fs.StringVar(&mtuFlag, "mtu", "", "MTU of the vif (default: the slave's MTU minus 20)")
 	fs.BoolVar(&noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
+	fs.BoolVar(&isRange, "range", false, "each ADDR/LEN is a whole range of addresses: made local with one route and published but its network and broadcast addresses (and, up to a /22, the addresses a probe finds in use)")
 	fs.BoolVar(&c.force, "force", false, "publish the addresses even if another host on the segment answers for them")
 	fs.BoolVar(&c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
 	fs.BoolVar(&c.verbose, "v", false, "log debug messages")
@@ -101,6 +105,14 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 		return nil, usagef("bad name %q: use 1 to 15 letters, digits, '.', '-' or '_', such as vif0", c.req.Name)
 	}
 	for _, s := range pos[1:] {
+		if isRange {
+			p, err := parsePrefix("range", s)
+			if err != nil {
+				return nil, err
+			}
+			c.req.Ranges = append(c.req.Ranges, p)
+			continue
+		}
 		p, err := parseAddr(s)
 		if err != nil {
 			return nil, err
@@ -170,7 +182,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	st := resp.Vifs[0]
-	fmt.Fprintf(stdout, "%s up: %s", st.Name, joinPrefixes(st.Addrs))
+	for _, w := range st.Warnings {
+		fmt.Fprintf(stderr, "vif: warning: %s\n", w)
+	}
+	fmt.Fprintf(stdout, "%s up: %s", st.Name, joinPrefixes(append(st.Addrs, st.Ranges...)))
+	if len(st.Exclude) > 0 {
+		fmt.Fprintf(stdout, " (but %d addresses other hosts use)", len(st.Exclude))
+	}
 	if st.Slave != "" {
 		fmt.Fprintf(stdout, " on %s", st.Slave)
 	}

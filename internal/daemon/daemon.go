@@ -34,10 +34,10 @@ type Daemon struct {
 	log *slog.Logger
 
 	mu        sync.Mutex
-	vifs      map[string]*entry         // by the vif's name, as the kernel has it now (renamedLocked)
-	arps      map[int]*arpEntry         // by the slave's interface index
-	pending   map[string][]netip.Prefix // vifs being brought up: their addresses
-	changed   chan struct{}             // receives when a vif goes
+	vifs      map[string]*entry // by the vif's name, as the kernel has it now (renamedLocked)
+	arps      map[int]*arpEntry // by the slave's interface index
+	pending   map[string]owned  // vifs being brought up: their addresses
+	changed   chan struct{}     // receives when a vif goes
 	closed    bool
 	slaves    slaveWatch // removes the vifs of deleted slaves
 	drift     driftWatch // follows addresses and routes removed from vifs
@@ -59,6 +59,8 @@ type Daemon struct {
 	// ifState returns whether interface index has a working link, and
 	// its hardware address.
 	ifState func(index int) (running bool, mac net.HardwareAddr)
+	// warnings returns what in the host keeps a vif from working.
+	warnings func(vif.LinkConfig) []string
 	// hostAddrs returns the host's IPv4 addresses by interface index, in
 	// the kernel's order (primary first); linkRoutes the main table's
 	// IPv4 routes by outgoing interface index. One dump each.
@@ -87,6 +89,7 @@ type link interface {
 type responder interface {
 	vif.Publisher
 	Probe(ctx context.Context, addrs []netip.Addr, wait time.Duration) error
+	ProbeRange(ctx context.Context, p netip.Prefix, wait time.Duration) ([]netip.Addr, error)
 	HardwareAddr() net.HardwareAddr
 	SetHardwareAddr(net.HardwareAddr) error
 	Announce(netip.Addr) error
@@ -127,7 +130,7 @@ func New(log *slog.Logger) *Daemon {
 		log:     log,
 		vifs:    map[string]*entry{},
 		arps:    map[int]*arpEntry{},
-		pending: map[string][]netip.Prefix{},
+		pending: map[string]owned{},
 		changed: make(chan struct{}, 1),
 		resolve: vif.LinkConfig.Resolve,
 		up: func(c *vif.LinkConfig) (link, error) {
@@ -170,6 +173,7 @@ func New(log *slog.Logger) *Daemon {
 			}
 			return ifi.Flags&net.FlagRunning != 0, ifi.HardwareAddr
 		},
+		warnings:   vif.HostWarnings,
 		hostAddrs:  hostAddrs,
 		linkRoutes: linkRoutes,
 	}
@@ -205,22 +209,19 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 	}
 	// Addresses of vifs being brought up count too: two "vif up" at once
 	// must not both take one.
-	owners := make(map[string][]netip.Prefix, len(d.vifs)+len(d.pending))
+	owners := make(map[string]owned, len(d.vifs)+len(d.pending))
 	for name, e := range d.vifs {
-		owners[name] = e.ifc.Addrs()
+		owners[name] = owned{e.ifc.Addrs(), e.ifc.Link().Ranges}
 	}
 	maps.Copy(owners, d.pending)
-	for name, addrs := range owners {
-		for _, a := range addrs {
-			for _, b := range cfg.Addrs {
-				if a.Addr() == b.Addr() {
-					d.mu.Unlock()
-					return VifStatus{}, fmt.Errorf("address %s already belongs to %s", b.Addr(), name)
-				}
-			}
+	mine := owned{cfg.Addrs, cfg.Ranges}
+	for name, o := range owners {
+		if what := o.clash(mine); what != "" {
+			d.mu.Unlock()
+			return VifStatus{}, fmt.Errorf("%s already belongs to %s", what, name)
 		}
 	}
-	d.pending[cfg.Name] = cfg.Addrs
+	d.pending[cfg.Name] = mine
 	d.mu.Unlock()
 	defer func() {
 		d.mu.Lock()
@@ -243,7 +244,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 			return VifStatus{}, err
 		}
 		if !force {
-			if err := probe(ae.r, c); err != nil {
+			if err := d.probe(ae.r, &c); err != nil {
 				d.releaseARP(ae)
 				return VifStatus{}, err
 			}
@@ -266,12 +267,69 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 	if err := d.checkSlave(e); err != nil {
 		return VifStatus{}, err
 	}
-	return d.status(e, d.ifNames()), nil
+	st := d.status(e, d.ifNames())
+	st.Warnings = d.warnings(c)
+	return st, nil
+}
+
+// owned is what a vif claims: addresses and ranges.
+type owned struct {
+	addrs  []netip.Prefix
+	ranges []netip.Prefix
+}
+
+// clash names what of m o claims already ("address 192.0.2.1", "range
+// 192.0.2.0/24"), or returns "".
+func (o owned) clash(m owned) string {
+	for _, b := range m.addrs {
+		for _, a := range o.addrs {
+			if a.Addr() == b.Addr() {
+				return "address " + b.Addr().String()
+			}
+		}
+		for _, r := range o.ranges {
+			if r.Contains(b.Addr()) {
+				return fmt.Sprintf("address %s (in range %s)", b.Addr(), r)
+			}
+		}
+	}
+	for _, q := range m.ranges {
+		for _, a := range o.addrs {
+			if q.Contains(a.Addr()) {
+				return fmt.Sprintf("range %s (it holds %s)", q, a.Addr())
+			}
+		}
+		for _, r := range o.ranges {
+			if r.Overlaps(q) {
+				return fmt.Sprintf("range %s (it overlaps %s)", q, r)
+			}
+		}
+	}
+	return ""
 }
 
 // probe asks the slave's segment whether another host uses an address of
-// c before c claims them.
-func probe(r responder, c vif.LinkConfig) error {
+// c before c claims them: an address is refused, an address of a range is
+// excluded from it (c.Exclude). Ranges of more than 1024 addresses are not
+// probed: that would flood the segment.
+func (d *Daemon) probe(r responder, c *vif.LinkConfig) error {
+	for _, p := range c.Ranges {
+		if p.Bits() < 22 {
+			d.log.Warn("range too large to probe before claiming it: an address another host uses is answered for too, until that host's ARP shows (logged as a conflict); exclude such addresses with the library's Exclude", "range", p)
+			continue
+		}
+		used, err := r.ProbeRange(context.Background(), p, arpproxy.DefaultProbeWait)
+		if err != nil {
+			return probeError(err, c.Slave)
+		}
+		if len(used) > 0 {
+			d.log.Warn("addresses of the range in use by other hosts: excluded", "range", p, "addrs", used)
+			c.Exclude = append(c.Exclude, used...)
+		}
+	}
+	if len(c.Addrs) == 0 {
+		return nil
+	}
 	addrs := make([]netip.Addr, len(c.Addrs))
 	for k, p := range c.Addrs {
 		addrs[k] = p.Addr()
@@ -281,11 +339,16 @@ func probe(r responder, c vif.LinkConfig) error {
 		return fmt.Errorf("address %s is in use on %s's segment by %s (see \"arping -D -I %s %s\"; to take it anyway: vif up --force)",
 			ce.Addr, c.Slave, ce.HardwareAddr, c.Slave, ce.Addr)
 	}
+	return probeError(err, c.Slave)
+}
+
+// probeError says what a failed probe on slave means, and how to go on.
+func probeError(err error, slave string) error {
 	if errors.Is(err, syscall.ENETDOWN) {
-		return fmt.Errorf("cannot ask %s's segment whether the addresses are free: its link is down (ip link set %s up), or pass --force", c.Slave, c.Slave)
+		return fmt.Errorf("cannot ask %s's segment whether the addresses are free: its link is down (ip link set %s up), or pass --force", slave, slave)
 	}
 	if err != nil {
-		return fmt.Errorf("probing %s's segment for the addresses: %w (to skip the probe: vif up --force)", c.Slave, err)
+		return fmt.Errorf("probing %s's segment for the addresses: %w (to skip the probe: vif up --force)", slave, err)
 	}
 	return nil
 }
@@ -486,11 +549,12 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 	}
 	d.mu.Lock()
 	addrs, addrsGone := present(e.addrs, e.missingAddrs)
-	routes, routesGone := present(l.Routes, e.missingRoutes)
+	routes, routesGone := present(installedRoutes(l), e.missingRoutes)
 	d.mu.Unlock()
 	l.Addrs, l.Routes = addrs, routes
 	st := VifStatus{
 		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Forward: l.Forward,
+		Ranges: l.Ranges, Exclude: l.Exclude,
 		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,
 		LocalMissing: l.HasTunnel() && !e.ifc.Local().IsValid(),
 		AddrsMissing: addrsGone, RoutesMissing: routesGone,
@@ -502,9 +566,10 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 			ICMPSent: s.ICMPSent, ICMPLimited: s.ICMPLimited,
 		},
 	}
-	for _, p := range e.ifc.Peers() {
-		if len(p.Prefixes) == 1 && p.Prefixes[0].Bits() == 0 {
-			st.Peer = p.Addr // the peer of everything: "vif up --peer ADDR"
+	peers := e.ifc.Peers()
+	for _, p := range peers {
+		if len(peers) == 1 || len(p.Prefixes) == 1 && p.Prefixes[0].Bits() == 0 {
+			st.Peer = p.Addr // the only one, or the peer of everything ("vif up --peer ADDR")
 		}
 		st.Peers = append(st.Peers, PeerStatus{
 			Addr: p.Addr, Prefixes: p.Prefixes, PathMTU: p.PathMTU,

@@ -121,6 +121,19 @@ func (r *fakeResponder) Probe(_ context.Context, addrs []netip.Addr, _ time.Dura
 	}
 	return nil
 }
+func (r *fakeResponder) ProbeRange(_ context.Context, p netip.Prefix, _ time.Duration) ([]netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var used []netip.Addr
+	for a := range r.inUse {
+		if p.Contains(a) {
+			used = append(used, a)
+		}
+	}
+	return used, nil
+}
+func (r *fakeResponder) AddRange(p netip.Prefix, _ []netip.Addr) error { return nil }
+func (r *fakeResponder) RemoveRange(p netip.Prefix)                    {}
 func (r *fakeResponder) HardwareAddr() net.HardwareAddr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -473,6 +486,29 @@ func TestRenamesSwapped(t *testing.T) {
 	}
 	if _, err := r.d.Up(linkCfg("sb", "192.0.2.3"), false); err != nil {
 		t.Errorf("up of a renamed vif's old name: %v", err)
+	}
+}
+
+// Ranges: addresses other hosts use are excluded (not refused); a range
+// may not take what another vif has.
+func TestUpRanges(t *testing.T) {
+	r := newRig(t)
+	r.inUse[netip.MustParseAddr("192.0.2.77")] = net.HardwareAddr{2, 0, 0, 0, 0, 0x77}
+	c := vif.LinkConfig{Name: "vif0", Publish: true, Config: vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}}
+	st, err := r.d.Up(c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Exclude) != 1 || st.Exclude[0].String() != "192.0.2.77" {
+		t.Errorf("excluded %v, want 192.0.2.77", st.Exclude)
+	}
+	for _, bad := range []vif.LinkConfig{
+		linkCfg("vif1", "192.0.2.5"),
+		{Name: "vif2", Config: vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix("192.0.2.128/25")}}},
+	} {
+		if _, err := r.d.Up(bad, false); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
+			t.Errorf("Up(%+v): %v", bad, err)
+		}
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vif-project/vif/vif"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -148,8 +149,8 @@ func (d *Daemon) checkRoutes(e *entry, routes map[int][]netip.Prefix) {
 	if routes == nil { // the dump failed: no news
 		return
 	}
-	for _, p := range e.ifc.Link().Routes {
-		d.routeChanged(e.index, p, slices.Contains(routes[e.index], p.Masked()))
+	for _, p := range installedRoutes(e.ifc.Link()) {
+		d.routeChanged(e.index, p, slices.Contains(routes[e.index], p))
 	}
 }
 
@@ -214,7 +215,7 @@ func (d *Daemon) addrChanged(idx int, p netip.Prefix, added bool) {
 func (d *Daemon) routeChanged(idx int, p netip.Prefix, added bool) {
 	d.mu.Lock()
 	e := d.entryAtLocked(idx)
-	if e == nil || !slices.Contains(e.ifc.Link().Routes, p) || !follow(&e.missingRoutes, p, added) {
+	if e == nil || !slices.Contains(installedRoutes(e.ifc.Link()), p) || !follow(&e.missingRoutes, p, added) {
 		d.mu.Unlock()
 		return
 	}
@@ -225,6 +226,23 @@ func (d *Daemon) routeChanged(idx int, p netip.Prefix, added bool) {
 	} else {
 		d.log.Warn("route removed from the vif from outside: traffic to it no longer goes through the tunnel (not restored)", "vif", name, "route", p)
 	}
+}
+
+// installedRoutes returns the routes vif installed for the vif l: its
+// routes (--route) and its peers' prefixes (but 0.0.0.0/0), masked.
+func installedRoutes(l vif.LinkConfig) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range l.Routes {
+		out = append(out, p.Masked())
+	}
+	for _, peer := range l.Peers {
+		for _, p := range peer.Prefixes {
+			if p.Bits() > 0 && !slices.Contains(out, p.Masked()) {
+				out = append(out, p.Masked())
+			}
+		}
+	}
+	return out
 }
 
 // follow notes in *missing that p was removed or added back, and reports

@@ -72,8 +72,12 @@ type Info struct {
 // VifStatus is what "vif show --json" prints for one vif. Its JSON form is
 // stable: fields are only ever added.
 type VifStatus struct {
-	Name     string         `json:"name"`
-	Addrs    []netip.Prefix `json:"addrs"`
+	Name  string         `json:"name"`
+	Addrs []netip.Prefix `json:"addrs"`
+	// Ranges are the prefixes the vif owns whole, but Exclude (addresses
+	// other hosts on the segment use).
+	Ranges   []netip.Prefix `json:"ranges,omitempty"`
+	Exclude  []netip.Addr   `json:"exclude,omitempty"`
 	Slave    string         `json:"slave,omitempty"`
 	Local    netip.Addr     `json:"local,omitzero"`
 	Peer     netip.Addr     `json:"peer,omitzero"`
@@ -81,8 +85,10 @@ type VifStatus struct {
 	MTU      int            `json:"mtu"`
 	Routes   []netip.Prefix `json:"routes"`
 	ARPProxy bool           `json:"arp_proxy"`
-	// Peers are the tunnel's peers with their counters; Peer is the one
-	// that takes every destination no other takes (0.0.0.0/0), if any.
+	// Peers are the tunnel's peers with their counters; Peer is the only
+	// one, or else the one that takes every destination no other takes
+	// (0.0.0.0/0), if any. Routes lists the routes vif installed: --route
+	// and the peers' prefixes.
 	Peers []PeerStatus `json:"peers,omitempty"`
 	// Forward lists the inner destinations, besides Addrs, that
 	// decapsulated packets may have (vif up --forward).
@@ -96,6 +102,9 @@ type VifStatus struct {
 	AddrsMissing  []netip.Prefix `json:"addrs_missing,omitempty"`
 	RoutesMissing []netip.Prefix `json:"routes_missing,omitempty"`
 	Counters      Counters       `json:"counters"`
+	// Warnings say what in the host's settings keeps the vif from
+	// working as configured (vif.HostWarnings), at up.
+	Warnings []string `json:"warnings,omitempty"`
 	// ARP holds the counters of the ARP responder of the vif's slave,
 	// shared by every vif on that slave; nil without an ARP proxy.
 	ARP *ARPCounters `json:"arp,omitempty"`
@@ -166,7 +175,7 @@ func DecodeRequest(b []byte) (Request, error) {
 	}
 	switch r.Op {
 	case OpUp:
-		if r.Up == nil || r.Up.Name == "" || len(r.Up.Addrs) == 0 {
+		if r.Up == nil || r.Up.Name == "" || len(r.Up.Addrs)+len(r.Up.Ranges) == 0 {
 			return Request{}, fmt.Errorf("%w: up needs a name and an address", ErrBadRequest)
 		}
 		for _, p := range r.Up.Addrs {
