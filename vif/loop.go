@@ -47,6 +47,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	loop := make([][]byte, 0, bs)
 	send := make([][]byte, 0, bs)
 	c := &i.tx
+	var pc peerCount
 	errRun := 0
 	var lastProbe int64
 	i.frags.size = size
@@ -93,6 +94,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 		}
 
 		set, tab := i.addrs.Load(), i.peers.Load()
+		rt := txRoute{}
 		if l := i.local.Load(); l != local {
 			local = l
 			enc.Src = *l
@@ -134,7 +136,12 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				loopBytes += uint64(sizes[j])
 				continue
 			}
-			p := tab.lookup(dstb)
+			if !rt.valid || dst != rt.dst {
+				// Packets of a batch mostly go to one destination: look
+				// it up once.
+				rt = txRoute{valid: true, dst: dst, p: tab.lookup(dstb), isPeer: tab.byAddr(dst) != nil}
+			}
+			p := rt.p
 			var pmtu int
 			if p != nil {
 				pmtu = int(p.st.pmtu.Load())
@@ -144,7 +151,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				c.drops[dropNoPeer].Add(1)
 				i.icmpError(h, ipip.ICMPHostUnreach, 0)
 				continue
-			case tab.byAddr(dst) != nil:
+			case rt.isPeer:
 				// Routing a peer's own address into the tunnel would
 				// loop every packet back into it (RFC 2003 section 4).
 				c.drops[dropLoop].Add(1)
@@ -167,8 +174,12 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				c.codec[err.(ipip.Error)].Add(1)
 				continue
 			}
-			p.st.txPkts.Add(1)
-			p.st.txBytes.Add(uint64(len(out)))
+			if p != pc.p {
+				pc.flushTx()
+				pc.p = p
+			}
+			pc.pkts++
+			pc.bytes += uint64(len(out))
 			if sizes[j] > pmtu {
 				// Without DF (the outer DF is copied from the inner)
 				// the packet goes out in fragments of the path MTU, as
@@ -180,6 +191,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			send = append(send, buf[:Headroom-ipip.IPv4MinLen+len(out)])
 		}
 
+		pc.flushTx()
 		if len(loop) > 0 {
 			if _, err := i.dev.Write(loop, Headroom); err != nil {
 				if isClosed(err) {
@@ -298,6 +310,7 @@ func (i *Interface) rxLoop() {
 	bufs, sizes := newBufs(bs, maxPacket)
 	write := make([][]byte, 0, bs)
 	c := &i.rx
+	var pc peerCount
 	errRun := 0
 
 	for {
@@ -321,6 +334,7 @@ func (i *Interface) rxLoop() {
 		errRun = 0
 
 		set, tab := i.addrs.Load(), i.peers.Load()
+		from, owner := rxFrom{}, rxFrom{}
 		write = write[:0]
 		var bytes uint64
 		for j := 0; j < n; j++ {
@@ -328,7 +342,10 @@ func (i *Interface) rxLoop() {
 			outer := ipip.IPv4(pkt)
 			var p *peer
 			if len(pkt) >= ipip.IPv4MinLen {
-				p = tab.byAddr(key(outer.SrcBytes()))
+				if src := key(outer.SrcBytes()); !from.valid || src != from.key {
+					from = rxFrom{valid: true, key: src, p: tab.byAddr(src)}
+				}
+				p = from.p
 			}
 			if p == nil {
 				c.drops[dropNotPeer].Add(1)
@@ -347,18 +364,26 @@ func (i *Interface) rxLoop() {
 			// The source must be the sender's by longest-prefix match,
 			// as the reply will be routed: a peer with a wider prefix
 			// (0.0.0.0/0 even) cannot speak for another's networks.
-			if set.badSource(ih.SrcBytes()) || tab.lookup(ih.SrcBytes()) != p {
+			if isrc := key(ih.SrcBytes()); !owner.valid || isrc != owner.key {
+				owner = rxFrom{valid: true, key: isrc, p: tab.lookup(ih.SrcBytes())}
+			}
+			if set.badSource(ih.SrcBytes()) || owner.p != p {
 				c.drops[dropBadSource].Add(1)
 				continue
 			}
-			p.st.rxPkts.Add(1)
-			p.st.rxBytes.Add(uint64(len(inner)))
+			if p != pc.p {
+				pc.flushRx()
+				pc.p = p
+			}
+			pc.pkts++
+			pc.bytes += uint64(len(inner))
 			// Slide the window so the inner packet starts at Headroom:
 			// the TUN write needs a common offset, and this costs no copy.
 			ihl := outer.HeaderLen()
 			write = append(write, bufs[j][ihl:Headroom+ihl+len(inner)])
 			bytes += uint64(len(inner))
 		}
+		pc.flushRx()
 		if len(write) == 0 {
 			continue
 		}
@@ -372,4 +397,43 @@ func (i *Interface) rxLoop() {
 		c.pkts.Add(uint64(len(write)))
 		c.bytes.Add(bytes)
 	}
+}
+
+// txRoute is the tx loop's last lookup: the peer of destination dst, and
+// whether dst is a peer's own underlay address.
+type txRoute struct {
+	valid  bool
+	dst    uint32
+	p      *peer
+	isPeer bool
+}
+
+// rxFrom is the rx loop's last lookup of an address (key) to a peer.
+type rxFrom struct {
+	valid bool
+	key   uint32
+	p     *peer
+}
+
+// peerCount gathers one peer's packets and bytes of a batch, so that its
+// counters take one atomic add per run of packets, not per packet.
+type peerCount struct {
+	p           *peer
+	pkts, bytes uint64
+}
+
+func (c *peerCount) flushTx() {
+	if c.pkts > 0 {
+		c.p.st.txPkts.Add(c.pkts)
+		c.p.st.txBytes.Add(c.bytes)
+	}
+	*c = peerCount{}
+}
+
+func (c *peerCount) flushRx() {
+	if c.pkts > 0 {
+		c.p.st.rxPkts.Add(c.pkts)
+		c.p.st.rxBytes.Add(c.bytes)
+	}
+	*c = peerCount{}
 }

@@ -224,35 +224,15 @@ func attackSquat(paths control.Paths, d time.Duration) attackResult {
 // the kernel takes them, from a raw socket (root), to fill a tunnel
 // endpoint's receive queue. Connected counts the packets sent.
 func floodIPIP(dst netip.Addr, n int) attackResult {
-	var res attackResult
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
-	if err != nil {
-		res.Err = err.Error()
-		return res
-	}
-	defer unix.Close(fd)
 	pkt := make([]byte, 1420)
 	ipip.IPv4(pkt).Encode(&ipip.IPv4Fields{TotalLen: uint16(len(pkt)), TTL: 64, Protocol: ipip.ProtoIPIP, Dst: dst.As4()})
-	to := &unix.SockaddrInet4{Addr: dst.As4()}
-	for range n {
-		if unix.Sendto(fd, pkt, 0, to) == nil {
-			res.Connected++
-		}
-	}
-	return res
+	return sendRaw(dst, pkt, n)
 }
 
 // sendIPIPEcho sends to the tunnel endpoint dst one protocol-94 packet
 // carrying an ICMP echo request from innerSrc to innerDst: what a peer
 // spoofing a source, or aiming at a destination it may not reach, sends.
 func sendIPIPEcho(dst, innerSrc, innerDst netip.Addr) attackResult {
-	var res attackResult
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
-	if err != nil {
-		res.Err = err.Error()
-		return res
-	}
-	defer unix.Close(fd)
 	pkt := make([]byte, 2*ipip.IPv4MinLen+8)
 	inner := pkt[ipip.IPv4MinLen:]
 	ipip.IPv4(inner).Encode(&ipip.IPv4Fields{TotalLen: uint16(len(inner)), TTL: 64, Protocol: 1, Src: innerSrc.As4(), Dst: innerDst.As4()})
@@ -260,10 +240,26 @@ func sendIPIPEcho(dst, innerSrc, innerDst netip.Addr) attackResult {
 	icmp[0] = 8 // echo request
 	binary.BigEndian.PutUint16(icmp[2:], ipip.Checksum(icmp))
 	ipip.IPv4(pkt).Encode(&ipip.IPv4Fields{TotalLen: uint16(len(pkt)), TTL: 64, Protocol: ipip.ProtoIPIP, Dst: dst.As4()})
-	if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: dst.As4()}); err != nil {
+	return sendRaw(dst, pkt, 1)
+}
+
+// sendRaw sends the IPv4 packet pkt (its source left to the kernel) to dst
+// n times from a raw socket; Connected counts the packets sent.
+func sendRaw(dst netip.Addr, pkt []byte, n int) attackResult {
+	var res attackResult
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+	if err != nil {
 		res.Err = err.Error()
 		return res
 	}
-	res.Connected = 1
+	defer unix.Close(fd)
+	to := &unix.SockaddrInet4{Addr: dst.As4()}
+	for range n {
+		if err := unix.Sendto(fd, pkt, 0, to); err != nil {
+			res.Err = err.Error()
+		} else {
+			res.Connected++
+		}
+	}
 	return res
 }
