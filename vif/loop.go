@@ -136,6 +136,14 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				loopBytes += uint64(sizes[j])
 				continue
 			}
+			if h.Protocol() == 1 && h.HeaderLen() < sizes[j] && buf[Headroom+h.HeaderLen()] == icmpRedirect {
+				// The kernel redirects a sender whose packet it forwards
+				// back out of the vif it came in on (a hub between its
+				// spokes): no host behind a peer can use a next hop on
+				// this side of the tunnel.
+				c.drops[dropRedirect].Add(1)
+				continue
+			}
 			if !rt.valid || dst != rt.dst {
 				// Packets of a batch mostly go to one destination: look
 				// it up once.
@@ -437,3 +445,6 @@ func (c *peerCount) flushRx() {
 	}
 	*c = peerCount{}
 }
+
+// icmpRedirect is the ICMP type of a redirect (RFC 792).
+const icmpRedirect = 5

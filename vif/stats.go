@@ -80,6 +80,7 @@ const (
 	dropLoopbackWrite                   // tx: writing a looped packet back failed
 	dropTooBig                          // tx: DF set and larger than the path MTU to the peer
 	dropNoLocal                         // tx: the tunnel is paused: no local address to send from (SetLocal)
+	dropRedirect                        // tx: an ICMP redirect for a sender behind a peer
 	dropNotPeer                         // rx: outer source is not the configured peer
 	dropNotLocal                        // rx: inner destination is not ours (no open relay)
 	dropBadSource                       // rx: inner source is ours, loopback, 0/8, multicast or broadcast
@@ -96,6 +97,7 @@ var dropNames = [numDropReasons]string{
 	dropLoopbackWrite: "tx_loopback_write_error",
 	dropTooBig:        "tx_too_big",
 	dropNoLocal:       "tx_no_local",
+	dropRedirect:      "tx_icmp_redirect",
 	dropNotPeer:       "rx_not_peer",
 	dropNotLocal:      "rx_not_local",
 	dropBadSource:     "rx_bad_source",

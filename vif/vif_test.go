@@ -748,3 +748,24 @@ func TestRanges(t *testing.T) {
 		}
 	}
 }
+
+// The kernel's ICMP redirects for senders behind a peer stay out of the
+// tunnel.
+func TestRedirectsNotTunnelled(t *testing.T) {
+	r := newRig(t, tunnelCfg())
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: addrA.AsSlice(), DstIP: other.AsSlice()}
+	icmp := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeRedirect, 1)}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ip, icmp, gopacket.Payload(make([]byte, 28))); err != nil {
+		t.Fatal(err)
+	}
+	r.tun.Inject(buf.Bytes())
+	r.tun.Inject(udp(t, addrA, other, "still tunnelled"))
+	if _, ok := r.under.Recv(wait); !ok {
+		t.Fatal("nothing tunnelled")
+	}
+	s := waitStats(t, r.ifc, "tx_icmp_redirect", func(s vif.Stats) bool { return s.Drops["tx_icmp_redirect"] == 1 })
+	if s.Encapsulated != 1 {
+		t.Errorf("encapsulated %d, want only the UDP packet", s.Encapsulated)
+	}
+}

@@ -138,6 +138,11 @@ func TestPeersHubAndSpokes(t *testing.T) {
 	if out, err := s[0].Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.2"); err != nil {
 		t.Errorf("spoke 1 cannot reach spoke 2 through the hub: %v\n%s", err, out)
 	}
+	// The hub's kernel, forwarding back out of vif0, redirects spoke 1;
+	// such redirects stay out of the tunnel.
+	if d := vifStatus(t, hub, "vif0").Counters.Drops; d["tx_icmp_redirect"] == 0 {
+		t.Errorf("no ICMP redirect kept out of the tunnel: drops %v", d)
+	}
 	before := vifStatus(t, hub, "vif0").Counters.Drops["rx_not_local"]
 	if out, err := s[0].Run("ping", "-n", "-c", "2", "-i", "0.2", "-W", "1", "198.51.100.3"); err == nil {
 		t.Errorf("spoke 1 reached spoke 3, which the hub does not forward to:\n%s", out)
