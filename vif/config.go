@@ -136,6 +136,8 @@ var (
 	ErrNoSlave = errors.New("vif: no such slave interface")
 	// ErrBadMTU is returned for an MTU outside MinMTU..MaxMTU.
 	ErrBadMTU = errors.New("vif: MTU out of range")
+	// ErrBadRange is returned for a range that cannot be the vif's.
+	ErrBadRange = errors.New("vif: bad range")
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}$`)
@@ -165,13 +167,13 @@ func (c *Config) check() error {
 	for _, p := range c.Ranges {
 		switch {
 		case !p.IsValid() || !p.Addr().Is4():
-			return fmt.Errorf("%w: range %v is not IPv4", ErrBadAddress, p)
+			return fmt.Errorf("%w %v: not IPv4", ErrBadRange, p)
 		case p != p.Masked():
-			return fmt.Errorf("%w: range %s has host bits set; did you mean %s?", ErrBadAddress, p, p.Masked())
+			return fmt.Errorf("%w %s: host bits are set; did you mean %s?", ErrBadRange, p, p.Masked())
 		case p.Bits() < 8:
-			return fmt.Errorf("%w: range %s is larger than a /8", ErrBadAddress, p)
+			return fmt.Errorf("%w %s: larger than a /8", ErrBadRange, p)
 		case !IsHostAddr(p.Addr()):
-			return fmt.Errorf("%w: range %s: %s", ErrBadAddress, p, inet.Why(p.Addr()))
+			return fmt.Errorf("%w %s: %s", ErrBadRange, p, inet.Why(p.Addr()))
 		}
 	}
 	for _, p := range c.Addrs {
@@ -187,6 +189,9 @@ func (c *Config) check() error {
 	}
 	peers := c.peers()
 	if err := checkPeers(peers, c.Local); err != nil {
+		return err
+	}
+	if err := checkOwn(peers, c.Addrs, c.Ranges); err != nil {
 		return err
 	}
 	for _, p := range c.Forward {

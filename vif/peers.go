@@ -175,6 +175,31 @@ func checkPeers(peers []Peer, local netip.Addr) error {
 	return nil
 }
 
+// checkOwn returns an error if a peer of peers would take what the
+// interface owns (addrs and ranges): a prefix overlapping a range would
+// beat its local route and loop (the main table's longer prefix wins),
+// a peer address among them would be reached through the vif itself.
+func checkOwn(peers []Peer, addrs, ranges []netip.Prefix) error {
+	for _, p := range peers {
+		for _, r := range ranges {
+			if r.Contains(p.Addr) {
+				return fmt.Errorf("%w: %s is in the vif's range %s", ErrBadPeer, p.Addr, r)
+			}
+			for _, pfx := range p.Prefixes {
+				if pfx.Bits() > 0 && pfx.Overlaps(r) {
+					return fmt.Errorf("%w %s: prefix %s overlaps the vif's range %s, which is local", ErrBadPeer, p.Addr, pfx.Masked(), r)
+				}
+			}
+		}
+		for _, a := range addrs {
+			if a.Addr() == p.Addr {
+				return fmt.Errorf("%w: %s is an address of the vif", ErrBadPeer, p.Addr)
+			}
+		}
+	}
+	return nil
+}
+
 // badPrefix says why p cannot be a peer's prefix, or returns "": it must
 // be IPv4 and hold host addresses (0.0.0.0/0 and 0.0.0.0/1 do; 127/8,
 // 224/4 and 240/4 do not).
@@ -214,6 +239,9 @@ func (i *Interface) SetPeer(p Peer) error {
 	local := i.bound
 	i.localMu.Unlock()
 	if err := checkPeers([]Peer{p}, local); err != nil {
+		return err
+	}
+	if err := checkOwn([]Peer{p}, i.Addrs(), i.link.Ranges); err != nil {
 		return err
 	}
 	t := i.peers.Load()

@@ -68,6 +68,13 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	if err := checkHostAddrs(nl, c.Addrs, c.Ranges, c.Local); err != nil {
 		return c, err
 	}
+	for _, p := range c.Routes {
+		for _, r := range c.Ranges {
+			if p.Overlaps(r) {
+				return c, fmt.Errorf("%w %s: --route %s overlaps it; routed into the vif, its addresses would loop (a range is local)", ErrBadRange, r, p)
+			}
+		}
+	}
 	if c.HasTunnel() && !c.Local.IsValid() {
 		l, err := primaryAddr(nl, c.Slave)
 		if err != nil {
@@ -179,6 +186,24 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 			return nil, fmt.Errorf("vif: make range %s local: %w", p, err)
 		}
 		undo = append(undo, func() error { return ignoreGone(nl.RouteDel(r)) })
+		if p.Bits() > 30 {
+			continue
+		}
+		// Its network and broadcast addresses are broadcast, as the
+		// kernel makes them for a subnet: not local, so that not even
+		// the kernel answers ARP for them.
+		last := p.Addr().As4()
+		host := ^uint32(0) >> p.Bits()
+		for k := range last {
+			last[k] |= byte(host >> (24 - 8*k))
+		}
+		for _, a := range []netip.Addr{p.Addr(), netip.AddrFrom4(last)} {
+			b := &netlink.Route{LinkIndex: index, Dst: prefixNet(netip.PrefixFrom(a, 32)), Type: unix.RTN_BROADCAST, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_LINK}
+			if err := nl.RouteAdd(b); err != nil {
+				return nil, fmt.Errorf("vif: make %s of range %s broadcast: %w", a, p, err)
+			}
+			undo = append(undo, func() error { return ignoreGone(nl.RouteDel(b)) })
+		}
 	}
 	if len(c.Exclude) > 0 && c.Slave != "" {
 		slave, err := nl.LinkByName(c.Slave)
@@ -187,7 +212,9 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		}
 		for _, a := range c.Exclude {
 			r := &netlink.Route{LinkIndex: slave.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(a, 32)), Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_LINK}
-			if err := nl.RouteAdd(r); err != nil {
+			// Replace: a vif killed before it could remove them leaves
+			// such routes behind.
+			if err := nl.RouteReplace(r); err != nil {
 				return nil, fmt.Errorf("vif: route %s, another host's, to %s: %w", a, c.Slave, err)
 			}
 			undo = append(undo, func() error { return ignoreGone(nl.RouteDel(r)) })
@@ -462,7 +489,7 @@ func checkHostAddrs(nl *netlink.Handle, addrs, ranges []netip.Prefix, local neti
 		}
 		for _, p := range ranges {
 			if p.Contains(ip) {
-				return fmt.Errorf("%w: range %s holds %s, an address of %s on this host: making it local would cut the host off its own network (pick a range outside the host's addresses)", ErrBadAddress, p, ip, name())
+				return fmt.Errorf("%w %s: it holds %s, an address of %s on this host: making it local would cut the host off its own network (pick a range outside the host's addresses)", ErrBadRange, p, ip, name())
 			}
 		}
 	}

@@ -742,9 +742,19 @@ func TestRanges(t *testing.T) {
 	}
 	r.tun.Inject(udp(t, addrA, netip.MustParseAddr("203.0.113.9"), "excluded"))
 	waitStats(t, r.ifc, "tx_no_peer", func(s vif.Stats) bool { return s.Drops["tx_no_peer"] == 1 && s.Looped == 1 })
+	rng := []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
+	for name, peer := range map[string]vif.Peer{
+		"a prefix in the range":   {Addr: localB, Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.64/26")}},
+		"a prefix over the range": {Addr: localB, Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.0.0/16")}},
+		"a peer in the range":     {Addr: netip.MustParseAddr("203.0.113.9"), Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}},
+	} {
+		if _, err := vif.New(viftest.NewTUN(1), viftest.NewUnderlay(1), &vif.Config{Ranges: rng, Local: localA, Peers: []vif.Peer{peer}}); !errors.Is(err, vif.ErrBadPeer) {
+			t.Errorf("%s: %v, want ErrBadPeer", name, err)
+		}
+	}
 	for _, bad := range []string{"203.0.113.1/24", "10.0.0.0/7", "127.0.0.0/8"} {
-		if _, err := vif.New(viftest.NewTUN(1), nil, &vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix(bad)}}); !errors.Is(err, vif.ErrBadAddress) {
-			t.Errorf("range %s: %v, want ErrBadAddress", bad, err)
+		if _, err := vif.New(viftest.NewTUN(1), nil, &vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix(bad)}}); !errors.Is(err, vif.ErrBadRange) {
+			t.Errorf("range %s: %v, want ErrBadRange", bad, err)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -247,8 +248,6 @@ func TestRangeOnSegment(t *testing.T) {
 	if got := capture.Stop(); capture.Count(fromA) != 0 {
 		t.Errorf("a answered for 192.0.2.77, d's address (%d frames captured)", len(got))
 	}
-	a.Sysctl("net.ipv4.conf.all.arp_ignore", "1")
-	a.Sysctl("net.ipv4.conf."+aIf.Name()+".arp_ignore", "1")
 	for _, addr := range []string{"192.0.2.0", "192.0.2.255"} {
 		if mac, ok := arping(c, cIf.Name(), addr); ok {
 			t.Errorf("arping %s (the range's network or broadcast address) answered by %v", addr, mac)
@@ -257,6 +256,23 @@ func TestRangeOnSegment(t *testing.T) {
 	vifCmd(t, a, "down", "vif0")
 	if routes := a.IP("route", "show", "table", "local"); strings.Contains(routes, "192.0.2.") {
 		t.Errorf("routes left after vif down:\n%s", routes)
+	}
+
+	// Killed, a vif leaves its exclusion routes (they are the slave's);
+	// the next vif up of the range takes them over.
+	p := startVif(t, a, "vif0", "192.0.2.0/24", "--range", "--slave", aIf.Name())
+	p.Signal(syscall.SIGKILL)
+	p.Wait(5 * time.Second)
+	vifCmd(t, a, "up", "vif0", "192.0.2.0/24", "--range", "--slave", aIf.Name())
+
+	// Nothing else may route into the range, nor a peer live in it.
+	for _, args := range [][]string{
+		{"up", "vif1", "198.51.100.1", "--slave", aIf.Name(), "--peer", "198.18.1.9=192.0.2.64/26"},
+		{"up", "vif1", "198.51.100.1", "--slave", aIf.Name(), "--peer", "192.0.2.9=203.0.113.0/24"},
+	} {
+		if out, err := a.Run(vifBin, args...); err == nil || !strings.Contains(out, "bad peer") {
+			t.Errorf("vif %v: %v, %q", args, err, out)
+		}
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/vif-project/vif/vif"
 )
 
-const setUsage = `Usage: vif set NAME peer ADDR [allowed-ips PREFIX[,PREFIX...]] [remove]
+const setUsage = `Usage: vif set NAME peer ADDR (allowed-ips PREFIX[,PREFIX...] | remove)
 
 Change the peers of the running vif NAME, as "wg set" does, without
 disturbing the traffic to its other peers:

@@ -118,9 +118,12 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // printVif prints one vif in the manner of "ip -s link" and "wg show".
 func printVif(w io.Writer, st daemon.VifStatus) {
-	fmt.Fprintf(w, "%s: %s  mtu %d\n", st.Name, joinPrefixes(st.Addrs), st.MTU)
+	own := joinPrefixes(st.Addrs)
 	for _, r := range st.Ranges {
-		fmt.Fprintf(w, "  range: %s", r)
+		own = strings.TrimSpace(own + " " + r.String() + " (range)")
+	}
+	fmt.Fprintf(w, "%s: %s  mtu %d\n", st.Name, own, st.MTU)
+	for _, r := range st.Ranges {
 		var ex []string
 		for _, a := range st.Exclude {
 			if r.Contains(a) {
@@ -128,9 +131,8 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 			}
 		}
 		if len(ex) > 0 {
-			fmt.Fprintf(w, " but %s (other hosts')", strings.Join(ex, " "))
+			fmt.Fprintf(w, "  range %s but %s (other hosts')\n", r, strings.Join(ex, " "))
 		}
-		fmt.Fprintln(w)
 	}
 	if st.Slave != "" {
 		fmt.Fprintf(w, "  slave: %s\n", st.Slave)

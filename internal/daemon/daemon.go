@@ -220,6 +220,14 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 			d.mu.Unlock()
 			return VifStatus{}, fmt.Errorf("%s already belongs to %s", what, name)
 		}
+		peers := cfg.Peers
+		if cfg.Peer.IsValid() {
+			peers = append(slices.Clone(peers), vif.Peer{Addr: cfg.Peer})
+		}
+		if err := o.takes(peers); err != nil {
+			d.mu.Unlock()
+			return VifStatus{}, fmt.Errorf("%w, which belongs to %s", err, name)
+		}
 	}
 	d.pending[cfg.Name] = mine
 	d.mu.Unlock()
@@ -308,6 +316,32 @@ func (o owned) clash(m owned) string {
 	return ""
 }
 
+// takes returns an error if a peer's prefix overlaps a range of o (routed
+// into a tunnel, a range's addresses would loop: a range is local), or a
+// peer's address is one of o's (it would be reached through the vif).
+func (o owned) takes(peers []vif.Peer) error {
+	for _, p := range peers {
+		for _, r := range o.ranges {
+			if r.Contains(p.Addr) {
+				return fmt.Errorf("%w: %s is in range %s", vif.ErrBadPeer, p.Addr, r)
+			}
+		}
+		for _, a := range o.addrs {
+			if a.Addr() == p.Addr {
+				return fmt.Errorf("%w: %s is the address of a vif", vif.ErrBadPeer, p.Addr)
+			}
+		}
+		for _, pfx := range p.Prefixes {
+			for _, r := range o.ranges {
+				if pfx.Bits() > 0 && pfx.Overlaps(r) {
+					return fmt.Errorf("%w %s: prefix %s overlaps range %s", vif.ErrBadPeer, p.Addr, pfx.Masked(), r)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // probe asks the slave's segment whether another host uses an address of
 // c before c claims them: an address is refused, an address of a range is
 // excluded from it (c.Exclude). Ranges of more than 1024 addresses are not
@@ -321,6 +355,13 @@ func (d *Daemon) probe(r responder, c *vif.LinkConfig) error {
 		used, err := r.ProbeRange(context.Background(), p, arpproxy.DefaultProbeWait)
 		if err != nil {
 			return probeError(err, c.Slave)
+		}
+		usable := 1 << (32 - p.Bits())
+		if p.Bits() <= 30 {
+			usable -= 2
+		}
+		if len(used) >= usable {
+			return fmt.Errorf("every address of range %s is in use on %s's segment: nothing is left to claim (see \"arping -D -I %s ADDR\"; to take it anyway: vif up --force)", p, c.Slave, c.Slave)
 		}
 		if len(used) > 0 {
 			d.log.Warn("addresses of the range in use by other hosts: excluded", "range", p, "addrs", used)
@@ -595,6 +636,16 @@ func (d *Daemon) SetPeer(name string, p vif.Peer) error {
 	if e == nil {
 		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
 	}
+	d.mu.Lock()
+	for name, o := range d.vifs {
+		if o != e {
+			if err := (owned{o.ifc.Addrs(), o.ifc.Link().Ranges}).takes([]vif.Peer{p}); err != nil {
+				d.mu.Unlock()
+				return fmt.Errorf("%w, which belongs to %s", err, name)
+			}
+		}
+	}
+	d.mu.Unlock()
 	if err := e.ifc.SetPeer(p); err != nil {
 		if errors.Is(err, vif.ErrNoTunnel) {
 			return fmt.Errorf("%s has no tunnel: it came up without a peer or --local (vif down %s, and up again with --peer or --local)", name, name)

@@ -502,6 +502,12 @@ func TestUpRanges(t *testing.T) {
 	if len(st.Exclude) != 1 || st.Exclude[0].String() != "192.0.2.77" {
 		t.Errorf("excluded %v, want 192.0.2.77", st.Exclude)
 	}
+	r.inUse[netip.MustParseAddr("203.0.113.1")] = net.HardwareAddr{2, 0, 0, 0, 0, 0x78}
+	r.inUse[netip.MustParseAddr("203.0.113.2")] = net.HardwareAddr{2, 0, 0, 0, 0, 0x79}
+	full := vif.LinkConfig{Name: "vif3", Publish: true, Config: vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/30")}}}
+	if _, err := r.d.Up(full, false); err == nil || !strings.Contains(err.Error(), "nothing is left to claim") {
+		t.Errorf("a range whose every address is in use: %v", err)
+	}
 	for _, bad := range []vif.LinkConfig{
 		linkCfg("vif1", "192.0.2.5"),
 		{Name: "vif2", Config: vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix("192.0.2.128/25")}}},
