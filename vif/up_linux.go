@@ -75,6 +75,25 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 			}
 		}
 	}
+	// A peer inside what is routed into the vif would be reached through
+	// the vif itself: every packet to it would loop.
+	for _, peer := range c.peers() {
+		for _, p := range c.Routes {
+			if p.Bits() > 0 && p.Masked().Contains(peer.Addr) {
+				return c, fmt.Errorf("%w: %s is inside --route %s: the tunnel would carry its own packets", ErrBadPeer, peer.Addr, p)
+			}
+		}
+		for _, p := range c.Addrs {
+			if p.Bits() < 32 && p.Masked().Contains(peer.Addr) {
+				return c, fmt.Errorf("%w: %s is inside %s, which the vif's address routes into it: the tunnel would carry its own packets", ErrBadPeer, peer.Addr, p.Masked())
+			}
+		}
+	}
+	if c.Slave != "" {
+		if err := notSubnetEdge(nl, c.Slave, c.Addrs); err != nil {
+			return c, err
+		}
+	}
 	if c.HasTunnel() && !c.Local.IsValid() {
 		l, err := primaryAddr(nl, c.Slave)
 		if err != nil {
@@ -495,6 +514,36 @@ func checkHostAddrs(nl *netlink.Handle, addrs, ranges []netip.Prefix, local neti
 	}
 	if local.IsValid() && !localFound {
 		return fmt.Errorf("%w: local %s is not an address of this host (add it to the slave, or leave --local out to use the slave's)", ErrBadAddress, local)
+	}
+	return nil
+}
+
+// notSubnetEdge returns an error wrapping ErrBadAddress if an address of
+// addrs is the network or broadcast address of a subnet of the slave:
+// neighbours take it for the whole segment, not for a host.
+func notSubnetEdge(nl *netlink.Handle, slave string, addrs []netip.Prefix) error {
+	link, err := nl.LinkByName(slave)
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrNoSlave, slave)
+	}
+	list, err := nl.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return fmt.Errorf("vif: addresses of %s: %w", slave, err)
+	}
+	for _, a := range list {
+		ip, ok := netip.AddrFromSlice(a.IP.To4())
+		if !ok {
+			continue
+		}
+		bits, _ := a.Mask.Size()
+		subnet := netip.PrefixFrom(ip, bits).Masked()
+		for _, p := range addrs {
+			if subnet.Contains(p.Addr()) {
+				if why := edgeOf(netip.PrefixFrom(p.Addr(), bits)); why != "" {
+					return fmt.Errorf("%w: %s is the %s address of %s's subnet %s (pick a host address)", ErrBadAddress, p.Addr(), why, slave, subnet)
+				}
+			}
+		}
 	}
 	return nil
 }

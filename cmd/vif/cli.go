@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ Usage:
   vif demo                            walk through the seed's scenario in
                                       throwaway network namespaces
   vif help [COMMAND]                  show help
+  vif --version                       show the version and the source revision
 
 Every command takes --netns NS to act in another network namespace.
 Run "vif COMMAND --help" for its flags and examples.
@@ -83,6 +85,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runDemo(ctx, rest, stdout, stderr)
 	case "daemon":
 		return runDaemon(ctx, rest, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, version())
+		return nil
 	case "help", "-h", "--help", "-help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
@@ -91,6 +96,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return usagef("unknown command %q: use up, down, set, show or demo (see \"vif help\")", cmd)
+}
+
+// version describes this build: the module's version and the VCS
+// revision it was built from, as the Go toolchain recorded them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "vif (no build information)"
+	}
+	v := "vif " + bi.Main.Version
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	if rev != "" {
+		v += " (revision " + rev + dirty + ")"
+	}
+	return v + ", " + bi.GoVersion
 }
 
 // newFlags returns the flag set of a subcommand. It prints nothing itself:

@@ -265,3 +265,10 @@ func TestCreateOwn(t *testing.T) {
 		t.Errorf("an own file was not truncated: %q", b)
 	}
 }
+
+func TestVersion(t *testing.T) {
+	var out, errOut strings.Builder
+	if err := run(context.Background(), []string{"--version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "vif ") || !strings.Contains(out.String(), "go1.") {
+		t.Errorf("vif --version: %v, %q", err, out.String())
+	}
+}

@@ -224,6 +224,9 @@ func TestUpErrorsInNamespace(t *testing.T) {
 		{"the slave's own address", []string{"vif0", "198.18.0.1", "--slave", hIf.Name()}, "198.18.0.1 is already an address of " + hIf.Name()},
 		{"a broadcast address", []string{"vif0", "192.0.2.255/24", "--slave", hIf.Name()}, "broadcast address of 192.0.2.0/24"},
 		{"a local address not on the host", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--local", "198.18.0.9"}, "not an address of this host"},
+		{"a peer inside a route", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "198.18.0.0/16"}, "inside --route 198.18.0.0/16"},
+		{"the slave subnet's broadcast address", []string{"vif0", "198.18.0.255", "--slave", hIf.Name()}, "broadcast address of " + hIf.Name() + "'s subnet"},
+		{"a default route without asking", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "0.0.0.0/0"}, "--default-route"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,7 +16,7 @@ import (
 	"github.com/vif-project/vif/internal/daemon"
 )
 
-const showUsage = `Usage: vif show [NAME] [--json]
+const showUsage = `Usage: vif show [NAME] [--json|-j]
 
 Show the vifs of this network namespace (or only NAME): addresses, slave,
 tunnel endpoints, protocol, MTU, routes and counters.
@@ -56,6 +56,7 @@ type showJSON struct {
 func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("show")
 	asJSON := fs.Bool("json", false, "print JSON")
+	fs.BoolVar(asJSON, "j", false, "print JSON (as ip -j)")
 	timeout := fs.Duration("timeout", callTimeout, "give up if the daemon has not answered within this time")
 	netnsFlag(fs)
 	pos, err := parseInterleaved(fs, args)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -70,7 +71,7 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 		c                            upConfig
 		routes, peers, forward       listFlag
 		slave, local, proto, mtuFlag string
-		noARP, isRange               bool
+		noARP, isRange, defaultRoute bool
 	)
 	fs.StringVar(&slave, "slave", "", "physical interface to tunnel over and publish the addresses on (default: the interface of the default route)")
 	fs.Var(&peers, "peer", "underlay address of a tunnel peer, ADDR=PREFIX[,PREFIX...] for the networks behind it (repeatable; without prefixes, the peer of every destination the others don't take)")
@@ -80,6 +81,7 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 	fs.StringVar(&proto, "proto", "", "outer IP protocol: 94 (IPIP, the default) or 4 (RFC 2003)")
 	fs.StringVar(&mtuFlag, "mtu", "", "MTU of the vif (default: the slave's MTU minus 20)")
 	fs.BoolVar(&noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
+	fs.BoolVar(&defaultRoute, "default-route", false, "allow routing 0.0.0.0/0 into the vif (--route 0.0.0.0/0 or ADDR/0): all of the host's traffic without a better route goes into the tunnel")
 	fs.BoolVar(&isRange, "range", false, "each ADDR/LEN is a whole range of addresses: made local with one route and published but its network and broadcast addresses (and, up to a /22, the addresses a probe finds in use)")
 	fs.BoolVar(&c.force, "force", false, "publish the addresses even if another host on the segment answers for them")
 	fs.BoolVar(&c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
@@ -153,6 +155,13 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 			return nil, err
 		}
 		c.req.Routes = append(c.req.Routes, p)
+	}
+	if !defaultRoute {
+		for _, p := range append(slices.Clone(c.req.Routes), c.req.Addrs...) {
+			if p.Bits() == 0 {
+				return nil, usagef("%s routes 0.0.0.0/0 into the vif: all of the host's traffic without a better route would go into the tunnel; pass --default-route if that is what you want", p)
+			}
+		}
 	}
 	if c.req.Protocol, err = parseProto(proto); err != nil {
 		return nil, err
