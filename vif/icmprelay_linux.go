@@ -153,12 +153,12 @@ func (i *Interface) routedTo(dst netip.Addr, tab *peerTable, p *peer) bool {
 	if pfx.Bits() > 0 {
 		return true
 	}
-	for _, p := range i.link.Routes {
+	for _, p := range *i.routes.Load() {
 		if p.Contains(dst) {
 			return true
 		}
 	}
-	for _, p := range i.link.Addrs {
+	for _, p := range i.Addrs() {
 		if p.Bits() < 32 && p.Masked().Contains(dst) {
 			return true
 		}

@@ -15,8 +15,8 @@ func TestTunnelErrorRoutedOnly(t *testing.T) {
 	i.peers.Store(newPeerTable([]Peer{{Addr: netip.AddrFrom4([4]byte{198, 18, 1, 2}), Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}}, 1480))
 	local := netip.AddrFrom4([4]byte{198, 18, 1, 1})
 	i.local.Store(&local)
-	i.link.Routes = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
-	i.link.Addrs = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}
+	i.routes.Store(&[]netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")})
+	i.addrs.Store(newAddrSet([]netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, nil, nil))
 	errorAbout := func(innerDst string) []byte {
 		inner := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP,
 			SrcIP: []byte{192, 0, 2, 1}, DstIP: netip.MustParseAddr(innerDst).AsSlice()}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,6 +330,65 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 	ifc.link = c.clone()
 	ifc.link.Peer, ifc.link.Peers = netip.Addr{}, nil // the peer table's
+	routes := slices.Clone(c.Routes)
+	ifc.routes.Store(&routes)
+	withNL := func(f func() error) error {
+		nlMu.Lock()
+		defer nlMu.Unlock()
+		if nlClosed {
+			return os.ErrClosed
+		}
+		return f()
+	}
+	route := func(p netip.Prefix) *netlink.Route {
+		return &netlink.Route{LinkIndex: index, Dst: prefixNet(p.Masked()), Scope: netlink.SCOPE_LINK}
+	}
+	ifc.host = &hostOps{
+		addAddr: func(p netip.Prefix) error {
+			return withNL(func() error {
+				if err := nl.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(p)}); err != nil {
+					return fmt.Errorf("vif: add address %s to %s: %w", p, c.Name, err)
+				}
+				return nil
+			})
+		},
+		delAddr: func(p netip.Prefix) error {
+			return withNL(func() error { return ignoreGone(nl.AddrDel(link, &netlink.Addr{IPNet: prefixNet(p)})) })
+		},
+		addRoute: func(p netip.Prefix) error {
+			return withNL(func() error {
+				if err := nl.RouteAdd(route(p)); err != nil {
+					if errors.Is(err, unix.EEXIST) {
+						return fmt.Errorf("vif: a route for %s exists already on this host (ip route show %s)", p, p)
+					}
+					return fmt.Errorf("vif: add route %s via %s: %w", p, c.Name, err)
+				}
+				return nil
+			})
+		},
+		delRoute: func(p netip.Prefix) error {
+			return withNL(func() error { return ignoreGone(nl.RouteDel(route(p))) })
+		},
+		setMTU: func(mtu int) error {
+			return withNL(func() error {
+				l, err := nl.LinkByIndex(index)
+				if err == nil {
+					err = nl.LinkSetMTU(l, mtu)
+				}
+				if err != nil {
+					return fmt.Errorf("vif: set the MTU of %s to %d: %w", c.Name, mtu, err)
+				}
+				return nil
+			})
+		},
+	}
+	// Routes added while it ran go with it (Up's own are undone above).
+	undo = append(undo, func() error {
+		for _, p := range *ifc.routes.Load() {
+			_ = withNL(func() error { return ignoreGone(nl.RouteDel(route(p))) })
+		}
+		return nil
+	})
 	if probe != nil {
 		ifc.rebind = append(ifc.rebind, probe.SetLocal)
 	}
@@ -448,13 +508,21 @@ func (i *Interface) publish() error {
 		i.closers = append(i.closers, r.Close)
 		pub = r
 	}
-	for _, p := range i.link.Addrs {
-		a := p.Addr()
-		if err := pub.Add(a); err != nil {
-			return fmt.Errorf("vif: publish %s: %w", a, err)
+	// The addresses as they are at Close: AddAddr may add some.
+	i.closers = append(i.closers, func() error {
+		for _, p := range i.Addrs() {
+			pub.Remove(p.Addr())
 		}
-		i.closers = append(i.closers, func() error { pub.Remove(a); return nil })
+		return nil
+	})
+	for _, p := range i.link.Addrs {
+		if err := pub.Add(p.Addr()); err != nil {
+			return fmt.Errorf("vif: publish %s: %w", p.Addr(), err)
+		}
 	}
+	i.changeMu.Lock()
+	i.pub = pub
+	i.changeMu.Unlock()
 	for _, p := range i.link.Ranges {
 		if err := pub.AddRange(p, i.link.Exclude); err != nil {
 			return fmt.Errorf("vif: publish range %s: %w", p, err)

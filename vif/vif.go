@@ -75,6 +75,14 @@ type Interface struct {
 	peerRoutes func(add, del []netip.Prefix) error
 	forward    *bart.Lite
 
+	// routes are LinkConfig.Routes as they change (AddRoute); changeMu
+	// serializes the changes of a running interface, host (set by Up)
+	// makes them on the host, pub publishes the addresses (with Publish).
+	routes   atomic.Pointer[[]netip.Prefix]
+	changeMu sync.Mutex
+	host     *hostOps
+	pub      Publisher
+
 	// local is the outer source in use, the zero Addr while the tunnel
 	// is paused (SetLocal). rebind binds the underlay and its helpers
 	// to a new one; bound is the last address they were bound to.
@@ -166,6 +174,7 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 	i.link.Protocol = proto
 	i.link.Peer, i.link.Peers = netip.Addr{}, nil // the table's
 	i.link = i.link.clone()
+	i.routes.Store(new([]netip.Prefix)) // Up sets LinkConfig.Routes
 	i.addrs.Store(set)
 	mtu := MaxMTU
 	if m, err := dev.MTU(); err == nil && m >= MinMTU {
@@ -232,6 +241,8 @@ func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
 	if err := c.check(); err != nil {
 		return err
 	}
+	i.changeMu.Lock()
+	defer i.changeMu.Unlock()
 	i.addrs.Store(newAddrSet(addrs, i.link.Ranges, i.link.Exclude))
 	return nil
 }
@@ -285,6 +296,7 @@ func (i *Interface) Addrs() []netip.Prefix {
 func (i *Interface) Link() LinkConfig {
 	l := i.link.clone()
 	l.Addrs = i.Addrs()
+	l.Routes = slices.Clone(*i.routes.Load())
 	if i.under != nil {
 		i.localMu.Lock()
 		l.Local = i.bound

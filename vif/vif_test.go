@@ -779,3 +779,35 @@ func TestRedirectsNotTunnelled(t *testing.T) {
 		t.Errorf("encapsulated %d, want only the UDP packet", s.Encapsulated)
 	}
 }
+
+// Addresses change on a running interface; routes and the MTU need one
+// made by Up.
+func TestChangeAddrs(t *testing.T) {
+	r := newRig(t, vif.Config{Addrs: hosts(addrA)})
+	if err := r.ifc.AddAddr(netip.PrefixFrom(addrB, 32)); err != nil {
+		t.Fatal(err)
+	}
+	pkt := udp(t, other, addrB, "to the new address")
+	r.tun.Inject(pkt)
+	if got, ok := r.tun.Recv(wait); !ok || string(got) != string(pkt) {
+		t.Fatal("the added address is not looped back")
+	}
+	if err := r.ifc.RemoveAddr(netip.PrefixFrom(addrB, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ifc.RemoveAddr(netip.PrefixFrom(addrA, 32)); !errors.Is(err, vif.ErrNoAddress) {
+		t.Errorf("removing the last address: %v", err)
+	}
+	if err := r.ifc.AddAddr(netip.MustParsePrefix("224.0.0.1/32")); !errors.Is(err, vif.ErrBadAddress) {
+		t.Errorf("adding a multicast address: %v", err)
+	}
+	if err := r.ifc.AddRoute(netip.MustParsePrefix("198.51.100.0/24")); !errors.Is(err, vif.ErrNoHost) {
+		t.Errorf("AddRoute on New's interface: %v", err)
+	}
+	if err := r.ifc.SetMTU(20); !errors.Is(err, vif.ErrBadMTU) {
+		t.Errorf("SetMTU(20): %v", err)
+	}
+	if got := r.ifc.Addrs(); len(got) != 1 || got[0].Addr() != addrA {
+		t.Errorf("Addrs() = %v", got)
+	}
+}

@@ -22,7 +22,8 @@ and tunnel in IPIP (protocol 94 or 4) to a peer.
 Usage:
   vif up NAME ADDR[/LEN]... [flags]   create a vif; it serves until "vif down"
   vif down NAME                       remove a vif and all it installed
-  vif set NAME peer ADDR ...          add, change or remove a peer of a vif
+  vif set NAME CHANGE                 change a running vif: peer, addr,
+                                      route or mtu
   vif show [NAME] [--json]            show vifs, their settings and counters
   vif demo                            walk through the seed's scenario in
                                       throwaway network namespaces

@@ -509,3 +509,41 @@ func TestHostRoutesFlushedByKernel(t *testing.T) {
 		t.Errorf("daemon log:\n%s", b)
 	}
 }
+
+// A running vif changed in place (vif set addr/route/mtu) while a ping
+// flood runs to its first address: not one packet of it is lost, and each
+// change shows on the host and in vif show.
+func TestHostChangeInPlace(t *testing.T) {
+	s := newSegment(t)
+	vifCmd(t, s.a, "up", "vif0", "192.0.2.1", "--slave", s.aIf.Name())
+	t.Cleanup(func() { stopDaemon(s.a) })
+	flood := s.c.Start("ping", "-n", "-q", "-c", "1500", "-i", "0.002", "-W", "2", "192.0.2.1")
+
+	vifCmd(t, s.a, "set", "vif0", "addr", "add", "192.0.2.2")
+	if !pingOnce(s.c, "192.0.2.2", 2*time.Second) {
+		t.Error("the added address does not answer")
+	}
+	vifCmd(t, s.a, "set", "vif0", "route", "add", "198.51.100.0/24")
+	if !s.a.HasRoute("198.51.100.0/24") {
+		t.Errorf("the added route is missing: %v", s.a.Routes())
+	}
+	vifCmd(t, s.a, "set", "vif0", "mtu", "1400")
+	if st := vifStatus(t, s.a, "vif0"); st.MTU != 1400 || len(st.Addrs) != 2 || len(st.Routes) != 1 {
+		t.Errorf("vif show after the changes: mtu %d, addrs %v, routes %v", st.MTU, st.Addrs, st.Routes)
+	}
+	vifCmd(t, s.a, "set", "vif0", "addr", "del", "192.0.2.2")
+	vifCmd(t, s.a, "set", "vif0", "route", "del", "198.51.100.0/24")
+	s.c.IP("neigh", "flush", "dev", s.cIf.Name())
+	if pingOnce(s.c, "192.0.2.2", time.Second) {
+		t.Error("the removed address still answers")
+	}
+	if s.a.HasRoute("198.51.100.0/24") {
+		t.Error("the removed route is still there")
+	}
+	if err := flood.Wait(30 * time.Second); err != nil || !strings.Contains(flood.Output(), " 0% packet loss") {
+		t.Errorf("ping flood to 192.0.2.1 during the changes: %v\n%s", err, flood.Output())
+	}
+	if out, err := s.a.Run(vifBin, "set", "vif0", "addr", "del", "192.0.2.1"); err == nil || !strings.Contains(out, "last address") {
+		t.Errorf("removing the last address: %v, %q", err, out)
+	}
+}

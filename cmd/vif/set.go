@@ -14,25 +14,38 @@ import (
 	"github.com/vif-project/vif/vif"
 )
 
-const setUsage = `Usage: vif set NAME peer ADDR (allowed-ips PREFIX[,PREFIX...] | remove)
+const setUsage = `Usage:
+  vif set NAME peer ADDR (allowed-ips PREFIX[,PREFIX...] | remove)
+  vif set NAME addr (add | del) ADDR[/LEN] [--force]
+  vif set NAME route (add | del) PREFIX
+  vif set NAME mtu N
 
-Change the peers of the running vif NAME, as "wg set" does, without
-disturbing the traffic to its other peers:
+Change the running vif NAME in place, without recreating it: traffic to
+what does not change goes on.
 
   peer ADDR allowed-ips PREFIXES   add the peer ADDR (an underlay address),
                                    or give it these prefixes instead of its
                                    own: packets routed into the vif for them
                                    go to it (longest prefix wins), and only
-                                   packets from it with an inner source in
-                                   them are accepted. The prefixes are routed
-                                   into the vif (but 0.0.0.0/0).
+                                   packets from it with an inner source it
+                                   owns are accepted. The prefixes are routed
+                                   into the vif (but 0.0.0.0/0). The vif
+                                   needs a tunnel: it came up with --peer or
+                                   --local.
   peer ADDR remove                 remove the peer and its routes.
-
-The vif needs a tunnel: it came up with --peer or --local.
+  addr add ADDR                    add an address, published on the slave's
+                                   segment after a probe (RFC 5227; --force
+                                   skips it), as vif up does.
+  addr del ADDR                    remove an address.
+  route add|del PREFIX             route PREFIX into the vif, or no more.
+  mtu N                            set the vif's MTU.
 
 Examples:
   vif set vif0 peer 198.18.0.3 allowed-ips 203.0.113.0/25
   vif set vif0 peer 198.18.0.3 remove
+  vif set vif0 addr add 192.0.2.2
+  vif set vif0 route add 198.51.100.0/24
+  vif set vif0 mtu 1400
 
 Flags:
 `
@@ -40,6 +53,7 @@ Flags:
 func runSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("set")
 	timeout := fs.Duration("timeout", callTimeout, "give up if the daemon has not answered within this time")
+	force := fs.Bool("force", false, "addr add: publish the address even if another host on the segment answers for it")
 	netnsFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -56,6 +70,7 @@ func runSet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	req.Force = *force
 	if err := needRoot("set"); err != nil {
 		return err
 	}
@@ -66,13 +81,48 @@ func runSet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return err
 }
 
-// parseSet parses "NAME peer ADDR [allowed-ips LIST] [remove]".
+// parseSet parses "NAME peer ADDR (allowed-ips LIST | remove)", "NAME
+// addr (add|del) ADDR", "NAME route (add|del) PREFIX" and "NAME mtu N".
 func parseSet(pos []string) (daemon.Request, error) {
 	req := daemon.Request{Op: daemon.OpSet}
-	if len(pos) < 3 || pos[1] != "peer" {
-		return req, usagef("set needs a vif and a peer, as in \"vif set vif0 peer 198.18.0.3 allowed-ips 203.0.113.0/25\"")
+	if len(pos) < 3 {
+		return req, usagef("set needs a vif and a change, as in \"vif set vif0 addr add 192.0.2.2\" (see \"vif set --help\")")
 	}
 	req.Name = pos[0]
+	switch pos[1] {
+	case "peer":
+	case "addr", "route":
+		if len(pos) != 4 || pos[2] != "add" && pos[2] != "del" {
+			return req, usagef("use \"vif set %s %s add|del %s\"", pos[0], pos[1], map[string]string{"addr": "ADDR", "route": "PREFIX"}[pos[1]])
+		}
+		req.Remove = pos[2] == "del"
+		if pos[1] == "addr" {
+			p, err := parseAddr(pos[3])
+			if err != nil {
+				return req, err
+			}
+			req.Addr = &p
+		} else {
+			p, err := parsePrefix("route", pos[3])
+			if err != nil {
+				return req, err
+			}
+			if p.Bits() == 0 && !req.Remove {
+				return req, usagef("routing 0.0.0.0/0 into a vif sends all of the host's traffic into the tunnel: use vif up --default-route for that")
+			}
+			req.Route = &p
+		}
+		return req, nil
+	case "mtu":
+		n, err := parseMTU(pos[2])
+		if err != nil || len(pos) != 3 {
+			return req, usagef("use \"vif set %s mtu N\" with N from 68 to 65515", pos[0])
+		}
+		req.MTU = n
+		return req, nil
+	default:
+		return req, usagef("unknown change %q: use peer, addr, route or mtu (see \"vif set --help\")", pos[1])
+	}
 	addr, err := parseHost("peer", pos[2])
 	if err != nil {
 		return req, err

@@ -80,6 +80,11 @@ type link interface {
 	Peers() []vif.PeerStats
 	SetPeer(vif.Peer) error
 	RemovePeer(netip.Addr) error
+	AddAddr(netip.Prefix) error
+	RemoveAddr(netip.Prefix) error
+	AddRoute(netip.Prefix) error
+	RemoveRoute(netip.Prefix) error
+	SetMTU(int) error
 	Done() <-chan struct{}
 	Err() error
 	Close() error
@@ -653,6 +658,90 @@ func (d *Daemon) SetPeer(name string, p vif.Peer) error {
 		return err
 	}
 	d.log.Info("peer set", "vif", e.name, "peer", p.Addr, "prefixes", p.Prefixes)
+	return nil
+}
+
+// ChangeAddr adds the address p to the vif name, or removes it: the
+// addresses of other vifs are refused, and one to publish is probed for
+// on the segment first (RFC 5227) unless force is set. Traffic to the
+// vif's other addresses goes on.
+func (d *Daemon) ChangeAddr(name string, p netip.Prefix, remove, force bool) error {
+	e := d.lookup(name, d.ifNames())
+	if e == nil {
+		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	}
+	if remove {
+		if err := e.ifc.RemoveAddr(p); err != nil {
+			return err
+		}
+		d.mu.Lock()
+		e.addrs = slices.DeleteFunc(slices.Clone(e.addrs), func(q netip.Prefix) bool { return q.Addr() == p.Addr() })
+		d.mu.Unlock()
+		d.log.Info("address removed", "vif", e.name, "addr", p)
+		return nil
+	}
+	d.mu.Lock()
+	for other, o := range d.vifs {
+		if o == e {
+			continue
+		}
+		if what := (owned{o.ifc.Addrs(), o.ifc.Link().Ranges}).clash(owned{addrs: []netip.Prefix{p}}); what != "" {
+			d.mu.Unlock()
+			return fmt.Errorf("%s already belongs to %s", what, other)
+		}
+	}
+	d.mu.Unlock()
+	if e.arp != nil && !force && !slices.ContainsFunc(e.ifc.Addrs(), func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+		l := e.ifc.Link()
+		l.Addrs, l.Ranges = []netip.Prefix{p}, nil
+		if err := d.probe(e.arp.r, &l); err != nil {
+			return err
+		}
+	}
+	if err := e.ifc.AddAddr(p); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	if !slices.ContainsFunc(e.addrs, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+		e.addrs = append(slices.Clone(e.addrs), p)
+	}
+	d.mu.Unlock()
+	d.log.Info("address added", "vif", e.name, "addr", p)
+	return nil
+}
+
+// ChangeRoute routes p into the vif name, or removes that route.
+func (d *Daemon) ChangeRoute(name string, p netip.Prefix, remove bool) error {
+	e := d.lookup(name, d.ifNames())
+	if e == nil {
+		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	}
+	var err error
+	if remove {
+		err = e.ifc.RemoveRoute(p)
+	} else {
+		err = e.ifc.AddRoute(p)
+	}
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	delete(e.missingRoutes, p.Masked())
+	d.mu.Unlock()
+	d.log.Info("route changed", "vif", e.name, "route", p, "removed", remove)
+	return nil
+}
+
+// SetMTU sets the MTU of the vif name.
+func (d *Daemon) SetMTU(name string, mtu int) error {
+	e := d.lookup(name, d.ifNames())
+	if e == nil {
+		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	}
+	if err := e.ifc.SetMTU(mtu); err != nil {
+		return err
+	}
+	d.log.Info("MTU set", "vif", e.name, "mtu", mtu)
 	return nil
 }
 

@@ -81,6 +81,21 @@ func (l *fakeLink) RemovePeer(a netip.Addr) error {
 	l.cfg.Peers = slices.DeleteFunc(l.cfg.Peers, func(p vif.Peer) bool { return p.Addr == a })
 	return nil
 }
+func (l *fakeLink) AddAddr(p netip.Prefix) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.Addrs = append(l.cfg.Addrs, p)
+	return nil
+}
+func (l *fakeLink) RemoveAddr(p netip.Prefix) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.Addrs = slices.DeleteFunc(l.cfg.Addrs, func(q netip.Prefix) bool { return q == p })
+	return nil
+}
+func (l *fakeLink) AddRoute(netip.Prefix) error    { return nil }
+func (l *fakeLink) RemoveRoute(netip.Prefix) error { return nil }
+func (l *fakeLink) SetMTU(int) error               { return nil }
 func (l *fakeLink) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -515,6 +530,34 @@ func TestUpRanges(t *testing.T) {
 		if _, err := r.d.Up(bad, false); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
 			t.Errorf("Up(%+v): %v", bad, err)
 		}
+	}
+}
+
+// Addresses added to a running vif are probed for, and refused when
+// another vif or host has them.
+func TestChangeAddr(t *testing.T) {
+	r := newRig(t)
+	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
+	r.d.Up(linkCfg("vif1", "192.0.2.2"), false)
+	r.inUse[netip.MustParseAddr("192.0.2.7")] = net.HardwareAddr{2, 0, 0, 0, 0, 7}
+	if err := r.d.ChangeAddr("vif0", netip.MustParsePrefix("192.0.2.2/32"), false, false); err == nil || !strings.Contains(err.Error(), "already belongs to vif1") {
+		t.Errorf("another vif's address: %v", err)
+	}
+	if err := r.d.ChangeAddr("vif0", netip.MustParsePrefix("192.0.2.7/32"), false, false); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("an address in use on the segment: %v", err)
+	}
+	if err := r.d.ChangeAddr("vif0", netip.MustParsePrefix("192.0.2.3/32"), false, false); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := r.d.Show("vif0")
+	if len(st[0].Addrs) != 2 {
+		t.Errorf("after adding: %v", st[0].Addrs)
+	}
+	if err := r.d.ChangeAddr("vif0", netip.MustParsePrefix("192.0.2.3/32"), true, false); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := r.d.Show("vif0"); len(st[0].Addrs) != 1 {
+		t.Errorf("after removing: %v", st[0].Addrs)
 	}
 }
 

@@ -59,12 +59,20 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 		}
 		return Response{OK: true}
 	case OpSet:
-		d.log.Info("control request", "op", req.Op, "vif", req.Name, "peer", req.Peer.Addr, "remove", req.Remove, "uid", p.UID, "pid", p.PID)
+		d.log.Info("control request", "op", req.Op, "vif", req.Name, "peer", req.Peer, "addr", req.Addr, "route", req.Route,
+			"mtu", req.MTU, "remove", req.Remove, "uid", p.UID, "pid", p.PID)
 		var err error
-		if req.Remove {
+		switch {
+		case req.Peer != nil && req.Remove:
 			err = d.RemovePeer(req.Name, req.Peer.Addr)
-		} else {
+		case req.Peer != nil:
 			err = d.SetPeer(req.Name, *req.Peer)
+		case req.Addr != nil:
+			err = d.ChangeAddr(req.Name, *req.Addr, req.Remove, req.Force)
+		case req.Route != nil:
+			err = d.ChangeRoute(req.Name, *req.Route, req.Remove)
+		default:
+			err = d.SetMTU(req.Name, req.MTU)
 		}
 		if err != nil {
 			d.log.Info("control request failed", "op", req.Op, "vif", req.Name, "uid", p.UID, "pid", p.PID, "err", err)

@@ -39,10 +39,15 @@ type Request struct {
 	// Force, for up, claims the addresses without first asking the
 	// segment whether another host uses them.
 	Force bool `json:"force,omitempty"`
-	// Peer, for set, is the peer to add or change on the vif Name;
-	// with Remove, the peer (Peer.Addr) to remove.
-	Peer   *vif.Peer `json:"peer,omitempty"`
-	Remove bool      `json:"remove,omitempty"`
+	// For set, one change of the vif Name: Peer, the peer to add or
+	// change; Addr, an address to add; Route, a prefix to route into the
+	// vif; MTU, its new MTU. With Remove, the peer (Peer.Addr), address or
+	// route goes.
+	Peer   *vif.Peer     `json:"peer,omitempty"`
+	Addr   *netip.Prefix `json:"addr,omitempty"`
+	Route  *netip.Prefix `json:"route,omitempty"`
+	MTU    int           `json:"mtu,omitempty"`
+	Remove bool          `json:"remove,omitempty"`
 	// Deadline, if set, is when the command stops waiting: a request
 	// taken later is refused without effect.
 	Deadline time.Time `json:"deadline,omitzero"`
@@ -193,10 +198,28 @@ func DecodeRequest(b []byte) (Request, error) {
 			return Request{}, fmt.Errorf("%w: down needs a name", ErrBadRequest)
 		}
 	case OpSet:
-		if r.Name == "" || r.Peer == nil || !r.Peer.Addr.Is4() {
-			return Request{}, fmt.Errorf("%w: set needs a name and a peer's IPv4 address", ErrBadRequest)
+		n := 0
+		for _, set := range []bool{r.Peer != nil, r.Addr != nil, r.Route != nil, r.MTU != 0} {
+			if set {
+				n++
+			}
 		}
-		for _, p := range r.Peer.Prefixes {
+		if r.Name == "" || n != 1 {
+			return Request{}, fmt.Errorf("%w: set needs a name and one change: a peer, an address, a route or an MTU", ErrBadRequest)
+		}
+		if r.Peer != nil && !r.Peer.Addr.Is4() {
+			return Request{}, fmt.Errorf("%w: the peer's address is not IPv4", ErrBadRequest)
+		}
+		var ps []netip.Prefix
+		if r.Peer != nil {
+			ps = r.Peer.Prefixes
+		}
+		for _, p := range []*netip.Prefix{r.Addr, r.Route} {
+			if p != nil {
+				ps = append(ps, *p)
+			}
+		}
+		for _, p := range ps {
 			if !p.IsValid() || !p.Addr().Is4() {
 				return Request{}, fmt.Errorf("%w: prefix %v is not IPv4", ErrBadRequest, p)
 			}

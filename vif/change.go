@@ -1,0 +1,158 @@
+package vif
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// hostOps change the host under an Interface made by Up: its device's
+// addresses, routes through it and MTU.
+type hostOps struct {
+	addAddr, delAddr   func(netip.Prefix) error
+	addRoute, delRoute func(netip.Prefix) error
+	setMTU             func(int) error
+}
+
+// ErrNoHost is returned by AddRoute, RemoveRoute and SetMTU for an
+// Interface made by New: it has no host device to change.
+var ErrNoHost = errors.New("vif: the interface was not made by Up: no host device to change")
+
+// AddAddr adds the address p (a /32, or a prefix whose network is then
+// routed into the vif, as Up does) to the running interface: to the loop,
+// and for an Interface made by Up to the device, published on the slave's
+// segment with Publish. Traffic to the other addresses goes on. Adding an
+// address it has does nothing. It returns an error wrapping ErrBadAddress
+// for an address that cannot be the vif's.
+func (i *Interface) AddAddr(p netip.Prefix) error {
+	i.changeMu.Lock()
+	defer i.changeMu.Unlock()
+	cur := i.Addrs()
+	if slices.ContainsFunc(cur, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+		return nil
+	}
+	c := Config{Addrs: append(slices.Clone(cur), p)}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if err := checkOwn(i.peers.Load().peers(), []netip.Prefix{p}, nil); err != nil {
+		return fmt.Errorf("%w: %s is a peer's address", ErrBadAddress, p.Addr())
+	}
+	if i.host != nil {
+		if err := i.host.addAddr(p); err != nil {
+			return err
+		}
+	}
+	if i.pub != nil {
+		if err := i.pub.Add(p.Addr()); err != nil {
+			if i.host != nil {
+				_ = i.host.delAddr(p)
+			}
+			return fmt.Errorf("vif: publish %s: %w", p.Addr(), err)
+		}
+	}
+	i.addrs.Store(newAddrSet(c.Addrs, i.link.Ranges, i.link.Exclude))
+	return nil
+}
+
+// RemoveAddr removes the address p (its address; the length does not
+// matter) from the running interface, in the reverse order of AddAddr:
+// the loop first, so that nothing is delivered to it meanwhile. It
+// returns an error wrapping ErrNoAddress for the last address of an
+// interface without ranges, and one for an address it does not have.
+func (i *Interface) RemoveAddr(p netip.Prefix) error {
+	i.changeMu.Lock()
+	defer i.changeMu.Unlock()
+	cur := i.Addrs()
+	k := slices.IndexFunc(cur, func(q netip.Prefix) bool { return q.Addr() == p.Addr() })
+	if k < 0 {
+		return fmt.Errorf("vif: %s is not an address of the interface", p.Addr())
+	}
+	have := cur[k]
+	rest := slices.Delete(slices.Clone(cur), k, k+1)
+	if len(rest) == 0 && len(i.link.Ranges) == 0 {
+		return fmt.Errorf("%w: %s is the interface's last address (remove the interface instead)", ErrNoAddress, p.Addr())
+	}
+	i.addrs.Store(newAddrSet(rest, i.link.Ranges, i.link.Exclude))
+	if i.pub != nil {
+		i.pub.Remove(have.Addr())
+	}
+	if i.host != nil {
+		return i.host.delAddr(have)
+	}
+	return nil
+}
+
+// AddRoute routes the prefix p into the running vif, towards its peers
+// (as LinkConfig.Routes); RemoveRoute removes such a route. They return
+// ErrNoHost for an Interface made by New.
+func (i *Interface) AddRoute(p netip.Prefix) error {
+	if i.host == nil {
+		return ErrNoHost
+	}
+	p = p.Masked()
+	i.changeMu.Lock()
+	defer i.changeMu.Unlock()
+	cur := *i.routes.Load()
+	if slices.Contains(cur, p) {
+		return nil
+	}
+	for _, peer := range i.peers.Load().list {
+		if p.Bits() > 0 && p.Contains(peer.Addr) {
+			return fmt.Errorf("%w: %s is inside %s: the tunnel would carry its own packets", ErrBadPeer, peer.Addr, p)
+		}
+	}
+	for _, r := range i.link.Ranges {
+		if p.Overlaps(r) {
+			return fmt.Errorf("%w %s: %s overlaps it; routed into the vif, its addresses would loop", ErrBadRange, r, p)
+		}
+	}
+	if err := i.host.addRoute(p); err != nil {
+		return err
+	}
+	n := append(slices.Clone(cur), p)
+	i.routes.Store(&n)
+	return nil
+}
+
+// RemoveRoute removes the route of p into the vif (see AddRoute).
+func (i *Interface) RemoveRoute(p netip.Prefix) error {
+	if i.host == nil {
+		return ErrNoHost
+	}
+	p = p.Masked()
+	i.changeMu.Lock()
+	defer i.changeMu.Unlock()
+	cur := *i.routes.Load()
+	k := slices.Index(cur, p)
+	if k < 0 {
+		return fmt.Errorf("vif: %s is not routed into the interface by it", p)
+	}
+	if err := i.host.delRoute(p); err != nil {
+		return err
+	}
+	n := slices.Delete(slices.Clone(cur), k, k+1)
+	i.routes.Store(&n)
+	return nil
+}
+
+// SetMTU changes the MTU of the running vif's device; the loop follows it
+// (as when an operator changes it). It returns an error wrapping
+// ErrBadMTU for an MTU outside MinMTU..MaxMTU, and ErrNoHost for an
+// Interface made by New.
+func (i *Interface) SetMTU(mtu int) error {
+	if mtu < MinMTU || mtu > MaxMTU {
+		return fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, mtu, MinMTU, MaxMTU)
+	}
+	if i.host == nil {
+		return ErrNoHost
+	}
+	i.changeMu.Lock()
+	defer i.changeMu.Unlock()
+	if err := i.host.setMTU(mtu); err != nil {
+		return err
+	}
+	i.setDevMTU(mtu) // at once, not when the device's event comes
+	return nil
+}
