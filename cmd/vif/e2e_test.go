@@ -226,6 +226,7 @@ func TestUpErrorsInNamespace(t *testing.T) {
 		{"a local address not on the host", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--local", "198.18.0.9"}, "not an address of this host"},
 		{"a peer inside a route", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "198.18.0.0/16"}, "inside --route 198.18.0.0/16"},
 		{"the slave subnet's broadcast address", []string{"vif0", "198.18.0.255", "--slave", hIf.Name()}, "broadcast address of " + hIf.Name() + "'s subnet"},
+		{"loopback as the slave", []string{"vif0", "192.0.2.1", "--slave", "lo"}, "pick an Ethernet --slave, or pass --no-arp-proxy"},
 		{"a default route without asking", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "0.0.0.0/0"}, "--default-route"},
 	}
 	for _, tt := range tests {

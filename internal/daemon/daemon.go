@@ -151,6 +151,9 @@ func New(log *slog.Logger) *Daemon {
 				return nil, fmt.Errorf("%w: %s", vif.ErrNoSlave, slave)
 			}
 			r, err := arpproxy.Listen(ifi, &arpproxy.Config{Logger: log})
+			if errors.Is(err, arpproxy.ErrInterface) {
+				return nil, fmt.Errorf("%s cannot publish addresses: %w (pick an Ethernet --slave, or pass --no-arp-proxy)", slave, err)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("ARP proxy on %s: %w", slave, err)
 			}
