@@ -98,15 +98,8 @@ func (i *Interface) AddRoute(p netip.Prefix) error {
 	if slices.Contains(cur, p) {
 		return nil
 	}
-	for _, peer := range i.peers.Load().list {
-		if p.Bits() > 0 && p.Contains(peer.Addr) {
-			return fmt.Errorf("%w: %s is inside %s: the tunnel would carry its own packets", ErrBadPeer, peer.Addr, p)
-		}
-	}
-	for _, r := range i.link.Ranges {
-		if p.Overlaps(r) {
-			return fmt.Errorf("%w %s: %s overlaps it; routed into the vif, its addresses would loop", ErrBadRange, r, p)
-		}
+	if err := checkRoute(p, i.peers.Load().peers(), i.link.Ranges); err != nil {
+		return err
 	}
 	if err := i.host.addRoute(p); err != nil {
 		return err
@@ -134,6 +127,23 @@ func (i *Interface) RemoveRoute(p netip.Prefix) error {
 	}
 	n := slices.Delete(slices.Clone(cur), k, k+1)
 	i.routes.Store(&n)
+	return nil
+}
+
+// checkRoute returns an error if routing p into the vif would loop: it
+// holds a peer (reached through the vif itself) or overlaps a range (which
+// is local: the main table's longer prefix would win).
+func checkRoute(p netip.Prefix, peers []Peer, ranges []netip.Prefix) error {
+	for _, peer := range peers {
+		if p.Bits() > 0 && p.Masked().Contains(peer.Addr) {
+			return fmt.Errorf("%w: %s is inside --route %s: the tunnel would carry its own packets", ErrBadPeer, peer.Addr, p)
+		}
+	}
+	for _, r := range ranges {
+		if p.Overlaps(r) {
+			return fmt.Errorf("%w %s: --route %s overlaps it; routed into the vif, its addresses would loop (a range is local)", ErrBadRange, r, p)
+		}
+	}
 	return nil
 }
 

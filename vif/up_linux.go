@@ -70,20 +70,13 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		return c, err
 	}
 	for _, p := range c.Routes {
-		for _, r := range c.Ranges {
-			if p.Overlaps(r) {
-				return c, fmt.Errorf("%w %s: --route %s overlaps it; routed into the vif, its addresses would loop (a range is local)", ErrBadRange, r, p)
-			}
+		if err := checkRoute(p, c.peers(), c.Ranges); err != nil {
+			return c, err
 		}
 	}
-	// A peer inside what is routed into the vif would be reached through
-	// the vif itself: every packet to it would loop.
+	// A peer inside what the vif's address routes into it would be
+	// reached through the vif itself: every packet to it would loop.
 	for _, peer := range c.peers() {
-		for _, p := range c.Routes {
-			if p.Bits() > 0 && p.Masked().Contains(peer.Addr) {
-				return c, fmt.Errorf("%w: %s is inside --route %s: the tunnel would carry its own packets", ErrBadPeer, peer.Addr, p)
-			}
-		}
 		for _, p := range c.Addrs {
 			if p.Bits() < 32 && p.Masked().Contains(peer.Addr) {
 				return c, fmt.Errorf("%w: %s is inside %s, which the vif's address routes into it: the tunnel would carry its own packets", ErrBadPeer, peer.Addr, p.Masked())

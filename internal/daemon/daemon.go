@@ -420,9 +420,9 @@ func (d *Daemon) watch(e *entry) {
 // Down removes the vif the kernel now calls name, and everything it
 // installed.
 func (d *Daemon) Down(name string) error {
-	e := d.lookup(name, d.ifNames())
-	if e == nil {
-		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	e, err := d.find(name)
+	if err != nil {
+		return err
 	}
 	return d.remove(e)
 }
@@ -447,6 +447,15 @@ func (d *Daemon) remove(e *entry) error {
 	default:
 	}
 	return err
+}
+
+// find is lookup for an operation on the vif name: an error wrapping
+// ErrUnknown if there is none.
+func (d *Daemon) find(name string) (*entry, error) {
+	if e := d.lookup(name, d.ifNames()); e != nil {
+		return e, nil
+	}
+	return nil, fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
 }
 
 // lookup returns the vif the kernel now calls name, after following
@@ -640,9 +649,9 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 // SetPeer adds the peer p to the vif name, or gives an existing peer p's
 // prefixes; traffic to the other peers goes on undisturbed.
 func (d *Daemon) SetPeer(name string, p vif.Peer) error {
-	e := d.lookup(name, d.ifNames())
-	if e == nil {
-		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	e, err := d.find(name)
+	if err != nil {
+		return err
 	}
 	d.mu.Lock()
 	for name, o := range d.vifs {
@@ -669,9 +678,9 @@ func (d *Daemon) SetPeer(name string, p vif.Peer) error {
 // on the segment first (RFC 5227) unless force is set. Traffic to the
 // vif's other addresses goes on.
 func (d *Daemon) ChangeAddr(name string, p netip.Prefix, remove, force bool) error {
-	e := d.lookup(name, d.ifNames())
-	if e == nil {
-		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	e, err := d.find(name)
+	if err != nil {
+		return err
 	}
 	if remove {
 		if err := e.ifc.RemoveAddr(p); err != nil {
@@ -715,11 +724,10 @@ func (d *Daemon) ChangeAddr(name string, p netip.Prefix, remove, force bool) err
 
 // ChangeRoute routes p into the vif name, or removes that route.
 func (d *Daemon) ChangeRoute(name string, p netip.Prefix, remove bool) error {
-	e := d.lookup(name, d.ifNames())
-	if e == nil {
-		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	e, err := d.find(name)
+	if err != nil {
+		return err
 	}
-	var err error
 	if remove {
 		err = e.ifc.RemoveRoute(p)
 	} else {
@@ -737,9 +745,9 @@ func (d *Daemon) ChangeRoute(name string, p netip.Prefix, remove bool) error {
 
 // SetMTU sets the MTU of the vif name.
 func (d *Daemon) SetMTU(name string, mtu int) error {
-	e := d.lookup(name, d.ifNames())
-	if e == nil {
-		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	e, err := d.find(name)
+	if err != nil {
+		return err
 	}
 	if err := e.ifc.SetMTU(mtu); err != nil {
 		return err
@@ -750,9 +758,9 @@ func (d *Daemon) SetMTU(name string, mtu int) error {
 
 // RemovePeer removes the peer with address addr from the vif name.
 func (d *Daemon) RemovePeer(name string, addr netip.Addr) error {
-	e := d.lookup(name, d.ifNames())
-	if e == nil {
-		return fmt.Errorf("%w: %s (see \"vif show\")", ErrUnknown, name)
+	e, err := d.find(name)
+	if err != nil {
+		return err
 	}
 	if err := e.ifc.RemovePeer(addr); err != nil {
 		return err
