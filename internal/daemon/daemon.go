@@ -33,6 +33,7 @@ var (
 type Daemon struct {
 	log *slog.Logger
 
+	applyMu   sync.Mutex // one Apply at a time
 	mu        sync.Mutex
 	vifs      map[string]*entry // by the vif's name, as the kernel has it now (renamedLocked)
 	arps      map[int]*arpEntry // by the slave's interface index
@@ -59,6 +60,8 @@ type Daemon struct {
 	// ifState returns whether interface index has a working link, and
 	// its hardware address.
 	ifState func(index int) (running bool, mac net.HardwareAddr)
+	// ifMTU returns interface index's MTU, 0 if there is none.
+	ifMTU func(index int) int
 	// warnings returns what in the host keeps a vif from working.
 	warnings func(vif.LinkConfig) []string
 	// hostAddrs returns the host's IPv4 addresses by interface index, in
@@ -115,6 +118,11 @@ type entry struct {
 	// localGiven is set when the operator chose the local address
 	// (--local): it is never replaced by another one (local.go).
 	localGiven bool
+	// What the operator asked for besides: a slave by name (not the
+	// default route's), an MTU (0: the default), no probe (Spec).
+	slaveGiven bool
+	mtu        int // guarded by Daemon.mu
+	force      bool
 	arp        *arpEntry // nil without an ARP proxy
 	gone       chan struct{}
 }
@@ -180,6 +188,13 @@ func New(log *slog.Logger) *Daemon {
 				return false, nil
 			}
 			return ifi.Flags&net.FlagRunning != 0, ifi.HardwareAddr
+		},
+		ifMTU: func(index int) int {
+			ifi, err := net.InterfaceByIndex(index)
+			if err != nil {
+				return 0
+			}
+			return ifi.MTU
 		},
 		warnings:   vif.HostWarnings,
 		hostAddrs:  hostAddrs,
@@ -275,7 +290,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 		return VifStatus{}, err
 	}
 	e := &entry{ifc: ifc, name: c.Name, addrs: c.Addrs, index: d.ifIndex(c.Name), slaveIndex: slaveIdx,
-		localGiven: localGiven, arp: ae, gone: make(chan struct{})}
+		localGiven: localGiven, slaveGiven: cfg.Slave != "", mtu: cfg.MTU, force: force, arp: ae, gone: make(chan struct{})}
 	d.mu.Lock()
 	d.vifs[c.Name] = e
 	d.mu.Unlock()
@@ -508,6 +523,15 @@ func (d *Daemon) renamedLocked(names map[int]string) {
 // Show returns the status of the vif name, or of every vif when name is
 // empty, sorted by name.
 func (d *Daemon) Show(name string) ([]VifStatus, error) {
+	return d.show(name, false)
+}
+
+// ShowConfig is Show with each vif's Spec in VifStatus.Config.
+func (d *Daemon) ShowConfig(name string) ([]VifStatus, error) {
+	return d.show(name, true)
+}
+
+func (d *Daemon) show(name string, config bool) ([]VifStatus, error) {
 	names := d.ifNames()
 	var es []*entry
 	if name != "" {
@@ -526,7 +550,12 @@ func (d *Daemon) Show(name string) ([]VifStatus, error) {
 	}
 	out := make([]VifStatus, 0, len(es))
 	for _, e := range es {
-		out = append(out, d.status(e, names))
+		st := d.status(e, names)
+		if config {
+			s := d.spec(e, names)
+			st.Config = &s
+		}
+		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b VifStatus) int { return compareNames(a.Name, b.Name) })
 	return out, nil
@@ -752,6 +781,9 @@ func (d *Daemon) SetMTU(name string, mtu int) error {
 	if err := e.ifc.SetMTU(mtu); err != nil {
 		return err
 	}
+	d.mu.Lock()
+	e.mtu = mtu
+	d.mu.Unlock()
 	d.log.Info("MTU set", "vif", e.name, "mtu", mtu)
 	return nil
 }

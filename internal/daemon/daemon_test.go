@@ -34,10 +34,24 @@ type fakeLink struct {
 	closed  int
 }
 
-func (l *fakeLink) Addrs() []netip.Prefix { return l.cfg.Addrs }
-func (l *fakeLink) Link() vif.LinkConfig  { return l.cfg }
-func (l *fakeLink) Stats() vif.Stats      { return vif.Stats{} }
-func (l *fakeLink) MTU() int              { return l.cfg.MTU }
+func (l *fakeLink) Addrs() []netip.Prefix {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.cfg.Addrs)
+}
+func (l *fakeLink) Link() vif.LinkConfig {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.cfg
+	c.Addrs, c.Routes, c.Peers = slices.Clone(c.Addrs), slices.Clone(c.Routes), slices.Clone(c.Peers)
+	return c
+}
+func (l *fakeLink) Stats() vif.Stats { return vif.Stats{} }
+func (l *fakeLink) MTU() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.cfg.MTU
+}
 func (l *fakeLink) Done() <-chan struct{} { return l.done }
 func (l *fakeLink) Err() error            { return nil }
 func (l *fakeLink) SetAddrs(a []netip.Prefix) error {
@@ -72,7 +86,7 @@ func (l *fakeLink) Peers() []vif.PeerStats {
 func (l *fakeLink) SetPeer(p vif.Peer) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.cfg.Peers = append(l.cfg.Peers, p)
+	l.cfg.Peers = append(slices.DeleteFunc(l.cfg.Peers, func(q vif.Peer) bool { return q.Addr == p.Addr }), p)
 	return nil
 }
 func (l *fakeLink) RemovePeer(a netip.Addr) error {
@@ -93,9 +107,24 @@ func (l *fakeLink) RemoveAddr(p netip.Prefix) error {
 	l.cfg.Addrs = slices.DeleteFunc(l.cfg.Addrs, func(q netip.Prefix) bool { return q == p })
 	return nil
 }
-func (l *fakeLink) AddRoute(netip.Prefix) error    { return nil }
-func (l *fakeLink) RemoveRoute(netip.Prefix) error { return nil }
-func (l *fakeLink) SetMTU(int) error               { return nil }
+func (l *fakeLink) AddRoute(p netip.Prefix) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.Routes = append(l.cfg.Routes, p)
+	return nil
+}
+func (l *fakeLink) RemoveRoute(p netip.Prefix) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.Routes = slices.DeleteFunc(l.cfg.Routes, func(q netip.Prefix) bool { return q == p })
+	return nil
+}
+func (l *fakeLink) SetMTU(mtu int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cfg.MTU = mtu
+	return nil
+}
 func (l *fakeLink) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -255,6 +284,9 @@ func newRig(t *testing.T) *rig {
 			return nil, r.upErr
 		}
 		l := &fakeLink{cfg: *c, local: c.Local, done: make(chan struct{})}
+		if c.Peer.IsValid() { // as vif.Interface.Link has it
+			l.cfg.Peers = append(slices.Clone(c.Peers), vif.Peer{Addr: c.Peer, Prefixes: []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0)}})
+		}
 		for _, p := range c.Addrs {
 			if c.Publish {
 				c.Publisher.Add(p.Addr())
@@ -287,6 +319,7 @@ func newRig(t *testing.T) *rig {
 		return r.ifs[name]
 	}
 	r.d.ifState = func(int) (bool, net.HardwareAddr) { return true, slaveMAC }
+	r.d.ifMTU = func(int) int { return 1500 }
 	r.d.hostAddrs = func() map[int][]netip.Prefix {
 		r.mu.Lock()
 		defer r.mu.Unlock()

@@ -80,8 +80,19 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 		}
 		vifs, _ := d.Show(req.Name)
 		return Response{OK: true, Vifs: vifs, Daemon: &info}
+	case OpApply:
+		d.log.Info("control request", "op", req.Op, "vifs", len(req.Vifs), "uid", p.UID, "pid", p.PID)
+		changes, err := d.Apply(req.Vifs)
+		for _, c := range changes {
+			d.log.Info("applied", "change", c)
+		}
+		if err != nil {
+			d.log.Info("control request failed", "op", req.Op, "uid", p.UID, "pid", p.PID, "err", err)
+			return Response{Error: err.Error(), Changes: changes}
+		}
+		return Response{OK: true, Changes: changes, Daemon: &info}
 	default: // OpShow
-		vifs, err := d.Show(req.Name)
+		vifs, err := d.show(req.Name, req.Config)
 		if err != nil {
 			return Response{Error: err.Error()}
 		}

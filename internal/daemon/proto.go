@@ -23,6 +23,8 @@ const (
 	OpDown = "down"
 	OpShow = "show"
 	OpSet  = "set"
+	// OpApply brings the namespace's vifs to Request.Vifs (Daemon.Apply).
+	OpApply = "apply"
 )
 
 // maxRequest bounds a request's size; a larger one is refused.
@@ -48,6 +50,10 @@ type Request struct {
 	Route  *netip.Prefix `json:"route,omitempty"`
 	MTU    int           `json:"mtu,omitempty"`
 	Remove bool          `json:"remove,omitempty"`
+	// Vifs, for apply, are every vif the namespace should have.
+	Vifs []Spec `json:"vifs,omitempty"`
+	// Config, for show, asks for each vif's Spec (VifStatus.Config).
+	Config bool `json:"config,omitempty"`
 	// Deadline, if set, is when the command stops waiting: a request
 	// taken later is refused without effect.
 	Deadline time.Time `json:"deadline,omitzero"`
@@ -59,6 +65,18 @@ type Response struct {
 	Error  string      `json:"error,omitempty"`
 	Vifs   []VifStatus `json:"vifs,omitempty"`
 	Daemon *Info       `json:"daemon,omitempty"`
+	// Changes lists what an apply changed, one line each.
+	Changes []string `json:"changes,omitempty"`
+}
+
+// Spec is a vif as "vif up" or a configuration file asks for it: its
+// LinkConfig before the defaults fill it in (vif.LinkConfig.Resolve; an
+// empty Slave is the default route's interface, a zero MTU the slave's
+// minus 20), and Force to claim its addresses without first asking the
+// segment whether another host uses them.
+type Spec struct {
+	vif.LinkConfig
+	Force bool `json:"force,omitempty"`
 }
 
 // Info describes the daemon process.
@@ -113,6 +131,9 @@ type VifStatus struct {
 	// ARP holds the counters of the ARP responder of the vif's slave,
 	// shared by every vif on that slave; nil without an ARP proxy.
 	ARP *ARPCounters `json:"arp,omitempty"`
+	// Config is the vif as a configuration would ask for it, when the
+	// show request asked (Request.Config).
+	Config *Spec `json:"config,omitempty"`
 }
 
 // PeerStatus is a peer of a vif, with its counters.
@@ -160,6 +181,24 @@ type ARPCounters struct {
 	Drops          map[string]uint64 `json:"drops"`
 }
 
+// checkUp checks the vif c asked for by up or apply.
+func checkUp(c *vif.LinkConfig) error {
+	if c.Name == "" || len(c.Addrs)+len(c.Ranges) == 0 {
+		return fmt.Errorf("%w: up needs a name and an address", ErrBadRequest)
+	}
+	for _, p := range c.Addrs {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return fmt.Errorf("%w: address %v is not IPv4", ErrBadRequest, p)
+		}
+	}
+	for _, p := range c.Routes {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return fmt.Errorf("%w: route %v is not IPv4", ErrBadRequest, p)
+		}
+	}
+	return nil
+}
+
 // ErrBadRequest is returned by DecodeRequest for a malformed request.
 var ErrBadRequest = errors.New("daemon: bad request")
 
@@ -180,18 +219,22 @@ func DecodeRequest(b []byte) (Request, error) {
 	}
 	switch r.Op {
 	case OpUp:
-		if r.Up == nil || r.Up.Name == "" || len(r.Up.Addrs)+len(r.Up.Ranges) == 0 {
+		if r.Up == nil {
 			return Request{}, fmt.Errorf("%w: up needs a name and an address", ErrBadRequest)
 		}
-		for _, p := range r.Up.Addrs {
-			if !p.IsValid() || !p.Addr().Is4() {
-				return Request{}, fmt.Errorf("%w: address %v is not IPv4", ErrBadRequest, p)
-			}
+		if err := checkUp(r.Up); err != nil {
+			return Request{}, err
 		}
-		for _, p := range r.Up.Routes {
-			if !p.IsValid() || !p.Addr().Is4() {
-				return Request{}, fmt.Errorf("%w: route %v is not IPv4", ErrBadRequest, p)
+	case OpApply:
+		seen := make(map[string]bool, len(r.Vifs))
+		for k := range r.Vifs {
+			if err := checkUp(&r.Vifs[k].LinkConfig); err != nil {
+				return Request{}, err
 			}
+			if seen[r.Vifs[k].Name] {
+				return Request{}, fmt.Errorf("%w: vif %s given twice", ErrBadRequest, r.Vifs[k].Name)
+			}
+			seen[r.Vifs[k].Name] = true
 		}
 	case OpDown:
 		if r.Name == "" {

@@ -1,0 +1,393 @@
+// Package config reads and writes vif's configuration files: the vifs of
+// one network namespace, in TOML, as "vif apply" and "vif serve" take
+// them and "vif show --config" prints them.
+//
+//	# /etc/vif/vif.toml
+//	[vif.vif0]
+//	addresses = ["192.0.2.1", "192.0.2.2/32"]
+//	slave = "eth0"
+//	routes = ["198.51.100.0/24"]
+//
+//	[[vif.vif0.peer]]
+//	address = "198.18.0.2"
+//	allowed-ips = ["198.51.100.0/24"]
+//
+// Each key is the long flag of "vif up" it stands for; README.md lists
+// them all. Errors name the file, line and column of what is wrong.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/vif"
+)
+
+// file is the TOML shape of a configuration file.
+type file struct {
+	Vif map[string]vifTable `toml:"vif"`
+}
+
+type vifTable struct {
+	Addresses    []address `toml:"addresses,omitempty"`
+	Ranges       []prefix  `toml:"ranges,omitempty"`
+	Slave        string    `toml:"slave,omitempty"`
+	Local        unicast   `toml:"local,omitzero"`
+	Protocol     int       `toml:"protocol,omitempty"`
+	MTU          int       `toml:"mtu,omitempty"`
+	Routes       []prefix  `toml:"routes,omitempty"`
+	Forward      []prefix  `toml:"forward,omitempty"`
+	ARPProxy     *bool     `toml:"arp-proxy,omitempty"`
+	Force        bool      `toml:"force,omitempty"`
+	DefaultRoute bool      `toml:"default-route,omitempty"`
+	Peer         []peer    `toml:"peer,omitempty"`
+}
+
+type peer struct {
+	Address    unicast  `toml:"address"`
+	AllowedIPs []prefix `toml:"allowed-ips,omitempty"`
+}
+
+// address is a vif address: ADDR (a /32) or ADDR/LEN.
+type address netip.Prefix
+
+func (a *address) UnmarshalText(b []byte) error {
+	s := string(b)
+	var p netip.Prefix
+	var err error
+	if strings.Contains(s, "/") {
+		p, err = netip.ParsePrefix(s)
+	} else {
+		var ip netip.Addr
+		if ip, err = netip.ParseAddr(s); err == nil {
+			p = netip.PrefixFrom(ip, ip.BitLen())
+		}
+	}
+	if err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("bad address %q: give an IPv4 address such as 192.0.2.1 or 192.0.2.1/32", s)
+	}
+	if !vif.IsHostAddr(p.Addr()) {
+		return fmt.Errorf("bad address %q: a vif address must be unicast (not 0/8, 127/8, multicast or broadcast)", s)
+	}
+	*a = address(p)
+	return nil
+}
+
+func (a address) MarshalText() ([]byte, error) {
+	p := netip.Prefix(a)
+	if p.Bits() == 32 {
+		return p.Addr().MarshalText()
+	}
+	return p.MarshalText()
+}
+
+// prefix is a prefix whose host bits are zero.
+type prefix netip.Prefix
+
+func (x *prefix) UnmarshalText(b []byte) error {
+	p, err := netip.ParsePrefix(string(b))
+	if err != nil || !p.Addr().Is4() {
+		return fmt.Errorf("bad prefix %q: give an IPv4 prefix such as 198.51.100.0/24", b)
+	}
+	if p != p.Masked() {
+		return fmt.Errorf("bad prefix %q: host bits are set; did you mean %s?", b, p.Masked())
+	}
+	*x = prefix(p)
+	return nil
+}
+
+func (x prefix) MarshalText() ([]byte, error) { return netip.Prefix(x).MarshalText() }
+
+// unicast is an underlay address: a unicast IPv4 address.
+type unicast netip.Addr
+
+func (u *unicast) UnmarshalText(b []byte) error {
+	a, err := netip.ParseAddr(string(b))
+	if err != nil || !a.Is4() {
+		return fmt.Errorf("bad address %q: give an IPv4 address such as 198.18.0.2", b)
+	}
+	if !vif.IsHostAddr(a) {
+		return fmt.Errorf("bad address %q: it must be a unicast address", b)
+	}
+	*u = unicast(a)
+	return nil
+}
+
+func (u unicast) MarshalText() ([]byte, error) { return netip.Addr(u).MarshalText() }
+func (u unicast) IsZero() bool                 { return !netip.Addr(u).IsValid() }
+
+// Parse reads the configuration file named name whose content is data,
+// and returns its vifs sorted by name. An error names the file, line and
+// column and says what is wrong and how to fix it, in one line:
+// "vif.toml:4:9: bad address "192.0.2": give an IPv4 address such as
+// 192.0.2.1 or 192.0.2.1/32".
+func Parse(name string, data []byte) ([]daemon.Spec, error) {
+	var f file
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, decodeError(name, err)
+	}
+	lines := keyLines(data)
+	specs := make([]daemon.Spec, 0, len(f.Vif))
+	for n, v := range f.Vif {
+		s, err := v.spec(n)
+		if err != nil {
+			var ke *keyError
+			if errors.As(err, &ke) {
+				return nil, fmt.Errorf("%s:%d: vif %s: %v", name, lines.find("vif", n, ke.key), n, ke.err)
+			}
+			return nil, fmt.Errorf("%s:%d: vif %s: %v", name, lines.find("vif", n), n, err)
+		}
+		specs = append(specs, s)
+	}
+	slices.SortFunc(specs, func(a, b daemon.Spec) int { return strings.Compare(a.Name, b.Name) })
+	if err := distinct(specs); err != nil {
+		return nil, fmt.Errorf("%s:%d: %v", name, lines.find("vif", err.vif, "addresses"), err)
+	}
+	return specs, nil
+}
+
+// keyError is an error about one key of a vif's table.
+type keyError struct {
+	key string
+	err error
+}
+
+func (e *keyError) Error() string { return e.key + ": " + e.err.Error() }
+
+func keyErrorf(key, format string, args ...any) error {
+	return &keyError{key, fmt.Errorf(format, args...)}
+}
+
+// spec checks the vif table v of the vif name and returns its Spec.
+func (v vifTable) spec(name string) (daemon.Spec, error) {
+	var s daemon.Spec
+	if err := vif.CheckName(name); err != nil {
+		return s, fmt.Errorf("bad name %q: use 1 to 15 letters, digits, '.', '-' or '_', such as vif0", name)
+	}
+	s.Name, s.Slave, s.MTU, s.Force = name, v.Slave, v.MTU, v.Force
+	s.Publish = v.ARPProxy == nil || *v.ARPProxy
+	s.Local = netip.Addr(v.Local)
+	for _, a := range v.Addresses {
+		s.Addrs = append(s.Addrs, netip.Prefix(a))
+	}
+	s.Ranges = prefixes(v.Ranges)
+	s.Routes = prefixes(v.Routes)
+	s.Forward = prefixes(v.Forward)
+	if len(s.Addrs)+len(s.Ranges) == 0 {
+		return s, errors.New(`it has no address: give addresses = ["192.0.2.1"] or ranges = ["203.0.113.0/24"]`)
+	}
+	switch v.Protocol {
+	case 0, 94, 4:
+		s.Protocol = uint8(v.Protocol)
+	default:
+		return s, keyErrorf("protocol", "bad protocol %d: use 94 (IPIP, the default) or 4 (RFC 2003)", v.Protocol)
+	}
+	if v.MTU != 0 && (v.MTU < vif.MinMTU || v.MTU > vif.MaxMTU) {
+		return s, keyErrorf("mtu", "bad mtu %d: use a number from %d to %d, or leave it out for the slave's MTU minus 20", v.MTU, vif.MinMTU, vif.MaxMTU)
+	}
+	if !v.DefaultRoute {
+		for _, p := range slices.Concat(s.Routes, s.Addrs) {
+			if p.Bits() == 0 {
+				key := "routes"
+				if slices.Contains(s.Addrs, p) {
+					key = "addresses"
+				}
+				return s, keyErrorf(key, "%s routes 0.0.0.0/0 into the vif: all of the host's traffic without a better route would go into the tunnel; set default-route = true if that is what you want", p)
+			}
+		}
+	}
+	for _, p := range v.Peer {
+		a := netip.Addr(p.Address)
+		if !a.IsValid() {
+			return s, keyErrorf("peer", "a peer has no address: give address = \"198.18.0.2\"")
+		}
+		if slices.ContainsFunc(s.Peers, func(q vif.Peer) bool { return q.Addr == a }) || s.Peer == a {
+			return s, keyErrorf("peer", "peer %s is given twice", a)
+		}
+		if a == s.Local {
+			return s, keyErrorf("peer", "peer %s is the local address: a peer is the other end of the tunnel", a)
+		}
+		if len(p.AllowedIPs) == 0 {
+			if s.Peer.IsValid() {
+				return s, keyErrorf("peer", "peers %s and %s both lack allowed-ips: only one peer may take every destination the others don't", s.Peer, a)
+			}
+			s.Peer = a
+			continue
+		}
+		s.Peers = append(s.Peers, vif.Peer{Addr: a, Prefixes: prefixes(p.AllowedIPs)})
+	}
+	return s, nil
+}
+
+// clash is two vifs of one file claiming one address.
+type clash struct {
+	vif, other string
+	addr       netip.Prefix
+}
+
+func (c *clash) Error() string {
+	return fmt.Sprintf("vif %s: address %s is also vif %s's: give each address to one vif", c.vif, c.addr, c.other)
+}
+
+// distinct returns a clash if two vifs of specs claim one address.
+func distinct(specs []daemon.Spec) *clash {
+	owner := map[netip.Addr]string{}
+	for _, s := range specs {
+		for _, p := range s.Addrs {
+			if o, ok := owner[p.Addr()]; ok {
+				return &clash{vif: s.Name, other: o, addr: p}
+			}
+			owner[p.Addr()] = s.Name
+		}
+	}
+	for k, s := range specs {
+		for _, r := range s.Ranges {
+			for _, o := range specs[k+1:] {
+				for _, q := range slices.Concat(o.Ranges, o.Addrs) {
+					if r.Overlaps(q) {
+						return &clash{vif: o.Name, other: s.Name, addr: q}
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func prefixes(ps []prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		out = append(out, netip.Prefix(p))
+	}
+	return out
+}
+
+// decodeError turns the TOML decoder's error into one line naming the
+// file, line and column.
+func decodeError(name string, err error) error {
+	var de *toml.DecodeError
+	if !errors.As(err, &de) {
+		return fmt.Errorf("%s: %v", name, err)
+	}
+	row, col := de.Position()
+	msg := strings.TrimPrefix(de.Error(), "toml: ")
+	if k := de.Key(); len(k) > 0 && strings.HasPrefix(msg, "unknown field") {
+		msg = fmt.Sprintf("unknown key %q (the keys are the long flags of \"vif up\"; see \"vif apply --help\")", k[len(k)-1])
+	}
+	if k := de.Key(); len(k) > 0 && strings.HasPrefix(msg, "cannot decode TOML") {
+		msg = fmt.Sprintf("%s: %s", k[len(k)-1], msg)
+	}
+	return fmt.Errorf("%s:%d:%d: %s", name, row, col, msg)
+}
+
+// lines maps dotted key paths ("vif.vif0.mtu") to the line they are on.
+type lines map[string]int
+
+// keyLines returns the lines of data's keys and table headers; data
+// has decoded already.
+func keyLines(data []byte) lines {
+	m := lines{}
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		e := p.Expression()
+		var path []string
+		line := 0
+		for it := e.Key(); it.Next(); {
+			k := it.Node()
+			path = append(path, string(k.Data))
+			if line == 0 {
+				line = p.Shape(k.Raw).Start.Line
+				if k.Raw.Length == 0 {
+					line = p.Shape(p.Range(k.Data)).Start.Line
+				}
+			}
+		}
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = path
+		case unstable.KeyValue:
+			path = slices.Concat(table, path)
+		}
+		key := strings.Join(path, ".")
+		if _, ok := m[key]; !ok {
+			m[key] = line
+		}
+	}
+	return m
+}
+
+// find returns the line of the longest known prefix of path.
+func (l lines) find(path ...string) int {
+	for n := len(path); n > 0; n-- {
+		if line, ok := l[strings.Join(path[:n], ".")]; ok {
+			return line
+		}
+	}
+	return 1
+}
+
+// Load reads and parses the configuration file path (see Parse).
+func Load(path string) ([]daemon.Spec, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, b)
+}
+
+// Format returns specs as a configuration file that Parse reads back to
+// the same specs.
+func Format(specs []daemon.Spec) ([]byte, error) {
+	f := file{Vif: map[string]vifTable{}}
+	for _, s := range specs {
+		v := vifTable{Slave: s.Slave, Local: unicast(s.Local), Protocol: int(s.Protocol), MTU: s.MTU, Force: s.Force}
+		for _, p := range s.Addrs {
+			v.Addresses = append(v.Addresses, address(p))
+			v.DefaultRoute = v.DefaultRoute || p.Bits() == 0
+		}
+		for _, p := range s.Routes {
+			v.DefaultRoute = v.DefaultRoute || p.Bits() == 0
+		}
+		v.Ranges, v.Routes, v.Forward = toTOML(s.Ranges), toTOML(s.Routes), toTOML(s.Forward)
+		if !s.Publish {
+			v.ARPProxy = new(bool)
+		}
+		for _, p := range s.Peers {
+			v.Peer = append(v.Peer, peer{Address: unicast(p.Addr), AllowedIPs: toTOML(p.Prefixes)})
+		}
+		if s.Peer.IsValid() {
+			v.Peer = append(v.Peer, peer{Address: unicast(s.Peer)})
+		}
+		f.Vif[s.Name] = v
+	}
+	var b bytes.Buffer
+	enc := toml.NewEncoder(&b)
+	enc.SetIndentTables(false)
+	if err := enc.Encode(f); err != nil {
+		return nil, err
+	}
+	// The encoder opens the parent table of [vif.NAME] too: say what
+	// the file is instead.
+	out := bytes.TrimPrefix(b.Bytes(), []byte("[vif]\n"))
+	return append([]byte("# vif configuration: \"vif apply FILE\" brings a network namespace to it\n\n"), out...), nil
+}
+
+func toTOML(ps []netip.Prefix) []prefix {
+	var out []prefix
+	for _, p := range ps {
+		out = append(out, prefix(p))
+	}
+	return out
+}
