@@ -115,7 +115,7 @@ const (
 	DropTUNOverflow    = "tx_tun_overflow"
 )
 
-// DropReasons lists every key Stats.Drops may hold, for documentation and
+// DropReasons lists every key Stats.Drops may hold, sorted, for documentation and
 // for tools that want a fixed set of columns.
 func DropReasons() []string {
 	var out []string
@@ -124,7 +124,8 @@ func DropReasons() []string {
 	for e := ipip.Error(1); e < ipip.NumErrors; e++ {
 		out = append(out, "tx_"+e.Name(), "rx_"+e.Name())
 	}
-	return out
+	slices.Sort(out)
+	return slices.Compact(out) // tx_too_big is both the loop's and the codec's
 }
 
 // counters of one direction, written by that direction's goroutine only
@@ -165,11 +166,13 @@ func (i *Interface) Stats() Stats {
 		}
 	}
 	for e := ipip.Error(1); e < ipip.NumErrors; e++ {
+		// Added, not set: the loop's tx_too_big (DF, larger than the
+		// path) and the codec's (larger than IPv4 allows) share a name.
 		if v := i.tx.codec[e].Load(); v != 0 {
-			s.Drops["tx_"+e.Name()] = v
+			s.Drops["tx_"+e.Name()] += v
 		}
 		if v := i.rx.codec[e].Load(); v != 0 {
-			s.Drops["rx_"+e.Name()] = v
+			s.Drops["rx_"+e.Name()] += v
 		}
 	}
 	if d, ok := i.under.(interface{ Drops() uint64 }); ok {
