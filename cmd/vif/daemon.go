@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
 	"golang.org/x/sys/unix"
@@ -28,11 +28,23 @@ const shutdownWait = 5 * time.Second
 // are still in place, and puts them back.
 const healEvery = time.Second
 
-// runDaemon is the hidden "vif daemon" command that "vif up" starts in the
-// background. It serves the namespace's vifs until the last one goes.
-// Until it logs to its file, its standard error is a pipe to the "vif up"
-// that started it, which shows any error it reports.
-func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
+// daemonCmd is the hidden "vif daemon" that "vif up" starts in the
+// background.
+func daemonCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "daemon",
+		Short:  "serve this network namespace's vifs (started by vif up)",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context())
+		},
+	}
+}
+
+// runDaemon serves the namespace's vifs until the last one goes. Until it
+// logs to its file, its standard error is a pipe to the "vif up" that
+// started it, which shows any error it reports.
+func runDaemon(ctx context.Context) error {
 	paths, err := control.ThisNetns()
 	if err != nil {
 		return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,12 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// netnsFlag documents --netns in a subcommand's help. The flag itself is
-// taken out of the command line by run before the subcommand parses it.
-func netnsFlag(fs *flag.FlagSet) {
-	fs.String("netns", "", "run in the named network namespace (as in \"ip netns\"), or a path to one")
-}
 
 // extractNetns removes --netns NS (or --netns=NS, -netns) from args and
 // returns the namespace.
