@@ -184,7 +184,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"help"}, []string{"Usage:\n  vif COMMAND [flags]", "vif up NAME ADDR[/LEN]...", "vif set NAME CHANGE", "--netns NS", "--version"}},
 		{[]string{"--help"}, []string{"vif show [NAME]"}},
 		{[]string{"-h"}, []string{"vif down NAME"}},
-		{[]string{"up", "--help"}, []string{"Usage:\n  vif up NAME ADDR[/LEN]... [flags]", "Examples:\n  # answer on 192.0.2.1", "--foreground", "--slave IFACE", "--peer ADDR[=PREFIX,...]", "--timeout D", "(default 30s)", "-v, --verbose", "a daemon keeps its level", "--netns NS"}},
+		{[]string{"up", "--help"}, []string{"Usage:\n  vif up NAME ADDR[/LEN]... [flags]", "Examples:\n  # answer on 192.0.2.1", "--foreground", "--slave IFACE", "--peer ADDR[=PREFIX,...]", "--timeout D", "(default 30s)", "-v, --verbose", "a daemon already running keeps its level", "--netns NS"}},
 		{[]string{"help", "up"}, []string{"vif up NAME ADDR[/LEN]... [flags]"}},
 		{[]string{"up", "-h"}, []string{"vif up NAME ADDR[/LEN]... [flags]"}},
 		{[]string{"show", "--help"}, []string{"vif show [NAME] [flags]", "-j, --json", "rss_kib", "(default 5s)"}},

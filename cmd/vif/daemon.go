@@ -28,23 +28,26 @@ const shutdownWait = 5 * time.Second
 // are still in place, and puts them back.
 const healEvery = time.Second
 
-// daemonCmd is the hidden "vif daemon" that "vif up" starts in the
-// background.
+// daemonCmd is the hidden "vif daemon [--verbose]" that "vif up" starts in
+// the background.
 func daemonCmd() *cobra.Command {
-	return &cobra.Command{
+	var verbose bool
+	cmd := &cobra.Command{
 		Use:    "daemon",
 		Short:  "serve this network namespace's vifs (started by vif up)",
 		Hidden: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDaemon(cmd.Context())
+			return runDaemon(cmd.Context(), verbose)
 		},
 	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
+	return cmd
 }
 
 // runDaemon serves the namespace's vifs until the last one goes. Until it
 // logs to its file, its standard error is a pipe to the "vif up" that
 // started it, which shows any error it reports.
-func runDaemon(ctx context.Context) error {
+func runDaemon(ctx context.Context, verbose bool) error {
 	paths, err := control.ThisNetns()
 	if err != nil {
 		return err
@@ -67,7 +70,7 @@ func runDaemon(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(verbose)}))
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -81,6 +84,14 @@ func runDaemon(ctx context.Context) error {
 	}()
 	log.Info("vif daemon started", "pid", os.Getpid(), "socket", paths.Socket)
 	return serve(ctx, log, daemon.New(log), ln, daemon.Info{PID: os.Getpid(), Log: paths.Log})
+}
+
+// logLevel is the level of a daemon's log: Debug with verbose, else Info.
+func logLevel(verbose bool) slog.Level {
+	if verbose {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // logTo makes path, opened for appending (so that logrotate's copytruncate

@@ -40,7 +40,7 @@ func runDown(ctx context.Context, args []string, timeout time.Duration) error {
 	if err := needRoot("down"); err != nil {
 		return err
 	}
-	_, err := call(ctx, daemon.Request{Op: daemon.OpDown, Name: args[0]}, timeout, false)
+	_, err := call(ctx, daemon.Request{Op: daemon.OpDown, Name: args[0]}, timeout, nil)
 	if errors.Is(err, control.ErrNotRunning) {
 		return fmt.Errorf("no such vif: %s (no vif runs in this network namespace; see \"vif show\")", args[0])
 	}

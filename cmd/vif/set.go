@@ -72,7 +72,7 @@ func runSet(ctx context.Context, args []string, force bool, timeout time.Duratio
 	if err := needRoot("set"); err != nil {
 		return err
 	}
-	_, err = call(ctx, req, timeout, false)
+	_, err = call(ctx, req, timeout, nil)
 	if errors.Is(err, control.ErrNotRunning) {
 		return fmt.Errorf("no such vif: %s (no vif runs in this network namespace; see \"vif show\")", req.Name)
 	}

@@ -81,7 +81,7 @@ func runShow(ctx context.Context, args []string, asJSON bool, timeout time.Durat
 	if err := needRoot("show"); err != nil {
 		return err
 	}
-	resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name}, timeout, false)
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name}, timeout, nil)
 	if errors.Is(err, control.ErrNotRunning) {
 		if name != "" {
 			return fmt.Errorf("no such vif: %s (no vif runs in this network namespace)", name)

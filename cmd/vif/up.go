@@ -94,7 +94,7 @@ keeps its vifs; they resume when it comes back up.`,
 	fs.BoolVar(&f.isRange, "range", false, "each ADDR/LEN is a whole range of addresses: made local with one route and published but its network and broadcast addresses (and, up to a /22, the addresses a probe finds in use)")
 	fs.BoolVar(&f.c.force, "force", false, "publish the addresses even if another host on the segment answers for them")
 	fs.BoolVar(&f.c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
-	fs.BoolVarP(&f.c.verbose, "verbose", "v", false, "log debug messages of a --foreground vif (a daemon keeps its level)")
+	fs.BoolVarP(&f.c.verbose, "verbose", "v", false, "log debug messages: of a --foreground vif, or of the daemon this command starts; a daemon already running keeps its level")
 	timeoutFlag(cmd, &f.c.timeout, upTimeout)
 	return cmd
 }
@@ -188,7 +188,7 @@ func runUp(ctx context.Context, c *upConfig, stdout, stderr io.Writer) error {
 	if c.foreground {
 		return runForeground(ctx, c, stderr)
 	}
-	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req, Force: c.force}, c.timeout, true)
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req, Force: c.force}, c.timeout, &spawn{verbose: c.verbose})
 	if err != nil {
 		return err
 	}
@@ -222,11 +222,7 @@ func runUp(ctx context.Context, c *upConfig, stdout, stderr io.Writer) error {
 // SIGTERM, or SIGHUP when its terminal goes), or until "vif down" removes
 // it; it is the namespace's daemon meanwhile.
 func runForeground(ctx context.Context, c *upConfig, stderr io.Writer) error {
-	level := slog.LevelInfo
-	if c.verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(c.verbose)}))
 	paths, err := control.ThisNetns()
 	if err != nil {
 		return err
