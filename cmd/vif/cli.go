@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		execute(ctx, newRoot(), []string{"--help"}, stderr, stderr) // an error: the usage goes to stderr
 		return errNoCommand
 	}
-	args, ns, err := extractNetns(args)
+	args, ns, err := takeNetns(args)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func execute(ctx context.Context, root *cobra.Command, args []string, stdout, st
 
 // newRoot returns the vif command. Each subcommand is defined in one
 // place, its file: usage, help text, examples, flags and what it runs;
-// the help is made from that.
+// the help, the shell completion and the man pages are made from that.
 func newRoot() *cobra.Command {
 	cobra.EnableCommandSorting = false // list the commands in the order below
 	var showVersion bool
@@ -97,14 +97,18 @@ Every command takes --netns NS to act in another network namespace.`,
 			}
 			return unknownCommand(cmd, args[0])
 		},
+		ValidArgsFunction: cobra.NoFileCompletions,
 		SilenceErrors:     true, // main prints the one line
 		SilenceUsage:      true, // and nothing around it
 		DisableAutoGenTag: true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true}, // see completionCmd
 	}
 	root.SetUsageFunc(usage)
 	root.Flags().BoolVar(&showVersion, "version", false, "show the version and the source revision")
 	root.PersistentFlags().String("netns", "", "act in the network namespace `NS`: a name, as in \"ip netns\", or a path to one")
-	root.AddCommand(upCmd(runUp), downCmd(), setCmd(), showCmd(), demoCmd(), daemonCmd(), versionCmd())
+	root.RegisterFlagCompletionFunc("netns", completeNetns)
+	root.AddCommand(upCmd(runUp), downCmd(), setCmd(), showCmd(), demoCmd(), completionCmd(),
+		daemonCmd(), versionCmd())
 	root.SetHelpCommand(helpCmd())
 	return root
 }

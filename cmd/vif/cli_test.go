@@ -145,6 +145,23 @@ func TestExtractNetns(t *testing.T) {
 	}
 }
 
+func TestTakeNetns(t *testing.T) {
+	tests := []struct{ in, out, ns string }{
+		{"--netns blue show", "show", "blue"},
+		// A completion request: the word being typed is the last.
+		{"__complete --netns blue down ", "__complete down ", "blue"},
+		{"__completeNoDesc down --netns=red v", "__completeNoDesc down v", "red"},
+		{"__complete --netns ", "__complete --netns ", ""},     // the value is being typed
+		{"__complete --netns=bl", "__complete --netns=bl", ""}, // likewise
+	}
+	for _, tt := range tests {
+		out, ns, err := takeNetns(strings.Split(tt.in, " "))
+		if err != nil || strings.Join(out, " ") != tt.out || ns != tt.ns {
+			t.Errorf("takeNetns(%q) = %q, %q, %v; want %q, %q", tt.in, strings.Join(out, " "), ns, err, tt.out, tt.ns)
+		}
+	}
+}
+
 func TestRunUsage(t *testing.T) {
 	ctx := context.Background()
 	var out, errb bytes.Buffer
@@ -181,7 +198,7 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"help"}, []string{"Usage:\n  vif COMMAND [flags]", "vif up NAME ADDR[/LEN]...", "vif set NAME CHANGE", "--netns NS", "--version"}},
+		{[]string{"help"}, []string{"Usage:\n  vif COMMAND [flags]", "vif up NAME ADDR[/LEN]...", "vif set NAME CHANGE", "vif completion bash|zsh|fish", "--netns NS", "--version"}},
 		{[]string{"--help"}, []string{"vif show [NAME]"}},
 		{[]string{"-h"}, []string{"vif down NAME"}},
 		{[]string{"up", "--help"}, []string{"Usage:\n  vif up NAME ADDR[/LEN]... [flags]", "Examples:\n  # answer on 192.0.2.1", "--foreground", "--slave IFACE", "--peer ADDR[=PREFIX,...]", "--timeout D", "(default 30s)", "-v, --verbose", "a daemon already running keeps its level", "--netns NS"}},
@@ -191,6 +208,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"set", "--help"}, []string{"vif set NAME CHANGE [flags]", "peer ADDR allowed-ips", "vif set vif0 mtu 1400", "--force"}},
 		{[]string{"down", "--help"}, []string{"vif down NAME [flags]", "vif down vif0"}},
 		{[]string{"demo", "--help"}, []string{"vif demo", "sudo vif demo"}},
+		{[]string{"help", "completion"}, []string{"vif completion bash > /etc/bash_completion.d/vif"}},
 	} {
 		var out, errb bytes.Buffer
 		if err := run(ctx, tt.args, &out, &errb); err != nil {
@@ -336,6 +354,51 @@ func TestVersion(t *testing.T) {
 		var out, errOut strings.Builder
 		if err := run(context.Background(), args, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "vif ") || !strings.Contains(out.String(), "go1.") || strings.Count(out.String(), "\n") != 1 {
 			t.Errorf("vif %v: %v, %q", args, err, out.String())
+		}
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"completion", shell}, &out, io.Discard); err != nil {
+			t.Fatalf("vif completion %s: %v", shell, err)
+		}
+		if out.Len() == 0 || !strings.Contains(out.String(), "vif") || !strings.Contains(out.String(), "__complete") {
+			t.Errorf("vif completion %s:\n%s", shell, out.String())
+		}
+	}
+	for _, args := range [][]string{{"completion"}, {"completion", "tcsh"}, {"completion", "bash", "zsh"}} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), args, &out, &errb); exitCode(err) != 2 || out.Len()+errb.Len() > 0 {
+			t.Errorf("vif %v: %v, want a one-line usage error", args, err)
+		}
+	}
+	// What the shells ask: commands, flags and words; never a file.
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"__complete", ""}, []string{"up\t", "down\t", "set\t", "show\t", "demo\t", "completion\t", "help\t"}},
+		{[]string{"__complete", "up", "vif0", "192.0.2.1", "--fo"}, []string{"--force\t", "--foreground\t"}},
+		{[]string{"__complete", "show", "-"}, []string{"--json\t", "--netns\t", "--timeout\t"}},
+		{[]string{"__complete", "set", "vif0", ""}, []string{"peer\t", "addr\t", "route\t", "mtu\t"}},
+		{[]string{"__complete", "set", "vif0", "route", ""}, []string{"add", "del"}},
+		{[]string{"__complete", "completion", ""}, []string{"bash", "zsh", "fish"}},
+		{[]string{"__complete", "help", "u"}, []string{"up\t"}},
+		{[]string{"__complete", "down", ""}, nil}, // the names of running vifs, if any
+	} {
+		var out bytes.Buffer
+		if err := run(context.Background(), tt.args, &out, io.Discard); err != nil {
+			t.Errorf("vif %q: %v", tt.args, err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("vif %q lacks %q:\n%s", tt.args, w, out.String())
+			}
+		}
+		if !strings.HasSuffix(out.String(), ":4\n") { // ShellCompDirectiveNoFileComp
+			t.Errorf("vif %q may complete files:\n%s", tt.args, out.String())
 		}
 	}
 }

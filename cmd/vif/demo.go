@@ -29,7 +29,8 @@ neighbour on its segment (only vif's ARP proxy answers for them), then two
 vifs tunnel traffic to each other in IPIP (protocol 94). It prints what it
 does and what it observes, and removes everything at the end, also on
 Ctrl-C. Needs root; touches nothing outside its namespaces.`,
-		Example: `  sudo vif demo`,
+		Example:           `  sudo vif demo`,
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDemo(cmd.Context(), args, cmd.OutOrStdout())
 		},

@@ -19,8 +19,9 @@ func downCmd() *cobra.Command {
 		Short: "remove a vif and all it installed",
 		Long: `Remove the vif NAME and everything it installed (addresses, routes, ARP
 publication). When the last vif of the namespace goes, its daemon exits.`,
-		Example:    `  vif down vif0`,
-		SuggestFor: []string{"del", "delete", "remove", "rm", "stop"},
+		Example:           `  vif down vif0`,
+		SuggestFor:        []string{"del", "delete", "remove", "rm", "stop"},
+		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDown(cmd.Context(), args, timeout)
 		},

@@ -8,11 +8,30 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
+
+// takeNetns takes --netns NS out of the command line args and returns
+// the namespace, in which the command then runs again. In a completion
+// request ("vif __complete WORD... PARTIAL", from the shell) only the
+// complete words count, and a --netns whose value is being typed stays for
+// cobra to complete.
+func takeNetns(args []string) ([]string, string, error) {
+	if len(args) < 2 || (args[0] != cobra.ShellCompRequestCmd && args[0] != cobra.ShellCompNoDescRequestCmd) {
+		return extractNetns(args)
+	}
+	last := len(args) - 1
+	words, ns, err := extractNetns(args[1:last])
+	if err != nil || ns == "" {
+		return args, "", nil
+	}
+	return slices.Concat(args[:1], words, args[last:]), ns, nil
+}
 
 // extractNetns removes --netns NS (or --netns=NS, -netns) from args and
 // returns the namespace.

@@ -49,7 +49,8 @@ what does not change goes on. CHANGE is one of:
   vif set vif0 addr add 192.0.2.2
   vif set vif0 route add 198.51.100.0/24
   vif set vif0 mtu 1400`,
-		SuggestFor: []string{"change"},
+		SuggestFor:        []string{"change"},
+		ValidArgsFunction: completeSet,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runSet(cmd.Context(), args, force, timeout)
 		},

@@ -50,7 +50,8 @@ The --json form is stable (fields are only ever added):
      "daemon": {"pid", "log", "foreground", "goroutines", "rss_kib"}}`,
 		Example: `  vif show
   vif show vif0 --json | jq .vifs[0].counters`,
-		SuggestFor: []string{"list", "ls", "status"},
+		SuggestFor:        []string{"list", "ls", "status"},
+		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runShow(cmd.Context(), args, asJSON, timeout, cmd.OutOrStdout())
 		},

@@ -72,7 +72,8 @@ keeps its vifs; they resume when it comes back up.`,
 
   # under systemd or in a container
   vif up vif0 192.0.2.1 --foreground`,
-		SuggestFor: []string{"add", "create", "start"},
+		SuggestFor:        []string{"add", "create", "start"},
+		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.config(args)
 			if err != nil {
@@ -96,6 +97,7 @@ keeps its vifs; they resume when it comes back up.`,
 	fs.BoolVar(&f.c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
 	fs.BoolVarP(&f.c.verbose, "verbose", "v", false, "log debug messages: of a --foreground vif, or of the daemon this command starts; a daemon already running keeps its level")
 	timeoutFlag(cmd, &f.c.timeout, upTimeout)
+	cmd.RegisterFlagCompletionFunc("slave", completeInterfaces)
 	return cmd
 }
 
