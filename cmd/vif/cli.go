@@ -108,7 +108,7 @@ Every command takes --netns NS to act in another network namespace.`,
 	root.PersistentFlags().String("netns", "", "act in the network namespace `NS`: a name, as in \"ip netns\", or a path to one")
 	root.RegisterFlagCompletionFunc("netns", completeNetns)
 	root.AddCommand(upCmd(runUp), downCmd(), setCmd(), showCmd(), demoCmd(), completionCmd(),
-		daemonCmd(), versionCmd())
+		daemonCmd(), versionCmd(), manCmd())
 	root.SetHelpCommand(helpCmd())
 	return root
 }

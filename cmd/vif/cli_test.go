@@ -358,6 +358,38 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// The man pages are made from the same definitions as the help.
+func TestMan(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "man1") // made if missing
+	if err := run(context.Background(), []string{"man", dir}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range []string{"vif.1", "vif-up.1", "vif-down.1", "vif-set.1", "vif-show.1", "vif-demo.1", "vif-completion.1"} {
+		if _, err := os.Stat(filepath.Join(dir, page)); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, page := range []string{"vif-daemon.1", "vif-man.1", "vif-help.1"} {
+		if _, err := os.Stat(filepath.Join(dir, page)); err == nil {
+			t.Errorf("%s was written: it is no command for people", page)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "vif-up.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// go-md2man writes a flag's dashes as they are: groff prints them as
+	// hyphen-minus, fit to copy and paste.
+	for _, w := range []string{"\\fB--slave\\fP", "--foreground", "\\fB--netns\\fP", "vif up vif0 192.0.2.1 --slave eth0", `.TH "VIF-UP" "1"`} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("vif-up.1 lacks %q:\n%s", w, b)
+		}
+	}
+	if err := run(context.Background(), []string{"man"}, io.Discard, io.Discard); exitCode(err) != 2 {
+		t.Errorf("vif man without a directory: %v", err)
+	}
+}
+
 func TestCompletion(t *testing.T) {
 	for _, shell := range []string{"bash", "zsh", "fish"} {
 		var out bytes.Buffer

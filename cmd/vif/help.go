@@ -3,10 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
 	"github.com/spf13/pflag"
 )
 
@@ -199,4 +202,27 @@ func orList(words []string, pre, post string) string {
 		b.WriteString(pre + w + post)
 	}
 	return b.String()
+}
+
+// manCmd is the hidden "vif man DIR": it writes the man pages, made from
+// the same definitions as the help, into DIR.
+func manCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "man DIR",
+		Short:  "write the man pages vif.1, vif-up.1, ... into DIR",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("man takes the directory to write the pages into, as in \"vif man /usr/local/share/man/man1\"")
+			}
+			if err := os.MkdirAll(args[0], 0o755); err != nil {
+				return err
+			}
+			src := "vif"
+			if bi, ok := debug.ReadBuildInfo(); ok {
+				src += " " + bi.Main.Version
+			}
+			return doc.GenManTree(cmd.Root(), &doc.GenManHeader{Section: "1", Source: src, Manual: "User Commands"}, args[0])
+		},
+	}
 }
