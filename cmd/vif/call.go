@@ -23,13 +23,18 @@ const (
 	callTimeout = 5 * time.Second
 )
 
+// spawn says how call starts a daemon when none runs.
+type spawn struct {
+	verbose bool // it logs debug messages
+}
+
 // call sends req to this network namespace's daemon within timeout and
 // returns its answer; an answer that reports an error is returned as that
-// error. With spawn, a daemon is started when none runs. A daemon that
+// error. With a spawn, a daemon is started when none runs. A daemon that
 // exits before it takes the request (its last vif just went) is asked
-// again, or replaced with spawn. Without spawn, no daemon is
+// again, or replaced with a spawn. Without one, no daemon is
 // control.ErrNotRunning.
-func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn bool) (daemon.Response, error) {
+func call(ctx context.Context, req daemon.Request, timeout time.Duration, sp *spawn) (daemon.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	paths, err := control.ThisNetns()
@@ -62,12 +67,12 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn 
 				return resp, errors.New(resp.Error)
 			}
 			return resp, nil
-		case errors.Is(err, control.ErrNotRunning) && spawn:
+		case errors.Is(err, control.ErrNotRunning) && sp != nil:
 			// A daemon we started may find another that serves (one
 			// restoring its removed files): start at most two a second.
 			if started == nil && time.Since(lastSpawn) > 500*time.Millisecond {
 				lastSpawn = time.Now()
-				if started, err = spawnDaemon(); err != nil {
+				if started, err = spawnDaemon(sp.verbose); err != nil {
 					return daemon.Response{}, err
 				}
 			}
@@ -96,11 +101,11 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, spawn 
 	}
 }
 
-// spawnDaemon starts "vif daemon" in a session of its own, detached from
-// the terminal. The returned channel receives what the daemon writes to
-// its standard error before it logs to its file (an error, if it fails
-// to start), and is closed then.
-func spawnDaemon() (<-chan string, error) {
+// spawnDaemon starts "vif daemon" (with --verbose if verbose) in a session
+// of its own, detached from the terminal. The returned channel receives
+// what the daemon writes to its standard error before it logs to its file
+// (an error, if it fails to start), and is closed then.
+func spawnDaemon(verbose bool) (<-chan string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = "/proc/self/exe"
@@ -110,6 +115,9 @@ func spawnDaemon() (<-chan string, error) {
 		return nil, err
 	}
 	cmd := exec.Command(exe, "daemon")
+	if verbose {
+		cmd.Args = append(cmd.Args, "--verbose")
+	}
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
 		// The command's profile is the command's: a daemon writing the
 		// same file would replace it.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -13,26 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/vif"
 )
-
-const usage = `vif — virtual network interfaces that answer on extra IPv4 addresses
-and tunnel in IPIP (protocol 94 or 4) to a peer.
-
-Usage:
-  vif up NAME ADDR[/LEN]... [flags]   create a vif; it serves until "vif down"
-  vif down NAME                       remove a vif and all it installed
-  vif set NAME CHANGE                 change a running vif: peer, addr,
-                                      route or mtu
-  vif show [NAME] [--json]            show vifs, their settings and counters
-  vif demo                            walk through the seed's scenario in
-                                      throwaway network namespaces
-  vif help [COMMAND]                  show help
-  vif --version                       show the version and the source revision
-
-Every command takes --netns NS to act in another network namespace.
-Run "vif COMMAND --help" for its flags and examples.
-`
 
 // errUsage marks errors caused by bad command-line input (exit status 2).
 var errUsage = errors.New("usage")
@@ -48,6 +30,8 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
+var errNoCommand = usagef("no command given: try \"vif up vif0 192.0.2.1 --foreground\" or \"vif help\"")
+
 func exitCode(err error) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
@@ -60,43 +44,73 @@ func exitCode(err error) int {
 }
 
 // run executes the vif command line args and returns what went wrong.
+// --netns is taken out first: the command then runs again inside that
+// namespace.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return usagef("no command given: try \"vif up vif0 192.0.2.1 --foreground\" or \"vif help\"")
+		execute(ctx, newRoot(), []string{"--help"}, stderr, stderr) // an error: the usage goes to stderr
+		return errNoCommand
 	}
-	args, ns, err := extractNetns(args)
+	args, ns, err := takeNetns(args)
 	if err != nil {
 		return err
 	}
 	if ns != "" {
 		return inNetns(ns, args)
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "up":
-		return runUp(ctx, rest, stdout, stderr)
-	case "down":
-		return runDown(ctx, rest, stdout, stderr)
-	case "show":
-		return runShow(ctx, rest, stdout, stderr)
-	case "set":
-		return runSet(ctx, rest, stdout, stderr)
-	case "demo":
-		return runDemo(ctx, rest, stdout, stderr)
-	case "daemon":
-		return runDaemon(ctx, rest, stderr)
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, version())
-		return nil
-	case "help", "-h", "--help", "-help":
-		if len(rest) > 0 {
-			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
-		}
-		fmt.Fprint(stdout, usage)
-		return nil
+	return execute(ctx, newRoot(), args, stdout, stderr)
+}
+
+// execute runs args on the command tree root, writing to stdout and
+// stderr. Errors are returned, not printed: main prints them in one line.
+func execute(ctx context.Context, root *cobra.Command, args []string, stdout, stderr io.Writer) error {
+	root.SetArgs(append([]string{}, args...)) // never nil: cobra would read os.Args
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return flagError(cmd, args, err) })
+	return root.ExecuteContext(ctx)
+}
+
+// newRoot returns the vif command. Each subcommand is defined in one
+// place, its file: usage, help text, examples, flags and what it runs;
+// the help, the shell completion and the man pages are made from that.
+func newRoot() *cobra.Command {
+	cobra.EnableCommandSorting = false // list the commands in the order below
+	var showVersion bool
+	root := &cobra.Command{
+		Use:   "vif COMMAND",
+		Short: "virtual network interfaces in userspace",
+		Long: `vif — virtual network interfaces that answer on extra IPv4 addresses
+and tunnel in IPIP (protocol 94 or 4) to a peer.
+
+Every command takes --netns NS to act in another network namespace.`,
+		// Any word that is not a command reaches RunE, which says so in
+		// one line with a suggestion.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case showVersion:
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), version())
+				return err
+			case len(args) == 0: // "vif --"
+				return errNoCommand
+			}
+			return unknownCommand(cmd, args[0])
+		},
+		ValidArgsFunction: cobra.NoFileCompletions,
+		SilenceErrors:     true, // main prints the one line
+		SilenceUsage:      true, // and nothing around it
+		DisableAutoGenTag: true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true}, // see completionCmd
 	}
-	return usagef("unknown command %q: use up, down, set, show or demo (see \"vif help\")", cmd)
+	root.SetUsageFunc(usage)
+	root.Flags().BoolVar(&showVersion, "version", false, "show the version and the source revision")
+	root.PersistentFlags().String("netns", "", "act in the network namespace `NS`: a name, as in \"ip netns\", or a path to one")
+	root.RegisterFlagCompletionFunc("netns", completeNetns)
+	root.AddCommand(upCmd(runUp), downCmd(), setCmd(), showCmd(), demoCmd(), completionCmd(),
+		daemonCmd(), versionCmd(), manCmd())
+	root.SetHelpCommand(helpCmd())
+	return root
 }
 
 // version describes this build: the module's version and the VCS
@@ -124,22 +138,17 @@ func version() string {
 	return v + ", " + bi.GoVersion
 }
 
-// newFlags returns the flag set of a subcommand. It prints nothing itself:
-// a bad flag is an error for the caller to report in one line, and help
-// is printed by printHelp.
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	return fs
-}
-
-// printHelp prints a subcommand's usage text and flags to w.
-func printHelp(w io.Writer, fs *flag.FlagSet, usage string) {
-	fmt.Fprint(w, usage)
-	fs.SetOutput(w)
-	fs.PrintDefaults()
-	fs.SetOutput(io.Discard)
+// versionCmd is "vif version", the same as "vif --version".
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "version",
+		Short:  "show the version and the source revision",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), version())
+			return err
+		},
+	}
 }
 
 // checkTimeout refuses a --timeout that leaves no time to answer.
@@ -150,25 +159,9 @@ func checkTimeout(d time.Duration) error {
 	return nil
 }
 
-// parseInterleaved parses flags that may come before, between or after the
-// positional arguments ("vif up vif0 192.0.2.1 --slave eth0") and returns
-// the positional ones. "--" ends flag parsing.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		if args[0] == "--" {
-			return append(pos, args[1:]...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
+// timeoutFlag adds --timeout, the deadline of the daemon's answer.
+func timeoutFlag(cmd *cobra.Command, d *time.Duration, def time.Duration) {
+	cmd.Flags().DurationVar(d, "timeout", def, "give up if the daemon has not answered within `D`, a duration such as 5s")
 }
 
 // parseAddr parses a vif address, ADDR or ADDR/LEN; a bare address is a
@@ -234,12 +227,6 @@ func parseProto(s string) (uint8, error) {
 	}
 	return 0, usagef("bad --proto %q: use 94 (IPIP, the default) or 4 (RFC 2003)", s)
 }
-
-// listFlag collects a repeatable flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func parseMTU(s string) (int, error) {
 	if s == "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -29,12 +30,15 @@ func TestParseUp(t *testing.T) {
 			vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32"), pfx("198.51.100.0/24")},
 				Peer: addr("198.18.0.2"), Protocol: 4}, Slave: "eth0", Routes: []netip.Prefix{pfx("203.0.113.0/24"), pfx("198.51.100.128/25")},
 				MTU: 1400}, true},
-		{"flags first, single dash", "-slave eth1 -local 198.18.0.1 vif1 192.0.2.9", vif.LinkConfig{Name: "vif1", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.9/32")}, Local: addr("198.18.0.1")}, Slave: "eth1", Publish: true}, false},
+		{"flags first", "--slave eth1 --local 198.18.0.1 vif1 192.0.2.9", vif.LinkConfig{Name: "vif1", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.9/32")}, Local: addr("198.18.0.1")}, Slave: "eth1", Publish: true}, false},
+		{"peer with prefixes, flags between", "vif0 --peer 198.18.0.2=198.51.100.0/24,203.0.113.2/32 192.0.2.1 -v --peer 198.18.0.3", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")},
+			Peer: addr("198.18.0.3"), Peers: []vif.Peer{{Addr: addr("198.18.0.2"), Prefixes: []netip.Prefix{pfx("198.51.100.0/24"), pfx("203.0.113.2/32")}}}}, Publish: true}, false},
+		{"-- ends the flags", "vif0 192.0.2.1 --foreground -- 192.0.2.2", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32"), pfx("192.0.2.2/32")}}, Publish: true}, true},
 		{"flag=value", "vif0 192.0.2.1 --proto=ipip --mtu=9000", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Protocol: 94}, MTU: 9000, Publish: true}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := parseUp(strings.Fields(tt.args), &bytes.Buffer{})
+			c, err := parseUp(strings.Fields(tt.args))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,11 +75,22 @@ func TestParseUpErrors(t *testing.T) {
 		{"vif0 192.0.2.1 --local ::1", "bad --local"},
 		{"vif0 192.0.2.1 --route 198.51.100.7/24", "host bits are set; did you mean 198.51.100.0/24?"},
 		{"vif0 192.0.2.1 --route 198.51.100.0", "bad --route"},
-		{"vif0 192.0.2.1 --frobnicate", "flag provided but not defined: -frobnicate"},
+		{"vif0 192.0.2.1 --frobnicate", `unknown flag --frobnicate for "vif up" (see "vif up --help")`},
+		{"vif0 192.0.2.1 --slav eth1", `unknown flag --slav for "vif up": did you mean --slave? (see "vif up --help")`},
+		{"vif0 192.0.2.1 --fore", "did you mean --force or --foreground?"},
+		// Go's flag package took one dash; pflag reads -slave as -s -l -a...
+		{"-slave eth1 -local 198.18.0.1 vif1 192.0.2.9", `unknown flag -slave for "vif up": did you mean --slave?`},
+		{"vif0 192.0.2.1 -foreground", "unknown flag -foreground for \"vif up\": did you mean --foreground?"},
+		{"vif0 192.0.2.1 -verbose", "unknown flag -verbose for \"vif up\": did you mean --verbose?"},
+		{"vif0 192.0.2.1 -slave=eth1", "did you mean --slave?"},
+		{"vif0 192.0.2.1 -x", `unknown flag -x for "vif up" (see "vif up --help")`},
+		{"vif0 192.0.2.1 --slave", "--slave needs a value, as in --slave IFACE"},
+		{"vif0 192.0.2.1 --timeout 5", `bad --timeout "5": give a duration`},
+		{"vif0 192.0.2.1 --force=maybe", `bad --force "maybe"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.args, func(t *testing.T) {
-			_, err := parseUp(strings.Fields(tt.args), &bytes.Buffer{})
+			_, err := parseUp(strings.Fields(tt.args))
 			if err == nil {
 				t.Fatalf("parseUp(%q) succeeded, want error containing %q", tt.args, tt.want)
 			}
@@ -90,6 +105,18 @@ func TestParseUpErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parseUp parses the command line "vif up args...", through the command
+// tree vif runs, and returns the configuration vif up would run.
+func parseUp(args []string) (*upConfig, error) {
+	root := newRoot()
+	up, _, _ := root.Find([]string{"up"})
+	root.RemoveCommand(up)
+	var got *upConfig
+	root.AddCommand(upCmd(func(_ context.Context, c *upConfig, _, _ io.Writer) error { got = c; return nil }))
+	err := execute(context.Background(), root, append([]string{"up"}, args...), io.Discard, io.Discard)
+	return got, err
 }
 
 func TestExtractNetns(t *testing.T) {
@@ -118,28 +145,39 @@ func TestExtractNetns(t *testing.T) {
 	}
 }
 
+func TestTakeNetns(t *testing.T) {
+	tests := []struct{ in, out, ns string }{
+		{"--netns blue show", "show", "blue"},
+		// A completion request: the word being typed is the last.
+		{"__complete --netns blue down ", "__complete down ", "blue"},
+		{"__completeNoDesc down --netns=red v", "__completeNoDesc down v", "red"},
+		{"__complete --netns ", "__complete --netns ", ""},     // the value is being typed
+		{"__complete --netns=bl", "__complete --netns=bl", ""}, // likewise
+	}
+	for _, tt := range tests {
+		out, ns, err := takeNetns(strings.Split(tt.in, " "))
+		if err != nil || strings.Join(out, " ") != tt.out || ns != tt.ns {
+			t.Errorf("takeNetns(%q) = %q, %q, %v; want %q, %q", tt.in, strings.Join(out, " "), ns, err, tt.out, tt.ns)
+		}
+	}
+}
+
 func TestRunUsage(t *testing.T) {
 	ctx := context.Background()
 	var out, errb bytes.Buffer
-	if err := run(ctx, nil, &out, &errb); exitCode(err) != 2 {
-		t.Errorf("no command: err %v, want a usage error", err)
+	if err := run(ctx, nil, &out, &errb); exitCode(err) != 2 || out.Len() > 0 || !strings.Contains(errb.String(), "vif up NAME") {
+		t.Errorf("no command: err %v, want a usage error and the usage on stderr only; stdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
-	if err := run(ctx, []string{"frob"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "unknown command \"frob\"") {
-		t.Errorf("unknown command: %v", err)
-	}
-	for _, cmd := range []string{"up", "down", "show", "demo"} {
-		out.Reset()
-		errb.Reset()
-		if err := run(ctx, []string{cmd, "--help"}, &out, &errb); err != nil {
-			t.Errorf("%s --help: %v", cmd, err)
+	for _, tt := range []struct{ cmd, want string }{
+		{"frob", `unknown command "frob": use up, down, set, show or demo (see "vif help")`},
+		{"dwon", `unknown command "dwon": did you mean "down"? (see "vif help")`},
+		{"ls", `did you mean "show"?`},
+		{"s", `did you mean "set" or "show"?`},
+	} {
+		err := run(ctx, []string{tt.cmd}, &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || exitCode(err) != 2 {
+			t.Errorf("vif %s: %v, want a usage error %q", tt.cmd, err, tt.want)
 		}
-		if !strings.Contains(errb.String(), "Usage: vif "+cmd) || !strings.Contains(errb.String(), "xample") {
-			t.Errorf("%s --help lacks usage or examples:\n%s", cmd, errb.String())
-		}
-	}
-	out.Reset()
-	if err := run(ctx, []string{"help"}, &out, &errb); err != nil || !strings.Contains(out.String(), "vif up NAME") {
-		t.Errorf("help: %v\n%s", err, out.String())
 	}
 	if err := run(ctx, []string{"down"}, &out, &errb); exitCode(err) != 2 {
 		t.Errorf("down without a name: %v", err)
@@ -149,6 +187,49 @@ func TestRunUsage(t *testing.T) {
 	}
 	if err := run(ctx, []string{"--netns", "vif-no-such-ns-x", "show"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "ip netns list") {
 		t.Errorf("unknown netns: %v", err)
+	}
+}
+
+// Help asked for goes to stdout, with the flags spelled as the README
+// spells them.
+func TestHelp(t *testing.T) {
+	ctx := context.Background()
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"help"}, []string{"Usage:\n  vif COMMAND [flags]", "vif up NAME ADDR[/LEN]...", "vif set NAME CHANGE", "vif completion bash|zsh|fish", "--netns NS", "--version"}},
+		{[]string{"--help"}, []string{"vif show [NAME]"}},
+		{[]string{"-h"}, []string{"vif down NAME"}},
+		{[]string{"up", "--help"}, []string{"Usage:\n  vif up NAME ADDR[/LEN]... [flags]", "Examples:\n  # answer on 192.0.2.1", "--foreground", "--slave IFACE", "--peer ADDR[=PREFIX,...]", "--timeout D", "(default 30s)", "-v, --verbose", "a daemon already running keeps its level", "--netns NS"}},
+		{[]string{"help", "up"}, []string{"vif up NAME ADDR[/LEN]... [flags]"}},
+		{[]string{"up", "-h"}, []string{"vif up NAME ADDR[/LEN]... [flags]"}},
+		{[]string{"show", "--help"}, []string{"vif show [NAME] [flags]", "-j, --json", "rss_kib", "(default 5s)"}},
+		{[]string{"set", "--help"}, []string{"vif set NAME CHANGE [flags]", "peer ADDR allowed-ips", "vif set vif0 mtu 1400", "--force"}},
+		{[]string{"down", "--help"}, []string{"vif down NAME [flags]", "vif down vif0"}},
+		{[]string{"demo", "--help"}, []string{"vif demo", "sudo vif demo"}},
+		{[]string{"help", "completion"}, []string{"vif completion bash > /etc/bash_completion.d/vif"}},
+	} {
+		var out, errb bytes.Buffer
+		if err := run(ctx, tt.args, &out, &errb); err != nil {
+			t.Errorf("vif %v: %v", tt.args, err)
+		}
+		for _, w := range tt.want { // the flags' help is wrapped
+			if !strings.Contains(strings.Join(strings.Fields(out.String()), " "), strings.Join(strings.Fields(w), " ")) {
+				t.Errorf("vif %v lacks %q on stdout:\n%s", tt.args, w, out.String())
+			}
+		}
+		if strings.Contains(out.String(), " -foreground") || strings.Contains(out.String(), " -slave") {
+			t.Errorf("vif %v spells a flag with one dash:\n%s", tt.args, out.String())
+		}
+		if errb.Len() > 0 {
+			t.Errorf("vif %v wrote to stderr:\n%s", tt.args, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	err := run(ctx, []string{"help", "frob"}, &out, &errb)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), `unknown command "frob"`) || out.Len()+errb.Len() > 0 {
+		t.Errorf("vif help frob: %v\n%s%s", err, out.String(), errb.String())
 	}
 }
 
@@ -213,6 +294,8 @@ func TestBadFlagsOneLine(t *testing.T) {
 	for _, args := range [][]string{
 		{"show", "--timeout=5"}, {"show", "--timeout", "0s"}, {"down", "vif0", "--timeout=-1s"},
 		{"up", "vif0", "192.0.2.1", "--timeout", "0"}, {"up", "--bogus"}, {"down", "-x"}, {"demo", "--nope"},
+		{"up", "vif0", "192.0.2.1", "-foreground"}, {"show", "-json"}, {"-version"}, {"-help"}, {"frob"}, {"help", "frob"},
+		{"demo", "extra"}, {"--bogus"}, {"set", "vif0", "mtu"},
 	} {
 		var out, errb bytes.Buffer
 		err := run(context.Background(), args, &out, &errb)
@@ -267,8 +350,87 @@ func TestCreateOwn(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	var out, errOut strings.Builder
-	if err := run(context.Background(), []string{"--version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "vif ") || !strings.Contains(out.String(), "go1.") {
-		t.Errorf("vif --version: %v, %q", err, out.String())
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		var out, errOut strings.Builder
+		if err := run(context.Background(), args, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "vif ") || !strings.Contains(out.String(), "go1.") || strings.Count(out.String(), "\n") != 1 {
+			t.Errorf("vif %v: %v, %q", args, err, out.String())
+		}
+	}
+}
+
+// The man pages are made from the same definitions as the help.
+func TestMan(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "man1") // made if missing
+	if err := run(context.Background(), []string{"man", dir}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, page := range []string{"vif.1", "vif-up.1", "vif-down.1", "vif-set.1", "vif-show.1", "vif-demo.1", "vif-completion.1"} {
+		if _, err := os.Stat(filepath.Join(dir, page)); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, page := range []string{"vif-daemon.1", "vif-man.1", "vif-help.1"} {
+		if _, err := os.Stat(filepath.Join(dir, page)); err == nil {
+			t.Errorf("%s was written: it is no command for people", page)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "vif-up.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// go-md2man writes a flag's dashes as they are: groff prints them as
+	// hyphen-minus, fit to copy and paste.
+	for _, w := range []string{"\\fB--slave\\fP", "--foreground", "\\fB--netns\\fP", "vif up vif0 192.0.2.1 --slave eth0", `.TH "VIF-UP" "1"`} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("vif-up.1 lacks %q:\n%s", w, b)
+		}
+	}
+	if err := run(context.Background(), []string{"man"}, io.Discard, io.Discard); exitCode(err) != 2 {
+		t.Errorf("vif man without a directory: %v", err)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"completion", shell}, &out, io.Discard); err != nil {
+			t.Fatalf("vif completion %s: %v", shell, err)
+		}
+		if out.Len() == 0 || !strings.Contains(out.String(), "vif") || !strings.Contains(out.String(), "__complete") {
+			t.Errorf("vif completion %s:\n%s", shell, out.String())
+		}
+	}
+	for _, args := range [][]string{{"completion"}, {"completion", "tcsh"}, {"completion", "bash", "zsh"}} {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), args, &out, &errb); exitCode(err) != 2 || out.Len()+errb.Len() > 0 {
+			t.Errorf("vif %v: %v, want a one-line usage error", args, err)
+		}
+	}
+	// What the shells ask: commands, flags and words; never a file.
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"__complete", ""}, []string{"up\t", "down\t", "set\t", "show\t", "demo\t", "completion\t", "help\t"}},
+		{[]string{"__complete", "up", "vif0", "192.0.2.1", "--fo"}, []string{"--force\t", "--foreground\t"}},
+		{[]string{"__complete", "show", "-"}, []string{"--json\t", "--netns\t", "--timeout\t"}},
+		{[]string{"__complete", "set", "vif0", ""}, []string{"peer\t", "addr\t", "route\t", "mtu\t"}},
+		{[]string{"__complete", "set", "vif0", "route", ""}, []string{"add", "del"}},
+		{[]string{"__complete", "completion", ""}, []string{"bash", "zsh", "fish"}},
+		{[]string{"__complete", "help", "u"}, []string{"up\t"}},
+		{[]string{"__complete", "down", ""}, nil}, // the names of running vifs, if any
+	} {
+		var out bytes.Buffer
+		if err := run(context.Background(), tt.args, &out, io.Discard); err != nil {
+			t.Errorf("vif %q: %v", tt.args, err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("vif %q lacks %q:\n%s", tt.args, w, out.String())
+			}
+		}
+		if !strings.HasSuffix(out.String(), ":4\n") { // ShellCompDirectiveNoFileComp
+			t.Errorf("vif %q may complete files:\n%s", tt.args, out.String())
+		}
 	}
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
 	"golang.org/x/sys/unix"
@@ -28,11 +28,26 @@ const shutdownWait = 5 * time.Second
 // are still in place, and puts them back.
 const healEvery = time.Second
 
-// runDaemon is the hidden "vif daemon" command that "vif up" starts in the
-// background. It serves the namespace's vifs until the last one goes.
-// Until it logs to its file, its standard error is a pipe to the "vif up"
-// that started it, which shows any error it reports.
-func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
+// daemonCmd is the hidden "vif daemon [--verbose]" that "vif up" starts in
+// the background.
+func daemonCmd() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:    "daemon",
+		Short:  "serve this network namespace's vifs (started by vif up)",
+		Hidden: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDaemon(cmd.Context(), verbose)
+		},
+	}
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log debug messages")
+	return cmd
+}
+
+// runDaemon serves the namespace's vifs until the last one goes. Until it
+// logs to its file, its standard error is a pipe to the "vif up" that
+// started it, which shows any error it reports.
+func runDaemon(ctx context.Context, verbose bool) error {
 	paths, err := control.ThisNetns()
 	if err != nil {
 		return err
@@ -55,7 +70,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(verbose)}))
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -69,6 +84,14 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}()
 	log.Info("vif daemon started", "pid", os.Getpid(), "socket", paths.Socket)
 	return serve(ctx, log, daemon.New(log), ln, daemon.Info{PID: os.Getpid(), Log: paths.Log})
+}
+
+// logLevel is the level of a daemon's log: Debug with verbose, else Info.
+func logLevel(verbose bool) slog.Level {
+	if verbose {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // logTo makes path, opened for appending (so that logrotate's copytruncate

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -14,32 +13,33 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/internal/demo"
 )
 
-const demoUsage = `Usage: vif demo
-
-Walk through the seed's scenario live, in throwaway network namespaces:
+// demoCmd is "vif demo".
+func demoCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "demo",
+		Short: "a live tour in throwaway network namespaces",
+		Long: `Walk through the seed's scenario live, in throwaway network namespaces:
 a host with one network card answers on extra vif addresses for a
 neighbour on its segment (only vif's ARP proxy answers for them), then two
 vifs tunnel traffic to each other in IPIP (protocol 94). It prints what it
 does and what it observes, and removes everything at the end, also on
-Ctrl-C. Needs root; touches nothing outside its namespaces.
-
-Example:
-  sudo vif demo
-`
-
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stderr, demoUsage)
-		return nil
-	} else if err != nil {
-		return usagef("%v (see \"vif demo --help\")", err)
+Ctrl-C. Needs root; touches nothing outside its namespaces.`,
+		Example:           `  sudo vif demo`,
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDemo(cmd.Context(), args, cmd.OutOrStdout())
+		},
 	}
-	if fs.NArg() > 0 {
+}
+
+// runDemo runs the demo, printing to stdout; it takes no arguments.
+func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 {
 		return usagef("demo takes no arguments")
 	}
 	if err := needRoot("demo"); err != nil {

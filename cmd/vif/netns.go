@@ -2,23 +2,35 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 )
 
-// netnsFlag documents --netns in a subcommand's help. The flag itself is
-// taken out of the command line by run before the subcommand parses it.
-func netnsFlag(fs *flag.FlagSet) {
-	fs.String("netns", "", "run in the named network namespace (as in \"ip netns\"), or a path to one")
+// takeNetns takes --netns NS out of the command line args and returns
+// the namespace, in which the command then runs again. In a completion
+// request ("vif __complete WORD... PARTIAL", from the shell) only the
+// complete words count, and a --netns whose value is being typed stays for
+// cobra to complete.
+func takeNetns(args []string) ([]string, string, error) {
+	if len(args) < 2 || (args[0] != cobra.ShellCompRequestCmd && args[0] != cobra.ShellCompNoDescRequestCmd) {
+		return extractNetns(args)
+	}
+	last := len(args) - 1
+	words, ns, err := extractNetns(args[1:last])
+	if err != nil || ns == "" {
+		return args, "", nil
+	}
+	return slices.Concat(args[:1], words, args[last:]), ns, nil
 }
 
 // extractNetns removes --netns NS (or --netns=NS, -netns) from args and

@@ -3,78 +3,77 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"net/netip"
 	"strings"
+	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/vif"
 )
 
-const setUsage = `Usage:
-  vif set NAME peer ADDR (allowed-ips PREFIX[,PREFIX...] | remove)
-  vif set NAME addr (add | del) ADDR[/LEN] [--force]
-  vif set NAME route (add | del) PREFIX
-  vif set NAME mtu N
+// setCmd is "vif set".
+func setCmd() *cobra.Command {
+	var (
+		timeout time.Duration
+		force   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "set NAME CHANGE",
+		Short: "change a running vif: peer, addr, route or mtu",
+		Long: `Change the running vif NAME in place, without recreating it: traffic to
+what does not change goes on. CHANGE is one of:
 
-Change the running vif NAME in place, without recreating it: traffic to
-what does not change goes on.
-
-  peer ADDR allowed-ips PREFIXES   add the peer ADDR (an underlay address),
-                                   or give it these prefixes instead of its
-                                   own: packets routed into the vif for them
-                                   go to it (longest prefix wins), and only
-                                   packets from it with an inner source it
-                                   owns are accepted. The prefixes are routed
-                                   into the vif (but 0.0.0.0/0). The vif
-                                   needs a tunnel: it came up with --peer or
-                                   --local.
-  peer ADDR remove                 remove the peer and its routes.
-  addr add ADDR                    add an address, published on the slave's
-                                   segment after a probe (RFC 5227; --force
-                                   skips it), as vif up does.
-  addr del ADDR                    remove an address.
-  route add|del PREFIX             route PREFIX into the vif, or no more.
-  mtu N                            set the vif's MTU.
-
-Examples:
-  vif set vif0 peer 198.18.0.3 allowed-ips 203.0.113.0/25
+    peer ADDR allowed-ips PREFIX[,PREFIX...]
+        add the peer ADDR (an underlay address), or give it these prefixes
+        instead of its own: packets routed into the vif for them go to it
+        (longest prefix wins), and only packets from it with an inner
+        source it owns are accepted. The prefixes are routed into the vif
+        (but 0.0.0.0/0). The vif needs a tunnel: it came up with --peer or
+        --local.
+    peer ADDR remove
+        remove the peer and its routes.
+    addr add ADDR[/LEN]
+        add an address, published on the slave's segment after a probe
+        (RFC 5227; --force skips it), as vif up does.
+    addr del ADDR[/LEN]
+        remove an address.
+    route add|del PREFIX
+        route PREFIX into the vif, or no more.
+    mtu N
+        set the vif's MTU.`,
+		Example: `  vif set vif0 peer 198.18.0.3 allowed-ips 203.0.113.0/25
   vif set vif0 peer 198.18.0.3 remove
   vif set vif0 addr add 192.0.2.2
   vif set vif0 route add 198.51.100.0/24
-  vif set vif0 mtu 1400
-
-Flags:
-`
-
-func runSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("set")
-	timeout := fs.Duration("timeout", callTimeout, "give up if the daemon has not answered within this time")
-	force := fs.Bool("force", false, "addr add: publish the address even if another host on the segment answers for it")
-	netnsFlag(fs)
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		printHelp(stderr, fs, setUsage)
-		return nil
+  vif set vif0 mtu 1400`,
+		SuggestFor:        []string{"change"},
+		ValidArgsFunction: completeSet,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSet(cmd.Context(), args, force, timeout)
+		},
 	}
-	if err != nil {
-		return usagef("%v (see \"vif set --help\")", err)
-	}
-	if err := checkTimeout(*timeout); err != nil {
+	cmd.Flags().BoolVar(&force, "force", false, "addr add: publish the address even if another host on the segment answers for it")
+	timeoutFlag(cmd, &timeout, callTimeout)
+	return cmd
+}
+
+// runSet sends the change of the command line args to the daemon.
+func runSet(ctx context.Context, args []string, force bool, timeout time.Duration) error {
+	if err := checkTimeout(timeout); err != nil {
 		return err
 	}
-	req, err := parseSet(pos)
+	req, err := parseSet(args)
 	if err != nil {
 		return err
 	}
-	req.Force = *force
+	req.Force = force
 	if err := needRoot("set"); err != nil {
 		return err
 	}
-	_, err = call(ctx, req, *timeout, false)
+	_, err = call(ctx, req, timeout, nil)
 	if errors.Is(err, control.ErrNotRunning) {
 		return fmt.Errorf("no such vif: %s (no vif runs in this network namespace; see \"vif show\")", req.Name)
 	}

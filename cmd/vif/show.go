@@ -4,48 +4,62 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
 )
 
-const showUsage = `Usage: vif show [NAME] [--json|-j]
-
-Show the vifs of this network namespace (or only NAME): addresses, slave,
+// showCmd is "vif show".
+func showCmd() *cobra.Command {
+	var (
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "show [NAME]",
+		Short: "show vifs, their settings and counters",
+		Long: `Show the vifs of this network namespace (or only NAME): addresses, slave,
 tunnel endpoints, protocol, MTU, routes and counters.
 
-Examples:
-  vif show
-  vif show vif0 --json | jq .vifs[0].counters
-
 The --json form is stable (fields are only ever added):
-  {"vifs": [{"name", "addrs", "ranges", "exclude", "slave", "local", "peer", "protocol", "mtu",
-             "routes", "arp_proxy", "local_missing", "addrs_missing",
-             "routes_missing", "forward",
-             "peers": [{"addr", "prefixes", "encapsulated_packets",
-                        "encapsulated_bytes", "decapsulated_packets",
-                        "decapsulated_bytes", "path_mtu"}],
-             "counters": {"looped_packets", "looped_bytes",
-                          "encapsulated_packets", "encapsulated_bytes",
-                          "fragmented_packets",
-                          "decapsulated_packets", "decapsulated_bytes",
-                          "dropped", "drops": {REASON: N},
-                          "icmp_sent", "icmp_limited"},
-             "arp": {"requests", "replies", "probes_answered",
-                     "announcements", "not_owned", "conflicts",
-                     "rate_limited", "socket_drops", "dropped",
-                     "drops": {REASON: N}}}],
-   "daemon": {"pid", "log", "foreground", "goroutines", "rss_kib"}}
 
-Flags:
-`
+    {"vifs": [{"name", "addrs", "ranges", "exclude", "slave", "local", "peer", "protocol", "mtu",
+               "routes", "arp_proxy", "local_missing", "addrs_missing",
+               "routes_missing", "forward",
+               "peers": [{"addr", "prefixes", "encapsulated_packets",
+                          "encapsulated_bytes", "decapsulated_packets",
+                          "decapsulated_bytes", "path_mtu"}],
+               "counters": {"looped_packets", "looped_bytes",
+                            "encapsulated_packets", "encapsulated_bytes",
+                            "fragmented_packets",
+                            "decapsulated_packets", "decapsulated_bytes",
+                            "dropped", "drops": {REASON: N},
+                            "icmp_sent", "icmp_limited"},
+               "arp": {"requests", "replies", "probes_answered",
+                       "announcements", "not_owned", "conflicts",
+                       "rate_limited", "socket_drops", "dropped",
+                       "drops": {REASON: N}}}],
+     "daemon": {"pid", "log", "foreground", "goroutines", "rss_kib"}}`,
+		Example: `  vif show
+  vif show vif0 --json | jq .vifs[0].counters`,
+		SuggestFor:        []string{"list", "ls", "status"},
+		ValidArgsFunction: completeNames,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runShow(cmd.Context(), args, asJSON, timeout, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().BoolVarP(&asJSON, "json", "j", false, "print JSON (-j as in ip -j)")
+	timeoutFlag(cmd, &timeout, callTimeout)
+	return cmd
+}
 
 // showJSON is the document "vif show --json" prints.
 type showJSON struct {
@@ -53,34 +67,22 @@ type showJSON struct {
 	Daemon *daemon.Info       `json:"daemon,omitempty"`
 }
 
-func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("show")
-	asJSON := fs.Bool("json", false, "print JSON")
-	fs.BoolVar(asJSON, "j", false, "print JSON (as ip -j)")
-	timeout := fs.Duration("timeout", callTimeout, "give up if the daemon has not answered within this time")
-	netnsFlag(fs)
-	pos, err := parseInterleaved(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		printHelp(stderr, fs, showUsage)
-		return nil
-	}
-	if err != nil {
-		return usagef("%v (see \"vif show --help\")", err)
-	}
-	if err := checkTimeout(*timeout); err != nil {
+// runShow prints the vifs the daemon reports, or only the vif args[0].
+func runShow(ctx context.Context, args []string, asJSON bool, timeout time.Duration, stdout io.Writer) error {
+	if err := checkTimeout(timeout); err != nil {
 		return err
 	}
-	if len(pos) > 1 {
+	if len(args) > 1 {
 		return usagef("show takes at most one vif name, as in \"vif show vif0\"")
 	}
 	name := ""
-	if len(pos) == 1 {
-		name = pos[0]
+	if len(args) == 1 {
+		name = args[0]
 	}
 	if err := needRoot("show"); err != nil {
 		return err
 	}
-	resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name}, *timeout, false)
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name}, timeout, nil)
 	if errors.Is(err, control.ErrNotRunning) {
 		if name != "" {
 			return fmt.Errorf("no such vif: %s (no vif runs in this network namespace)", name)
@@ -90,7 +92,7 @@ func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		doc := showJSON{Vifs: resp.Vifs, Daemon: resp.Daemon}
 		if doc.Vifs == nil {
 			doc.Vifs = []daemon.VifStatus{}

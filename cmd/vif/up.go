@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,14 +12,37 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
 	"github.com/vif-project/vif/vif"
 )
 
-const upUsage = `Usage: vif up NAME ADDR[/LEN]... [flags]
+// upConfig is the parsed command line of "vif up".
+type upConfig struct {
+	req        vif.LinkConfig
+	foreground bool
+	force      bool
+	verbose    bool
+	timeout    time.Duration
+}
 
-Create the virtual interface NAME answering on the IPv4 addresses ADDR
+// upFlags are the flags of "vif up" as given, before upFlags.config
+// checks them.
+type upFlags struct {
+	routes, peers, forward       []string
+	slave, local, proto, mtu     string
+	noARP, isRange, defaultRoute bool
+	c                            upConfig
+}
+
+// upCmd is "vif up"; do runs the parsed command line.
+func upCmd(do func(ctx context.Context, c *upConfig, stdout, stderr io.Writer) error) *cobra.Command {
+	var f upFlags
+	cmd := &cobra.Command{
+		Use:   "up NAME ADDR[/LEN]...",
+		Short: `create a vif; it serves until "vif down"`,
+		Long: `Create the virtual interface NAME answering on the IPv4 addresses ADDR
 (installed as /32 host addresses unless /LEN is given), and publish them
 on the slave's segment with an ARP proxy. Packets routed into the vif for
 its own addresses are looped back; others are encapsulated in IPIP and sent
@@ -38,10 +60,8 @@ host uses them (RFC 5227 probes, 0.3 s) and refuses if one answers;
 A vif also goes, with everything it installed and a warning in the log,
 when its interface is deleted ("ip link del NAME") or when the slave it
 tunnels over or publishes on is deleted. A slave that only goes down
-keeps its vifs; they resume when it comes back up.
-
-Examples:
-  # answer on 192.0.2.1 on eth0's segment
+keeps its vifs; they resume when it comes back up.`,
+		Example: `  # answer on 192.0.2.1 on eth0's segment
   vif up vif0 192.0.2.1 --slave eth0
 
   # every address of 203.0.113.0/24 on eth0's segment, with one route
@@ -51,63 +71,51 @@ Examples:
   vif up vif0 192.0.2.1 --slave eth0 --peer 198.18.0.2 --route 198.51.100.0/24
 
   # under systemd or in a container
-  vif up vif0 192.0.2.1 --foreground
-
-Flags:
-`
-
-// upConfig is the parsed command line of "vif up".
-type upConfig struct {
-	req        vif.LinkConfig
-	foreground bool
-	force      bool
-	verbose    bool
-	timeout    time.Duration
+  vif up vif0 192.0.2.1 --foreground`,
+		SuggestFor:        []string{"add", "create", "start"},
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.config(args)
+			if err != nil {
+				return err
+			}
+			return do(cmd.Context(), c, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.slave, "slave", "", "tunnel over and publish the addresses on the physical interface `IFACE` (default: the interface of the default route)")
+	fs.StringArrayVar(&f.peers, "peer", nil, "a tunnel peer `ADDR[=PREFIX,...]`: its underlay address, and the networks behind it (repeatable; without prefixes, the peer of every destination the others don't take)")
+	fs.StringArrayVar(&f.forward, "forward", nil, "hand decapsulated packets for `PREFIX` to the kernel to route on, besides those for the vif's addresses (repeatable; default: none, no relay)")
+	fs.StringVar(&f.local, "local", "", "outer source address `ADDR` (default: the slave's primary IPv4 address)")
+	fs.StringArrayVar(&f.routes, "route", nil, "route `PREFIX` into the vif, towards the peer (repeatable)")
+	fs.StringVar(&f.proto, "proto", "", "outer IP protocol, `94|4`: 94 (IPIP, the default) or 4 (RFC 2003)")
+	fs.StringVar(&f.mtu, "mtu", "", "the MTU `N` of the vif (default: the slave's MTU minus 20)")
+	fs.BoolVar(&f.noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
+	fs.BoolVar(&f.defaultRoute, "default-route", false, "allow routing 0.0.0.0/0 into the vif (--route 0.0.0.0/0 or ADDR/0): all of the host's traffic without a better route goes into the tunnel")
+	fs.BoolVar(&f.isRange, "range", false, "each ADDR/LEN is a whole range of addresses: made local with one route and published but its network and broadcast addresses (and, up to a /22, the addresses a probe finds in use)")
+	fs.BoolVar(&f.c.force, "force", false, "publish the addresses even if another host on the segment answers for them")
+	fs.BoolVar(&f.c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
+	fs.BoolVarP(&f.c.verbose, "verbose", "v", false, "log debug messages: of a --foreground vif, or of the daemon this command starts; a daemon already running keeps its level")
+	timeoutFlag(cmd, &f.c.timeout, upTimeout)
+	cmd.RegisterFlagCompletionFunc("slave", completeInterfaces)
+	return cmd
 }
 
-func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
-	fs := newFlags("up")
-	var (
-		c                            upConfig
-		routes, peers, forward       listFlag
-		slave, local, proto, mtuFlag string
-		noARP, isRange, defaultRoute bool
-	)
-	fs.StringVar(&slave, "slave", "", "physical interface to tunnel over and publish the addresses on (default: the interface of the default route)")
-	fs.Var(&peers, "peer", "underlay address of a tunnel peer, ADDR=PREFIX[,PREFIX...] for the networks behind it (repeatable; without prefixes, the peer of every destination the others don't take)")
-	fs.Var(&forward, "forward", "prefix that decapsulated packets may be for besides the vif's addresses, handed to the kernel to route on (repeatable; default: none, no relay)")
-	fs.StringVar(&local, "local", "", "outer source address (default: the slave's primary IPv4 address)")
-	fs.Var(&routes, "route", "prefix to route into the vif, towards the peer (repeatable)")
-	fs.StringVar(&proto, "proto", "", "outer IP protocol: 94 (IPIP, the default) or 4 (RFC 2003)")
-	fs.StringVar(&mtuFlag, "mtu", "", "MTU of the vif (default: the slave's MTU minus 20)")
-	fs.BoolVar(&noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
-	fs.BoolVar(&defaultRoute, "default-route", false, "allow routing 0.0.0.0/0 into the vif (--route 0.0.0.0/0 or ADDR/0): all of the host's traffic without a better route goes into the tunnel")
-	fs.BoolVar(&isRange, "range", false, "each ADDR/LEN is a whole range of addresses: made local with one route and published but its network and broadcast addresses (and, up to a /22, the addresses a probe finds in use)")
-	fs.BoolVar(&c.force, "force", false, "publish the addresses even if another host on the segment answers for them")
-	fs.BoolVar(&c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
-	fs.BoolVar(&c.verbose, "v", false, "log debug messages")
-	fs.DurationVar(&c.timeout, "timeout", upTimeout, "give up if the daemon has not answered within this time")
-	netnsFlag(fs)
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printHelp(stderr, fs, upUsage)
-			return nil, err
-		}
-		return nil, usagef("%v (see \"vif up --help\")", err)
-	}
+// config checks the flags and the positional arguments args.
+func (f *upFlags) config(args []string) (*upConfig, error) {
+	c := f.c
 	if err := checkTimeout(c.timeout); err != nil {
 		return nil, err
 	}
-	if len(pos) < 2 {
+	if len(args) < 2 {
 		return nil, usagef("up needs a name and at least one address, as in \"vif up vif0 192.0.2.1\"")
 	}
-	c.req.Name = pos[0]
+	c.req.Name = args[0]
 	if err := vif.CheckName(c.req.Name); err != nil {
 		return nil, usagef("bad name %q: use 1 to 15 letters, digits, '.', '-' or '_', such as vif0", c.req.Name)
 	}
-	for _, s := range pos[1:] {
-		if isRange {
+	for _, s := range args[1:] {
+		if f.isRange {
 			p, err := parsePrefix("range", s)
 			if err != nil {
 				return nil, err
@@ -121,9 +129,9 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 		}
 		c.req.Addrs = append(c.req.Addrs, p)
 	}
-	c.req.Slave = slave
-	c.req.Publish = !noARP
-	for _, s := range peers {
+	c.req.Slave = f.slave
+	c.req.Publish = !f.noARP
+	for _, s := range f.peers {
 		p, withPrefixes, err := parsePeer(s)
 		if err != nil {
 			return nil, err
@@ -137,56 +145,52 @@ func parseUp(args []string, stderr io.Writer) (*upConfig, error) {
 			c.req.Peer = p.Addr
 		}
 	}
-	for _, s := range forward {
+	for _, s := range f.forward {
 		p, err := parsePrefix("forward", s)
 		if err != nil {
 			return nil, err
 		}
 		c.req.Forward = append(c.req.Forward, p)
 	}
-	if local != "" {
-		if c.req.Local, err = parseHost("local", local); err != nil {
+	var err error
+	if f.local != "" {
+		if c.req.Local, err = parseHost("local", f.local); err != nil {
 			return nil, err
 		}
 	}
-	for _, s := range routes {
+	for _, s := range f.routes {
 		p, err := parsePrefix("route", s)
 		if err != nil {
 			return nil, err
 		}
 		c.req.Routes = append(c.req.Routes, p)
 	}
-	if !defaultRoute {
+	if !f.defaultRoute {
 		for _, p := range append(slices.Clone(c.req.Routes), c.req.Addrs...) {
 			if p.Bits() == 0 {
 				return nil, usagef("%s routes 0.0.0.0/0 into the vif: all of the host's traffic without a better route would go into the tunnel; pass --default-route if that is what you want", p)
 			}
 		}
 	}
-	if c.req.Protocol, err = parseProto(proto); err != nil {
+	if c.req.Protocol, err = parseProto(f.proto); err != nil {
 		return nil, err
 	}
-	if c.req.MTU, err = parseMTU(mtuFlag); err != nil {
+	if c.req.MTU, err = parseMTU(f.mtu); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseUp(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+// runUp brings the vif up in this namespace's daemon, starting one if
+// none runs, or serves it from this process with --foreground.
+func runUp(ctx context.Context, c *upConfig, stdout, stderr io.Writer) error {
 	if err := needRoot("up"); err != nil {
 		return err
 	}
 	if c.foreground {
 		return runForeground(ctx, c, stderr)
 	}
-	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req, Force: c.force}, c.timeout, true)
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req, Force: c.force}, c.timeout, &spawn{verbose: c.verbose})
 	if err != nil {
 		return err
 	}
@@ -220,11 +224,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // SIGTERM, or SIGHUP when its terminal goes), or until "vif down" removes
 // it; it is the namespace's daemon meanwhile.
 func runForeground(ctx context.Context, c *upConfig, stderr io.Writer) error {
-	level := slog.LevelInfo
-	if c.verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(c.verbose)}))
 	paths, err := control.ThisNetns()
 	if err != nil {
 		return err
