@@ -172,7 +172,7 @@ func TestRunUsage(t *testing.T) {
 		{"frob", `unknown command "frob": use up, down, set, show or demo (see "vif help")`},
 		{"dwon", `unknown command "dwon": did you mean "down"? (see "vif help")`},
 		{"ls", `did you mean "show"?`},
-		{"s", `did you mean "set" or "show"?`},
+		{"s", `did you mean "set", "show" or "serve"?`},
 	} {
 		err := run(ctx, []string{tt.cmd}, &out, &errb)
 		if err == nil || !strings.Contains(err.Error(), tt.want) || exitCode(err) != 2 {

@@ -15,12 +15,13 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/internal/metrics"
 )
 
 // showCmd is "vif show".
 func showCmd() *cobra.Command {
 	var (
-		asJSON  bool
+		o       showOptions
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
@@ -53,10 +54,13 @@ The --json form is stable (fields are only ever added):
 		SuggestFor:        []string{"list", "ls", "status"},
 		ValidArgsFunction: completeNames,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runShow(cmd.Context(), args, asJSON, timeout, cmd.OutOrStdout())
+			return runShow(cmd.Context(), args, o, timeout, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().BoolVarP(&asJSON, "json", "j", false, "print JSON (-j as in ip -j)")
+	cmd.Flags().BoolVarP(&o.json, "json", "j", false, "print JSON (-j as in ip -j)")
+	cmd.Flags().BoolVar(&o.config, "config", false, "print the running vifs as a configuration file (see \"vif apply --help\")")
+	cmd.Flags().BoolVar(&o.prometheus, "prometheus", false, "print the counters as Prometheus metrics, for node_exporter's textfile collector")
+	cmd.MarkFlagsMutuallyExclusive("json", "config", "prometheus")
 	timeoutFlag(cmd, &timeout, callTimeout)
 	return cmd
 }
@@ -67,8 +71,13 @@ type showJSON struct {
 	Daemon *daemon.Info       `json:"daemon,omitempty"`
 }
 
+// showOptions are the output forms of "vif show".
+type showOptions struct {
+	json, config, prometheus bool
+}
+
 // runShow prints the vifs the daemon reports, or only the vif args[0].
-func runShow(ctx context.Context, args []string, asJSON bool, timeout time.Duration, stdout io.Writer) error {
+func runShow(ctx context.Context, args []string, o showOptions, timeout time.Duration, stdout io.Writer) error {
 	if err := checkTimeout(timeout); err != nil {
 		return err
 	}
@@ -82,7 +91,7 @@ func runShow(ctx context.Context, args []string, asJSON bool, timeout time.Durat
 	if err := needRoot("show"); err != nil {
 		return err
 	}
-	resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name}, timeout, nil)
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name, Config: o.config}, timeout, nil)
 	if errors.Is(err, control.ErrNotRunning) {
 		if name != "" {
 			return fmt.Errorf("no such vif: %s (no vif runs in this network namespace)", name)
@@ -92,7 +101,13 @@ func runShow(ctx context.Context, args []string, asJSON bool, timeout time.Durat
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	switch {
+	case o.config:
+		return writeConfig(stdout, resp.Vifs)
+	case o.prometheus:
+		return metrics.WriteText(stdout, resp.Vifs, resp.Daemon)
+	}
+	if o.json {
 		doc := showJSON{Vifs: resp.Vifs, Daemon: resp.Daemon}
 		if doc.Vifs == nil {
 			doc.Vifs = []daemon.VifStatus{}
