@@ -83,7 +83,7 @@ func runDaemon(ctx context.Context, verbose bool) error {
 		}
 	}()
 	log.Info("vif daemon started", "pid", os.Getpid(), "socket", paths.Socket)
-	return serve(ctx, log, daemon.New(log), ln, daemon.Info{PID: os.Getpid(), Log: paths.Log})
+	return serve(ctx, log, daemon.New(log), ln, daemon.Info{PID: os.Getpid(), Log: paths.Log}, false)
 }
 
 // logLevel is the level of a daemon's log: Debug with verbose, else Info.
@@ -112,11 +112,12 @@ func logTo(path string) error {
 }
 
 // serve answers control requests for d on ln until ctx is done (SIGINT,
-// SIGTERM) or no vif is left, and then removes every vif. Exiting is
+// SIGTERM) or, unless stay is set, no vif is left, and then removes every
+// vif. Exiting is
 // atomic for the commands: the daemon stops accepting only when no request
 // is being served and no vif is left, and a command whose connection was
 // queued but never taken retries against a new daemon.
-func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.Listener, info daemon.Info) error {
+func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.Listener, info daemon.Info, stay bool) error {
 	srv := &control.Server{Handler: d.Handler(info), Log: log}
 	served := make(chan struct{})
 	go func() {
@@ -125,6 +126,9 @@ func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.
 	}()
 	idle := time.NewTimer(daemonIdle)
 	defer idle.Stop()
+	if stay {
+		idle.Stop()
+	}
 	heal := time.NewTicker(healEvery)
 	defer heal.Stop()
 	var healErr string
@@ -149,7 +153,7 @@ func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.
 			healErr = fmt.Sprint(err)
 			continue
 		}
-		if srv.CloseIf(func() bool { return d.Len() == 0 }) {
+		if !stay && srv.CloseIf(func() bool { return d.Len() == 0 }) {
 			<-served
 			log.Info("no vif left")
 			return closeDaemon(log, d)

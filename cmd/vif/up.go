@@ -243,5 +243,5 @@ func runForeground(ctx context.Context, c *upConfig, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
 	defer stop()
-	return serve(ctx, log, d, ln, daemon.Info{PID: os.Getpid(), Foreground: true})
+	return serve(ctx, log, d, ln, daemon.Info{PID: os.Getpid(), Foreground: true}, false)
 }
