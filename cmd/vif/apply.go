@@ -56,7 +56,12 @@ Each key is the long flag of "vif up" it stands for:
 		Example: `  vif apply /etc/vif/vif.toml
   vif apply --check /etc/vif/vif.toml
   vif show --config > now.toml`,
-		Args:              cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("apply takes one configuration file, as in \"vif apply /etc/vif/vif.toml\"")
+			}
+			return nil
+		},
 		ValidArgsFunction: cobra.FixedCompletions([]cobra.Completion{"toml"}, cobra.ShellCompDirectiveFilterFileExt),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkTimeout(timeout); err != nil {

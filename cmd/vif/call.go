@@ -64,6 +64,9 @@ func call(ctx context.Context, req daemon.Request, timeout time.Duration, sp *sp
 				return resp, fmt.Errorf("the vif daemon sent a bad answer: %v", err)
 			}
 			if !resp.OK {
+				if resp.Refused { // bad input: exit status 2
+					return resp, usagef("%s", resp.Error)
+				}
 				return resp, errors.New(resp.Error)
 			}
 			return resp, nil

@@ -127,6 +127,21 @@ slave = %q
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, bad+":3:1: unknown key \"slav\"") {
 		t.Errorf("bad file: %v\n%q", err, out)
 	}
+	// A file that cannot apply whole changes nothing: a missing slave is
+	// refused before anything changes, an address in use on the segment
+	// after, and what changed is undone.
+	writeFile(t, bad, "[vif.vif0]\naddresses = [\"192.0.2.1\"]\nslave = \"nosuch0\"\n")
+	if out, err := s.a.Run(vifBin, "apply", bad); !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "no such slave interface: nosuch0 (nothing was changed)") {
+		t.Errorf("a missing slave: %v\n%q", err, out)
+	}
+	writeFile(t, bad, fmt.Sprintf("[vif.vif0]\naddresses = [\"192.0.2.1\"]\nslave = %q\n[vif.vif5]\naddresses = [\"198.18.1.3\"]\nslave = %q\nforce = false\n", slave, slave))
+	out, err = s.a.Run(vifBin, "apply", bad)
+	if !errors.As(err, &ee) || !strings.Contains(out, "undone: vif2: created") || !strings.Contains(out, "the vifs are as they were before") {
+		t.Errorf("an address in use on the segment: %v\n%s", err, out)
+	}
+	if out := vifCmd(t, s.a, "apply", file); !strings.HasPrefix(out, "no changes") {
+		t.Errorf("after the undone apply, the file applies as %q", out)
+	}
 	if out := vifCmd(t, s.a, "apply", "--check", file); !strings.Contains(out, "good, 2 vif(s)") {
 		t.Errorf("apply --check: %q", out)
 	}

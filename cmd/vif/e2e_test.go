@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -228,6 +229,7 @@ func TestUpErrorsInNamespace(t *testing.T) {
 		{"the slave subnet's broadcast address", []string{"vif0", "198.18.0.255", "--slave", hIf.Name()}, "broadcast address of " + hIf.Name() + "'s subnet"},
 		{"loopback as the slave", []string{"vif0", "192.0.2.1", "--slave", "lo"}, "pick an Ethernet --slave, or pass --no-arp-proxy"},
 		{"a default route without asking", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "0.0.0.0/0"}, "--default-route"},
+		{"an MTU the slave cannot carry", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--mtu", "1481"}, "use an MTU of 1480 or less, or pass --outer-fragments"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,6 +237,10 @@ func TestUpErrorsInNamespace(t *testing.T) {
 			out, err := h.Run(vifBin, append(append([]string{"up"}, tt.args...), "--foreground")...)
 			if err == nil {
 				t.Fatalf("vif up succeeded, want an error containing %q:\n%s", tt.want, out)
+			}
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Errorf("exit status %v, want 2 (bad input)", err)
 			}
 			lines := strings.Split(strings.TrimSpace(out), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], tt.want) || !strings.HasPrefix(lines[0], "vif: ") {
@@ -259,8 +265,9 @@ func TestUpErrorsInNamespace(t *testing.T) {
 	if out, err := h.Run(vifBin, "up", "vif0", "192.0.2.2", "--slave", hIf.Name(), "--foreground"); err == nil || !strings.Contains(out, "already serves") {
 		t.Errorf("--foreground beside a daemon: err %v, output %q", err, out)
 	}
-	if out, err := h.Run(vifBin, "up", "vif1", "192.0.2.1", "--slave", hIf.Name()); err == nil || !strings.Contains(out, "already belongs to vif0") {
-		t.Errorf("an address taken by another vif: err %v, output %q", err, out)
+	var ee *exec.ExitError
+	if out, err := h.Run(vifBin, "up", "vif1", "192.0.2.1", "--slave", hIf.Name()); !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "already belongs to vif0") {
+		t.Errorf("an address taken by another vif: err %v, output %q; want exit status 2", err, out)
 	}
 	vifCmd(t, h, "down", "vif0")
 	assertNothingLeft(t, h)

@@ -51,7 +51,12 @@ The endpoint has no authentication.
 The unit files in cmd/vif/systemd run it.`,
 		Example: `  vif serve --config /etc/vif/vif.toml
   vif serve --config /etc/vif/vif.toml --metrics 9477`,
-		Args: cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("serve takes no arguments: give the file as --config FILE")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := needRoot("serve"); err != nil {
 				return err
@@ -142,7 +147,7 @@ func runServe(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	}()
 	notify(log, "READY=1\nSTATUS="+status(d))
 	log.Info("vif serve started", "pid", os.Getpid(), "socket", paths.Socket, "config", o.config)
-	err = serve(ctx, log, d, ln, daemon.Info{PID: os.Getpid(), Foreground: true}, true)
+	err = serve(ctx, log, d, ln, daemon.Info{PID: os.Getpid(), Foreground: true, Serve: true}, true)
 	notify(log, "STOPPING=1")
 	return err
 }

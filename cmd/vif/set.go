@@ -19,6 +19,7 @@ func setCmd() *cobra.Command {
 	var (
 		timeout time.Duration
 		force   bool
+		frags   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "set NAME CHANGE",
@@ -52,16 +53,17 @@ what does not change goes on. CHANGE is one of:
 		SuggestFor:        []string{"change"},
 		ValidArgsFunction: completeSet,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runSet(cmd.Context(), args, force, timeout)
+			return runSet(cmd.Context(), args, force, frags, timeout)
 		},
 	}
 	cmd.Flags().BoolVar(&force, "force", false, "addr add: publish the address even if another host on the segment answers for it")
+	cmd.Flags().BoolVar(&frags, "outer-fragments", false, "mtu: allow an MTU larger than the slave carries inside a tunnel (its MTU minus 20)")
 	timeoutFlag(cmd, &timeout, callTimeout)
 	return cmd
 }
 
 // runSet sends the change of the command line args to the daemon.
-func runSet(ctx context.Context, args []string, force bool, timeout time.Duration) error {
+func runSet(ctx context.Context, args []string, force, outerFragments bool, timeout time.Duration) error {
 	if err := checkTimeout(timeout); err != nil {
 		return err
 	}
@@ -69,7 +71,7 @@ func runSet(ctx context.Context, args []string, force bool, timeout time.Duratio
 	if err != nil {
 		return err
 	}
-	req.Force = force
+	req.Force, req.OuterFragments = force, outerFragments
 	if err := needRoot("set"); err != nil {
 		return err
 	}

@@ -60,7 +60,6 @@ The --json form is stable (fields are only ever added):
 	cmd.Flags().BoolVarP(&o.json, "json", "j", false, "print JSON (-j as in ip -j)")
 	cmd.Flags().BoolVar(&o.config, "config", false, "print the running vifs as a configuration file (see \"vif apply --help\")")
 	cmd.Flags().BoolVar(&o.prometheus, "prometheus", false, "print the counters as Prometheus metrics, for node_exporter's textfile collector")
-	cmd.MarkFlagsMutuallyExclusive("json", "config", "prometheus")
 	timeoutFlag(cmd, &timeout, callTimeout)
 	return cmd
 }
@@ -71,6 +70,13 @@ type showJSON struct {
 	Daemon *daemon.Info       `json:"daemon,omitempty"`
 }
 
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // showOptions are the output forms of "vif show".
 type showOptions struct {
 	json, config, prometheus bool
@@ -78,6 +84,9 @@ type showOptions struct {
 
 // runShow prints the vifs the daemon reports, or only the vif args[0].
 func runShow(ctx context.Context, args []string, o showOptions, timeout time.Duration, stdout io.Writer) error {
+	if n := btoi(o.json) + btoi(o.config) + btoi(o.prometheus); n > 1 {
+		return usagef("give one of --json, --config and --prometheus")
+	}
 	if err := checkTimeout(timeout); err != nil {
 		return err
 	}
@@ -127,7 +136,7 @@ func runShow(ctx context.Context, args []string, o showOptions, timeout time.Dur
 		printVif(stdout, st)
 	}
 	if d := resp.Daemon; d != nil && d.Foreground {
-		fmt.Fprintf(stdout, "\ndaemon: pid %d, a \"vif up --foreground\" (its vifs go when it stops)\n", d.PID)
+		fmt.Fprintf(stdout, "\ndaemon: pid %d, a \"%s\" (its vifs go when it stops)\n", d.PID, foregroundName(d))
 	} else if d != nil && d.Log != "" {
 		fmt.Fprintf(stdout, "\ndaemon: pid %d, log %s\n", d.PID, d.Log)
 	}

@@ -23,6 +23,7 @@ type upConfig struct {
 	req        vif.LinkConfig
 	foreground bool
 	force      bool
+	outerFrags bool
 	verbose    bool
 	timeout    time.Duration
 }
@@ -94,6 +95,7 @@ keeps its vifs; they resume when it comes back up.`,
 	fs.BoolVar(&f.defaultRoute, "default-route", false, "allow routing 0.0.0.0/0 into the vif (--route 0.0.0.0/0 or ADDR/0): all of the host's traffic without a better route goes into the tunnel")
 	fs.BoolVar(&f.isRange, "range", false, "each ADDR/LEN is a whole range of addresses: made local with one route and published but its network and broadcast addresses (and, up to a /22, the addresses a probe finds in use)")
 	fs.BoolVar(&f.c.force, "force", false, "publish the addresses even if another host on the segment answers for them")
+	fs.BoolVar(&f.c.outerFrags, "outer-fragments", false, "allow an --mtu larger than the slave carries inside a tunnel (its MTU minus 20): larger packets go in outer fragments")
 	fs.BoolVar(&f.c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")
 	fs.BoolVarP(&f.c.verbose, "verbose", "v", false, "log debug messages: of a --foreground vif, or of the daemon this command starts; a daemon already running keeps its level")
 	timeoutFlag(cmd, &f.c.timeout, upTimeout)
@@ -190,7 +192,7 @@ func runUp(ctx context.Context, c *upConfig, stdout, stderr io.Writer) error {
 	if c.foreground {
 		return runForeground(ctx, c, stderr)
 	}
-	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req, Force: c.force}, c.timeout, &spawn{verbose: c.verbose})
+	resp, err := call(ctx, daemon.Request{Op: daemon.OpUp, Up: &c.req, Force: c.force, OuterFragments: c.outerFrags}, c.timeout, &spawn{verbose: c.verbose})
 	if err != nil {
 		return err
 	}
@@ -214,10 +216,18 @@ func runUp(ctx context.Context, c *upConfig, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, ", tunnel from %s, no peer yet (protocol %d)", st.Local, st.Protocol)
 	}
 	if d := resp.Daemon; d != nil && d.Foreground {
-		fmt.Fprintf(stdout, "; served by the foreground vif, pid %d: it goes when that process stops", d.PID)
+		fmt.Fprintf(stdout, "; served by a \"%s\", pid %d: it goes when that process stops", foregroundName(d), d.PID)
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// foregroundName names the kind of foreground daemon d is.
+func foregroundName(d *daemon.Info) string {
+	if d.Serve {
+		return "vif serve"
+	}
+	return "vif up --foreground"
 }
 
 // runForeground serves the vif from this process until a signal (SIGINT,
@@ -237,8 +247,11 @@ func runForeground(ctx context.Context, c *upConfig, stderr io.Writer) error {
 		return err
 	}
 	d := daemon.New(log)
-	if _, err := d.Up(c.req, c.force); err != nil {
+	if _, err := d.Up(daemon.Spec{LinkConfig: c.req, Force: c.force, OuterFragments: c.outerFrags}); err != nil {
 		ln.Close()
+		if daemon.Refused(err) {
+			return usagef("%v", err)
+		}
 		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)

@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"slices"
@@ -48,6 +49,7 @@ type vifTable struct {
 	ARPProxy     *bool     `toml:"arp-proxy,omitempty"`
 	Force        bool      `toml:"force,omitempty"`
 	DefaultRoute bool      `toml:"default-route,omitempty"`
+	OuterFrags   bool      `toml:"outer-fragments,omitempty"`
 	Peer         []peer    `toml:"peer,omitempty"`
 }
 
@@ -174,7 +176,7 @@ func (v vifTable) spec(name string) (daemon.Spec, error) {
 	if err := vif.CheckName(name); err != nil {
 		return s, fmt.Errorf("bad name %q: use 1 to 15 letters, digits, '.', '-' or '_', such as vif0", name)
 	}
-	s.Name, s.Slave, s.MTU, s.Force = name, v.Slave, v.MTU, v.Force
+	s.Name, s.Slave, s.MTU, s.Force, s.OuterFragments = name, v.Slave, v.MTU, v.Force, v.OuterFrags
 	s.Publish = v.ARPProxy == nil || *v.ARPProxy
 	s.Local = netip.Addr(v.Local)
 	for _, a := range v.Addresses {
@@ -252,9 +254,17 @@ func distinct(specs []daemon.Spec) *clash {
 	}
 	for k, s := range specs {
 		for _, r := range s.Ranges {
-			for _, o := range specs[k+1:] {
-				for _, q := range slices.Concat(o.Ranges, o.Addrs) {
-					if r.Overlaps(q) {
+			for j, o := range specs {
+				if j == k {
+					continue
+				}
+				for _, q := range o.Addrs {
+					if r.Contains(q.Addr()) {
+						return &clash{vif: o.Name, other: s.Name, addr: q}
+					}
+				}
+				for _, q := range o.Ranges {
+					if j > k && r.Overlaps(q) {
 						return &clash{vif: o.Name, other: s.Name, addr: q}
 					}
 				}
@@ -338,11 +348,30 @@ func (l lines) find(path ...string) int {
 	return 1
 }
 
-// Load reads and parses the configuration file path (see Parse).
+// MaxSize bounds a configuration file's size.
+const MaxSize = 1 << 20
+
+// Load reads and parses the configuration file path (see Parse): a
+// regular file of at most MaxSize bytes.
 func Load(path string) ([]daemon.Spec, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file: give the path of a configuration file", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes: a configuration file is far smaller", path, MaxSize)
 	}
 	return Parse(path, b)
 }
@@ -352,7 +381,7 @@ func Load(path string) ([]daemon.Spec, error) {
 func Format(specs []daemon.Spec) ([]byte, error) {
 	f := file{Vif: map[string]vifTable{}}
 	for _, s := range specs {
-		v := vifTable{Slave: s.Slave, Local: unicast(s.Local), Protocol: int(s.Protocol), MTU: s.MTU, Force: s.Force}
+		v := vifTable{Slave: s.Slave, Local: unicast(s.Local), Protocol: int(s.Protocol), MTU: s.MTU, Force: s.Force, OuterFrags: s.OuterFragments}
 		for _, p := range s.Addrs {
 			v.Addresses = append(v.Addresses, address(p))
 			v.DefaultRoute = v.DefaultRoute || p.Bits() == 0

@@ -92,12 +92,34 @@ func TestParseErrors(t *testing.T) {
 		{"[vif.vif0]\naddresses = [\"224.0.0.1\"]\n", "x:2:14: bad address \"224.0.0.1\": a vif address must be unicast"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nroutes = [\"198.51.100.1/24\"]\n", "x:3:11: bad prefix \"198.51.100.1/24\": host bits are set; did you mean 198.51.100.0/24?"},
 		{"[vif.\"bad name!\"]\naddresses = [\"192.0.2.1\"]\n", "x:1: vif bad name!: bad name"},
+		{"[vif.a1]\naddresses = [\"203.0.113.5\"]\n[vif.a2]\nranges = [\"203.0.113.0/24\"]\n", "x:2: vif a1: address 203.0.113.5/32 is also vif a2's"},
+		{"[vif.a1]\nranges = [\"203.0.113.0/25\"]\n[vif.a2]\nranges = [\"203.0.113.0/24\"]\n", "x:3: vif a2: address 203.0.113.0/24 is also vif a1's"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nlocal = \"198.18.0.1\"\n[[vif.vif0.peer]]\naddress = \"198.18.0.1\"\n", "x:4: vif vif0: peer 198.18.0.1 is the local address"},
 	} {
 		_, err := Parse("x", []byte(tc.in))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%q: %v\nwant %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+// Load reads regular files of a bounded size only.
+func TestLoadRefuses(t *testing.T) {
+	if _, err := Load("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/zero: %v", err)
+	}
+	if _, err := Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a directory: %v", err)
+	}
+	big := filepath.Join(t.TempDir(), "big.toml")
+	if err := os.WriteFile(big, []byte("# "+strings.Repeat("x", MaxSize)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a file over MaxSize: %v", err)
+	}
+	if specs, err := Load(filepath.Join(seedDir, "example.toml")); err != nil || len(specs) != 2 {
+		t.Errorf("example.toml: %v, %v", specs, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/vif-project/vif/vif"
 )
@@ -25,6 +26,51 @@ import (
 func (d *Daemon) Apply(specs []Spec) ([]string, error) {
 	d.applyMu.Lock()
 	defer d.applyMu.Unlock()
+	for _, s := range specs {
+		if s.Slave != "" && d.ifIndex(s.Slave) == 0 {
+			return nil, fmt.Errorf("%s: %w: %s (nothing was changed)", s.Name, vif.ErrNoSlave, s.Slave)
+		}
+	}
+	names := d.ifNames()
+	d.mu.Lock()
+	d.renamedLocked(names)
+	var prev []Spec // to put back if the apply fails
+	for _, e := range d.vifs {
+		prev = append(prev, d.specLocked(e, names))
+	}
+	d.mu.Unlock()
+	changes, err := d.apply(specs, true)
+	if err == nil {
+		return changes, nil
+	}
+	// Put back what ran: its addresses were the vifs' a moment ago, so
+	// they are not probed for again.
+	undo, uerr := d.apply(prev, false)
+	for _, u := range undo {
+		changes = append(changes, "undone: "+u)
+	}
+	if uerr != nil {
+		return changes, joined{err, fmt.Errorf("putting the vifs back as they were failed too: %w", uerr)}
+	}
+	return changes, joined{err, errors.New("the vifs are as they were before")}
+}
+
+// joined is errors, said in one line.
+type joined []error
+
+func (j joined) Error() string {
+	s := make([]string, len(j))
+	for k, e := range j {
+		s[k] = e.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (j joined) Unwrap() []error { return j }
+
+// apply is Apply without its checks and undo; without probe, addresses
+// are not probed for.
+func (d *Daemon) apply(specs []Spec, probe bool) ([]string, error) {
 	names := d.ifNames()
 	d.mu.Lock()
 	d.renamedLocked(names)
@@ -72,18 +118,21 @@ func (d *Daemon) Apply(specs []Spec) ([]string, error) {
 		case e == nil:
 			create = append(create, s)
 		case !slices.ContainsFunc(create, func(c Spec) bool { return c.Name == s.Name }):
-			d.change(e, d.spec(e, names), s, note, fail)
+			d.change(e, d.spec(e, names), s, probe, note, fail)
 		}
 	}
 	slices.SortStableFunc(create, func(a, b Spec) int { return compareNames(a.Name, b.Name) })
 	for _, s := range create {
-		if _, err := d.Up(s.LinkConfig, s.Force); err != nil {
+		if _, err := d.bringUp(s, probe); err != nil {
 			fail(s.Name, err)
 			continue
 		}
 		note(s.Name, "created")
 	}
-	return changes, errors.Join(errs...)
+	if len(errs) > 0 {
+		return changes, joined(errs)
+	}
+	return changes, nil
 }
 
 // recreate names what differs between the running vif's spec cur and
@@ -115,12 +164,12 @@ func recreate(cur, want Spec, tunnel bool) string {
 }
 
 // change makes the running vif e, whose spec is cur, want in place.
-func (d *Daemon) change(e *entry, cur, want Spec, note func(string, string, ...any), fail func(string, error)) {
+func (d *Daemon) change(e *entry, cur, want Spec, probe bool, note func(string, string, ...any), fail func(string, error)) {
 	name := e.name
 	// Addresses: new ones first, so that the vif never has none.
 	for _, p := range want.Addrs {
 		if !holdsAddr(cur.Addrs, p.Addr()) {
-			if err := d.ChangeAddr(name, p, false, want.Force); err != nil {
+			if err := d.ChangeAddr(name, p, false, want.Force || !probe); err != nil {
 				fail(name, err)
 			} else {
 				note(name, "address %s added", p)
@@ -183,7 +232,7 @@ func (d *Daemon) change(e *entry, cur, want Spec, note func(string, string, ...a
 		if mtu == 0 {
 			mtu = d.defaultMTU(e)
 		}
-		if err := d.SetMTU(name, mtu); err != nil {
+		if err := d.SetMTU(name, mtu, want.OuterFragments); err != nil {
 			fail(name, err)
 			return
 		}
@@ -207,16 +256,21 @@ func (d *Daemon) defaultMTU(e *entry) int {
 // and changed since, without the defaults vif chose (names is ifNames'
 // answer). Applying it changes nothing.
 func (d *Daemon) spec(e *entry, names map[int]string) Spec {
-	l := e.ifc.Link()
 	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.specLocked(e, names)
+}
+
+// specLocked is spec with d.mu held.
+func (d *Daemon) specLocked(e *entry, names map[int]string) Spec {
+	l := e.ifc.Link()
 	s := Spec{
 		LinkConfig: vif.LinkConfig{
 			Name: e.name, Routes: l.Routes, MTU: e.mtu, Publish: e.arp != nil,
 			Config: vif.Config{Addrs: slices.Clone(e.addrs), Ranges: l.Ranges, Forward: l.Forward, Protocol: protocol(l.Protocol)},
 		},
-		Force: e.force,
+		Force: e.force, OuterFragments: e.outerFragments,
 	}
-	d.mu.Unlock()
 	if e.slaveGiven {
 		s.Slave = l.Slave
 		if n := names[e.slaveIndex]; n != "" {

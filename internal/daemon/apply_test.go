@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -110,15 +111,65 @@ func TestApply(t *testing.T) {
 	}
 }
 
-// A failing change is reported and the others still happen.
-func TestApplyGoesOn(t *testing.T) {
+// An apply that fails in part puts back what ran before: a file that
+// cannot apply whole changes nothing.
+func TestApplyUndone(t *testing.T) {
 	r := newRig(t)
+	mustApply(t, r, spec("vif0", "192.0.2.1"), spec("vif2", "192.0.2.2"))
+	first := r.links["vif0"]
 	r.inUse[netip.MustParseAddr("192.0.2.7")] = slaveMAC
-	changes, err := r.d.Apply([]Spec{spec("vif0", "192.0.2.7"), spec("vif1", "192.0.2.1")})
-	if err == nil || !strings.Contains(err.Error(), "vif0: ") {
+	edited := spec("vif2", "192.0.2.2")
+	edited.Addrs = append(edited.Addrs, netip.MustParsePrefix("192.0.2.3/32"))
+	changes, err := r.d.Apply([]Spec{spec("vif1", "192.0.2.7"), edited})
+	if err == nil || !strings.Contains(err.Error(), "vif1: ") || !strings.HasSuffix(err.Error(), "the vifs are as they were before") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("an address in use: %v", err)
 	}
-	if !slices.Equal(changes, []string{"vif1: created"}) {
-		t.Errorf("changes %q", changes)
+	want := []string{
+		"vif0: removed",
+		"vif2: address 192.0.2.3/32 added",
+		"undone: vif2: address 192.0.2.3/32 removed",
+		"undone: vif0: created",
+	}
+	if !slices.Equal(changes, want) {
+		t.Errorf("changes\n got %q\nwant %q", changes, want)
+	}
+	sts, _ := r.d.Show("")
+	if len(sts) != 2 || sts[0].Name != "vif0" || sts[1].Name != "vif2" || len(sts[1].Addrs) != 1 {
+		t.Errorf("after the undone apply: %+v", sts)
+	}
+	if first.closes() != 1 {
+		t.Error("vif0 was not removed and created again")
+	}
+	if got := mustApply(t, r, spec("vif0", "192.0.2.1"), spec("vif2", "192.0.2.2")); len(got) != 0 {
+		t.Errorf("the state before is not back: applying it changed %q", got)
+	}
+}
+
+// A tunnel's MTU larger than its slave carries is refused, in Up and
+// SetMTU, unless OuterFragments allows it.
+func TestMTUOverSlave(t *testing.T) {
+	r := newRig(t)
+	big := spec("vif0", "192.0.2.1")
+	big.Peer = netip.MustParseAddr("198.18.0.2")
+	big.Local = netip.MustParseAddr("198.18.0.1")
+	big.MTU = 1481 // the slave's 1500 carries 1480
+	if _, err := r.d.Up(big); !errors.Is(err, ErrMTU) || !Refused(err) || !strings.Contains(err.Error(), "use an MTU of 1480 or less, or pass --outer-fragments") {
+		t.Errorf("MTU 1481 over a 1500 slave: %v", err)
+	}
+	big.OuterFragments = true
+	if _, err := r.d.Up(big); err != nil {
+		t.Fatalf("with OuterFragments: %v", err)
+	}
+	if err := r.d.SetMTU("vif0", 9000, false); !errors.Is(err, ErrMTU) {
+		t.Errorf("SetMTU 9000: %v", err)
+	}
+	if err := r.d.SetMTU("vif0", 1480, false); err != nil {
+		t.Errorf("SetMTU 1480: %v", err)
+	}
+	// Without a tunnel nothing is encapsulated: any MTU.
+	plain := spec("vif1", "192.0.2.2")
+	plain.MTU = 9000
+	if _, err := r.d.Up(plain); err != nil {
+		t.Errorf("MTU 9000 without a tunnel: %v", err)
 	}
 }

@@ -26,7 +26,29 @@ var (
 	ErrUnknown = errors.New("no such vif")
 	// ErrTaken is returned when a vif of that name already exists.
 	ErrTaken = errors.New("a vif of that name already exists")
+	// ErrOwned is returned for an address or range another vif has.
+	ErrOwned = errors.New("owned by another vif")
 )
+
+// ownedError says that what belongs to the vif owner (ErrOwned).
+type ownedError struct{ what, owner string }
+
+func (e *ownedError) Error() string        { return e.what + " already belongs to " + e.owner }
+func (e *ownedError) Is(target error) bool { return target == ErrOwned }
+
+// Refused reports whether err refuses a request as bad input, such as an
+// address another host or vif has, or a peer the vif library refuses,
+// rather than failing on the host: the command can say what to fix.
+func Refused(err error) bool {
+	for _, e := range []error{ErrBadRequest, ErrUnknown, ErrTaken, ErrOwned, ErrMTU, arpproxy.ErrInUse, arpproxy.ErrInterface,
+		vif.ErrNoAddress, vif.ErrBadAddress, vif.ErrBadProtocol, vif.ErrNoLocal, vif.ErrBadName, vif.ErrExists,
+		vif.ErrNoSlave, vif.ErrBadMTU, vif.ErrBadRange, vif.ErrBadPeer, vif.ErrNoTunnel, vif.ErrNoPeer} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
 
 // Daemon owns the vifs of one network namespace. Its methods are safe for
 // concurrent use.
@@ -123,8 +145,10 @@ type entry struct {
 	slaveGiven bool
 	mtu        int // guarded by Daemon.mu
 	force      bool
-	arp        *arpEntry // nil without an ARP proxy
-	gone       chan struct{}
+	// outerFragments allows an MTU larger than the slave carries.
+	outerFragments bool      // guarded by Daemon.mu
+	arp            *arpEntry // nil without an ARP proxy
+	gone           chan struct{}
 }
 
 type arpEntry struct {
@@ -213,13 +237,21 @@ func (d *Daemon) Len() int {
 	return len(d.vifs) + len(d.pending)
 }
 
-// Up creates a vif as cfg describes, its defaults resolved by the vif
+// Up creates a vif as s describes, its defaults resolved by the vif
 // library, and returns its status once it serves: addresses installed,
 // packet loop running, addresses published. The vifs of one slave share
 // its ARP responder. Addresses to publish are first probed for on the
 // slave's segment (RFC 5227 section 2.1.1) and refused if another host
-// uses one, unless force is set.
-func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
+// uses one, unless s.Force is set. A tunnel's MTU larger than its slave
+// carries is refused unless s.OuterFragments is set (checkMTU).
+func (d *Daemon) Up(s Spec) (VifStatus, error) {
+	return d.bringUp(s, true)
+}
+
+// bringUp is Up; without probe, addresses are not probed for (they were
+// the vif's a moment ago).
+func (d *Daemon) bringUp(s Spec, probe bool) (VifStatus, error) {
+	cfg, force := s.LinkConfig, s.Force || !probe
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -241,7 +273,7 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 	for name, o := range owners {
 		if what := o.clash(mine); what != "" {
 			d.mu.Unlock()
-			return VifStatus{}, fmt.Errorf("%s already belongs to %s", what, name)
+			return VifStatus{}, &ownedError{what, name}
 		}
 		peers := cfg.Peers
 		if cfg.Peer.IsValid() {
@@ -268,6 +300,11 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 		return VifStatus{}, err
 	}
 	slaveIdx := d.watchSlave(c)
+	if cfg.MTU != 0 && c.HasTunnel() {
+		if err := d.checkMTU(c.Slave, slaveIdx, cfg.MTU, s.OuterFragments); err != nil {
+			return VifStatus{}, err
+		}
+	}
 	d.watchDrift()
 	var ae *arpEntry
 	if c.Publish {
@@ -290,7 +327,8 @@ func (d *Daemon) Up(cfg vif.LinkConfig, force bool) (VifStatus, error) {
 		return VifStatus{}, err
 	}
 	e := &entry{ifc: ifc, name: c.Name, addrs: c.Addrs, index: d.ifIndex(c.Name), slaveIndex: slaveIdx,
-		localGiven: localGiven, slaveGiven: cfg.Slave != "", mtu: cfg.MTU, force: force, arp: ae, gone: make(chan struct{})}
+		localGiven: localGiven, slaveGiven: cfg.Slave != "", mtu: cfg.MTU, force: s.Force, outerFragments: s.OuterFragments,
+		arp: ae, gone: make(chan struct{})}
 	d.mu.Lock()
 	d.vifs[c.Name] = e
 	d.mu.Unlock()
@@ -728,7 +766,7 @@ func (d *Daemon) ChangeAddr(name string, p netip.Prefix, remove, force bool) err
 		}
 		if what := (owned{o.ifc.Addrs(), o.ifc.Link().Ranges}).clash(owned{addrs: []netip.Prefix{p}}); what != "" {
 			d.mu.Unlock()
-			return fmt.Errorf("%s already belongs to %s", what, other)
+			return &ownedError{what, other}
 		}
 	}
 	d.mu.Unlock()
@@ -772,17 +810,23 @@ func (d *Daemon) ChangeRoute(name string, p netip.Prefix, remove bool) error {
 	return nil
 }
 
-// SetMTU sets the MTU of the vif name.
-func (d *Daemon) SetMTU(name string, mtu int) error {
+// SetMTU sets the MTU of the vif name. A tunnel's MTU larger than its
+// slave carries is refused unless outerFragments is set (checkMTU).
+func (d *Daemon) SetMTU(name string, mtu int, outerFragments bool) error {
 	e, err := d.find(name)
 	if err != nil {
 		return err
+	}
+	if l := e.ifc.Link(); l.HasTunnel() {
+		if err := d.checkMTU(l.Slave, e.slaveIndex, mtu, outerFragments); err != nil {
+			return err
+		}
 	}
 	if err := e.ifc.SetMTU(mtu); err != nil {
 		return err
 	}
 	d.mu.Lock()
-	e.mtu = mtu
+	e.mtu, e.outerFragments = mtu, outerFragments
 	d.mu.Unlock()
 	d.log.Info("MTU set", "vif", e.name, "mtu", mtu)
 	return nil
@@ -799,6 +843,22 @@ func (d *Daemon) RemovePeer(name string, addr netip.Addr) error {
 	}
 	d.log.Info("peer removed", "vif", e.name, "peer", addr)
 	return nil
+}
+
+// ErrMTU is returned for a tunnel's MTU larger than its slave carries.
+var ErrMTU = errors.New("MTU larger than the slave carries")
+
+// checkMTU refuses the MTU mtu for a tunnel over the slave name (index
+// idx) if its packets, with the 20-byte outer header, would not fit the
+// slave's MTU: each would go in outer fragments (RFC 2003 section 5.1),
+// or be refused with DF set. allow accepts it.
+func (d *Daemon) checkMTU(name string, idx, mtu int, allow bool) error {
+	m := d.ifMTU(idx)
+	if allow || m == 0 || mtu <= m-20 {
+		return nil
+	}
+	return fmt.Errorf("%w: MTU %d is more than %s carries inside a tunnel (%d: its MTU %d minus the 20-byte outer header), so larger packets would go in outer fragments; use an MTU of %d or less, or pass --outer-fragments if that is what you want",
+		ErrMTU, mtu, name, m-20, m, m-20)
 }
 
 // compareNames orders interface names naturally: vif2 before vif10.

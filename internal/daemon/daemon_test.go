@@ -371,7 +371,7 @@ func linkCfg(name string, addrs ...string) vif.LinkConfig {
 func TestSharedResponder(t *testing.T) {
 	r := newRig(t)
 	for _, c := range []vif.LinkConfig{linkCfg("vif1", "192.0.2.1"), linkCfg("vif0", "192.0.2.2")} {
-		if _, err := r.d.Up(c, false); err != nil {
+		if _, err := r.d.Up(Spec{LinkConfig: c}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -405,20 +405,20 @@ func TestSharedResponder(t *testing.T) {
 
 func TestUpRefused(t *testing.T) {
 	r := newRig(t)
-	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.1"), false); err != nil {
+	if _, err := r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.1")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.9"), false); !errors.Is(err, ErrTaken) {
+	if _, err := r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.9")}); !errors.Is(err, ErrTaken) {
 		t.Errorf("same name: %v", err)
 	}
-	if _, err := r.d.Up(linkCfg("vif1", "192.0.2.1"), false); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
+	if _, err := r.d.Up(Spec{LinkConfig: linkCfg("vif1", "192.0.2.1")}); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
 		t.Errorf("same address: %v", err)
 	}
 	// A failed Up releases what it took: the responder of a new slave.
 	r.upErr = errors.New("no TUN")
 	c := linkCfg("vif2", "192.0.2.3")
 	c.Slave = "eth8"
-	if _, err := r.d.Up(c, false); err == nil {
+	if _, err := r.d.Up(Spec{LinkConfig: c}); err == nil {
 		t.Fatal("Up succeeded")
 	}
 	if fr := r.responders["eth8"]; fr == nil || fr.closed != 1 {
@@ -433,7 +433,7 @@ func TestUpRefused(t *testing.T) {
 // took, and the daemon is told.
 func TestVifGoneFromOutside(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
+	r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.1")})
 	close(r.links["vif0"].done)
 	select {
 	case <-r.d.Changed(): // after the removal is complete
@@ -491,7 +491,7 @@ func TestHandlerDeadlines(t *testing.T) {
 // the interface, not to its old name.
 func TestRenamedFromOutside(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
+	r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.1")})
 	r.rename("eth9", "ethx")
 	r.rename("vif0", "vifx")
 	vifs, _ := r.d.Show("")
@@ -500,7 +500,7 @@ func TestRenamedFromOutside(t *testing.T) {
 	}
 	// Another interface takes the slave's old name: a vif on it gets a
 	// responder of its own.
-	r.d.Up(linkCfg("vif1", "192.0.2.2"), false)
+	r.d.Up(Spec{LinkConfig: linkCfg("vif1", "192.0.2.2")})
 	if resp := r.responders["eth9"]; resp == nil || len(resp.owned) != 1 || !resp.owned[netip.MustParseAddr("192.0.2.2")] {
 		t.Errorf("the new eth9's responder: %+v", resp)
 	}
@@ -516,8 +516,8 @@ func TestRenamedFromOutside(t *testing.T) {
 // longer has, swapped names included, and its old name is free again.
 func TestRenamesSwapped(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("sa", "192.0.2.1"), false)
-	r.d.Up(linkCfg("sb", "192.0.2.2"), false)
+	r.d.Up(Spec{LinkConfig: linkCfg("sa", "192.0.2.1")})
+	r.d.Up(Spec{LinkConfig: linkCfg("sb", "192.0.2.2")})
 	r.rename("sa", "tmp")
 	r.rename("sb", "sa")
 	r.rename("tmp", "sb")
@@ -532,7 +532,7 @@ func TestRenamesSwapped(t *testing.T) {
 	if err := r.d.Down("sb"); !errors.Is(err, ErrUnknown) {
 		t.Errorf("down of a name no interface has: %v, want ErrUnknown", err)
 	}
-	if _, err := r.d.Up(linkCfg("sb", "192.0.2.3"), false); err != nil {
+	if _, err := r.d.Up(Spec{LinkConfig: linkCfg("sb", "192.0.2.3")}); err != nil {
 		t.Errorf("up of a renamed vif's old name: %v", err)
 	}
 }
@@ -543,7 +543,7 @@ func TestUpRanges(t *testing.T) {
 	r := newRig(t)
 	r.inUse[netip.MustParseAddr("192.0.2.77")] = net.HardwareAddr{2, 0, 0, 0, 0, 0x77}
 	c := vif.LinkConfig{Name: "vif0", Publish: true, Config: vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}}
-	st, err := r.d.Up(c, false)
+	st, err := r.d.Up(Spec{LinkConfig: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -553,14 +553,14 @@ func TestUpRanges(t *testing.T) {
 	r.inUse[netip.MustParseAddr("203.0.113.1")] = net.HardwareAddr{2, 0, 0, 0, 0, 0x78}
 	r.inUse[netip.MustParseAddr("203.0.113.2")] = net.HardwareAddr{2, 0, 0, 0, 0, 0x79}
 	full := vif.LinkConfig{Name: "vif3", Publish: true, Config: vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/30")}}}
-	if _, err := r.d.Up(full, false); err == nil || !strings.Contains(err.Error(), "nothing is left to claim") {
+	if _, err := r.d.Up(Spec{LinkConfig: full}); err == nil || !strings.Contains(err.Error(), "nothing is left to claim") {
 		t.Errorf("a range whose every address is in use: %v", err)
 	}
 	for _, bad := range []vif.LinkConfig{
 		linkCfg("vif1", "192.0.2.5"),
 		{Name: "vif2", Config: vif.Config{Ranges: []netip.Prefix{netip.MustParsePrefix("192.0.2.128/25")}}},
 	} {
-		if _, err := r.d.Up(bad, false); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
+		if _, err := r.d.Up(Spec{LinkConfig: bad}); err == nil || !strings.Contains(err.Error(), "already belongs to vif0") {
 			t.Errorf("Up(%+v): %v", bad, err)
 		}
 	}
@@ -570,8 +570,8 @@ func TestUpRanges(t *testing.T) {
 // another vif or host has them.
 func TestChangeAddr(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
-	r.d.Up(linkCfg("vif1", "192.0.2.2"), false)
+	r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.1")})
+	r.d.Up(Spec{LinkConfig: linkCfg("vif1", "192.0.2.2")})
 	r.inUse[netip.MustParseAddr("192.0.2.7")] = net.HardwareAddr{2, 0, 0, 0, 0, 7}
 	if err := r.d.ChangeAddr("vif0", netip.MustParsePrefix("192.0.2.2/32"), false, false); err == nil || !strings.Contains(err.Error(), "already belongs to vif1") {
 		t.Errorf("another vif's address: %v", err)
@@ -601,7 +601,7 @@ func TestConcurrentUpsOneAddress(t *testing.T) {
 	errs := make(chan error, 2)
 	for _, name := range []string{"va", "vb"} {
 		go func() {
-			_, err := r.d.Up(linkCfg(name, "192.0.2.50"), false)
+			_, err := r.d.Up(Spec{LinkConfig: linkCfg(name, "192.0.2.50")})
 			errs <- err
 		}()
 	}
@@ -623,7 +623,7 @@ func TestConcurrentUpsOneAddress(t *testing.T) {
 // per return.
 func TestLinkBackAnnounces(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
+	r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.1")})
 	idx := r.ifs["eth9"]
 	resp := r.responders["eth9"]
 	r.d.linkState(idx, true, slaveMAC) // no change: nothing
@@ -643,7 +643,7 @@ func TestDrift(t *testing.T) {
 	r := newRig(t)
 	c := linkCfg("vif0", "192.0.2.1", "192.0.2.2")
 	c.Routes = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
-	r.d.Up(c, false)
+	r.d.Up(Spec{LinkConfig: c})
 	idx := r.ifs["vif0"]
 	gone := netip.MustParsePrefix("192.0.2.2/32")
 	r.d.addrChanged(idx, gone, false)
@@ -673,7 +673,7 @@ func TestUpProbes(t *testing.T) {
 	r := newRig(t)
 	other := net.HardwareAddr{2, 0, 0, 0, 0, 0x99}
 	r.inUse[netip.MustParseAddr("192.0.2.7")] = other
-	_, err := r.d.Up(linkCfg("vif0", "192.0.2.1", "192.0.2.7"), false)
+	_, err := r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.1", "192.0.2.7")})
 	if err == nil || !strings.Contains(err.Error(), "192.0.2.7 is in use") || !strings.Contains(err.Error(), other.String()) ||
 		!strings.Contains(err.Error(), "--force") {
 		t.Fatalf("Up of an address in use: %v", err)
@@ -681,7 +681,7 @@ func TestUpProbes(t *testing.T) {
 	if len(r.links) != 0 || r.responders["eth9"].closes() != 1 || r.d.Len() != 0 {
 		t.Errorf("refused Up left %d links, responder closed %d times, %d vifs", len(r.links), r.responders["eth9"].closes(), r.d.Len())
 	}
-	if _, err := r.d.Up(linkCfg("vif0", "192.0.2.1", "192.0.2.7"), true); err != nil {
+	if _, err := r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.1", "192.0.2.7"), Force: true}); err != nil {
 		t.Fatalf("forced Up: %v", err)
 	}
 	if p := r.responders["eth9"].probed; len(p) != 0 {
@@ -689,14 +689,14 @@ func TestUpProbes(t *testing.T) {
 	}
 	c := linkCfg("vif1", "192.0.2.2")
 	c.Publish = false
-	if _, err := r.d.Up(c, false); err != nil {
+	if _, err := r.d.Up(Spec{LinkConfig: c}); err != nil {
 		t.Fatalf("Up without publishing: %v", err)
 	}
 	if p := r.responders["eth9"].probed; len(p) != 0 {
 		t.Errorf("an address not published was probed: %v", p)
 	}
 	r.responders["eth9"].probeErr = fmt.Errorf("write: %w", syscall.ENETDOWN)
-	if _, err := r.d.Up(linkCfg("vif2", "192.0.2.3"), false); err == nil || !strings.Contains(err.Error(), "link is down (ip link set eth9 up), or pass --force") {
+	if _, err := r.d.Up(Spec{LinkConfig: linkCfg("vif2", "192.0.2.3")}); err == nil || !strings.Contains(err.Error(), "link is down (ip link set eth9 up), or pass --force") {
 		t.Errorf("Up with the slave's link down: %v", err)
 	}
 }
@@ -704,7 +704,7 @@ func TestUpProbes(t *testing.T) {
 // A new slave hardware address is answered and announced with.
 func TestSlaveMACChanged(t *testing.T) {
 	r := newRig(t)
-	r.d.Up(linkCfg("vif0", "192.0.2.1"), false)
+	r.d.Up(Spec{LinkConfig: linkCfg("vif0", "192.0.2.1")})
 	idx, resp := r.ifs["eth9"], r.responders["eth9"]
 	newMAC := net.HardwareAddr{2, 0, 0, 0, 0, 2}
 	r.d.linkState(idx, true, slaveMAC) // same: nothing
@@ -731,10 +731,10 @@ func TestLocalFollowsHost(t *testing.T) {
 		}
 		return c, nil
 	}
-	r.d.Up(c, false)
+	r.d.Up(Spec{LinkConfig: c})
 	given := linkCfg("vif1", "192.0.2.2")
 	given.Peer, given.Local = netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("198.18.9.9")
-	r.d.Up(given, false)
+	r.d.Up(Spec{LinkConfig: given})
 	slave, l0, l1 := r.ifs["eth9"], r.links["vif0"], r.links["vif1"]
 	r.addrs[slave] = []netip.Prefix{netip.PrefixFrom(old, 24)}
 	r.addrs[77] = []netip.Prefix{netip.PrefixFrom(given.Local, 32)}
@@ -792,7 +792,7 @@ func TestResync(t *testing.T) {
 	r := newRig(t)
 	c := linkCfg("vif0", "192.0.2.1", "192.0.2.2")
 	c.Routes = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
-	r.d.Up(c, false)
+	r.d.Up(Spec{LinkConfig: c})
 	idx := r.ifs["vif0"]
 	r.addrs[idx] = []netip.Prefix{c.Addrs[0]} // 192.0.2.2 and the route went unseen
 	r.d.resync()

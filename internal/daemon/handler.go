@@ -29,7 +29,7 @@ func (d *Daemon) Handler(info Info) control.Handler {
 func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 	req, err := DecodeRequest(b)
 	if err != nil {
-		return Response{Error: err.Error()}
+		return failed(err)
 	}
 	if !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
 		// The command gave up waiting (the daemon was stopped or slow):
@@ -39,7 +39,7 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 	switch req.Op {
 	case OpUp:
 		d.log.Info("control request", "op", req.Op, "vif", req.Up.Name, "uid", p.UID, "pid", p.PID)
-		st, err := d.Up(*req.Up, req.Force)
+		st, err := d.Up(Spec{LinkConfig: *req.Up, Force: req.Force, OuterFragments: req.OuterFragments})
 		if err == nil && !req.Deadline.IsZero() && time.Now().After(req.Deadline) {
 			// Its command has given up and reports a failure: make
 			// that true.
@@ -48,14 +48,14 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 		}
 		if err != nil {
 			d.log.Info("control request failed", "op", req.Op, "vif", req.Up.Name, "uid", p.UID, "pid", p.PID, "err", err)
-			return Response{Error: err.Error()}
+			return failed(err)
 		}
 		return Response{OK: true, Vifs: []VifStatus{st}, Daemon: &info}
 	case OpDown:
 		d.log.Info("control request", "op", req.Op, "vif", req.Name, "uid", p.UID, "pid", p.PID)
 		if err := d.Down(req.Name); err != nil {
 			d.log.Info("control request failed", "op", req.Op, "vif", req.Name, "uid", p.UID, "pid", p.PID, "err", err)
-			return Response{Error: err.Error()}
+			return failed(err)
 		}
 		return Response{OK: true}
 	case OpSet:
@@ -72,11 +72,11 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 		case req.Route != nil:
 			err = d.ChangeRoute(req.Name, *req.Route, req.Remove)
 		default:
-			err = d.SetMTU(req.Name, req.MTU)
+			err = d.SetMTU(req.Name, req.MTU, req.OuterFragments)
 		}
 		if err != nil {
 			d.log.Info("control request failed", "op", req.Op, "vif", req.Name, "uid", p.UID, "pid", p.PID, "err", err)
-			return Response{Error: err.Error()}
+			return failed(err)
 		}
 		vifs, _ := d.Show(req.Name)
 		return Response{OK: true, Vifs: vifs, Daemon: &info}
@@ -88,18 +88,25 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 		}
 		if err != nil {
 			d.log.Info("control request failed", "op", req.Op, "uid", p.UID, "pid", p.PID, "err", err)
-			return Response{Error: err.Error(), Changes: changes}
+			r := failed(err)
+			r.Changes = changes
+			return r
 		}
 		return Response{OK: true, Changes: changes, Daemon: &info}
 	default: // OpShow
 		vifs, err := d.show(req.Name, req.Config)
 		if err != nil {
-			return Response{Error: err.Error()}
+			return failed(err)
 		}
 		info.Goroutines = runtime.NumGoroutine()
 		info.RSSKiB = selfRSS()
 		return Response{OK: true, Vifs: vifs, Daemon: &info}
 	}
+}
+
+// failed answers a request that failed with err.
+func failed(err error) Response {
+	return Response{Error: err.Error(), Refused: Refused(err)}
 }
 
 // selfRSS returns this process's resident set size in KiB (0 if unknown).

@@ -41,6 +41,8 @@ type Request struct {
 	// Force, for up, claims the addresses without first asking the
 	// segment whether another host uses them.
 	Force bool `json:"force,omitempty"`
+	// OuterFragments, for up and set mtu: see Spec.OuterFragments.
+	OuterFragments bool `json:"outer_fragments,omitempty"`
 	// For set, one change of the vif Name: Peer, the peer to add or
 	// change; Addr, an address to add; Route, a prefix to route into the
 	// vif; MTU, its new MTU. With Remove, the peer (Peer.Addr), address or
@@ -65,6 +67,9 @@ type Response struct {
 	Error  string      `json:"error,omitempty"`
 	Vifs   []VifStatus `json:"vifs,omitempty"`
 	Daemon *Info       `json:"daemon,omitempty"`
+	// Refused is set with Error when the request was refused as bad
+	// input (Refused), nothing changed: the command exits with status 2.
+	Refused bool `json:"refused,omitempty"`
 	// Changes lists what an apply changed, one line each.
 	Changes []string `json:"changes,omitempty"`
 }
@@ -77,6 +82,10 @@ type Response struct {
 type Spec struct {
 	vif.LinkConfig
 	Force bool `json:"force,omitempty"`
+	// OuterFragments allows a tunnel an MTU larger than its slave
+	// carries (with the outer header): larger packets go in outer
+	// fragments.
+	OuterFragments bool `json:"outer_fragments,omitempty"`
 }
 
 // Info describes the daemon process.
@@ -86,6 +95,8 @@ type Info struct {
 	// Foreground is set when the daemon is a "vif up --foreground": its
 	// vifs go when that process stops.
 	Foreground bool `json:"foreground,omitempty"`
+	// Serve is set, with Foreground, when the daemon is a "vif serve".
+	Serve bool `json:"serve,omitempty"`
 	// Goroutines and RSSKiB are sampled at each show request, for
 	// watching the daemon over time (soak tests, monitoring).
 	Goroutines int `json:"goroutines"`
