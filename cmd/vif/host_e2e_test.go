@@ -37,7 +37,7 @@ func daemonTunnel(t *testing.T, linkMTU int) (a, b *nstest.Host, aIf, bIf *nstes
 		{b, bIf, "198.51.100.1", "198.18.0.1", "192.0.2.0/24"},
 	} {
 		vifCmd(t, end.h, "up", "vif0", end.addr, "--slave", end.slave.Name(), "--peer", end.peer,
-			"--route", end.route, "--no-arp-proxy", "--mtu", "1480")
+			"--route", end.route, "--no-arp-proxy", "--mtu", "1480", "--outer-fragments")
 		t.Cleanup(func() { stopDaemon(end.h) })
 	}
 	return a, b, aIf, bIf
@@ -354,7 +354,7 @@ func TestHostSlaveRenumbered(t *testing.T) {
 	// The peer learns the new address from its operator.
 	vifCmd(t, b, "down", "vif0")
 	vifCmd(t, b, "up", "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.0.11",
-		"--route", "192.0.2.0/24", "--no-arp-proxy", "--mtu", "1480")
+		"--route", "192.0.2.0/24", "--no-arp-proxy", "--mtu", "1480", "--outer-fragments")
 	capture := bIf.Capture("ip proto 94")
 	if out, err := a.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "198.51.100.1"); err != nil {
 		t.Errorf("pings through the tunnel after renumbering: %v\n%s", err, out)

@@ -27,7 +27,7 @@ func TestPathMTUDiscoveryThroughTunnel(t *testing.T) {
 	startVif(t, a, "vif0", "192.0.2.1", "--slave", aIf.Name(), "--peer", "198.18.11.2",
 		"--route", "198.51.100.0/24", "--no-arp-proxy")
 	startVif(t, b, "vif0", "198.51.100.1", "--slave", bIf.Name(), "--peer", "198.18.10.1",
-		"--route", "192.0.2.0/24", "--no-arp-proxy", "--mtu", "1480")
+		"--route", "192.0.2.0/24", "--no-arp-proxy", "--mtu", "1480", "--outer-fragments")
 
 	// Without DF, a big packet is fragmented by the router and delivered.
 	if out, err := a.Run("ping", "-c", "2", "-W", "2", "-M", "dont", "-s", "1400", "198.51.100.1"); err != nil {

@@ -857,9 +857,15 @@ func (d *Daemon) checkMTU(name string, idx, mtu int, allow bool) error {
 	if allow || m == 0 || mtu <= m-20 {
 		return nil
 	}
-	return fmt.Errorf("%w: MTU %d is more than %s carries inside a tunnel (%d: its MTU %d minus the 20-byte outer header), so larger packets would go in outer fragments; use an MTU of %d or less, or pass --outer-fragments if that is what you want",
-		ErrMTU, mtu, name, m-20, m, m-20)
+	return mtuError(fmt.Sprintf("MTU %d is more than %s carries inside a tunnel (%d: its MTU %d minus the 20-byte outer header), so larger packets would go in outer fragments; use an MTU of %d or less, or pass --outer-fragments if that is what you want",
+		mtu, name, m-20, m, m-20))
 }
+
+// mtuError is an ErrMTU that says what to do.
+type mtuError string
+
+func (e mtuError) Error() string        { return string(e) }
+func (e mtuError) Is(target error) bool { return target == ErrMTU }
 
 // compareNames orders interface names naturally: vif2 before vif10.
 func compareNames(a, b string) int {
