@@ -10,7 +10,7 @@ const (
 	// ErrTruncated: the outer header is shorter than 20 bytes or than its
 	// IHL.
 	ErrTruncated Error = iota + 1
-	// ErrVersion: the outer header is not IPv4.
+	// ErrVersion: the outer header is not of the IP version expected.
 	ErrVersion
 	// ErrHeaderLen: the outer IHL is below 5.
 	ErrHeaderLen
@@ -27,7 +27,8 @@ const (
 	// ErrInnerTruncated: the inner packet is shorter than 20 bytes or than
 	// its IHL.
 	ErrInnerTruncated
-	// ErrInnerVersion: the inner packet is not IPv4.
+	// ErrInnerVersion: the inner packet is not of the IP version
+	// expected.
 	ErrInnerVersion
 	// ErrInnerHeaderLen: the inner IHL is below 5.
 	ErrInnerHeaderLen
@@ -49,6 +50,9 @@ const (
 	ErrHeadroom
 	// ErrTooBig: the encapsulated packet would exceed 65535 bytes.
 	ErrTooBig
+	// ErrJumbogram: an IPv6 header with a payload length of 0 and a
+	// Hop-by-Hop header next: an RFC 2675 jumbogram, never passed.
+	ErrJumbogram
 
 	// NumErrors is one more than the largest Error, for sizing arrays.
 	NumErrors
@@ -56,14 +60,14 @@ const (
 
 var errorText = [NumErrors]string{
 	ErrTruncated:      "truncated header",
-	ErrVersion:        "not IPv4",
+	ErrVersion:        "wrong IP version",
 	ErrHeaderLen:      "bad header length",
 	ErrTotalLen:       "bad total length",
 	ErrChecksum:       "bad header checksum",
 	ErrFragment:       "fragment",
 	ErrProtocol:       "wrong protocol",
 	ErrInnerTruncated: "truncated inner header",
-	ErrInnerVersion:   "inner not IPv4",
+	ErrInnerVersion:   "inner wrong IP version",
 	ErrInnerHeaderLen: "bad inner header length",
 	ErrInnerTotalLen:  "bad inner total length",
 	ErrInnerChecksum:  "bad inner header checksum",
@@ -72,6 +76,7 @@ var errorText = [NumErrors]string{
 	ErrECN:            "CE over Not-ECT",
 	ErrHeadroom:       "no headroom",
 	ErrTooBig:         "packet too big",
+	ErrJumbogram:      "jumbogram",
 }
 
 var errorNames = [NumErrors]string{
@@ -92,6 +97,7 @@ var errorNames = [NumErrors]string{
 	ErrECN:            "ecn",
 	ErrHeadroom:       "headroom",
 	ErrTooBig:         "too_big",
+	ErrJumbogram:      "jumbogram",
 }
 
 // Error returns a description prefixed with "ipip: ".
