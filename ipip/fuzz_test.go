@@ -155,7 +155,9 @@ var innerTwin = map[error]error{
 	ipip.ErrTotalLen:  ipip.ErrInnerTotalLen,
 }
 
-func isNested(p uint8) bool { return p == ipip.ProtoIPIP || p == ipip.ProtoIPinIP }
+func isNested(p uint8) bool {
+	return p == ipip.ProtoIPIP || p == ipip.ProtoIPinIP || p == ipip.ProtoIPv6
+}
 
 func FuzzDecap(f *testing.F) {
 	addSeedFiles(f, func(pkt []byte) { f.Add(pkt) })

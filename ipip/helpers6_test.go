@@ -45,6 +45,65 @@ func udp6Packet(tb testing.TB, n int, mods ...func(*layers.IPv6)) []byte {
 	return serialize(tb, ip, udp, gopacket.Payload(pattern(n)))
 }
 
+// icmp6Packet builds an ICMPv6 message of type typ from the default inner
+// addresses, with an 4-byte type-specific word of zero and n bytes after.
+func icmp6Packet(tb testing.TB, typ uint8, n int, mods ...func(*layers.IPv6)) []byte {
+	tb.Helper()
+	ip := innerIP6(mods...)
+	ip.NextHeader = layers.IPProtocolICMPv6
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
+	if err := icmp.SetNetworkLayerForChecksum(ip); err != nil {
+		tb.Fatal(err)
+	}
+	return serialize(tb, ip, icmp, gopacket.Payload(append(make([]byte, 4), pattern(n)...)))
+}
+
+// raw6 builds an IPv6 packet whose Next Header is nh and whose payload is
+// the given bytes (extension headers, nested packets).
+func raw6(tb testing.TB, nh layers.IPProtocol, payload []byte, mods ...func(*layers.IPv6)) []byte {
+	tb.Helper()
+	ip := innerIP6(mods...)
+	ip.NextHeader = nh
+	return serialize(tb, ip, gopacket.Payload(payload))
+}
+
+// outer6Packet builds, with gopacket, an outer IPv6 header of next header
+// nh from tun6Src to tun6Dst around payload.
+func outer6Packet(tb testing.TB, nh uint8, payload []byte, mods ...func(*layers.IPv6)) []byte {
+	tb.Helper()
+	ip := &layers.IPv6{
+		Version:    6,
+		HopLimit:   64,
+		NextHeader: layers.IPProtocol(nh),
+		SrcIP:      tun6Src.AsSlice(),
+		DstIP:      tun6Dst.AsSlice(),
+	}
+	for _, m := range mods {
+		m(ip)
+	}
+	return serialize(tb, ip, gopacket.Payload(payload))
+}
+
+// extHeader returns an IPv6 extension header of the Hop-by-Hop, Routing or
+// Destination Options shape: next header nh, n*8+8 bytes, padded with
+// PadN.
+func extHeader(nh layers.IPProtocol, n int) []byte {
+	b := make([]byte, 8*(n+1))
+	b[0], b[1] = byte(nh), byte(n)
+	b[2], b[3] = 1, byte(len(b)-4) // PadN covering the rest
+	return b
+}
+
+// fragHeader returns an IPv6 Fragment header: next header nh, offset in
+// 8-byte units, more fragments.
+func fragHeader(nh layers.IPProtocol, offset uint16, more bool) []byte {
+	b := []byte{byte(nh), 0, byte(offset >> 5), byte(offset << 3), 0, 0, 0x12, 0x34}
+	if more {
+		b[3] |= 1
+	}
+	return b
+}
+
 // decodeIPv6 decodes the IPv6 header at the start of b with gopacket.
 func decodeIPv6(tb testing.TB, b []byte) *layers.IPv6 {
 	tb.Helper()
@@ -54,3 +113,6 @@ func decodeIPv6(tb testing.TB, b []byte) *layers.IPv6 {
 	}
 	return &ip
 }
+
+// gopacketPayload is n bytes of pattern as a gopacket layer.
+func gopacketPayload(n int) gopacket.Payload { return gopacket.Payload(pattern(n)) }

@@ -52,8 +52,32 @@ const IPv6HeaderLen = 40
 // (EncapIPv6).
 const IPv6MinMTU = 1280
 
-// nhHopByHop is the Next Header value of the Hop-by-Hop Options header.
-const nhHopByHop = 0
+// Next Header values of the IPv6 extension headers (IANA "IPv6 Extension
+// Header Types", RFC 8200 section 4).
+const (
+	nhHopByHop    = 0
+	nhRouting     = 43
+	nhFragment    = 44
+	nhESP         = 50
+	nhAH          = 51
+	nhDestOpts    = 60
+	nhMobility    = 135
+	nhHIP         = 139
+	nhShim6       = 140
+	nhExperiment1 = 253
+	nhExperiment2 = 254
+)
+
+// isExtensionHeader reports whether nh names an IPv6 extension header
+// rather than an upper-layer protocol.
+func isExtensionHeader(nh uint8) bool {
+	switch nh {
+	case nhHopByHop, nhRouting, nhFragment, nhESP, nhAH, nhDestOpts,
+		nhMobility, nhHIP, nhShim6, nhExperiment1, nhExperiment2:
+		return true
+	}
+	return false
+}
 
 // IPv6 is a view of an IPv6 header at the start of a byte slice. Its
 // accessors read fields by offset and panic if the slice is shorter than
@@ -152,4 +176,50 @@ func (h IPv6) Encode(f *IPv6Fields) {
 // SetECN sets the ECN field. IPv6 has no header checksum to update.
 func (h IPv6) SetECN(e ECN) {
 	h[1] = h[1]&^0x30 | (uint8(e)&0x03)<<4
+}
+
+// upperLayer walks the extension headers of the valid packet h that can be
+// walked (Hop-by-Hop, Routing, Destination Options, Fragment and
+// Authentication Header, RFC 8200 section 4 and RFC 4302 section 2) to the
+// upper-layer protocol, and returns it with its bytes (up to the end of the
+// payload). A fragment other than the first has no upper-layer header:
+// later is true and proto is the Next Header of its Fragment header, the
+// protocol of the packet it is a piece of. ok is false when a header runs
+// past the payload. Each step advances by 8 bytes at least, so the walk is
+// bounded by the payload length.
+func (h IPv6) upperLayer() (proto uint8, l4 []byte, later, ok bool) {
+	proto = h.NextHeader()
+	b := h[IPv6HeaderLen:h.Len()]
+	for {
+		switch proto {
+		case nhHopByHop, nhRouting, nhDestOpts:
+			if len(b) < 8 {
+				return proto, nil, false, false
+			}
+			n := (int(b[1]) + 1) * 8
+			if n > len(b) {
+				return proto, nil, false, false
+			}
+			proto, b = b[0], b[n:]
+		case nhAH:
+			if len(b) < 8 {
+				return proto, nil, false, false
+			}
+			n := (int(b[1]) + 2) * 4
+			if n < 8 || n > len(b) {
+				return proto, nil, false, false
+			}
+			proto, b = b[0], b[n:]
+		case nhFragment:
+			if len(b) < 8 {
+				return proto, nil, false, false
+			}
+			if binary.BigEndian.Uint16(b[2:])&^7 != 0 { // fragment offset
+				return b[0], nil, true, true
+			}
+			proto, b = b[0], b[8:]
+		default:
+			return proto, b, false, true
+		}
+	}
 }
