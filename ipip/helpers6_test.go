@@ -116,3 +116,6 @@ func decodeIPv6(tb testing.TB, b []byte) *layers.IPv6 {
 
 // gopacketPayload is n bytes of pattern as a gopacket layer.
 func gopacketPayload(n int) gopacket.Payload { return gopacket.Payload(pattern(n)) }
+
+// parseIP6 parses an IPv6 address for gopacket.
+func parseIP6(s string) net.IP { return net.ParseIP(s).To16() }
