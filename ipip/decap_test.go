@@ -135,6 +135,7 @@ func TestDecapErrors(t *testing.T) {
 		{name: "nested IPIP 94", pkt: outerPacket(t, ipip.ProtoIPIP, rawInner(t, layers.IPProtocol(ipip.ProtoIPIP), inner)), wantErr: ipip.ErrNested},
 		{name: "nested IPIP 4", pkt: outerPacket(t, ipip.ProtoIPIP, rawInner(t, layers.IPProtocolIPv4, inner)), wantErr: ipip.ErrNested},
 		{name: "nested 94 in 4", pkt: outerPacket(t, ipip.ProtoIPinIP, rawInner(t, layers.IPProtocol(ipip.ProtoIPIP), inner)), proto: ipip.ProtoIPinIP, wantErr: ipip.ErrNested},
+		{name: "nested 6in4 in 94", pkt: outerPacket(t, ipip.ProtoIPIP, rawInner(t, layers.IPProtocolIPv6, udp6Packet(t, 8))), wantErr: ipip.ErrNested},
 		{name: "ECN CE over Not-ECT", pkt: outerPacket(t, ipip.ProtoIPIP, inner, func(ip *layers.IPv4) { ip.TOS = tos(0, ipip.CE) }), wantErr: ipip.ErrECN},
 	}
 
@@ -160,7 +161,9 @@ func TestDecapErrors(t *testing.T) {
 		})
 	}
 	for e := ipip.Error(1); e < ipip.NumErrors; e++ {
-		if e == ipip.ErrHeadroom || e == ipip.ErrTooBig { // Encap only
+		switch e {
+		case ipip.ErrHeadroom, ipip.ErrTooBig, ipip.ErrEndpoints, // Encap only
+			ipip.ErrExtensionHeader, ipip.ErrJumbogram, ipip.ErrProtocolFamily: // IPv6 only (TestDecapIPv6Errors)
 			continue
 		}
 		if !seen[e] {

@@ -17,23 +17,28 @@ import (
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite the fuzz seed files in "+seedDir)
 
-// seedDir holds the binary seed packets of FuzzDecap and FuzzEncap, one
-// packet per file, exactly as it would arrive from the underlay.
+// seedDir holds the binary seed packets of the fuzz targets, one packet
+// per file, exactly as it would arrive from the underlay. Every target
+// starts from all of them, whatever their outer IP version.
 const seedDir = "../testdata/ipip"
 
-// seeds describes the seed files: how each packet is built (with gopacket)
-// and what Decap must say about it. TestFuzzSeeds checks the files against
+// A seed is a seed file: how its packet is built (with gopacket) and what
+// decap (Decap when nil) must say about it with proto.
+type seed struct {
+	file    string
+	pkt     []byte
+	proto   uint8
+	wantErr error
+	decap   decapFunc
+}
+
+// seeds describes the seed files. TestFuzzSeeds checks the files against
 // these builders; run
 //
 //	go test ./ipip -run '^TestFuzzSeeds$' -update-seeds
 //
 // to regenerate them.
-func seeds(tb testing.TB) []struct {
-	file    string
-	pkt     []byte
-	proto   uint8
-	wantErr error
-} {
+func seeds(tb testing.TB) []seed {
 	inner := icmpPacket(tb, 8)
 	ce := func(ip *layers.IPv4) { ip.TOS = tos(0, ipip.CE) }
 	good := outerPacket(tb, ipip.ProtoIPIP, inner)
@@ -41,26 +46,21 @@ func seeds(tb testing.TB) []struct {
 	badSum[10] ^= 0xff
 	badInnerSum := append([]byte(nil), inner...)
 	badInnerSum[11] ^= 0x01
-	return []struct {
-		file    string
-		pkt     []byte
-		proto   uint8
-		wantErr error
-	}{
-		{"proto94_icmp.bin", good, ipip.ProtoIPIP, nil},
-		{"proto4_udp.bin", outerPacket(tb, ipip.ProtoIPinIP, udpPacket(tb, 4)), ipip.ProtoIPinIP, nil},
-		{"outer_options.bin", outerPacket(tb, ipip.ProtoIPIP, inner, func(ip *layers.IPv4) { ip.Options = []layers.IPv4Option{routerAlert} }), ipip.ProtoIPIP, nil},
-		{"trailing_padding.bin", append(outerPacket(tb, ipip.ProtoIPIP, append(append([]byte(nil), inner...), 0, 0)), 0, 0, 0, 0), ipip.ProtoIPIP, nil},
-		{"ecn_ce_over_ect0.bin", outerPacket(tb, ipip.ProtoIPIP, icmpPacket(tb, 8, func(ip *layers.IPv4) { ip.TOS = tos(0, ipip.ECT0) }), ce), ipip.ProtoIPIP, nil},
-		{"ecn_ce_over_notect.bin", outerPacket(tb, ipip.ProtoIPIP, inner, ce), ipip.ProtoIPIP, ipip.ErrECN},
-		{"nested_94_in_94.bin", outerPacket(tb, ipip.ProtoIPIP, rawInner(tb, layers.IPProtocol(ipip.ProtoIPIP), inner)), ipip.ProtoIPIP, ipip.ErrNested},
-		{"nested_4_in_4.bin", outerPacket(tb, ipip.ProtoIPinIP, rawInner(tb, layers.IPProtocolIPv4, inner)), ipip.ProtoIPinIP, ipip.ErrNested},
-		{"fragment_mf.bin", outerPacket(tb, ipip.ProtoIPIP, inner, func(ip *layers.IPv4) { ip.Flags = layers.IPv4MoreFragments }), ipip.ProtoIPIP, ipip.ErrFragment},
-		{"bad_checksum.bin", badSum, ipip.ProtoIPIP, ipip.ErrChecksum},
-		{"inner_bad_checksum.bin", outerPacket(tb, ipip.ProtoIPIP, badInnerSum), ipip.ProtoIPIP, ipip.ErrInnerChecksum},
-		{"inner_ttl0.bin", outerPacket(tb, ipip.ProtoIPIP, icmpPacket(tb, 8, func(ip *layers.IPv4) { ip.TTL = 0 })), ipip.ProtoIPIP, ipip.ErrInnerTTL},
-		{"truncated.bin", good[:16], ipip.ProtoIPIP, ipip.ErrTruncated},
-	}
+	return append([]seed{
+		{"proto94_icmp.bin", good, ipip.ProtoIPIP, nil, nil},
+		{"proto4_udp.bin", outerPacket(tb, ipip.ProtoIPinIP, udpPacket(tb, 4)), ipip.ProtoIPinIP, nil, nil},
+		{"outer_options.bin", outerPacket(tb, ipip.ProtoIPIP, inner, func(ip *layers.IPv4) { ip.Options = []layers.IPv4Option{routerAlert} }), ipip.ProtoIPIP, nil, nil},
+		{"trailing_padding.bin", append(outerPacket(tb, ipip.ProtoIPIP, append(append([]byte(nil), inner...), 0, 0)), 0, 0, 0, 0), ipip.ProtoIPIP, nil, nil},
+		{"ecn_ce_over_ect0.bin", outerPacket(tb, ipip.ProtoIPIP, icmpPacket(tb, 8, func(ip *layers.IPv4) { ip.TOS = tos(0, ipip.ECT0) }), ce), ipip.ProtoIPIP, nil, nil},
+		{"ecn_ce_over_notect.bin", outerPacket(tb, ipip.ProtoIPIP, inner, ce), ipip.ProtoIPIP, ipip.ErrECN, nil},
+		{"nested_94_in_94.bin", outerPacket(tb, ipip.ProtoIPIP, rawInner(tb, layers.IPProtocol(ipip.ProtoIPIP), inner)), ipip.ProtoIPIP, ipip.ErrNested, nil},
+		{"nested_4_in_4.bin", outerPacket(tb, ipip.ProtoIPinIP, rawInner(tb, layers.IPProtocolIPv4, inner)), ipip.ProtoIPinIP, ipip.ErrNested, nil},
+		{"fragment_mf.bin", outerPacket(tb, ipip.ProtoIPIP, inner, func(ip *layers.IPv4) { ip.Flags = layers.IPv4MoreFragments }), ipip.ProtoIPIP, ipip.ErrFragment, nil},
+		{"bad_checksum.bin", badSum, ipip.ProtoIPIP, ipip.ErrChecksum, nil},
+		{"inner_bad_checksum.bin", outerPacket(tb, ipip.ProtoIPIP, badInnerSum), ipip.ProtoIPIP, ipip.ErrInnerChecksum, nil},
+		{"inner_ttl0.bin", outerPacket(tb, ipip.ProtoIPIP, icmpPacket(tb, 8, func(ip *layers.IPv4) { ip.TTL = 0 })), ipip.ProtoIPIP, ipip.ErrInnerTTL, nil},
+		{"truncated.bin", good[:16], ipip.ProtoIPIP, ipip.ErrTruncated, nil},
+	}, seeds6(tb)...)
 }
 
 func TestFuzzSeeds(t *testing.T) {
@@ -84,8 +84,12 @@ func TestFuzzSeeds(t *testing.T) {
 			if diff := cmp.Diff(s.pkt, data); diff != "" {
 				t.Errorf("%s is stale; run with -update-seeds (-want +got):\n%s", path, diff)
 			}
-			if _, err := ipip.Decap(data, s.proto); err != s.wantErr {
-				t.Errorf("Decap(%s) error = %v, want %v", s.file, err, s.wantErr)
+			decap := s.decap
+			if decap == nil {
+				decap = ipip.Decap
+			}
+			if _, err := decap(data, s.proto); err != s.wantErr {
+				t.Errorf("decapsulating %s: error = %v, want %v", s.file, err, s.wantErr)
 			}
 		})
 	}
@@ -155,7 +159,9 @@ var innerTwin = map[error]error{
 	ipip.ErrTotalLen:  ipip.ErrInnerTotalLen,
 }
 
-func isNested(p uint8) bool { return p == ipip.ProtoIPIP || p == ipip.ProtoIPinIP }
+func isNested(p uint8) bool {
+	return p == ipip.ProtoIPIP || p == ipip.ProtoIPinIP || p == ipip.ProtoIPv6
+}
 
 func FuzzDecap(f *testing.F) {
 	addSeedFiles(f, func(pkt []byte) { f.Add(pkt) })

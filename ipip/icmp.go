@@ -80,8 +80,11 @@ func Unreachable(buf []byte, src [4]byte, pkt IPv4, code uint8, mtu int) []byte 
 // complement of the one's-complement sum of its 16-bit words, an odd last
 // byte padded with zero. A message whose checksum field holds it sums,
 // checksum included, to 0xffff: Checksum of it is 0.
-func Checksum(b []byte) uint16 {
-	var sum uint64
+func Checksum(b []byte) uint16 { return checksum(b, 0) }
+
+// checksum is Checksum of a pseudo-header whose one's-complement sum,
+// unfolded, is sum, followed by b.
+func checksum(b []byte, sum uint64) uint16 {
 	for len(b) >= 8 {
 		sum += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
 		b = b[8:]
