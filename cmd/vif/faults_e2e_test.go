@@ -229,8 +229,10 @@ func TestFaultVifDeletedFromOutside(t *testing.T) {
 	if _, ok := arpOnce(fp.b, fp.bIf.Name(), "203.0.113.1"); !ok {
 		t.Errorf("203.0.113.1 (vif1) no longer answered by ARP")
 	}
-	if err := fp.a.Ping("203.0.113.129", 3); err != nil {
-		t.Errorf("vif1 stopped working: %v", err)
+	// One answer shows the tunnel works; on a loaded machine one ping of
+	// three can miss ping's deadline.
+	if !pingOnce(fp.a, "203.0.113.129", 3*time.Second) {
+		t.Error("vif1 stopped working: 203.0.113.129 does not answer through its tunnel")
 	}
 	if log, err := os.ReadFile(logFile); err != nil || !strings.Contains(string(log), "went away from outside") {
 		t.Errorf("daemon log %s does not say vif0 went away (%v):\n%s", logFile, err, log)
