@@ -16,6 +16,7 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vif-project/vif/internal/inet"
 	"github.com/vif-project/vif/internal/logattr"
+	"github.com/vif-project/vif/internal/ratelimit"
 )
 
 // Errors returned by the Responder.
@@ -70,11 +71,12 @@ type Responder struct {
 
 	// Used by the serve goroutine only.
 	start       time.Time
-	lim         *limiter
+	lim         *ratelimit.Limiter
+	limKey      ratelimit.Key
 	out         []byte // reply buffer
 	defendBuf   []byte
-	conflictLog logLimiter
-	errLog      logLimiter
+	conflictLog ratelimit.LogLimiter
+	errLog      ratelimit.LogLimiter
 }
 
 // table is an immutable snapshot of the owned addresses: states[i] belongs
@@ -177,12 +179,12 @@ func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frame
 		log:   log,
 		addrs: make(map[netip.Addr]*addrState),
 		start: time.Now(),
-		lim: newLimiter(c.requesterRate, c.requesterBurst, c.slots,
+		lim: ratelimit.NewLimiter(c.requesterRate, c.requesterBurst, c.slots,
 			c.globalRate, c.globalBurst),
 		out:         make([]byte, FrameLen),
 		defendBuf:   make([]byte, FrameLen),
-		conflictLog: logLimiter{interval: int64(c.conflictLogInterval)},
-		errLog:      logLimiter{interval: int64(10 * time.Second)},
+		conflictLog: ratelimit.NewLogLimiter(int64(c.conflictLogInterval)),
+		errLog:      ratelimit.NewLogLimiter(int64(10 * time.Second)),
 	}
 	r.mac.Store(&mac)
 	r.owned.Store(&table{set: &AddrSet{}})
