@@ -41,15 +41,15 @@ func TestAddrSetWithWithout(t *testing.T) {
 	}
 }
 
-// discardIO is a frameIO whose reads block until done is closed and whose
+// discardIO is a packetio.IO whose reads block until done is closed and whose
 // writes go nowhere.
 type discardIO struct {
 	done   chan struct{}
 	writes int
 }
 
-func (d *discardIO) read([]byte) (int, error)             { <-d.done; return 0, net.ErrClosed }
-func (d *discardIO) write([]byte, net.HardwareAddr) error { d.writes++; return nil }
+func (d *discardIO) Read([]byte) (int, error)             { <-d.done; return 0, net.ErrClosed }
+func (d *discardIO) Write([]byte, net.HardwareAddr) error { d.writes++; return nil }
 
 // closeConn is a net.PacketConn that only closes a channel.
 type closeConn struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vif-project/vif/internal/inet"
 	"github.com/vif-project/vif/internal/logattr"
+	"github.com/vif-project/vif/internal/packetio"
 	"github.com/vif-project/vif/internal/ratelimit"
 )
 
@@ -45,7 +46,7 @@ type Responder struct {
 	// modified) by SetHardwareAddr: 6 bytes.
 	mac  atomic.Pointer[net.HardwareAddr]
 	conn net.PacketConn
-	io   frameIO // used by the serve goroutine only
+	io   packetio.IO // used by the serve goroutine only
 	cfg  config
 	log  *slog.Logger
 
@@ -154,10 +155,10 @@ func New(ifi *net.Interface, conn net.PacketConn, cfg *Config) (*Responder, erro
 	return newResponder(ifi, conn, cfg, nil, true)
 }
 
-// newResponder is New with the serve goroutine's frameIO (nil means the
+// newResponder is New with the serve goroutine's packetio.IO (nil means the
 // one for conn), and whether to name the interface in log lines (Listen's
 // logger does it already).
-func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frameIO, nameIface bool) (*Responder, error) {
+func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io packetio.IO, nameIface bool) (*Responder, error) {
 	if err := checkInterface(ifi); err != nil {
 		return nil, err
 	}
@@ -191,7 +192,7 @@ func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frame
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.io = io
 	if r.io == nil {
-		r.io = newFrameIO(conn, r.log)
+		r.io = packetio.New(conn, r.log)
 	}
 
 	r.wg.Add(1)

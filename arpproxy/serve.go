@@ -15,7 +15,7 @@ func (r *Responder) serve() {
 	buf := make([]byte, readBufLen)
 	var backoff time.Duration
 	for {
-		n, err := r.io.read(buf)
+		n, err := r.io.Read(buf)
 		if n > 0 {
 			r.handle(Frame(buf[:n]))
 		}
@@ -87,7 +87,7 @@ func (r *Responder) process(f Frame) {
 			r.stats.limited.Add(1)
 			return
 		}
-		if err := r.io.write(reply, reply.EthernetDst()); err != nil {
+		if err := r.io.Write(reply, reply.EthernetDst()); err != nil {
 			r.stats.writeErrors.Add(1)
 			if ok, suppressed := r.errLog.Allow(r.now()); ok {
 				r.log.Warn("ARP reply failed", "err", err, "suppressed", suppressed)
@@ -122,7 +122,7 @@ func (r *Responder) conflict(f Frame, tab *table) {
 			if !st.defended || now-st.defendedAt >= int64(DefendInterval) {
 				st.defended, st.defendedAt = true, now
 				a := PutAnnouncement(r.defendBuf, *r.mac.Load(), addr)
-				if err := r.io.write(a, a.EthernetDst()); err != nil {
+				if err := r.io.Write(a, a.EthernetDst()); err != nil {
 					r.stats.writeErrors.Add(1)
 				} else {
 					r.stats.announcements.Add(1)
