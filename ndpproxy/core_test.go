@@ -141,14 +141,6 @@ func TestPutSolicitation(t *testing.T) {
 func TestRespond(t *testing.T) {
 	owned := ndpproxy.NewAddrSet(owned1, owned2)
 	nonce := []byte{14, 1, 1, 2, 3, 4, 5, 6} // RFC 3971 nonce option, unknown to RFC 4861
-	appendOpt := func(opt []byte) func([]byte) []byte {
-		return func(b []byte) []byte {
-			b = append(b, opt...)
-			plen := int(b[18])<<8 | int(b[19]) + len(opt)
-			b[18], b[19] = byte(plen>>8), byte(plen)
-			return b
-		}
-	}
 	setPayloadLen := func(n int) func([]byte) []byte {
 		return func(b []byte) []byte { b[18], b[19] = byte(n>>8), byte(n); return b }
 	}

@@ -152,6 +152,17 @@ func (s ndpSpec) bytes(tb testing.TB) []byte {
 	return b
 }
 
+// appendOpt returns a mutation appending the option bytes opt to a
+// frame's message.
+func appendOpt(opt []byte) func([]byte) []byte {
+	return func(b []byte) []byte {
+		b = append(b, opt...)
+		plen := int(b[18])<<8 | int(b[19]) + len(opt)
+		b[18], b[19] = byte(plen>>8), byte(plen)
+		return b
+	}
+}
+
 // icmpSum computes, independently of the package, the one's complement
 // sum of the IPv6 pseudo-header and ICMPv6 message of the frame b (no
 // extension headers), 16 bits at a time.
