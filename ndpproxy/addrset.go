@@ -78,8 +78,19 @@ func search(keys []key, k key) int {
 		}
 		return -1
 	}
-	if i, ok := slices.BinarySearchFunc(keys, k, compareKeys); ok {
-		return i
+	// By hand: slices.BinarySearchFunc calls its comparison through a
+	// function value, which made lookups three times slower.
+	lo, hi := 0, len(keys)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if x := keys[m]; x.hi < k.hi || x.hi == k.hi && x.lo < k.lo {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(keys) && keys[lo] == k {
+		return lo
 	}
 	return -1
 }
