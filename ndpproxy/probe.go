@@ -96,7 +96,8 @@ func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Dur
 		mac := r.self.Load().HardwareAddr
 		for _, a := range addrs {
 			f := PutSolicitation(buf, mac, netip.IPv6Unspecified(), a)
-			if _, err := r.conn.WriteTo(f, &packet.Addr{HardwareAddr: f.EthernetDst()}); err != nil {
+			dst := &packet.Addr{HardwareAddr: bytes.Clone(f.EthernetDst())}
+			if _, err := r.conn.WriteTo(f, dst); err != nil {
 				r.stats.writeErrors.Add(1)
 				return fmt.Errorf("ndpproxy: probe %s: %w", a, err)
 			}
