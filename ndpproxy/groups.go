@@ -37,14 +37,17 @@ var _ groupConn = (*ndp.Conn)(nil)
 // them): when one is full, another is opened. Not safe for concurrent use:
 // the Responder's mu guards it.
 type memberships struct {
-	open  func() (groupConn, error) // nil: no groups are joined (New)
-	conns []groupConn
-	refs  map[netip.Addr]int // group: number of users
-	conn  map[netip.Addr]int // group: index in conns of the socket holding it
+	open    func() (groupConn, error) // nil: no groups are joined (New)
+	release func() error              // releases what open holds; may be nil
+	conns   []groupConn
+	refs    map[netip.Addr]int // group: number of users
+	conn    map[netip.Addr]int // group: index in conns of the socket holding it
 }
 
-func newMemberships(open func() (groupConn, error)) *memberships {
-	return &memberships{open: open, refs: map[netip.Addr]int{}, conn: map[netip.Addr]int{}}
+// newMemberships returns the memberships that open sockets with open and
+// release what open holds with release (which may be nil) when closed.
+func newMemberships(open func() (groupConn, error), release func() error) *memberships {
+	return &memberships{open: open, release: release, refs: map[netip.Addr]int{}, conn: map[netip.Addr]int{}}
 }
 
 // join takes one more reference on the solicited-node group of a,
@@ -116,6 +119,10 @@ func (m *memberships) close() error {
 	for _, c := range m.conns {
 		errs = append(errs, c.Close())
 	}
+	if m.release != nil {
+		errs = append(errs, m.release())
+		m.release = nil
+	}
 	m.conns = nil
 	clear(m.refs)
 	clear(m.conn)
@@ -125,9 +132,10 @@ func (m *memberships) close() error {
 // openGroupConn returns a function opening an ICMPv6 socket on ifi that
 // only joins groups: its ICMPv6 filter blocks every message, so nothing
 // ever waits in it to be read (the Responder reads frames from its packet
-// socket).
-func openGroupConn(ifi *net.Interface) func() (groupConn, error) {
-	return func() (groupConn, error) {
+// socket). The sockets are opened in the network namespace of the caller
+// of openGroupConn, and the second result releases it.
+func openGroupConn(ifi *net.Interface) (func() (groupConn, error), func() error) {
+	return inListenNetns(func() (groupConn, error) {
 		c, _, err := ndp.Listen(ifi, ndp.Unspecified)
 		if err != nil {
 			return nil, err
@@ -139,5 +147,5 @@ func openGroupConn(ifi *net.Interface) func() (groupConn, error) {
 			return nil, err
 		}
 		return c, nil
-	}
+	})
 }

@@ -63,7 +63,7 @@ func opener(max int) (func() (groupConn, error), *[]*fakeGroups) {
 
 func TestMemberships(t *testing.T) {
 	open, opened := opener(2)
-	m := newMemberships(open)
+	m := newMemberships(open, nil)
 	a := netip.MustParseAddr("2001:db8::10")
 	b := netip.MustParseAddr("2001:db8:1::10") // same low 24 bits: same group
 	c := netip.MustParseAddr("2001:db8::20")
@@ -100,12 +100,12 @@ func TestMemberships(t *testing.T) {
 	}
 
 	// A join error other than a full socket is returned.
-	m = newMemberships(func() (groupConn, error) { return &fakeGroups{max: 9, err: syscall.ENODEV}, nil })
+	m = newMemberships(func() (groupConn, error) { return &fakeGroups{max: 9, err: syscall.ENODEV}, nil }, nil)
 	if err := m.join(a); !errors.Is(err, syscall.ENODEV) || m.groups() != 0 {
 		t.Errorf("join on a broken socket = %v, %d groups", err, m.groups())
 	}
 	// Without an opener (New), nothing is joined.
-	m = newMemberships(nil)
+	m = newMemberships(nil, nil)
 	if err := m.join(a); err != nil || m.groups() != 0 {
 		t.Errorf("join without opener = %v, %d groups", err, m.groups())
 	}
@@ -146,7 +146,7 @@ func newTestResponder(tb testing.TB, cfg *Config, addrs int) (*Responder, *disca
 	c := *cfg
 	c.SourceAddr = testLL
 	open, _ := opener(1 << 20)
-	r, err := newResponder(ifi, &closeConn{done: done}, &c, newMemberships(open), io, true)
+	r, err := newResponder(ifi, &closeConn{done: done}, &c, newMemberships(open, nil), io, true)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -184,7 +184,7 @@ func New(ifi *net.Interface, conn net.PacketConn, cfg *Config) (*Responder, erro
 		}
 		c.SourceAddr = ll
 	}
-	return newResponder(ifi, conn, &c, newMemberships(nil), nil, true)
+	return newResponder(ifi, conn, &c, newMemberships(nil, nil), nil, true)
 }
 
 // newResponder is New with the groups to join, the serve goroutine's
