@@ -247,8 +247,9 @@ func (f Frame) LinkLayerAddr() (net.HardwareAddr, bool) {
 // IPv6 Neighbor Solicitation or Advertisement that RFC 4861 (sections
 // 7.1.1 and 7.1.2) would accept. It returns nil or the DropReason saying
 // what is wrong, checked in this order: DropShort, DropEtherType,
-// DropVersion, DropNextHeader, DropICMPType, DropHopLimit, DropICMPLength,
-// DropChecksum, DropCode, DropTarget, DropOptionLength,
+// DropVersion, DropNextHeader, DropICMPType (DropICMPLength for a message
+// too short to have a type), DropHopLimit, DropICMPLength, DropChecksum,
+// DropCode, DropTarget, DropOptionLength,
 // DropLinkLayerOption, and for solicitations from the unspecified address
 // DropDADDestination and DropDADOption, for advertisements
 // DropSolicitedMulticast. Bytes after the IPv6 payload (Ethernet padding)

@@ -481,8 +481,8 @@ func (r *Responder) Ranges() []netip.Prefix { return r.owned.Load().set.Ranges()
 // Announce announces an owned address again, as Add does, replacing
 // announcements of addr still in progress: call it when the interface's
 // link comes back up, so that neighbours whose entries went stale while
-// it was down learn the address anew (the vif daemon does, from its link
-// events). It does nothing if Config.AnnounceCount is negative. It returns
+// it was down learn the address anew (the vif daemon does so for the ARP
+// proxy, from its link events). It does nothing if Config.AnnounceCount is negative. It returns
 // an error wrapping ErrNotOwned if addr was not added, and ErrClosed after
 // Close.
 func (r *Responder) Announce(addr netip.Addr) error {
