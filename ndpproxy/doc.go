@@ -59,7 +59,8 @@
 // Errors are prefixed with "ndpproxy: " and wrap the sentinels ErrClosed,
 // ErrInvalidAddr, ErrNotOwned, ErrInterface and ErrInUse, for errors.Is.
 //
-// The package knows nothing of TUN devices or tunnels; the vif daemon
-// creates one Responder per slave interface and registers the addresses of
-// every vif on it.
+// The package knows nothing of TUN devices or tunnels. As with arpproxy,
+// one Responder per slave interface is meant to serve every vif on it
+// (Responder has the methods of vif.Publisher); the vif daemon does not
+// start one yet.
 package ndpproxy
