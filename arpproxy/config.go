@@ -29,7 +29,7 @@ const (
 	// get for one address at once before DefaultRequesterRate applies.
 	DefaultRequesterBurst = 10
 	// DefaultRateLimitSlots is the number of buckets of the per-requester
-	// rate limit table (about 32 bytes each).
+	// rate limit table (about 40 bytes each).
 	DefaultRateLimitSlots = 1024
 	// DefaultGlobalRate is the sustained number of replies per second for
 	// the whole Responder. It bounds the CPU a flood from random hardware

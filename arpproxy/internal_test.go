@@ -5,127 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 )
-
-func TestGCRA(t *testing.T) {
-	const sec = int64(time.Second)
-	g := newGCRA(2, 3) // 3 at once, then one per 500ms
-	var tat int64
-	now := 100 * sec
-	for i := range 3 {
-		if !g.allow(&tat, now) {
-			t.Fatalf("event %d of the burst denied", i)
-		}
-	}
-	if g.allow(&tat, now) {
-		t.Fatal("event beyond the burst allowed")
-	}
-	if g.allow(&tat, now+sec/2-1) {
-		t.Fatal("allowed before the refill")
-	}
-	if !g.allow(&tat, now+sec/2) {
-		t.Fatal("denied after the refill")
-	}
-	// A long pause refills the bucket to the burst, not beyond.
-	now += 1000 * sec
-	n := 0
-	for g.allow(&tat, now) {
-		n++
-	}
-	if n != 3 {
-		t.Errorf("after a pause %d events allowed at once, want 3", n)
-	}
-	// The first event at time zero is allowed (zero tat is a full bucket).
-	tat = 0
-	if !g.allow(&tat, 0) {
-		t.Error("first event at time 0 denied")
-	}
-	for _, tt := range []struct {
-		rate  float64
-		burst int
-	}{{0, 10}, {-1, 10}, {1e300, 10}} {
-		u := newGCRA(tt.rate, tt.burst)
-		var tat int64
-		for range 1000 {
-			if !u.allow(&tat, 0) && tt.rate <= 0 {
-				t.Fatalf("rate %v: unlimited bucket denied", tt.rate)
-			}
-		}
-	}
-	// Tiny rates must not overflow.
-	tiny := newGCRA(1e-300, 1<<30)
-	tat = 0
-	first := tiny.allow(&tat, 0)
-	second := tiny.allow(&tat, 0)
-	if !first || !second {
-		t.Error("tiny rate with huge burst denied")
-	}
-}
-
-func TestLimiterFixedSize(t *testing.T) {
-	l := newLimiter(1e-6, 2, 100, -1, 0)
-	if len(l.slots) != 128 {
-		t.Fatalf("%d slots, want 128 (100 rounded up to a power of two)", len(l.slots))
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	tpa := [4]byte{192, 0, 2, 1}
-	for range 100000 {
-		var mac [6]byte
-		for i := range mac {
-			mac[i] = byte(rng.Uint32())
-		}
-		mac[0] &^= 1
-		l.allow(mac, tpa, 0)
-	}
-	if len(l.slots) != 128 || cap(l.slots) != 128 {
-		t.Errorf("table grew to %d under a flood of random requesters", len(l.slots))
-	}
-	// A requester keeps its own bucket while nobody else takes its slot.
-	mac := [6]byte{2, 0, 0, 0, 0, 2}
-	got := []bool{l.allow(mac, tpa, 0), l.allow(mac, tpa, 0), l.allow(mac, tpa, 0)}
-	if !got[0] || !got[1] || got[2] {
-		t.Error("per-requester burst of 2 not enforced")
-	}
-}
-
-func TestLimiterGlobal(t *testing.T) {
-	l := newLimiter(-1, 0, 0, 1e-6, 4)
-	if l.slots != nil {
-		t.Error("slots allocated without a per-requester limit")
-	}
-	n := 0
-	for i := range 100 {
-		if l.allow([6]byte{2, 0, 0, 0, 0, byte(i)}, [4]byte{192, 0, 2, 1}, 0) {
-			n++
-		}
-	}
-	if n != 4 {
-		t.Errorf("%d replies allowed, want the global burst 4", n)
-	}
-	if off := newLimiter(-1, 0, 0, -1, 0); off.enabled {
-		t.Error("limiter with both limits disabled is enabled")
-	}
-}
-
-func TestLogLimiter(t *testing.T) {
-	l := logLimiter{interval: 10}
-	steps := []struct {
-		now        int64
-		ok         bool
-		suppressed uint64
-	}{{0, true, 0}, {5, false, 0}, {9, false, 0}, {10, true, 2}, {11, false, 0}, {100, true, 1}}
-	for _, s := range steps {
-		ok, sup := l.allow(s.now)
-		if ok != s.ok || sup != s.suppressed {
-			t.Errorf("allow(%d) = %v, %d; want %v, %d", s.now, ok, sup, s.ok, s.suppressed)
-		}
-	}
-	never := logLimiter{interval: -1}
-	if ok, _ := never.allow(0); ok {
-		t.Error("negative interval logged")
-	}
-}
 
 func TestAddrSetWithWithout(t *testing.T) {
 	var s *AddrSet
@@ -161,15 +41,15 @@ func TestAddrSetWithWithout(t *testing.T) {
 	}
 }
 
-// discardIO is a frameIO whose reads block until done is closed and whose
+// discardIO is a packetio.IO whose reads block until done is closed and whose
 // writes go nowhere.
 type discardIO struct {
 	done   chan struct{}
 	writes int
 }
 
-func (d *discardIO) read([]byte) (int, error)             { <-d.done; return 0, net.ErrClosed }
-func (d *discardIO) write([]byte, net.HardwareAddr) error { d.writes++; return nil }
+func (d *discardIO) Read([]byte) (int, error)             { <-d.done; return 0, net.ErrClosed }
+func (d *discardIO) Write([]byte, net.HardwareAddr) error { d.writes++; return nil }
 
 // closeConn is a net.PacketConn that only closes a channel.
 type closeConn struct {

@@ -1,42 +1,8 @@
 package arpproxy
 
 import (
-	"net"
-
-	"github.com/mdlayher/packet"
 	"golang.org/x/net/bpf"
 )
-
-// frameIO is how the serve goroutine reads and writes whole Ethernet
-// frames. Implementations are used by one goroutine at a time.
-type frameIO interface {
-	read(b []byte) (int, error)
-	write(frame []byte, dst net.HardwareAddr) error
-}
-
-var _ frameIO = (*connIO)(nil)
-
-// connIO reads and writes through the net.PacketConn interface. It reuses
-// one destination address, so it allocates only what the conn does.
-type connIO struct {
-	conn net.PacketConn
-	dst  *packet.Addr
-}
-
-func newConnIO(conn net.PacketConn) *connIO {
-	return &connIO{conn: conn, dst: &packet.Addr{HardwareAddr: make(net.HardwareAddr, hardwareAddrLen)}}
-}
-
-func (c *connIO) read(b []byte) (int, error) {
-	n, _, err := c.conn.ReadFrom(b)
-	return n, err
-}
-
-func (c *connIO) write(frame []byte, dst net.HardwareAddr) error {
-	copy(c.dst.HardwareAddr, dst)
-	_, err := c.conn.WriteTo(frame, c.dst)
-	return err
-}
 
 // Filter returns the classic BPF program Listen attaches to its socket: it
 // accepts Ethernet frames with EtherType ARP and discards everything else

@@ -180,7 +180,7 @@ func (p *prober) check(f Frame) {
 		return
 	}
 	select {
-	case p.found <- &ConflictError{Addr: a, HardwareAddr: f.SenderHardwareAddr()}:
+	case p.found <- &ConflictError{Addr: a, HardwareAddr: bytes.Clone(f.SenderHardwareAddr())}:
 	default: // one is enough
 	}
 }

@@ -86,6 +86,10 @@ func TestProbeConflicts(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("Probe did not return within 5s")
 			}
+			// The next frame read goes where the first one was: the
+			// error must not share its bytes.
+			conn.send(t, request(otherMAC, peerIP, notOwned).bytes(t))
+			waitStats(t, r, func(s arpproxy.Stats) bool { return s.Frames == 2 })
 			var ce *arpproxy.ConflictError
 			switch {
 			case !tc.conflict && err != nil:

@@ -16,6 +16,8 @@ import (
 	"github.com/mdlayher/packet"
 	"github.com/vif-project/vif/internal/inet"
 	"github.com/vif-project/vif/internal/logattr"
+	"github.com/vif-project/vif/internal/packetio"
+	"github.com/vif-project/vif/internal/ratelimit"
 )
 
 // Errors returned by the Responder.
@@ -44,7 +46,7 @@ type Responder struct {
 	// modified) by SetHardwareAddr: 6 bytes.
 	mac  atomic.Pointer[net.HardwareAddr]
 	conn net.PacketConn
-	io   frameIO // used by the serve goroutine only
+	io   packetio.IO // used by the serve goroutine only
 	cfg  config
 	log  *slog.Logger
 
@@ -70,11 +72,12 @@ type Responder struct {
 
 	// Used by the serve goroutine only.
 	start       time.Time
-	lim         *limiter
+	lim         *ratelimit.Limiter
+	limKey      ratelimit.Key
 	out         []byte // reply buffer
 	defendBuf   []byte
-	conflictLog logLimiter
-	errLog      logLimiter
+	conflictLog ratelimit.LogLimiter
+	errLog      ratelimit.LogLimiter
 }
 
 // table is an immutable snapshot of the owned addresses: states[i] belongs
@@ -152,10 +155,10 @@ func New(ifi *net.Interface, conn net.PacketConn, cfg *Config) (*Responder, erro
 	return newResponder(ifi, conn, cfg, nil, true)
 }
 
-// newResponder is New with the serve goroutine's frameIO (nil means the
+// newResponder is New with the serve goroutine's packetio.IO (nil means the
 // one for conn), and whether to name the interface in log lines (Listen's
 // logger does it already).
-func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frameIO, nameIface bool) (*Responder, error) {
+func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io packetio.IO, nameIface bool) (*Responder, error) {
 	if err := checkInterface(ifi); err != nil {
 		return nil, err
 	}
@@ -177,19 +180,19 @@ func newResponder(ifi *net.Interface, conn net.PacketConn, cfg *Config, io frame
 		log:   log,
 		addrs: make(map[netip.Addr]*addrState),
 		start: time.Now(),
-		lim: newLimiter(c.requesterRate, c.requesterBurst, c.slots,
+		lim: ratelimit.NewLimiter(c.requesterRate, c.requesterBurst, c.slots,
 			c.globalRate, c.globalBurst),
 		out:         make([]byte, FrameLen),
 		defendBuf:   make([]byte, FrameLen),
-		conflictLog: logLimiter{interval: int64(c.conflictLogInterval)},
-		errLog:      logLimiter{interval: int64(10 * time.Second)},
+		conflictLog: ratelimit.NewLogLimiter(int64(c.conflictLogInterval)),
+		errLog:      ratelimit.NewLogLimiter(int64(10 * time.Second)),
 	}
 	r.mac.Store(&mac)
 	r.owned.Store(&table{set: &AddrSet{}})
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.io = io
 	if r.io == nil {
-		r.io = newFrameIO(conn, r.log)
+		r.io = packetio.New(conn, r.log)
 	}
 
 	r.wg.Add(1)

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/vif-project/vif/internal/ratelimit"
 )
 
 // serve reads and answers frames until the connection is closed.
@@ -13,7 +15,7 @@ func (r *Responder) serve() {
 	buf := make([]byte, readBufLen)
 	var backoff time.Duration
 	for {
-		n, err := r.io.read(buf)
+		n, err := r.io.Read(buf)
 		if n > 0 {
 			r.handle(Frame(buf[:n]))
 		}
@@ -29,7 +31,7 @@ func (r *Responder) serve() {
 			return
 		}
 		r.stats.readErrors.Add(1)
-		if ok, suppressed := r.errLog.allow(r.now()); ok {
+		if ok, suppressed := r.errLog.Allow(r.now()); ok {
 			r.log.Warn("ARP read failed", "err", err, "suppressed", suppressed)
 		}
 		// Back off so that a persistent error (interface gone) does not
@@ -81,13 +83,13 @@ func (r *Responder) process(f Frame) {
 		r.stats.ignored.Add(1)
 	case VerdictReply:
 		reply := res.Reply
-		if r.lim.enabled && !r.lim.allow([6]byte(reply.EthernetDst()), reply.SenderIP().As4(), r.now()) {
+		if r.lim.Enabled() && !r.lim.Allow(r.rateKey(reply), r.now()) {
 			r.stats.limited.Add(1)
 			return
 		}
-		if err := r.io.write(reply, reply.EthernetDst()); err != nil {
+		if err := r.io.Write(reply, reply.EthernetDst()); err != nil {
 			r.stats.writeErrors.Add(1)
-			if ok, suppressed := r.errLog.allow(r.now()); ok {
+			if ok, suppressed := r.errLog.Allow(r.now()); ok {
 				r.log.Warn("ARP reply failed", "err", err, "suppressed", suppressed)
 			}
 			return
@@ -97,6 +99,14 @@ func (r *Responder) process(f Frame) {
 			r.stats.probes.Add(1)
 		}
 	}
+}
+
+// rateKey returns the rate limit's key for a reply: the requester's
+// hardware address and the address it asked for.
+func (r *Responder) rateKey(reply Frame) *ratelimit.Key {
+	copy(r.limKey[:6], reply[ethDstOffset:ethDstOffset+6])
+	copy(r.limKey[6:10], reply[spaOffset:spaOffset+4])
+	return &r.limKey
 }
 
 // conflict counts, logs (rate-limited) and, with Config.Defend, defends
@@ -112,7 +122,7 @@ func (r *Responder) conflict(f Frame, tab *table) {
 			if !st.defended || now-st.defendedAt >= int64(DefendInterval) {
 				st.defended, st.defendedAt = true, now
 				a := PutAnnouncement(r.defendBuf, *r.mac.Load(), addr)
-				if err := r.io.write(a, a.EthernetDst()); err != nil {
+				if err := r.io.Write(a, a.EthernetDst()); err != nil {
 					r.stats.writeErrors.Add(1)
 				} else {
 					r.stats.announcements.Add(1)
@@ -122,7 +132,7 @@ func (r *Responder) conflict(f Frame, tab *table) {
 			}
 		}
 	}
-	if ok, suppressed := r.conflictLog.allow(now); ok {
+	if ok, suppressed := r.conflictLog.Allow(now); ok {
 		r.log.Warn("ARP address conflict: another host claims an owned address",
 			"addr", addr,
 			"mac", f.SenderHardwareAddr().String(),

@@ -1,5 +1,5 @@
 // Package inet holds the address rules that vif's packages share, so that
-// the packet loop and the ARP proxy agree on what a host may own.
+// the packet loop and the ARP and NDP proxies agree on what a host may own.
 package inet
 
 import "net/netip"
@@ -34,6 +34,32 @@ func Why4(a [4]byte) string {
 		return "reserved (240.0.0.0/4)"
 	case a[0] >= 224:
 		return "multicast"
+	}
+	return ""
+}
+
+// Why6 returns why a cannot be an IPv6 address that a host publishes on a
+// link (an address the NDP proxy answers for), or "" if it can: it must
+// be an IPv6 unicast address (RFC 4291 section 2.5) other than the
+// unspecified address ::, the loopback address ::1, an IPv4-mapped
+// address (::ffff:0:0/96) and a link-local address (fe80::/10), which
+// belongs to one link and is never a vif's.
+func Why6(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "no address"
+	case a.Is4():
+		return "not IPv6"
+	case a.Is4In6():
+		return "IPv4-mapped"
+	case a.IsUnspecified():
+		return "unspecified"
+	case a.IsLoopback():
+		return "loopback"
+	case a.IsMulticast():
+		return "multicast"
+	case a.IsLinkLocalUnicast():
+		return "link-local"
 	}
 	return ""
 }

@@ -29,3 +29,25 @@ func TestWhy(t *testing.T) {
 		t.Error("the zero Addr is a host address")
 	}
 }
+
+func TestWhy6(t *testing.T) {
+	for s, want := range map[string]string{
+		"2001:db8::10":     "",
+		"fd00::1":          "",
+		"2001:db8::":       "",
+		"::":               "unspecified",
+		"::1":              "loopback",
+		"ff02::1":          "multicast",
+		"ff02::1:ff00:10":  "multicast",
+		"fe80::1":          "link-local",
+		"::ffff:192.0.2.1": "IPv4-mapped",
+		"192.0.2.1":        "not IPv6",
+	} {
+		if got := Why6(netip.MustParseAddr(s)); got != want {
+			t.Errorf("Why6(%s) = %q, want %q", s, got, want)
+		}
+	}
+	if Why6(netip.Addr{}) == "" {
+		t.Error("the zero Addr is a host address")
+	}
+}

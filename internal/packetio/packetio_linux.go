@@ -1,6 +1,6 @@
 //go:build linux
 
-package arpproxy
+package packetio
 
 import (
 	"fmt"
@@ -13,19 +13,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// newFrameIO returns the frameIO for conn. For a *packet.Conn it asks the
-// kernel not to deliver our own outgoing frames (PACKET_IGNORE_OUTGOING,
-// Linux 4.20; without it they are dropped as DropFromSelf) and returns a
-// rawIO; otherwise a connIO.
-func newFrameIO(conn net.PacketConn, log *slog.Logger) frameIO {
+// New returns the IO for conn. For a *packet.Conn it asks the kernel not
+// to deliver our own outgoing frames (PACKET_IGNORE_OUTGOING, Linux 4.20;
+// without it the proxies see them and drop them as their own) and returns
+// an IO that reads and writes the socket's file descriptor; for other
+// conns, NewConn(conn). log receives Debug messages about what could not
+// be set up.
+func New(conn net.PacketConn, log *slog.Logger) IO {
 	pc, ok := conn.(*packet.Conn)
 	if !ok {
-		return newConnIO(conn)
+		return NewConn(conn)
 	}
 	rc, err := pc.SyscallConn()
 	if err != nil {
-		log.Debug("ARP socket has no raw connection; using ReadFrom/WriteTo", "err", err)
-		return newConnIO(conn)
+		log.Debug("packet socket has no raw connection; using ReadFrom/WriteTo", "err", err)
+		return NewConn(conn)
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
@@ -36,7 +38,7 @@ func newFrameIO(conn net.PacketConn, log *slog.Logger) frameIO {
 	return newRawIO(pc, rc)
 }
 
-var _ frameIO = (*rawIO)(nil)
+var _ IO = (*rawIO)(nil)
 
 // rawIO reads and writes a bound AF_PACKET socket with read(2) and
 // write(2) on its file descriptor, through the runtime poller. Unlike
@@ -73,7 +75,7 @@ func (r *rawIO) doWrite(fd uintptr) bool {
 	return r.werr != unix.EAGAIN
 }
 
-func (r *rawIO) read(b []byte) (int, error) {
+func (r *rawIO) Read(b []byte) (int, error) {
 	r.rbuf = b
 	err := r.rc.Read(r.readFn)
 	r.rbuf = nil
@@ -96,7 +98,7 @@ func (r *rawIO) closedOr(err error) error {
 	return err
 }
 
-func (r *rawIO) write(frame []byte, _ net.HardwareAddr) error {
+func (r *rawIO) Write(frame []byte, _ net.HardwareAddr) error {
 	r.wbuf = frame
 	err := r.rc.Write(r.writeFn)
 	r.wbuf = nil

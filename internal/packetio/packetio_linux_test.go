@@ -1,6 +1,6 @@
 //go:build linux
 
-package arpproxy
+package packetio
 
 import (
 	"crypto/rand"
@@ -8,7 +8,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -33,7 +32,7 @@ func TestRawIOAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	suffix := hex.EncodeToString(b)
-	ns, va, vb := "arpt-"+suffix+"-io", "arpx-"+suffix, "arpy-"+suffix
+	ns, va, vb := "pio-"+suffix+"-io", "piox-"+suffix, "pioy-"+suffix
 	for _, args := range [][]string{
 		{"netns", "add", ns},
 		{"-n", ns, "link", "add", va, "type", "veth", "peer", "name", vb},
@@ -74,29 +73,29 @@ func TestRawIOAllocs(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			ca, err := packet.Listen(ifa, packet.Raw, EtherTypeARP, &packet.Config{Filter: Filter()})
+			ca, err := packet.Listen(ifa, packet.Raw, etherTypeTest, nil)
 			if err != nil {
 				return err
 			}
 			defer ca.Close()
-			cb, err := packet.Listen(ifb, packet.Raw, EtherTypeARP, &packet.Config{Filter: Filter()})
+			cb, err := packet.Listen(ifb, packet.Raw, etherTypeTest, nil)
 			if err != nil {
 				return err
 			}
 			log := slog.New(slog.DiscardHandler)
-			wa, rb := newFrameIO(ca, log), newFrameIO(cb, log)
+			wa, rb := New(ca, log), New(cb, log)
 			if _, ok := wa.(*rawIO); !ok {
-				return errors.New("newFrameIO(*packet.Conn) is not a rawIO")
+				return errors.New("New(*packet.Conn) is not a rawIO")
 			}
-			f := PutAnnouncement(make([]byte, FrameLen), ifa.HardwareAddr, netip.MustParseAddr("192.0.2.1"))
-			buf := make([]byte, readBufLen)
+			f := testFrame(ifa.HardwareAddr)
+			buf := make([]byte, 1600)
 			// Frames sent before the veth's carrier is up are lost: wait
 			// until one makes the round trip.
 			warm := false
 			for deadline := time.Now().Add(5 * time.Second); !warm && time.Now().Before(deadline); {
 				cb.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-				if wa.write(f, f.EthernetDst()) == nil {
-					n, err := rb.read(buf)
+				if wa.Write(f, broadcast) == nil {
+					n, err := rb.Read(buf)
 					warm = err == nil && string(buf[:n]) == string(f)
 				}
 			}
@@ -116,11 +115,11 @@ func TestRawIOAllocs(t *testing.T) {
 			}()
 			var ioErr error
 			allocs := testing.AllocsPerRun(200, func() {
-				if err := wa.write(f, f.EthernetDst()); err != nil {
+				if err := wa.Write(f, broadcast); err != nil {
 					ioErr = err
 					return
 				}
-				n, err := rb.read(buf)
+				n, err := rb.Read(buf)
 				if err != nil || string(buf[:n]) != string(f) {
 					ioErr = errors.Join(errors.New("read back a different frame"), err)
 				}
@@ -138,7 +137,7 @@ func TestRawIOAllocs(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 				cb.Close()
 			}()
-			if _, err := rb.read(buf); !errors.Is(err, net.ErrClosed) {
+			if _, err := rb.Read(buf); !errors.Is(err, net.ErrClosed) {
 				t.Errorf("read after Close = %v, want net.ErrClosed", err)
 			}
 			return nil
@@ -147,4 +146,22 @@ func TestRawIOAllocs(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// etherTypeTest is the EtherType of the test's frames: 0x88B5, IEEE
+// 802's "local experimental" EtherType, which no protocol of the kernel
+// answers.
+const etherTypeTest = 0x88b5
+
+var broadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// testFrame returns a 60-byte broadcast frame from src with EtherType
+// etherTypeTest.
+func testFrame(src net.HardwareAddr) []byte {
+	f := make([]byte, 60)
+	copy(f, broadcast)
+	copy(f[6:], src)
+	f[12], f[13] = etherTypeTest>>8, etherTypeTest&0xff
+	copy(f[14:], "vif packetio test")
+	return f
 }
