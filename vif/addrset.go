@@ -17,6 +17,13 @@ type addrSet struct {
 	set      *inet.Set
 	ranges   *bart.Lite // nil without ranges
 	excluded *inet.Set
+	set6     map[[16]byte]struct{} // the IPv6 addresses; nil without
+}
+
+// has6 reports whether the IPv6 address a is the interface's.
+func (s *addrSet) has6(a [16]byte) bool {
+	_, ok := s.set6[a]
+	return ok
 }
 
 // newAddrSet returns the set of the addresses of prefixes, which
@@ -28,6 +35,14 @@ func newAddrSet(prefixes, ranges []netip.Prefix, exclude []netip.Addr) *addrSet 
 		addrs[k] = p.Addr()
 	}
 	s := &addrSet{prefixes: slices.Clone(prefixes), set: inet.NewSet(addrs...), excluded: inet.NewSet(exclude...)}
+	for _, a := range addrs {
+		if a.Is6() {
+			if s.set6 == nil {
+				s.set6 = map[[16]byte]struct{}{}
+			}
+			s.set6[a.As16()] = struct{}{}
+		}
+	}
 	if len(ranges) > 0 {
 		s.ranges = new(bart.Lite)
 		for _, p := range ranges {
@@ -50,9 +65,17 @@ func key(a [4]byte) uint32 { return inet.Key(a) }
 // IsHostAddr reports whether a can be a vif's own address, a peer or a
 // local underlay address: an IPv4 unicast address outside 0.0.0.0/8,
 // 127.0.0.0/8, multicast (224/4), the reserved 240/4 and the limited
-// broadcast address. New, SetAddrs and Up refuse other addresses, and the
-// ARP proxy (package arpproxy) refuses to answer for them.
-func IsHostAddr(a netip.Addr) bool { return inet.Why(a) == "" }
+// broadcast address; or an IPv6 unicast address but ::, ::1, multicast,
+// link-local and IPv4-mapped ones (RFC 4291 section 2.4), which only a
+// vif's own address may be so far (peers and the local underlay address
+// are IPv4). New, SetAddrs and Up refuse other addresses, and the ARP
+// proxy (package arpproxy) refuses to answer for them.
+func IsHostAddr(a netip.Addr) bool {
+	if a.Is6() && !a.Is4In6() {
+		return inet.Why6(a) == ""
+	}
+	return inet.Why(a) == ""
+}
 
 // validUnicast is IsHostAddr for an address as an array.
 func validUnicast(a [4]byte) bool { return inet.Why4(a) == "" }

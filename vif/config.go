@@ -93,9 +93,11 @@ type LinkConfig struct {
 	// header), or 1480 without a slave.
 	MTU int `json:"mtu,omitempty"`
 	// Publish makes the addresses reachable from the slave's segment: an
-	// ARP proxy answers for them with the slave's MAC and announces them,
-	// for as long as the interface lives. Up opens one on the slave
-	// unless Publisher is set. Up does not ask the segment first whether
+	// ARP proxy answers for the IPv4 ones and an NDP proxy (package
+	// ndpproxy, RFC 4861) for the IPv6 ones with the slave's MAC, and
+	// announces them, for as long as the interface lives. Up opens them
+	// on the slave unless Publisher is set (the NDP proxy only for the
+	// first IPv6 address; it needs the slave's link-local address). Up does not ask the segment first whether
 	// another host uses the addresses: call arpproxy.Responder.Probe
 	// before Up for that (RFC 5227), as the vif daemon does.
 	Publish bool `json:"publish,omitempty"`
@@ -181,7 +183,11 @@ func (c *Config) check() error {
 			return fmt.Errorf("%w: %s", ErrBadAddress, p)
 		}
 		if why := edgeOf(p); why != "" {
-			return fmt.Errorf("%w: %s is the %s address of %s (RFC 1122 section 3.2.1.3)", ErrBadAddress, p.Addr(), why, p.Masked())
+			rfc := "RFC 1122 section 3.2.1.3"
+			if p.Addr().Is6() {
+				rfc = "RFC 4291 section 2.6.1"
+			}
+			return fmt.Errorf("%w: %s is the %s address of %s (%s)", ErrBadAddress, p.Addr(), why, p.Masked(), rfc)
 		}
 	}
 	if p := c.protocol(); p != ipip.ProtoIPIP && p != ipip.ProtoIPinIP {
@@ -205,7 +211,7 @@ func (c *Config) check() error {
 	if len(peers) > 0 && !c.Local.IsValid() {
 		return ErrNoLocal
 	}
-	if c.Local.IsValid() && !IsHostAddr(c.Local) {
+	if c.Local.IsValid() && (!IsHostAddr(c.Local) || !c.Local.Is4()) {
 		return fmt.Errorf("%w: local %s", ErrBadAddress, c.Local)
 	}
 	return nil
@@ -232,6 +238,14 @@ func (c *Config) HasTunnel() bool {
 // the last of its prefix, which no host may take (a /31 or /32 has no such
 // addresses, RFC 3021), or "".
 func edgeOf(p netip.Prefix) string {
+	if p.Addr().Is6() {
+		// No broadcast in IPv6; a prefix's all-zeros address is its
+		// Subnet-Router anycast address (RFC 4291 section 2.6.1).
+		if p.Bits() < 127 && p.Addr() == p.Masked().Addr() {
+			return "Subnet-Router anycast"
+		}
+		return ""
+	}
 	if p.Bits() >= 31 {
 		return ""
 	}

@@ -28,6 +28,9 @@ func isClosed(err error) bool {
 		errBadFD != nil && errors.Is(err, errBadFD)
 }
 
+// ipv6HeaderLen is the length of an IPv6 header (RFC 8200 section 3).
+const ipv6HeaderLen = 40
+
 // maxReadErrors is how many read errors in a row a loop tolerates before it
 // gives up on its device.
 const maxReadErrors = 100
@@ -124,6 +127,17 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				continue
 			}
 			buf := bufs[j][:Headroom+sizes[j]]
+			if sizes[j] >= ipv6HeaderLen && buf[Headroom]>>4 == 6 {
+				// IPv6 is looped back for the vif's own addresses;
+				// vif does not tunnel it (yet).
+				if set.has6([16]byte(buf[Headroom+24 : Headroom+40])) {
+					loop = append(loop, buf)
+					loopBytes += uint64(sizes[j])
+				} else {
+					c.drops[dropIPv6].Add(1)
+				}
+				continue
+			}
 			h := ipip.IPv4(buf[Headroom:])
 			if err := h.Valid(); err != nil {
 				c.codec[err.(ipip.Error).Inner()].Add(1)

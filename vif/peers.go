@@ -138,7 +138,7 @@ func checkPeers(peers []Peer, local netip.Addr) error {
 	owner := map[netip.Prefix]netip.Addr{}
 	for _, p := range peers {
 		switch {
-		case !IsHostAddr(p.Addr):
+		case !IsHostAddr(p.Addr) || !p.Addr.Is4():
 			return fmt.Errorf("%w: peer %s", ErrBadAddress, p.Addr)
 		case seen[p.Addr]:
 			return fmt.Errorf("%w: %s given twice", ErrBadPeer, p.Addr)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/vif-project/vif/arpproxy"
 	"github.com/vif-project/vif/internal/logattr"
+	"github.com/vif-project/vif/ndpproxy"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -178,12 +179,13 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		return nil, fmt.Errorf("vif: find %s after creating it: %w", c.Name, err)
 	}
 	index = link.Attrs().Index
-	// The vif carries IPv4 only: keep the kernel's IPv6 chatter (router
-	// solicitations, MLD) out of the TUN.
-	disableIPv6(c.Name)
+	// Without IPv6 addresses keep the kernel's IPv6 chatter (router
+	// solicitations, MLD) out of the TUN; with them, IPv6 runs without
+	// a link-local address or router solicitations.
+	setIPv6(c.Name, hasIPv6(c.Addrs))
 
 	for _, p := range c.Addrs {
-		if err := nl.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(p)}); err != nil {
+		if err := nl.AddrAdd(link, hostAddr(p)); err != nil {
 			return nil, fmt.Errorf("vif: add address %s to %s: %w", p, c.Name, err)
 		}
 	}
@@ -339,14 +341,19 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	ifc.host = &hostOps{
 		addAddr: func(p netip.Prefix) error {
 			return withNL(func() error {
-				if err := nl.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(p)}); err != nil {
+				if p.Addr().Is6() {
+					if l, err := nl.LinkByIndex(index); err == nil {
+						setIPv6(l.Attrs().Name, true)
+					}
+				}
+				if err := nl.AddrAdd(link, hostAddr(p)); err != nil {
 					return fmt.Errorf("vif: add address %s to %s: %w", p, c.Name, err)
 				}
 				return nil
 			})
 		},
 		delAddr: func(p netip.Prefix) error {
-			return withNL(func() error { return ignoreGone(nl.AddrDel(link, &netlink.Addr{IPNet: prefixNet(p)})) })
+			return withNL(func() error { return ignoreGone(nl.AddrDel(link, hostAddr(p))) })
 		},
 		addRoute: func(p netip.Prefix) error {
 			return withNL(func() error {
@@ -413,7 +420,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		// The kernel drops a device's IPv6 settings when its MTU goes
 		// below 1280 and makes them anew, IPv6 on, when it comes back.
 		if l, err := linkNow(); err == nil {
-			disableIPv6(l.Attrs().Name)
+			setIPv6(l.Attrs().Name, hasIPv6(ifc.Addrs()))
 		}
 	}
 	ifc.start()
@@ -480,9 +487,33 @@ func strictRPFilter(name string) bool {
 	return v == 1
 }
 
-// disableIPv6 turns IPv6 off on the interface name.
-func disableIPv6(name string) {
-	_ = os.WriteFile("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", []byte("1"), 0)
+// setIPv6 turns IPv6 on or off on the interface name. On, the interface
+// makes no link-local address (addr_gen_mode 1) and takes no router
+// advertisements: only its own addresses are IPv6.
+func setIPv6(name string, on bool) {
+	conf := "/proc/sys/net/ipv6/conf/" + name + "/"
+	if !on {
+		_ = os.WriteFile(conf+"disable_ipv6", []byte("1"), 0)
+		return
+	}
+	_ = os.WriteFile(conf+"addr_gen_mode", []byte("1"), 0)
+	_ = os.WriteFile(conf+"accept_ra", []byte("0"), 0)
+	_ = os.WriteFile(conf+"disable_ipv6", []byte("0"), 0)
+}
+
+func hasIPv6(ps []netip.Prefix) bool {
+	return slices.ContainsFunc(ps, func(p netip.Prefix) bool { return p.Addr().Is6() })
+}
+
+// hostAddr is the netlink address of the vif address p; IPv6 ones skip
+// duplicate address detection (RFC 4862 section 5.4): the segment was
+// asked first, and the TUN is no link to detect on.
+func hostAddr(p netip.Prefix) *netlink.Addr {
+	a := &netlink.Addr{IPNet: prefixNet(p)}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
 }
 
 // publish publishes the interface's addresses through its Publisher, or
@@ -498,8 +529,9 @@ func (i *Interface) publish() error {
 		if err != nil {
 			return fmt.Errorf("vif: ARP proxy on %s: %w", i.link.Slave, err)
 		}
-		i.closers = append(i.closers, r.Close)
-		pub = r
+		p := &proxies{arp: r, ifi: ifi, log: i.log}
+		i.closers = append(i.closers, p.Close)
+		pub = p
 	}
 	// The addresses as they are at Close: AddAddr may add some.
 	i.closers = append(i.closers, func() error {
@@ -525,8 +557,89 @@ func (i *Interface) publish() error {
 	return nil
 }
 
+// proxies publishes an Interface's addresses when Up opens the proxies
+// itself: IPv4 ones through an ARP proxy, IPv6 ones through an NDP proxy
+// opened for the first of them.
+type proxies struct {
+	arp *arpproxy.Responder
+	ifi *net.Interface
+	log *slog.Logger
+
+	mu  sync.Mutex
+	ndp *ndpproxy.Responder
+}
+
+func (p *proxies) ndpProxy() (*ndpproxy.Responder, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ndp == nil {
+		r, err := ndpproxy.Listen(p.ifi, &ndpproxy.Config{Logger: p.log})
+		if err != nil {
+			return nil, fmt.Errorf("vif: NDP proxy on %s: %w", p.ifi.Name, err)
+		}
+		p.ndp = r
+	}
+	return p.ndp, nil
+}
+
+func (p *proxies) Add(a netip.Addr) error {
+	if a.Is4() {
+		return p.arp.Add(a)
+	}
+	n, err := p.ndpProxy()
+	if err != nil {
+		return err
+	}
+	return n.Add(a)
+}
+
+func (p *proxies) Remove(a netip.Addr) {
+	if a.Is4() {
+		p.arp.Remove(a)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ndp != nil {
+		p.ndp.Remove(a)
+	}
+}
+
+func (p *proxies) AddRange(r netip.Prefix, exclude []netip.Addr) error {
+	if r.Addr().Is4() {
+		return p.arp.AddRange(r, exclude)
+	}
+	n, err := p.ndpProxy()
+	if err != nil {
+		return err
+	}
+	return n.AddRange(r, exclude)
+}
+
+func (p *proxies) RemoveRange(r netip.Prefix) {
+	if r.Addr().Is4() {
+		p.arp.RemoveRange(r)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ndp != nil {
+		p.ndp.RemoveRange(r)
+	}
+}
+
+func (p *proxies) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.arp.Close()
+	if p.ndp != nil {
+		err = errors.Join(err, p.ndp.Close())
+	}
+	return err
+}
+
 func prefixNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
 // ignoreGone treats "already gone" as success: the kernel removes a

@@ -264,7 +264,7 @@ func (i *Interface) SetLocal(local netip.Addr) error {
 	if i.under == nil {
 		return ErrNoTunnel
 	}
-	if local.IsValid() && !IsHostAddr(local) {
+	if local.IsValid() && (!IsHostAddr(local) || !local.Is4()) {
 		return fmt.Errorf("%w: local %s", ErrBadAddress, local)
 	}
 	i.localMu.Lock()

@@ -53,6 +53,48 @@ func udp(t testing.TB, src, dst netip.Addr, payload string) []byte {
 	return buf.Bytes()
 }
 
+// udp6 returns an IPv6 UDP packet from src to dst.
+func udp6(t testing.TB, src, dst netip.Addr, payload string) []byte {
+	t.Helper()
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: src.AsSlice(), DstIP: dst.AsSlice()}
+	u := &layers.UDP{SrcPort: 4000, DstPort: 5000}
+	u.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, ip, u, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// IPv6 addresses: packets for them are looped back; IPv6 for others is
+// dropped and counted (vif does not tunnel IPv6).
+func TestIPv6Addresses(t *testing.T) {
+	own, other6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::99")
+	r := newRig(t, tunnelCfg())
+	if err := r.ifc.SetAddrs(hosts(addrA, own)); err != nil {
+		t.Fatal(err)
+	}
+	pkt := udp6(t, other6, own, "for us")
+	r.tun.Inject(pkt)
+	got, ok := r.tun.Recv(wait)
+	if !ok || !bytes.Equal(got, pkt) {
+		t.Fatalf("IPv6 packet for the vif's address: looped %v, %x", ok, got)
+	}
+	r.tun.Inject(udp6(t, own, other6, "elsewhere"))
+	s := waitStats(t, r.ifc, "IPv6 drop", func(s vif.Stats) bool { return s.Drops["tx_ipv6_not_tunnelled"] == 1 })
+	if s.Looped != 1 || s.Encapsulated != 0 {
+		t.Errorf("looped %d, encapsulated %d; want 1, 0", s.Looped, s.Encapsulated)
+	}
+	if !vif.IsHostAddr(own) || vif.IsHostAddr(netip.MustParseAddr("fe80::1")) {
+		t.Error("IsHostAddr of IPv6 addresses")
+	}
+	// Peers and the local underlay address stay IPv4.
+	if err := r.ifc.SetPeer(vif.Peer{Addr: other6}); !errors.Is(err, vif.ErrBadAddress) {
+		t.Errorf("an IPv6 peer: %v", err)
+	}
+}
+
 // encap wraps inner in an outer header from src to dst with protocol proto.
 func encap(t testing.TB, src, dst netip.Addr, proto uint8, inner []byte) []byte {
 	t.Helper()
@@ -380,7 +422,8 @@ func TestSetAddrs(t *testing.T) {
 	if _, ok := r.tun.Recv(wait); !ok {
 		t.Fatal("packet for the added address not looped back")
 	}
-	for _, bad := range []netip.Addr{{}, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("224.0.0.5"), netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("2001:db8::1")} {
+	for _, bad := range []netip.Addr{{}, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("224.0.0.5"), netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("0.0.0.0"),
+		netip.MustParseAddr("::"), netip.MustParseAddr("::1"), netip.MustParseAddr("fe80::1"), netip.MustParseAddr("ff02::1"), netip.MustParseAddr("::ffff:192.0.2.1")} {
 		if err := r.ifc.SetAddrs(hosts(bad)); !errors.Is(err, vif.ErrBadAddress) {
 			t.Errorf("SetAddrs(%v) = %v, want ErrBadAddress", bad, err)
 		}
@@ -546,11 +589,11 @@ func hosts(addrs ...netip.Addr) []netip.Prefix {
 	return out
 }
 
-// The packet loop and the ARP proxy agree on which addresses a host may
-// own: what vif refuses, the proxy never answers for.
+// The packet loop and the ARP proxy agree on which IPv4 addresses a host
+// may own: what vif refuses, the proxy never answers for.
 func TestHostAddrAgreesWithARPProxy(t *testing.T) {
 	for _, s := range []string{"192.0.2.1", "0.1.2.3", "0.0.0.0", "127.0.0.2", "224.0.0.5", "240.0.0.1",
-		"255.255.255.255", "223.1.2.3", "2001:db8::1"} {
+		"255.255.255.255", "223.1.2.3"} {
 		a := netip.MustParseAddr(s)
 		if vif.IsHostAddr(a) != arpproxy.NewAddrSet(a).Contains(a) {
 			t.Errorf("%s: vif.IsHostAddr %v, the ARP proxy would own it: %v", s, vif.IsHostAddr(a), !vif.IsHostAddr(a))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vif-project/vif/internal/config"
 	"io"
 	"net/netip"
 	"os"
@@ -164,24 +165,11 @@ func timeoutFlag(cmd *cobra.Command, d *time.Duration, def time.Duration) {
 	cmd.Flags().DurationVar(d, "timeout", def, "give up if the daemon has not answered within `D`, a duration such as 5s")
 }
 
-// parseAddr parses a vif address, ADDR or ADDR/LEN; a bare address is a
-// /32 host address.
+// parseAddr parses a vif address, ADDR or ADDR/LEN (config.ParseAddr).
 func parseAddr(s string) (netip.Prefix, error) {
-	var p netip.Prefix
-	var err error
-	if strings.Contains(s, "/") {
-		p, err = netip.ParsePrefix(s)
-	} else {
-		var a netip.Addr
-		if a, err = netip.ParseAddr(s); err == nil {
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-	}
-	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, usagef("bad address %q: give an IPv4 address such as 192.0.2.1 or 192.0.2.1/32", s)
-	}
-	if !vif.IsHostAddr(p.Addr()) {
-		return netip.Prefix{}, usagef("bad address %q: a vif address must be unicast (not 0/8, 127/8, multicast or broadcast)", s)
+	p, err := config.ParseAddr(s)
+	if err != nil {
+		return p, usagef("%v", err)
 	}
 	return p, nil
 }

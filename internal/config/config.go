@@ -62,7 +62,14 @@ type peer struct {
 type address netip.Prefix
 
 func (a *address) UnmarshalText(b []byte) error {
-	s := string(b)
+	p, err := ParseAddr(string(b))
+	*a = address(p)
+	return err
+}
+
+// ParseAddr parses a vif address: ADDR (a /32 or /128 host address) or
+// ADDR/LEN, IPv4 or IPv6, that vif.IsHostAddr accepts.
+func ParseAddr(s string) (netip.Prefix, error) {
 	var p netip.Prefix
 	var err error
 	if strings.Contains(s, "/") {
@@ -73,14 +80,17 @@ func (a *address) UnmarshalText(b []byte) error {
 			p = netip.PrefixFrom(ip, ip.BitLen())
 		}
 	}
-	if err != nil || !p.Addr().Is4() {
-		return fmt.Errorf("bad address %q: give an IPv4 address such as 192.0.2.1 or 192.0.2.1/32", s)
+	switch {
+	case err != nil || p.Addr().Zone() != "":
+		return netip.Prefix{}, fmt.Errorf("bad address %q: give an address such as 192.0.2.1, 192.0.2.1/32 or 2001:db8::1", s)
+	case p.Addr().Is4In6():
+		return netip.Prefix{}, fmt.Errorf("bad address %q: give an IPv4 address as such (%s)", s, p.Addr().Unmap())
+	case p.Addr().Is6() && !vif.IsHostAddr(p.Addr()):
+		return netip.Prefix{}, fmt.Errorf("bad address %q: a vif address must be unicast (not ::, ::1, multicast or link-local)", s)
+	case !vif.IsHostAddr(p.Addr()):
+		return netip.Prefix{}, fmt.Errorf("bad address %q: a vif address must be unicast (not 0/8, 127/8, multicast or broadcast)", s)
 	}
-	if !vif.IsHostAddr(p.Addr()) {
-		return fmt.Errorf("bad address %q: a vif address must be unicast (not 0/8, 127/8, multicast or broadcast)", s)
-	}
-	*a = address(p)
-	return nil
+	return p, nil
 }
 
 func (a address) MarshalText() ([]byte, error) {

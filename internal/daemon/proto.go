@@ -142,6 +142,9 @@ type VifStatus struct {
 	// ARP holds the counters of the ARP responder of the vif's slave,
 	// shared by every vif on that slave; nil without an ARP proxy.
 	ARP *ARPCounters `json:"arp,omitempty"`
+	// NDP holds the counters of the NDP proxy of the vif's slave, shared
+	// like ARP's; nil until an IPv6 address is published on the slave.
+	NDP *NDPCounters `json:"ndp,omitempty"`
 	// Config is the vif as a configuration would ask for it, when the
 	// show request asked (Request.Config).
 	Config *Spec `json:"config,omitempty"`
@@ -198,8 +201,8 @@ func checkUp(c *vif.LinkConfig) error {
 		return fmt.Errorf("%w: up needs a name and an address", ErrBadRequest)
 	}
 	for _, p := range c.Addrs {
-		if !p.IsValid() || !p.Addr().Is4() {
-			return fmt.Errorf("%w: address %v is not IPv4", ErrBadRequest, p)
+		if !p.IsValid() {
+			return fmt.Errorf("%w: address %v is not valid", ErrBadRequest, p)
 		}
 	}
 	for _, p := range c.Routes {
@@ -208,6 +211,19 @@ func checkUp(c *vif.LinkConfig) error {
 		}
 	}
 	return nil
+}
+
+// NDPCounters are the counters of an NDP proxy (package ndpproxy).
+type NDPCounters struct {
+	Solicitations uint64            `json:"solicitations"`
+	Replies       uint64            `json:"replies"`
+	DADAnswered   uint64            `json:"dad_answered"`
+	Announcements uint64            `json:"announcements"`
+	NotOwned      uint64            `json:"not_owned"`
+	Conflicts     uint64            `json:"conflicts"`
+	RateLimited   uint64            `json:"rate_limited"`
+	Dropped       uint64            `json:"dropped"`
+	Drops         map[string]uint64 `json:"drops"`
 }
 
 // ErrBadRequest is returned by DecodeRequest for a malformed request.
@@ -268,10 +284,11 @@ func DecodeRequest(b []byte) (Request, error) {
 		if r.Peer != nil {
 			ps = r.Peer.Prefixes
 		}
-		for _, p := range []*netip.Prefix{r.Addr, r.Route} {
-			if p != nil {
-				ps = append(ps, *p)
-			}
+		if r.Route != nil {
+			ps = append(ps, *r.Route)
+		}
+		if r.Addr != nil && !r.Addr.IsValid() {
+			return Request{}, fmt.Errorf("%w: address %v is not valid", ErrBadRequest, *r.Addr)
 		}
 		for _, p := range ps {
 			if !p.IsValid() || !p.Addr().Is4() {

@@ -27,7 +27,7 @@ func TestDecodeRequest(t *testing.T) {
 	bad := []string{
 		``, `{`, `[]`, `{"op":"reboot"}`, `{"op":"down"}`, `{"op":"up"}`,
 		`{"op":"up","up":{"name":"vif0"}}`,
-		`{"op":"up","up":{"name":"vif0","addrs":["2001:db8::1/64"]}}`,
+		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/32"],"routes":["2001:db8::/64"]}}`,
 		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/32"],"routes":["::/0"]}}`,
 		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/40"]}}`,
 		`{"op":"show","evil":1}`,
@@ -93,9 +93,14 @@ func FuzzDecodeRequest(f *testing.F) {
 			if r.Up == nil || r.Up.Name == "" || len(r.Up.Addrs) == 0 {
 				t.Fatalf("accepted incomplete up: %+v", r)
 			}
-			for _, p := range append(slices.Clone(r.Up.Addrs), r.Up.Routes...) {
+			for _, p := range r.Up.Addrs {
+				if !p.IsValid() {
+					t.Fatalf("accepted invalid address %v", p)
+				}
+			}
+			for _, p := range r.Up.Routes {
 				if !p.IsValid() || !p.Addr().Is4() {
-					t.Fatalf("accepted non-IPv4 prefix %v", p)
+					t.Fatalf("accepted non-IPv4 route %v", p)
 				}
 			}
 		case OpDown:
