@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vif-project/vif/arpproxy"
+	"github.com/vif-project/vif/ndpproxy"
 	"github.com/vif-project/vif/vif"
 )
 
@@ -40,7 +41,7 @@ func (e *ownedError) Is(target error) bool { return target == ErrOwned }
 // address another host or vif has, or a peer the vif library refuses,
 // rather than failing on the host: the command can say what to fix.
 func Refused(err error) bool {
-	for _, e := range []error{ErrBadRequest, ErrUnknown, ErrTaken, ErrOwned, ErrMTU, arpproxy.ErrInUse, arpproxy.ErrInterface,
+	for _, e := range []error{ErrBadRequest, ErrUnknown, ErrTaken, ErrOwned, ErrMTU, arpproxy.ErrInUse, arpproxy.ErrInterface, ndpproxy.ErrInUse, ndpproxy.ErrInterface,
 		vif.ErrNoAddress, vif.ErrBadAddress, vif.ErrBadProtocol, vif.ErrNoLocal, vif.ErrBadName, vif.ErrExists,
 		vif.ErrNoSlave, vif.ErrBadMTU, vif.ErrBadRange, vif.ErrBadPeer, vif.ErrNoTunnel, vif.ErrNoPeer} {
 		if errors.Is(err, e) {
@@ -74,6 +75,7 @@ type Daemon struct {
 	resolve   func(vif.LinkConfig) (vif.LinkConfig, error)
 	up        func(*vif.LinkConfig) (link, error)
 	listenARP func(slave string, log *slog.Logger) (responder, error)
+	listenNDP func(slave string, log *slog.Logger) (ndpResponder, error)
 	// Interfaces are known by index, which a rename keeps; names are
 	// looked up when needed. ifNames returns every interface's name by
 	// index (one dump); ifIndex one interface's index, 0 if there is none.
@@ -128,6 +130,18 @@ type responder interface {
 	Close() error
 }
 
+// ndpResponder is the NDP proxy of a slave: an *ndpproxy.Responder.
+type ndpResponder interface {
+	vif.Publisher
+	Probe(ctx context.Context, addrs []netip.Addr, wait time.Duration) error
+	HardwareAddr() net.HardwareAddr
+	SetHardwareAddr(net.HardwareAddr) error
+	Announce(netip.Addr) error
+	Addrs() []netip.Addr
+	Stats() ndpproxy.Stats
+	Close() error
+}
+
 type entry struct {
 	ifc  link
 	name string // the key in Daemon.vifs
@@ -151,11 +165,81 @@ type entry struct {
 	gone           chan struct{}
 }
 
+// arpEntry is what publishes the addresses of the vifs of one slave: its
+// ARP proxy, and its NDP proxy, opened for the first IPv6 address. As a
+// vif.Publisher it hands each address to the proxy of its family.
 type arpEntry struct {
 	slave   int // interface index
 	r       responder
 	refs    int
 	running bool // the slave's link, as last seen; guarded by Daemon.mu
+
+	ndpMu   sync.Mutex
+	ndp     ndpResponder                 // nil until an IPv6 address is published
+	openNDP func() (ndpResponder, error) // opens it on the slave
+}
+
+// ndpProxy returns the slave's NDP proxy, opening it if need be.
+func (ae *arpEntry) ndpProxy() (ndpResponder, error) {
+	ae.ndpMu.Lock()
+	defer ae.ndpMu.Unlock()
+	if ae.ndp == nil {
+		n, err := ae.openNDP()
+		if err != nil {
+			return nil, err
+		}
+		ae.ndp = n
+	}
+	return ae.ndp, nil
+}
+
+// ndpIfOpen returns the slave's NDP proxy if it is open, else nil.
+func (ae *arpEntry) ndpIfOpen() ndpResponder {
+	ae.ndpMu.Lock()
+	defer ae.ndpMu.Unlock()
+	return ae.ndp
+}
+
+// Add publishes a: through the ARP proxy if IPv4, the NDP proxy if IPv6.
+func (ae *arpEntry) Add(a netip.Addr) error {
+	if !a.Is6() || a.Is4In6() {
+		return ae.r.Add(a)
+	}
+	n, err := ae.ndpProxy()
+	if err != nil {
+		return err
+	}
+	return n.Add(a)
+}
+
+// Remove stops publishing a.
+func (ae *arpEntry) Remove(a netip.Addr) {
+	if !a.Is6() || a.Is4In6() {
+		ae.r.Remove(a)
+	} else if n := ae.ndpIfOpen(); n != nil {
+		n.Remove(a)
+	}
+}
+
+// AddRange publishes the range p but exclude.
+func (ae *arpEntry) AddRange(p netip.Prefix, exclude []netip.Addr) error {
+	if p.Addr().Is4() {
+		return ae.r.AddRange(p, exclude)
+	}
+	n, err := ae.ndpProxy()
+	if err != nil {
+		return err
+	}
+	return n.AddRange(p, exclude)
+}
+
+// RemoveRange stops publishing the range p.
+func (ae *arpEntry) RemoveRange(p netip.Prefix) {
+	if p.Addr().Is4() {
+		ae.r.RemoveRange(p)
+	} else if n := ae.ndpIfOpen(); n != nil {
+		n.RemoveRange(p)
+	}
 }
 
 // New returns a Daemon that logs to log (nil discards).
@@ -176,6 +260,20 @@ func New(log *slog.Logger) *Daemon {
 				return nil, err // not a non-nil link holding a nil pointer
 			}
 			return ifc, nil
+		},
+		listenNDP: func(slave string, log *slog.Logger) (ndpResponder, error) {
+			ifi, err := net.InterfaceByName(slave)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %s", vif.ErrNoSlave, slave)
+			}
+			r, err := ndpproxy.Listen(ifi, &ndpproxy.Config{Logger: log})
+			if errors.Is(err, ndpproxy.ErrInterface) {
+				return nil, fmt.Errorf("%s cannot publish IPv6 addresses: %w (IPv6 must be on with a link-local address: sysctl net.ipv6.conf.%s.disable_ipv6=0; or pass --no-arp-proxy)", slave, err, slave)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("NDP proxy on %s: %w", slave, err)
+			}
+			return r, nil
 		},
 		listenARP: func(slave string, log *slog.Logger) (responder, error) {
 			ifi, err := net.InterfaceByName(slave)
@@ -312,12 +410,12 @@ func (d *Daemon) bringUp(s Spec, probe bool) (VifStatus, error) {
 			return VifStatus{}, err
 		}
 		if !force {
-			if err := d.probe(ae.r, &c); err != nil {
+			if err := d.probe(ae, &c); err != nil {
 				d.releaseARP(ae)
 				return VifStatus{}, err
 			}
 		}
-		c.Publisher = ae.r
+		c.Publisher = ae
 	}
 	ifc, err := d.up(&c)
 	if err != nil {
@@ -407,7 +505,8 @@ func (o owned) takes(peers []vif.Peer) error {
 // c before c claims them: an address is refused, an address of a range is
 // excluded from it (c.Exclude). Ranges of more than 1024 addresses are not
 // probed: that would flood the segment.
-func (d *Daemon) probe(r responder, c *vif.LinkConfig) error {
+func (d *Daemon) probe(ae *arpEntry, c *vif.LinkConfig) error {
+	r := ae.r
 	for _, p := range c.Ranges {
 		if p.Bits() < 22 {
 			d.log.Warn("range too large to probe before claiming it: an address another host uses is answered for too, until that host's ARP shows (logged as a conflict); exclude such addresses with the library's Exclude", "range", p)
@@ -429,19 +528,40 @@ func (d *Daemon) probe(r responder, c *vif.LinkConfig) error {
 			c.Exclude = append(c.Exclude, used...)
 		}
 	}
-	if len(c.Addrs) == 0 {
-		return nil
+	var v4, v6 []netip.Addr
+	for _, p := range c.Addrs {
+		if p.Addr().Is4() {
+			v4 = append(v4, p.Addr())
+		} else {
+			v6 = append(v6, p.Addr())
+		}
 	}
-	addrs := make([]netip.Addr, len(c.Addrs))
-	for k, p := range c.Addrs {
-		addrs[k] = p.Addr()
+	if len(v4) > 0 {
+		err := r.Probe(context.Background(), v4, arpproxy.DefaultProbeWait)
+		if ce, ok := errors.AsType[*arpproxy.ConflictError](err); ok {
+			return fmt.Errorf("address %s is in use on %s's segment by %s (see \"arping -D -I %s %s\"; to take it anyway: vif up --force)",
+				ce.Addr, c.Slave, ce.HardwareAddr, c.Slave, ce.Addr)
+		}
+		if err != nil {
+			return probeError(err, c.Slave)
+		}
 	}
-	err := r.Probe(context.Background(), addrs, arpproxy.DefaultProbeWait)
-	if ce, ok := errors.AsType[*arpproxy.ConflictError](err); ok {
-		return fmt.Errorf("address %s is in use on %s's segment by %s (see \"arping -D -I %s %s\"; to take it anyway: vif up --force)",
-			ce.Addr, c.Slave, ce.HardwareAddr, c.Slave, ce.Addr)
+	if len(v6) > 0 {
+		// Duplicate Address Detection (RFC 4862 section 5.4).
+		n, err := ae.ndpProxy()
+		if err != nil {
+			return err
+		}
+		err = n.Probe(context.Background(), v6, arpproxy.DefaultProbeWait)
+		if ce, ok := errors.AsType[*ndpproxy.ConflictError](err); ok {
+			return fmt.Errorf("address %s is in use on %s's segment by %s (see \"ndisc6 %s %s\"; to take it anyway: vif up --force): %w",
+				ce.Addr, c.Slave, ce.HardwareAddr, ce.Addr, c.Slave, ndpproxy.ErrInUse)
+		}
+		if err != nil {
+			return probeError(err, c.Slave)
+		}
 	}
-	return probeError(err, c.Slave)
+	return nil
 }
 
 // probeError says what a failed probe on slave means, and how to go on.
@@ -644,6 +764,13 @@ func (d *Daemon) acquireARP(idx int, name string) (*arpEntry, error) {
 	}
 	running, _ := d.ifState(idx)
 	ae := &arpEntry{slave: idx, r: r, refs: 1, running: running}
+	ae.openNDP = func() (ndpResponder, error) {
+		name := d.ifNames()[idx]
+		if name == "" {
+			return nil, fmt.Errorf("%w: index %d", vif.ErrNoSlave, idx)
+		}
+		return d.listenNDP(name, d.log)
+	}
 	d.arps[idx] = ae
 	return ae, nil
 }
@@ -658,6 +785,9 @@ func (d *Daemon) releaseARP(ae *arpEntry) {
 	d.mu.Unlock()
 	if last {
 		ae.r.Close()
+		if n := ae.ndpIfOpen(); n != nil {
+			n.Close()
+		}
 	}
 }
 
@@ -703,6 +833,14 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 		})
 	}
 	if e.arp != nil {
+		if n := e.arp.ndpIfOpen(); n != nil {
+			s := n.Stats()
+			st.NDP = &NDPCounters{
+				Solicitations: s.Solicitations, Replies: s.Replies, DADAnswered: s.DADAnswered,
+				Announcements: s.Announcements, NotOwned: s.NotOwned, Conflicts: s.Conflicts,
+				RateLimited: s.RateLimited, Dropped: s.Dropped(), Drops: s.Drops,
+			}
+		}
 		a := e.arp.r.Stats()
 		st.ARP = &ARPCounters{
 			Requests: a.Requests, Replies: a.Replies, ProbesAnswered: a.ProbesAnswered,
@@ -773,7 +911,7 @@ func (d *Daemon) ChangeAddr(name string, p netip.Prefix, remove, force bool) err
 	if e.arp != nil && !force && !slices.ContainsFunc(e.ifc.Addrs(), func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
 		l := e.ifc.Link()
 		l.Addrs, l.Ranges = []netip.Prefix{p}, nil
-		if err := d.probe(e.arp.r, &l); err != nil {
+		if err := d.probe(e.arp, &l); err != nil {
 			return err
 		}
 	}

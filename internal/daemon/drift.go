@@ -199,9 +199,9 @@ func (d *Daemon) addrChanged(idx int, p netip.Prefix, added bool) {
 	}
 	if e.arp != nil {
 		if added {
-			e.arp.r.Add(p.Addr())
+			e.arp.Add(p.Addr())
 		} else {
-			e.arp.r.Remove(p.Addr())
+			e.arp.Remove(p.Addr())
 		}
 	}
 	if added {

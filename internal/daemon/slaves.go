@@ -134,6 +134,11 @@ func (d *Daemon) linkState(idx int, running bool, mac net.HardwareAddr) {
 	}
 	if len(mac) > 0 && !bytes.Equal(mac, ae.r.HardwareAddr()) {
 		old := ae.r.HardwareAddr()
+		if n := ae.ndpIfOpen(); n != nil {
+			if err := n.SetHardwareAddr(mac); err != nil {
+				d.log.Warn("slave's new hardware address cannot be advertised for the IPv6 addresses", "slave", d.ifNames()[idx], "mac", mac.String(), "err", err)
+			}
+		}
 		if err := ae.r.SetHardwareAddr(mac); err != nil {
 			d.log.Warn("slave's new hardware address cannot be answered with; neighbours keep the old one", "slave", d.ifNames()[idx], "mac", mac.String(), "err", err)
 		} else {
@@ -147,6 +152,12 @@ func (d *Daemon) linkState(idx int, running bool, mac net.HardwareAddr) {
 	addrs := ae.r.Addrs()
 	for _, a := range addrs {
 		ae.r.Announce(a)
+	}
+	if n := ae.ndpIfOpen(); n != nil {
+		for _, a := range n.Addrs() {
+			n.Announce(a)
+			addrs = append(addrs, a)
+		}
 	}
 	d.log.Info("slave link back up: addresses announced again", "slave", d.ifNames()[idx], "addrs", len(addrs))
 }

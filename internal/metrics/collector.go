@@ -11,6 +11,7 @@ import (
 
 	"github.com/vif-project/vif/arpproxy"
 	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/ndpproxy"
 	"github.com/vif-project/vif/vif"
 )
 
@@ -94,6 +95,24 @@ var arpMetrics = []metric[daemon.ARPCounters]{
 		func(a *daemon.ARPCounters) uint64 { return a.SocketDrops }),
 }
 
+// ndpMetrics are labelled by slave.
+var ndpMetrics = []metric[daemon.NDPCounters]{
+	counter("vif_ndp_solicitations_total", "Neighbor Solicitations received from other hosts, whatever their target.",
+		func(a *daemon.NDPCounters) uint64 { return a.Solicitations }),
+	counter("vif_ndp_replies_total", "Neighbor Advertisements sent in answer, duplicate address detection included.",
+		func(a *daemon.NDPCounters) uint64 { return a.Replies }),
+	counter("vif_ndp_dad_answered_total", "Duplicate address detection probes (RFC 4862 section 5.4) for owned addresses answered.",
+		func(a *daemon.NDPCounters) uint64 { return a.DADAnswered }),
+	counter("vif_ndp_announcements_total", "Unsolicited Neighbor Advertisements sent.",
+		func(a *daemon.NDPCounters) uint64 { return a.Announcements }),
+	counter("vif_ndp_solicitations_not_owned_total", "Neighbor Solicitations for addresses no vif on the slave owns.",
+		func(a *daemon.NDPCounters) uint64 { return a.NotOwned }),
+	counter("vif_ndp_conflicts_total", "Frames from other hosts using an owned address.",
+		func(a *daemon.NDPCounters) uint64 { return a.Conflicts }),
+	counter("vif_ndp_solicitations_rate_limited_total", "Neighbor Solicitations for owned addresses left unanswered by the rate limit.",
+		func(a *daemon.NDPCounters) uint64 { return a.RateLimited }),
+}
+
 func boolValue(b bool) float64 {
 	if b {
 		return 1
@@ -123,12 +142,14 @@ type Collector struct {
 	vifs       []described[daemon.VifStatus]
 	peers      []described[daemon.PeerStatus]
 	arps       []described[daemon.ARPCounters]
+	ndps       []described[daemon.NDPCounters]
+	ndpDropped *prometheus.Desc
 	info       *prometheus.Desc
 	dropped    *prometheus.Desc
 	arpDropped *prometheus.Desc
 	// vifReasons and arpReasons are the drop reasons exported at 0 until
 	// they happen.
-	vifReasons, arpReasons []string
+	vifReasons, arpReasons, ndpReasons []string
 }
 
 var _ prometheus.Collector = (*Collector)(nil)
@@ -142,6 +163,9 @@ func NewCollector(snapshot func() ([]daemon.VifStatus, error)) *Collector {
 		vifs:     describe(vifMetrics, "vif"),
 		peers:    describe(peerMetrics, "vif", "peer"),
 		arps:     describe(arpMetrics, "slave"),
+		ndps:     describe(ndpMetrics, "slave"),
+		ndpDropped: prometheus.NewDesc("vif_ndp_dropped_frames_total", "NDP frames dropped, by reason.",
+			[]string{"slave", "reason"}, nil),
 		info: prometheus.NewDesc("vif_info", "Always 1; the labels describe the vif: its slave, tunnel source (local), protocol and whether it answers ARP.",
 			[]string{"vif", "slave", "local", "protocol", "arp_proxy"}, nil),
 		dropped: prometheus.NewDesc("vif_dropped_packets_total", "Packets dropped, by reason (rx_: from the wire, tx_: routed into the vif).",
@@ -158,6 +182,9 @@ func NewCollector(snapshot func() ([]daemon.VifStatus, error)) *Collector {
 	}
 	for _, r := range arpproxy.DropReasons() {
 		c.arpReasons = append(c.arpReasons, r.Name())
+	}
+	for _, r := range ndpproxy.DropReasons() {
+		c.ndpReasons = append(c.ndpReasons, r.Name())
 	}
 	return c
 }
@@ -186,6 +213,10 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.arps {
 		ch <- m.desc
 	}
+	for _, m := range c.ndps {
+		ch <- m.desc
+	}
+	ch <- c.ndpDropped
 	ch <- c.info
 	ch <- c.dropped
 	ch <- c.arpDropped
@@ -199,7 +230,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.info, fmt.Errorf("metrics: taking a snapshot of the vifs: %w", err))
 		return
 	}
-	slaves := map[string]bool{}
+	slaves, ndpSlaves := map[string]bool{}, map[string]bool{}
 	for i := range vifs {
 		s := &vifs[i]
 		name, slave := labelValue(s.Name), labelValue(s.Slave)
@@ -218,6 +249,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			for _, m := range c.peers {
 				ch <- prometheus.MustNewConstMetric(m.desc, m.typ, m.value(p), name, p.Addr.String())
 			}
+		}
+		if s.NDP != nil && !ndpSlaves[slave] {
+			ndpSlaves[slave] = true
+			for _, m := range c.ndps {
+				ch <- prometheus.MustNewConstMetric(m.desc, m.typ, m.value(s.NDP), slave)
+			}
+			drops(ch, c.ndpDropped, c.ndpReasons, s.NDP.Drops, slave)
 		}
 		if s.ARP == nil || slaves[slave] {
 			continue

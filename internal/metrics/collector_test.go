@@ -57,6 +57,10 @@ func fixture() []daemon.VifStatus {
 				ICMPSent: 111, ICMPLimited: 112,
 			},
 			ARP: eth0,
+			NDP: &daemon.NDPCounters{
+				Solicitations: 601, Replies: 602, DADAnswered: 603, Announcements: 604, NotOwned: 605,
+				Conflicts: 606, RateLimited: 607, Dropped: 608, Drops: map[string]uint64{"hop_limit": 608},
+			},
 		},
 		{
 			Name: "vif1", Addrs: []netip.Prefix{pfx("192.0.2.4/32")}, Slave: "eth0",
@@ -174,6 +178,15 @@ var (
 		"conflicts":       "vif_arp_conflicts_total",
 		"rate_limited":    "vif_arp_requests_rate_limited_total",
 		"socket_drops":    "vif_arp_socket_dropped_frames_total",
+	}
+	ndpCounters = map[string]string{
+		"solicitations": "vif_ndp_solicitations_total",
+		"replies":       "vif_ndp_replies_total",
+		"dad_answered":  "vif_ndp_dad_answered_total",
+		"announcements": "vif_ndp_announcements_total",
+		"not_owned":     "vif_ndp_solicitations_not_owned_total",
+		"conflicts":     "vif_ndp_conflicts_total",
+		"rate_limited":  "vif_ndp_solicitations_rate_limited_total",
 	}
 )
 
@@ -302,21 +315,25 @@ func TestShowJSON(t *testing.T) {
 						}
 					}
 				}
-			case "arp":
+			case "arp", "ndp":
 				al := map[string]string{"slave": slave}
+				dropped, counters := "vif_arp_dropped_frames_total", arpCounters
+				if k == "ndp" {
+					dropped, counters = "vif_ndp_dropped_frames_total", ndpCounters
+				}
 				for ak, av := range val.(map[string]any) {
 					from := from + "." + ak
 					switch ak {
 					case "drops":
 						for r, n := range av.(map[string]any) {
-							c.want("vif_arp_dropped_frames_total", map[string]string{"slave": slave, "reason": r}, number(t, n, from+"."+r), from+"."+r)
+							c.want(dropped, map[string]string{"slave": slave, "reason": r}, number(t, n, from+"."+r), from+"."+r)
 						}
 					case "dropped":
-						if got, want := c.sum("vif_arp_dropped_frames_total", "slave", slave), number(t, av, from); got != want {
-							t.Errorf("%s: sum of vif_arp_dropped_frames_total = %v, want %v", from, got, want)
+						if got, want := c.sum(dropped, "slave", slave), number(t, av, from); got != want {
+							t.Errorf("%s: sum of %s = %v, want %v", from, dropped, got, want)
 						}
 					default:
-						m, ok := arpCounters[ak]
+						m, ok := counters[ak]
 						if !ok {
 							t.Errorf("vif show --json prints %s; no metric exports it", from)
 							continue
@@ -344,7 +361,8 @@ func TestShowJSON(t *testing.T) {
 	for k, v := range c.got {
 		switch {
 		case c.checked[k], !strings.HasPrefix(k, "vif_"):
-		case (strings.HasPrefix(k, "vif_dropped_packets_total{") || strings.HasPrefix(k, "vif_arp_dropped_frames_total{")) && v == 0:
+		case (strings.HasPrefix(k, "vif_dropped_packets_total{") || strings.HasPrefix(k, "vif_arp_dropped_frames_total{") ||
+			strings.HasPrefix(k, "vif_ndp_dropped_frames_total{")) && v == 0:
 		default:
 			t.Errorf("%s = %v is in no vif of vif show --json", k, v)
 		}
