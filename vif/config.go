@@ -125,7 +125,7 @@ var (
 	ErrNoAddress = errors.New("vif: no address configured")
 	// ErrBadAddress is returned for an address that is not a unicast
 	// IPv4 address (see IsHostAddr).
-	ErrBadAddress = errors.New("vif: not a unicast IPv4 address")
+	ErrBadAddress = errors.New("vif: not a unicast address")
 	// ErrBadProtocol is returned for a protocol other than 94 or 4.
 	ErrBadProtocol = errors.New("vif: protocol must be 94 or 4")
 	// ErrNoLocal is returned when a peer is set without a local address.
@@ -181,6 +181,11 @@ func (c *Config) check() error {
 	for _, p := range c.Addrs {
 		if !p.IsValid() || !IsHostAddr(p.Addr()) {
 			return fmt.Errorf("%w: %s", ErrBadAddress, p)
+		}
+		if p.Addr().Is6() && p.Bits() != 128 {
+			// A shorter prefix would route the rest of it into the vif,
+			// which carries no IPv6 to other hosts yet.
+			return fmt.Errorf("%w: %s: give an IPv6 address as /128 (vif does not tunnel IPv6 yet: the rest of the prefix would be dropped)", ErrBadAddress, p)
 		}
 		if why := edgeOf(p); why != "" {
 			rfc := "RFC 1122 section 3.2.1.3"

@@ -67,7 +67,7 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	if c.MTU < MinMTU || c.MTU > MaxMTU {
 		return c, fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, c.MTU, MinMTU, MaxMTU)
 	}
-	if err := checkHostAddrs(nl, c.Addrs, c.Ranges, c.Local); err != nil {
+	if err := checkHostAddrs(nl, c.Addrs, c.Ranges, c.Local, 0); err != nil {
 		return c, err
 	}
 	for _, p := range c.Routes {
@@ -341,6 +341,9 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	ifc.host = &hostOps{
 		addAddr: func(p netip.Prefix) error {
 			return withNL(func() error {
+				if err := checkHostAddrs(nl, []netip.Prefix{p}, nil, netip.Addr{}, index); err != nil {
+					return err
+				}
 				if p.Addr().Is6() {
 					if l, err := nl.LinkByIndex(index); err == nil {
 						setIPv6(l.Attrs().Name, true)
@@ -657,17 +660,18 @@ func ignoreGone(err error) error {
 // with that interface, the slave's own address say, and removing the vif
 // would take it from both), and one wrapping ErrBadAddress if local is
 // set but not an address of this host.
-func checkHostAddrs(nl *netlink.Handle, addrs, ranges []netip.Prefix, local netip.Addr) error {
-	list, err := nl.AddrList(nil, netlink.FAMILY_V4)
+func checkHostAddrs(nl *netlink.Handle, addrs, ranges []netip.Prefix, local netip.Addr, except int) error {
+	list, err := nl.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("vif: list addresses: %w", err)
 	}
 	localFound := false
 	for _, a := range list {
-		ip, ok := netip.AddrFromSlice(a.IP.To4())
-		if !ok {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || a.LinkIndex == except {
 			continue
 		}
+		ip = ip.Unmap()
 		localFound = localFound || ip == local
 		name := func() string {
 			if l, err := nl.LinkByIndex(a.LinkIndex); err == nil {
@@ -677,7 +681,7 @@ func checkHostAddrs(nl *netlink.Handle, addrs, ranges []netip.Prefix, local neti
 		}
 		for _, p := range addrs {
 			if p.Addr() == ip {
-				return fmt.Errorf("%w: %s is already an address of %s on this host (pick another, or remove it there)", ErrExists, ip, name())
+				return fmt.Errorf("%w: %s is already an address of %s on this host (pick another, or remove it there)", ErrBadAddress, ip, name())
 			}
 		}
 		for _, p := range ranges {

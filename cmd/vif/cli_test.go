@@ -60,6 +60,7 @@ func TestParseUpErrors(t *testing.T) {
 		{"vif0 192.0.2", "bad address \"192.0.2\""},
 		{"vif0 fe80::1", "must be unicast (not ::, ::1, multicast or link-local)"},
 		{"vif0 ::ffff:192.0.2.1", "give an IPv4 address as such (192.0.2.1)"},
+		{"vif0 2001:db8::20%eth0", "a vif address has no zone: leave out %eth0"},
 		{"vif0 192.0.2.1/33", "bad address"},
 		{"vif0 127.0.0.1", "must be unicast"},
 		{"vif0 224.0.0.1", "must be unicast"},
@@ -263,10 +264,10 @@ func FuzzParseAddr(f *testing.F) {
 	f.Add("192.0.2.1")
 	f.Fuzz(func(t *testing.T, s string) {
 		if p, err := parseAddr(s); err == nil {
-			if !p.Addr().Is4() || !p.IsValid() {
+			if !p.IsValid() || !vif.IsHostAddr(p.Addr()) || p.Addr().Zone() != "" || p.Addr().Is6() && p.Bits() != 128 {
 				t.Errorf("parseAddr(%q) accepted %v", s, p)
 			}
-			if a := p.Addr().As4(); a[0] == 0 || a[0] == 127 || a[0] >= 224 {
+			if a := p.Addr(); a.Is4() && (a.As4()[0] == 0 || a.As4()[0] == 127 || a.As4()[0] >= 224) {
 				t.Errorf("parseAddr(%q) accepted non-unicast %v", s, p)
 			}
 		} else if !errors.Is(err, errUsage) || strings.Contains(err.Error(), "\n") {

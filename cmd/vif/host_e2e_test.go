@@ -6,8 +6,10 @@ package main
 // operator (or another daemon) makes them.
 
 import (
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -522,6 +524,11 @@ func TestHostChangeInPlace(t *testing.T) {
 	t.Cleanup(func() { stopDaemon(s.a) })
 	flood := s.c.Start("ping", "-n", "-q", "-c", "1500", "-i", "0.002", "-W", "2", "192.0.2.1")
 
+	// The host's own address is refused, as at vif up.
+	var ee *exec.ExitError
+	if out, err := s.a.Run(vifBin, "set", "vif0", "addr", "add", s.aIf.Addr().String()); !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "already an address of "+s.aIf.Name()) {
+		t.Errorf("vif set addr add of the slave's own address: %v, %q", err, out)
+	}
 	vifCmd(t, s.a, "set", "vif0", "addr", "add", "192.0.2.2")
 	if !pingOnce(s.c, "192.0.2.2", 2*time.Second) {
 		t.Error("the added address does not answer")

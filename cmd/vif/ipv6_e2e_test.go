@@ -6,7 +6,9 @@ package main
 // segment finding the addresses through the NDP proxy.
 
 import (
+	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +79,19 @@ func TestIPv6SeedScenario(t *testing.T) {
 	c.IP("-6", "neigh", "flush", "dev", cIf.Name())
 	if pingOnce6(c, "2001:db8::12", time.Second) {
 		t.Error("the removed IPv6 address still answers")
+	}
+	// The host's own IPv6 address, a prefix and a second vif's address
+	// are refused, in one line, exit status 2.
+	for _, bad := range []struct{ args, want string }{
+		{"2001:db8:ff::1", "already an address of " + aIf.Name()},
+		{"2001:db8::30/64", "give an IPv6 address as /128"},
+		{"2001:db8::10", "already belongs to vif0"},
+	} {
+		out, err := a.Run(vifBin, "up", "vif1", bad.args, "--slave", aIf.Name())
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, bad.want) || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+			t.Errorf("vif up vif1 %s: %v, %q; want exit status 2 and %q", bad.args, err, out, bad.want)
+		}
 	}
 	vifCmd(t, a, "down", "vif0")
 	assertNothingLeft(t, a)

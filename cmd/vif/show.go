@@ -206,6 +206,12 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	} else {
 		fmt.Fprintf(w, "  arp proxy: off\n")
 	}
+	if n := st.NDP; n != nil {
+		fmt.Fprintf(w, "  ndp proxy (%s, shared by its vifs): %d solicitations, %d replies, %d DAD answered, %d announcements\n",
+			st.Slave, n.Solicitations, n.Replies, n.DADAnswered, n.Announcements)
+		fmt.Fprintf(w, "    not owned %d, conflicts %d, rate limited %d, dropped %d%s\n",
+			n.NotOwned, n.Conflicts, n.RateLimited, n.Dropped, reasons(n.Drops))
+	}
 }
 
 func reasons(m map[string]uint64) string {

@@ -76,17 +76,22 @@ func ParseAddr(s string) (netip.Prefix, error) {
 		p, err = netip.ParsePrefix(s)
 	} else {
 		var ip netip.Addr
-		if ip, err = netip.ParseAddr(s); err == nil {
+		if ip, err = netip.ParseAddr(s); err == nil && ip.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("bad address %q: a vif address has no zone: leave out %%%s", s, ip.Zone())
+		}
+		if err == nil {
 			p = netip.PrefixFrom(ip, ip.BitLen())
 		}
 	}
 	switch {
-	case err != nil || p.Addr().Zone() != "":
+	case err != nil:
 		return netip.Prefix{}, fmt.Errorf("bad address %q: give an address such as 192.0.2.1, 192.0.2.1/32 or 2001:db8::1", s)
 	case p.Addr().Is4In6():
 		return netip.Prefix{}, fmt.Errorf("bad address %q: give an IPv4 address as such (%s)", s, p.Addr().Unmap())
 	case p.Addr().Is6() && !vif.IsHostAddr(p.Addr()):
 		return netip.Prefix{}, fmt.Errorf("bad address %q: a vif address must be unicast (not ::, ::1, multicast or link-local)", s)
+	case p.Addr().Is6() && p.Bits() != 128:
+		return netip.Prefix{}, fmt.Errorf("bad address %q: give an IPv6 address as /128 (vif does not tunnel IPv6 yet: the rest of the prefix would be dropped)", s)
 	case !vif.IsHostAddr(p.Addr()):
 		return netip.Prefix{}, fmt.Errorf("bad address %q: a vif address must be unicast (not 0/8, 127/8, multicast or broadcast)", s)
 	}

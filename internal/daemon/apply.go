@@ -264,9 +264,13 @@ func (d *Daemon) spec(e *entry, names map[int]string) Spec {
 // specLocked is spec with d.mu held.
 func (d *Daemon) specLocked(e *entry, names map[int]string) Spec {
 	l := e.ifc.Link()
+	mtu := e.mtu
+	if now := e.ifc.MTU(); now != 0 && now != mtu && (mtu != 0 || now != d.defaultMTU(e)) {
+		mtu = now // changed from outside ("ip link set NAME mtu N"), as vif follows it
+	}
 	s := Spec{
 		LinkConfig: vif.LinkConfig{
-			Name: e.name, Routes: l.Routes, MTU: e.mtu, Publish: e.arp != nil,
+			Name: e.name, Routes: l.Routes, MTU: mtu, Publish: e.arp != nil,
 			Config: vif.Config{Addrs: slices.Clone(e.addrs), Ranges: l.Ranges, Forward: l.Forward, Protocol: protocol(l.Protocol)},
 		},
 		Force: e.force, OuterFragments: e.outerFragments,

@@ -521,7 +521,7 @@ func (d *Daemon) probe(ae *arpEntry, c *vif.LinkConfig) error {
 			usable -= 2
 		}
 		if len(used) >= usable {
-			return fmt.Errorf("every address of range %s is in use on %s's segment: nothing is left to claim (see \"arping -D -I %s ADDR\"; to take it anyway: vif up --force)", p, c.Slave, c.Slave)
+			return fmt.Errorf("every address of range %s is in use on %s's segment: nothing is left to claim (see \"arping -D -I %s ADDR\"; to take it anyway: pass --force)", p, c.Slave, c.Slave)
 		}
 		if len(used) > 0 {
 			d.log.Warn("addresses of the range in use by other hosts: excluded", "range", p, "addrs", used)
@@ -539,7 +539,7 @@ func (d *Daemon) probe(ae *arpEntry, c *vif.LinkConfig) error {
 	if len(v4) > 0 {
 		err := r.Probe(context.Background(), v4, arpproxy.DefaultProbeWait)
 		if ce, ok := errors.AsType[*arpproxy.ConflictError](err); ok {
-			return fmt.Errorf("address %s is in use on %s's segment by %s (see \"arping -D -I %s %s\"; to take it anyway: vif up --force)",
+			return fmt.Errorf("address %s is in use on %s's segment by %s (see \"arping -D -I %s %s\"; to take it anyway: pass --force)",
 				ce.Addr, c.Slave, ce.HardwareAddr, c.Slave, ce.Addr)
 		}
 		if err != nil {
@@ -554,7 +554,7 @@ func (d *Daemon) probe(ae *arpEntry, c *vif.LinkConfig) error {
 		}
 		err = n.Probe(context.Background(), v6, arpproxy.DefaultProbeWait)
 		if ce, ok := errors.AsType[*ndpproxy.ConflictError](err); ok {
-			return fmt.Errorf("address %s is in use on %s's segment by %s (see \"ndisc6 %s %s\"; to take it anyway: vif up --force): %w",
+			return fmt.Errorf("address %s is in use on %s's segment by %s (see \"ndisc6 %s %s\"; to take it anyway: pass --force): %w",
 				ce.Addr, c.Slave, ce.HardwareAddr, ce.Addr, c.Slave, ndpproxy.ErrInUse)
 		}
 		if err != nil {
@@ -570,7 +570,7 @@ func probeError(err error, slave string) error {
 		return fmt.Errorf("cannot ask %s's segment whether the addresses are free: its link is down (ip link set %s up), or pass --force", slave, slave)
 	}
 	if err != nil {
-		return fmt.Errorf("probing %s's segment for the addresses: %w (to skip the probe: vif up --force)", slave, err)
+		return fmt.Errorf("probing %s's segment for the addresses: %w (to skip the probe: pass --force)", slave, err)
 	}
 	return nil
 }
