@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/vif-project/vif/vif"
 )
 
 // errUsage marks errors caused by bad command-line input (exit status 2).
@@ -176,12 +175,9 @@ func parseAddr(s string) (netip.Prefix, error) {
 
 // parseHost parses a unicast IPv4 underlay address (--peer, --local).
 func parseHost(flagName, s string) (netip.Addr, error) {
-	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return netip.Addr{}, usagef("bad --%s %q: give an IPv4 address such as 198.18.0.2", flagName, s)
-	}
-	if !vif.IsHostAddr(a) {
-		return netip.Addr{}, usagef("bad --%s %q: it must be a unicast address", flagName, s)
+	a, err := config.ParseUnderlay("--"+flagName, s)
+	if err != nil {
+		return a, usagef("%v", err)
 	}
 	return a, nil
 }
@@ -192,12 +188,9 @@ func parsePrefix(what, s string) (netip.Prefix, error) {
 	if !strings.HasPrefix(what, "allowed") {
 		what = "--" + what
 	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, usagef("bad %s %q: give an IPv4 prefix such as 198.51.100.0/24", what, s)
-	}
-	if p != p.Masked() {
-		return netip.Prefix{}, usagef("bad %s %q: host bits are set; did you mean %s?", what, s, p.Masked())
+	p, err := config.ParsePrefix(what, s)
+	if err != nil {
+		return p, usagef("%v", err)
 	}
 	return p, nil
 }

@@ -110,15 +110,22 @@ func (a address) MarshalText() ([]byte, error) {
 type prefix netip.Prefix
 
 func (x *prefix) UnmarshalText(b []byte) error {
-	p, err := netip.ParsePrefix(string(b))
+	p, err := ParsePrefix("prefix", string(b))
+	*x = prefix(p)
+	return err
+}
+
+// ParsePrefix parses an IPv4 prefix whose host bits are zero (a route,
+// a forward prefix, allowed-ips); errors name it as what ("--route").
+func ParsePrefix(what, s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
 	if err != nil || !p.Addr().Is4() {
-		return fmt.Errorf("bad prefix %q: give an IPv4 prefix such as 198.51.100.0/24", b)
+		return netip.Prefix{}, fmt.Errorf("bad %s %q: give an IPv4 prefix such as 198.51.100.0/24", what, s)
 	}
 	if p != p.Masked() {
-		return fmt.Errorf("bad prefix %q: host bits are set; did you mean %s?", b, p.Masked())
+		return netip.Prefix{}, fmt.Errorf("bad %s %q: host bits are set; did you mean %s?", what, s, p.Masked())
 	}
-	*x = prefix(p)
-	return nil
+	return p, nil
 }
 
 func (x prefix) MarshalText() ([]byte, error) { return netip.Prefix(x).MarshalText() }
@@ -127,15 +134,22 @@ func (x prefix) MarshalText() ([]byte, error) { return netip.Prefix(x).MarshalTe
 type unicast netip.Addr
 
 func (u *unicast) UnmarshalText(b []byte) error {
-	a, err := netip.ParseAddr(string(b))
+	a, err := ParseUnderlay("address", string(b))
+	*u = unicast(a)
+	return err
+}
+
+// ParseUnderlay parses an underlay address (a peer, the local address):
+// a unicast IPv4 address; errors name it as what ("--peer").
+func ParseUnderlay(what, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is4() {
-		return fmt.Errorf("bad address %q: give an IPv4 address such as 198.18.0.2", b)
+		return netip.Addr{}, fmt.Errorf("bad %s %q: give an IPv4 address such as 198.18.0.2", what, s)
 	}
 	if !vif.IsHostAddr(a) {
-		return fmt.Errorf("bad address %q: it must be a unicast address", b)
+		return netip.Addr{}, fmt.Errorf("bad %s %q: it must be a unicast address", what, s)
 	}
-	*u = unicast(a)
-	return nil
+	return a, nil
 }
 
 func (u unicast) MarshalText() ([]byte, error) { return netip.Addr(u).MarshalText() }
