@@ -18,6 +18,8 @@ type addrSet struct {
 	ranges   *bart.Lite // nil without ranges
 	excluded *inet.Set
 	set6     map[[16]byte]struct{} // the IPv6 addresses; nil without
+	src6     [16]byte              // the first IPv6 address, the source of ICMPv6 errors
+	hasSrc6  bool
 }
 
 // has6 reports whether the IPv6 address a is the interface's.
@@ -37,6 +39,9 @@ func newAddrSet(prefixes, ranges []netip.Prefix, exclude []netip.Addr) *addrSet 
 	s := &addrSet{prefixes: slices.Clone(prefixes), set: inet.NewSet(addrs...), excluded: inet.NewSet(exclude...)}
 	for _, a := range addrs {
 		if a.Is6() {
+			if !s.hasSrc6 {
+				s.src6, s.hasSrc6 = a.As16(), true
+			}
 			if s.set6 == nil {
 				s.set6 = map[[16]byte]struct{}{}
 			}
@@ -75,6 +80,20 @@ func IsHostAddr(a netip.Addr) bool {
 		return inet.Why6(a) == ""
 	}
 	return inet.Why(a) == ""
+}
+
+// badSource6 reports whether an inner IPv6 source address must never
+// arrive from a tunnel (RFC 4213 section 3.6): one of our own addresses,
+// ::, ::1, multicast, link-local or IPv4-mapped.
+func (s *addrSet) badSource6(src [16]byte) bool {
+	switch {
+	case src[0] == 0xff, // multicast
+		src[0] == 0xfe && src[1]&0xc0 == 0x80,              // fe80::/10
+		[12]byte(src[:12]) == [12]byte{10: 0xff, 11: 0xff}, // ::ffff:0:0/96
+		[15]byte(src[:15]) == [15]byte{} && src[15] <= 1:   // :: and ::1
+		return true
+	}
+	return s.has6(src)
 }
 
 // validUnicast is IsHostAddr for an address as an array.

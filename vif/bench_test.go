@@ -161,6 +161,12 @@ func benchUDP(tb testing.TB, src, dst netip.Addr, size int) []byte {
 	return buf.Bytes()
 }
 
+// benchUDP6 builds an IPv6/UDP packet of size bytes.
+func benchUDP6(tb testing.TB, src, dst netip.Addr, size int) []byte {
+	tb.Helper()
+	return udp6(tb, src, dst, string(make([]byte, size-48)))
+}
+
 // newBenchRig starts an interface whose direction dir ("encap", "decap"
 // or "loopback") is fed with packets of size bytes (inner size), batch
 // packets per read.
@@ -179,6 +185,10 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 			pkts[j] = benchUDP(tb, addrA, other, size)
 			pkts[j][6] &^= 0x40
 			ipip.IPv4(pkts[j]).SetChecksum()
+		case "encap6":
+			pkts[j] = benchUDP6(tb, own6, hostB6, size)
+		case "decap6":
+			pkts[j] = encap6(tb, localB, localA, benchUDP6(tb, hostB6, own6, size))
 		case "loopback":
 			pkts[j] = benchUDP(tb, other, addrA, size)
 		case "decap":
@@ -195,8 +205,12 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 	}
 	r.src = newBenchSource(pkts, batch)
 	cfg := &vif.Config{Addrs: hosts(addrA), Local: localA, Peer: localB}
+	if dir == "encap6" || dir == "decap6" {
+		cfg = &vif.Config{Addrs: hosts(addrA, own6), Local: localA,
+			Peers: []vif.Peer{{Addr: localB, Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:b::/64")}}}}
+	}
 	switch dir {
-	case "encap":
+	case "encap", "encap6":
 		tunDev.src, under.sink = r.src, r.sink
 	case "fragment":
 		tunDev.src, under.sink = r.src, r.sink
@@ -204,7 +218,7 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 		r.perPacket = 2
 	case "loopback":
 		tunDev.src, tunDev.sink = r.src, r.sink
-	case "decap":
+	case "decap", "decap6":
 		under.src, tunDev.sink = r.src, r.sink
 	}
 	ifc, err := vif.New(tunDev, under, cfg)
@@ -237,7 +251,7 @@ func (r *benchRig) close(tb testing.TB) {
 // BenchmarkLoop measures the packet loop per packet, in each direction,
 // for small and full-size packets. One op is one packet.
 func BenchmarkLoop(b *testing.B) {
-	for _, dir := range []string{"encap", "decap", "loopback"} {
+	for _, dir := range []string{"encap", "decap", "loopback", "encap6", "decap6"} {
 		for _, size := range []int{64, 1400} {
 			for _, batch := range []int{1, 128} {
 				b.Run(fmt.Sprintf("%s/size=%d/batch=%d", dir, size, batch), func(b *testing.B) {
@@ -259,7 +273,7 @@ func TestLoopZeroAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation counting runs batches through the loop")
 	}
-	for _, dir := range []string{"encap", "fragment", "decap", "loopback"} {
+	for _, dir := range []string{"encap", "fragment", "decap", "loopback", "encap6", "decap6"} {
 		t.Run(dir, func(t *testing.T) {
 			r := newBenchRig(t, dir, 1400, 64)
 			defer r.close(t)

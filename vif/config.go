@@ -41,9 +41,10 @@ type Config struct {
 	// the slave's first IPv4 address.
 	Local netip.Addr `json:"local,omitzero"`
 	// Peer is the underlay address of the tunnel's other end when there
-	// is one: the peer of every packet that is not looped back, and from
-	// which any inner source is accepted (a Peer with the prefix
-	// 0.0.0.0/0). Peers holds more.
+	// is one: the peer of every IPv4 packet that is not looped back, and
+	// from which any IPv4 inner source is accepted (a Peer with the prefix
+	// 0.0.0.0/0; IPv4 only: IPv6 goes to a peer of Peers with an IPv6
+	// prefix, ::/0 for all of it). Peers holds more.
 	Peer netip.Addr `json:"peer,omitzero"`
 	// Peers are the tunnel's peers, each with the inner networks behind
 	// it (Peer). Without Peer or Peers the interface has no peer: packets
@@ -54,8 +55,9 @@ type Config struct {
 	// Forward lists the inner destinations, besides Addrs, that
 	// decapsulated packets may have: they are handed to the kernel, which
 	// routes them on (with net.ipv4.ip_forward=1), as a site-to-site
-	// gateway does. Empty by default: a vif relays nothing
-	// (CVE-2020-10136).
+	// gateway does. IPv6 prefixes are for 6in4 packets (with
+	// net.ipv6.conf.all.forwarding=1). Empty by default: a vif relays
+	// nothing (CVE-2020-10136).
 	Forward []netip.Prefix `json:"forward,omitempty"`
 	// Protocol is the outer IP protocol, ipip.ProtoIPIP (94, the default
 	// when zero) or ipip.ProtoIPinIP (4).
@@ -183,9 +185,9 @@ func (c *Config) check() error {
 			return fmt.Errorf("%w: %s", ErrBadAddress, p)
 		}
 		if p.Addr().Is6() && p.Bits() != 128 {
-			// A shorter prefix would route the rest of it into the vif,
-			// which carries no IPv6 to other hosts yet.
-			return fmt.Errorf("%w: %s: give an IPv6 address as /128 (vif does not tunnel IPv6 yet: the rest of the prefix would be dropped)", ErrBadAddress, p)
+			// A shorter prefix would route the rest of it into the vif;
+			// IPv6 networks behind peers are the peers' prefixes.
+			return fmt.Errorf("%w: %s: give an IPv6 address as /128 (networks behind a peer are its prefixes)", ErrBadAddress, p)
 		}
 		if why := edgeOf(p); why != "" {
 			rfc := "RFC 1122 section 3.2.1.3"
@@ -206,8 +208,8 @@ func (c *Config) check() error {
 		return err
 	}
 	for _, p := range c.Forward {
-		if !p.IsValid() || !p.Addr().Is4() {
-			return fmt.Errorf("%w: forward prefix %v is not IPv4", ErrBadAddress, p)
+		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			return fmt.Errorf("%w: forward prefix %v is not IPv4 nor plain IPv6", ErrBadAddress, p)
 		}
 	}
 	if len(c.Forward) > 0 && !c.HasTunnel() {

@@ -56,6 +56,35 @@ func (i *Interface) icmpError(pkt ipip.IPv4, code uint8, mtu int) {
 	i.icmpBufs[0] = buf[:cap(buf)]
 }
 
+// icmp6Error sends an ICMPv6 error of type typ (Destination Unreachable,
+// code no route, or Packet Too Big with mtu) about pkt back into the TUN,
+// to pkt's sender, if RFC 4443 section 2.4(e) and the rate limit (shared
+// with IPv4's) allow it. Its source is the vif's first IPv6 address
+// (Linux, unlike for IPv4, accepts a local source from a device); without
+// one no error is sent. It is called by the tx goroutine only and does
+// not allocate.
+func (i *Interface) icmp6Error(set *addrSet, pkt ipip.IPv6, typ uint8, mtu int) {
+	if !set.hasSrc6 || !ipip.ErrorAllowedIPv6(pkt, typ) {
+		return
+	}
+	if !i.icmpLim.allow(nanotime()) {
+		i.tx.icmpLimited.Add(1)
+		return
+	}
+	buf := i.icmpBufs[0]
+	var msg []byte
+	if typ == ipip.ICMPv6PacketTooBig {
+		msg = ipip.PacketTooBig(buf[Headroom:], set.src6, pkt, mtu)
+	} else {
+		msg = ipip.UnreachableIPv6(buf[Headroom:], set.src6, pkt, ipip.ICMPv6NoRoute)
+	}
+	i.icmpBufs[0] = buf[:Headroom+len(msg)]
+	if _, err := i.dev.Write(i.icmpBufs, Headroom); err == nil {
+		i.tx.icmpSent.Add(1)
+	}
+	i.icmpBufs[0] = buf[:cap(buf)]
+}
+
 var epoch = time.Now()
 
 // nanotime is a monotonic clock in nanoseconds.

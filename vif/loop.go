@@ -128,14 +128,31 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			}
 			buf := bufs[j][:Headroom+sizes[j]]
 			if sizes[j] >= ipv6HeaderLen && buf[Headroom]>>4 == 6 {
-				// IPv6 is looped back for the vif's own addresses;
-				// vif does not tunnel it (yet).
+				// IPv6 is looped back for the vif's own addresses and
+				// tunnelled in IPv4 (6in4) to the peers of its prefixes.
 				if set.has6([16]byte(buf[Headroom+24 : Headroom+40])) {
 					loop = append(loop, buf)
 					loopBytes += uint64(sizes[j])
-				} else {
-					c.drops[dropIPv6].Add(1)
+					continue
 				}
+				out, p := i.tx6(enc, set, tab, buf, sizes[j])
+				if out == nil {
+					continue
+				}
+				if p != pc.p {
+					pc.flushTx()
+					pc.p = p
+				}
+				pc.pkts++
+				pc.bytes += uint64(len(out))
+				if sizes[j] > int(p.st.pmtu.Load()) {
+					// At most IPv6MinMTU long and sent without DF:
+					// in fragments of the path MTU (RFC 4213
+					// section 3.2.2).
+					send = i.fragment(send, out, int(p.st.pmtu.Load()))
+					continue
+				}
+				send = append(send, buf[:Headroom-ipip.IPv4MinLen+len(out)])
 				continue
 			}
 			h := ipip.IPv4(buf[Headroom:])
@@ -231,6 +248,52 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	}
 }
 
+// tx6 classifies the IPv6 packet buf[Headroom:], n bytes read from the
+// TUN and not for the vif, and encapsulates it in IPv4 (6in4, RFC 4213)
+// to its peer: it returns the outer packet, which starts
+// ipip.IPv4MinLen bytes before Headroom, and the peer, or nil when it
+// dropped the packet (counted, and answered with an ICMPv6 error where
+// RFC 4213 wants one). The inner hop limit is left as the kernel set it
+// when it routed the packet into the vif: the tunnel is one hop (RFC 4213
+// section 3.3). It is called by the tx goroutine only and does not
+// allocate.
+func (i *Interface) tx6(enc *ipip.Encapsulator, set *addrSet, tab *peerTable, buf []byte, n int) (ipip.IPv4, *peer) {
+	c := &i.tx
+	h := ipip.IPv6(buf[Headroom:])
+	if err := h.Valid(); err != nil {
+		c.codec[err.(ipip.Error).Inner()].Add(1)
+		return nil, nil
+	}
+	dst := h.DstBytes()
+	p := tab.lookup6(dst)
+	switch {
+	case p == nil:
+		c.drops[dropNoPeer].Add(1)
+		i.icmp6Error(set, h, ipip.ICMPv6DestUnreach, 0)
+		return nil, nil
+	case !enc.Src.IsValid():
+		c.drops[dropNoLocal].Add(1)
+		i.icmp6Error(set, h, ipip.ICMPv6DestUnreach, 0)
+		return nil, nil
+	}
+	if pmtu := int(p.st.pmtu.Load()); n > pmtu && n > ipip.IPv6MinMTU {
+		// Too big for the path to the peer: IPv6 routers do not
+		// fragment, the sender does, told the tunnel's MTU (RFC 4213
+		// section 3.2.2, RFC 8201). Up to IPv6MinMTU the outer packet
+		// is fragmented instead: no IPv6 link may refuse 1280 bytes.
+		c.drops[dropTooBig].Add(1)
+		i.icmp6Error(set, h, ipip.ICMPv6PacketTooBig, pmtu)
+		return nil, nil
+	}
+	enc.Dst = p.Addr
+	out, err := enc.EncapIPv6(buf, Headroom)
+	if err != nil {
+		c.codec[err.(ipip.Error)].Add(1)
+		return nil, nil
+	}
+	return ipip.IPv4(out), p
+}
+
 // send writes encapsulated packets to the underlay, skipping any packet it
 // refuses, and counts them. It returns false when the underlay is closed.
 func (i *Interface) send(pkts [][]byte) bool {
@@ -266,6 +329,16 @@ func (i *Interface) send(pkts [][]byte) bool {
 				c.drops[dropTooBig].Add(1)
 				for k+1 < len(pkts) && ipip.IPv4(pkts[k+1][off:]).IsFragment() && ipip.IPv4(pkts[k+1][off:]).ID() == outer.ID() {
 					k++
+				}
+			} else if outer.Protocol() == ipip.ProtoIPv6 {
+				// 6in4: IPv6 is not fragmented on the way; a packet
+				// larger than IPv6MinMTU gets a Packet Too Big, a
+				// smaller one outer fragments (RFC 4213 section 3.2.2).
+				if n := len(pkts[k]) - off - ipip.IPv4MinLen; n > ipip.IPv6MinMTU || n <= pmtu {
+					c.drops[dropTooBig].Add(1)
+					i.icmp6Error(i.addrs.Load(), ipip.IPv6(inner), ipip.ICMPv6PacketTooBig, pmtu)
+				} else if frags := i.fragment(nil, ipip.IPv4(pkts[k][off:]), pmtu); len(frags) > 0 && !i.send(frags) {
+					return false
 				}
 			} else if inner.DF() || len(pkts[k])-off <= pmtu+ipip.IPv4MinLen {
 				c.drops[dropTooBig].Add(1)
@@ -373,6 +446,22 @@ func (i *Interface) rxLoop() {
 				c.drops[dropNotPeer].Add(1)
 				continue
 			}
+			if outer.Protocol() == ipip.ProtoIPv6 {
+				inner := i.rx6(set, tab, p, pkt)
+				if inner == nil {
+					continue
+				}
+				if p != pc.p {
+					pc.flushRx()
+					pc.p = p
+				}
+				pc.pkts++
+				pc.bytes += uint64(len(inner))
+				ihl := outer.HeaderLen()
+				write = append(write, bufs[j][ihl:Headroom+ihl+len(inner)])
+				bytes += uint64(len(inner))
+				continue
+			}
 			inner, err := ipip.Decap(pkt, i.proto)
 			if err != nil {
 				c.codec[err.(ipip.Error)].Add(1)
@@ -419,6 +508,32 @@ func (i *Interface) rxLoop() {
 		c.pkts.Add(uint64(len(write)))
 		c.bytes.Add(bytes)
 	}
+}
+
+// rx6 checks and decapsulates the 6in4 packet pkt (RFC 4213) from the
+// peer p, and returns the inner IPv6 packet (a sub-slice of pkt), or nil
+// when it dropped it (counted). The inner destination must be the vif's
+// or forwarded (no open relay); the inner source must be p's by
+// longest-prefix match, as the answer will be routed, and a valid one
+// (RFC 4213 section 3.6). It is called by the rx goroutine only and does
+// not allocate.
+func (i *Interface) rx6(set *addrSet, tab *peerTable, p *peer, pkt []byte) []byte {
+	c := &i.rx
+	inner, err := ipip.Decap(pkt, ipip.ProtoIPv6)
+	if err != nil {
+		c.codec[err.(ipip.Error)].Add(1)
+		return nil
+	}
+	ih := ipip.IPv6(inner)
+	if !set.has6(ih.DstBytes()) && (i.forward == nil || !i.forward.Lookup(ih.Dst())) {
+		c.drops[dropNotLocal].Add(1)
+		return nil
+	}
+	if src := ih.SrcBytes(); set.badSource6(src) || tab.lookup6(src) != p {
+		c.drops[dropBadSource].Add(1)
+		return nil
+	}
+	return inner
 }
 
 // txRoute is the tx loop's last lookup: the peer of destination dst, and

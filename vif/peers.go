@@ -23,8 +23,9 @@ type Peer struct {
 	// destination; a packet from the peer is decapsulated only when its
 	// inner source is the peer's by the same longest-prefix match, as the
 	// answer would be routed (rx_bad_source otherwise): no peer speaks
-	// for another's networks. 0.0.0.0/0 takes every destination and
-	// source no other peer has.
+	// for another's networks. 0.0.0.0/0 takes every IPv4 destination and
+	// source no other peer has. IPv6 prefixes (::/0 included) are carried
+	// in IPv4 as 6in4 (RFC 4213, protocol 41), under the same rules.
 	Prefixes []netip.Prefix `json:"prefixes"`
 }
 
@@ -111,6 +112,13 @@ func (t *peerTable) lookup(dst [4]byte) *peer {
 	return p
 }
 
+// lookup6 returns the peer that packets for the IPv6 address dst go to,
+// or nil. It does not allocate.
+func (t *peerTable) lookup6(dst [16]byte) *peer {
+	p, _ := t.route.Lookup(netip.AddrFrom16(dst))
+	return p
+}
+
 // peers returns the configuration of the table's peers.
 func (t *peerTable) peers() []Peer {
 	out := make([]Peer, len(t.list))
@@ -132,7 +140,8 @@ var ErrBadPeer = errors.New("vif: bad peer")
 // checkPeers validates peers on an interface whose local underlay address
 // is local: host addresses, none twice nor local; IPv4 prefixes that can
 // hold hosts, none given twice; no prefix holding a peer's or the local
-// underlay address (the tunnel would carry its own packets).
+// underlay address (the tunnel would carry its own packets). IPv6 prefixes
+// are checked by badPrefix6.
 func checkPeers(peers []Peer, local netip.Addr) error {
 	seen := map[netip.Addr]bool{}
 	owner := map[netip.Prefix]netip.Addr{}
@@ -201,9 +210,12 @@ func checkOwn(peers []Peer, addrs, ranges []netip.Prefix) error {
 }
 
 // badPrefix says why p cannot be a peer's prefix, or returns "": it must
-// be IPv4 and hold host addresses (0.0.0.0/0 and 0.0.0.0/1 do; 127/8,
-// 224/4 and 240/4 do not).
+// hold host addresses (0.0.0.0/0 and 0.0.0.0/1 do; 127/8, 224/4 and
+// 240/4 do not). IPv6 prefixes follow badPrefix6.
 func badPrefix(p netip.Prefix) string {
+	if p.IsValid() && p.Addr().Is6() {
+		return badPrefix6(p)
+	}
 	if !p.IsValid() || !p.Addr().Is4() {
 		return "is not IPv4"
 	}
@@ -215,6 +227,26 @@ func badPrefix(p netip.Prefix) string {
 		return "is loopback"
 	case p.Bits() >= 4 && m[0] >= 224:
 		return "is multicast or reserved"
+	}
+	return ""
+}
+
+// badPrefix6 says why the IPv6 prefix p cannot be a peer's prefix, or
+// returns "": it must hold global addresses: not inside multicast
+// (ff00::/8), link-local (fe80::/10), which belongs to one link, nor be
+// the loopback address ::1 or inside IPv4-mapped ::ffff:0:0/96 (RFC 4291
+// section 2.4); ::/0 takes every IPv6 destination no other peer has.
+func badPrefix6(p netip.Prefix) string {
+	m := p.Masked()
+	switch {
+	case p.Addr().Is4In6() || p.Addr().Zone() != "":
+		return "is IPv4-mapped or zoned"
+	case p.Bits() >= 8 && m.Addr().IsMulticast():
+		return "is multicast"
+	case p.Bits() >= 10 && m.Addr().IsLinkLocalUnicast():
+		return "is link-local"
+	case p.Bits() == 128 && (m.Addr().IsLoopback() || m.Addr().IsUnspecified()):
+		return "is loopback or unspecified"
 	}
 	return ""
 }
@@ -353,7 +385,7 @@ func (t *peerTable) without(p *peer) *peerTable {
 	return &peerTable{route: route, addrs: t.addrs.Without(at), list: slices.Delete(slices.Clone(t.list), at, at+1)}
 }
 
-// routeChanges returns the prefixes (but 0.0.0.0/0) that the peers after
+// routeChanges returns the prefixes (but 0.0.0.0/0 and ::/0) that the peers after
 // have and before did not, and those before had and after has not.
 func routeChanges(before, after []Peer) (add, del []netip.Prefix) {
 	set := func(peers []Peer) map[netip.Prefix]bool {

@@ -81,10 +81,9 @@ const (
 	dropTooBig                          // tx: DF set and larger than the path MTU to the peer
 	dropNoLocal                         // tx: the tunnel is paused: no local address to send from (SetLocal)
 	dropRedirect                        // tx: an ICMP redirect for a sender behind a peer
-	dropIPv6                            // tx: an IPv6 packet not for the vif: IPv6 is not tunnelled
 	dropNotPeer                         // rx: outer source is not the configured peer
 	dropNotLocal                        // rx: inner destination is not ours (no open relay)
-	dropBadSource                       // rx: inner source is ours, loopback, 0/8, multicast or broadcast
+	dropBadSource                       // rx: inner source is not the peer's, or ours, loopback, 0/8, multicast, broadcast, link-local
 	dropUnderlayRead                    // rx: the underlay returned a read error
 	dropTunWrite                        // rx: writing into the TUN failed
 	numDropReasons
@@ -99,7 +98,6 @@ var dropNames = [numDropReasons]string{
 	dropTooBig:        "tx_too_big",
 	dropNoLocal:       "tx_no_local",
 	dropRedirect:      "tx_icmp_redirect",
-	dropIPv6:          "tx_ipv6_not_tunnelled",
 	dropNotPeer:       "rx_not_peer",
 	dropNotLocal:      "rx_not_local",
 	dropBadSource:     "rx_bad_source",

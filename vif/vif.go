@@ -193,7 +193,7 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 			i.forward.Insert(p.Masked())
 		}
 	}
-	i.icmpBufs = [][]byte{make([]byte, Headroom+ipip.ICMPMaxErrorLen)}
+	i.icmpBufs = [][]byte{make([]byte, Headroom+max(ipip.ICMPMaxErrorLen, ipip.ICMPv6MaxErrorLen))}
 	local := netip.Addr{}
 	if cfg.HasTunnel() {
 		local = cfg.Local

@@ -67,8 +67,9 @@ func udp6(t testing.TB, src, dst netip.Addr, payload string) []byte {
 	return buf.Bytes()
 }
 
-// IPv6 addresses: packets for them are looped back; IPv6 for others is
-// dropped and counted (vif does not tunnel IPv6).
+// IPv6 addresses: packets for them are looped back; IPv6 for others goes
+// to the peer of its prefix, and without one (the catch-all Peer is IPv4
+// only) is dropped, counted and answered.
 func TestIPv6Addresses(t *testing.T) {
 	own, other6 := netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::99")
 	r := newRig(t, tunnelCfg())
@@ -82,7 +83,8 @@ func TestIPv6Addresses(t *testing.T) {
 		t.Fatalf("IPv6 packet for the vif's address: looped %v, %x", ok, got)
 	}
 	r.tun.Inject(udp6(t, own, other6, "elsewhere"))
-	s := waitStats(t, r.ifc, "IPv6 drop", func(s vif.Stats) bool { return s.Drops["tx_ipv6_not_tunnelled"] == 1 })
+	recvICMPv6(t, r.tun)
+	s := waitStats(t, r.ifc, "IPv6 drop", func(s vif.Stats) bool { return s.Drops["tx_no_peer"] == 1 })
 	if s.Looped != 1 || s.Encapsulated != 0 {
 		t.Errorf("looped %d, encapsulated %d; want 1, 0", s.Looped, s.Encapsulated)
 	}

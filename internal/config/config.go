@@ -91,7 +91,7 @@ func ParseAddr(s string) (netip.Prefix, error) {
 	case p.Addr().Is6() && !vif.IsHostAddr(p.Addr()):
 		return netip.Prefix{}, fmt.Errorf("bad address %q: a vif address must be unicast (not ::, ::1, multicast or link-local)", s)
 	case p.Addr().Is6() && p.Bits() != 128:
-		return netip.Prefix{}, fmt.Errorf("bad address %q: give an IPv6 address as /128 (vif does not tunnel IPv6 yet: the rest of the prefix would be dropped)", s)
+		return netip.Prefix{}, fmt.Errorf("bad address %q: give an IPv6 address as /128 (networks behind a peer are its prefixes)", s)
 	case !vif.IsHostAddr(p.Addr()):
 		return netip.Prefix{}, fmt.Errorf("bad address %q: a vif address must be unicast (not 0/8, 127/8, multicast or broadcast)", s)
 	}
