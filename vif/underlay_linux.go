@@ -22,15 +22,18 @@ const underlayBufSize = 7 << 20
 // defaultUnderlayBatch is how many packets one recvmmsg/sendmmsg moves.
 const defaultUnderlayBatch = 128
 
-// RawUnderlay is the production Underlay: two raw IPv4 sockets bound to
-// the slave interface, moving packets in batches with recvmmsg and
-// sendmmsg. Read and Write do not allocate.
+// RawUnderlay is the production Underlay: raw IPv4 sockets bound to the
+// slave interface, moving packets in batches with recvmmsg and sendmmsg.
+// Read and Write do not allocate.
 //
-// Reading uses a raw socket for the tunnel's IP protocol (94 or 4): the
-// kernel hands it every packet of that protocol that reaches this network
-// namespace on the slave for the local address, and the packet loop
-// checks the outer source against the peer. It is non-blocking and waits
-// in the Go runtime's netpoller.
+// Reading uses two raw sockets, one for the tunnel's IP protocol (94 or 4)
+// and one for IPv6 in IPv4 (41, RFC 4213): the kernel hands them every
+// packet of their protocol that reaches this network namespace on the
+// slave for the local address, and the packet loop checks the outer
+// source against the peers. They are non-blocking and sit in an epoll
+// instance of their own, which waits in the Go runtime's netpoller: one
+// Read waits for both, and reads from each in turn when both have
+// packets, so that neither starves the other.
 //
 // Writing uses a second, send-only socket (IPPROTO_RAW, which implies
 // IP_HDRINCL: the loop writes the outer header; such a socket receives
@@ -45,14 +48,19 @@ type RawUnderlay struct {
 	slave int // the slave's interface index, which a rename keeps; 0: none
 	proto int
 
-	// receiving: the socket is replaced by SetLocal
-	rx       atomic.Pointer[rxSocket]
+	// receiving: the sockets are replaced by SetLocal
+	rx       atomic.Pointer[rxSockets]
+	ep       *os.File // the epoll instance holding the receiving sockets
+	eprc     syscall.RawConn
 	dropBase uint64 // drops of the receiving sockets replaced; guarded by mu
 	rhdrs    []unix.Mmsghdr
 	riovs    []unix.Iovec
 	rn       int
 	rerr     error
+	rgot     bool // recv read packets or failed
+	rnext    int  // the socket Read tries first
 	rfn      func(fd uintptr) bool
+	rcfn     func(fd uintptr)
 
 	// sending
 	mu      sync.Mutex // guards wfd, wold, wbusy and closing
@@ -71,6 +79,66 @@ var _ Underlay = (*RawUnderlay)(nil)
 type rxSocket struct {
 	f  *os.File
 	rc syscall.RawConn
+}
+
+// rxSockets are the receiving sockets of a RawUnderlay: the tunnel's
+// protocol, and 41.
+type rxSockets [2]*rxSocket
+
+// openRx opens the receiving sockets for proto and 41, bound to the
+// interface with index slave and to local.
+func openRx(slave, proto int, local netip.Addr) (*rxSockets, error) {
+	var rx rxSockets
+	for k, p := range [2]int{proto, int(ipip.ProtoIPv6)} {
+		fd, err := rawSocket(slave, p, unix.SOCK_NONBLOCK, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, local)
+		if err == nil {
+			rx[k], err = newRxSocket(fd, p)
+		}
+		if err != nil {
+			rx.close()
+			return nil, err
+		}
+	}
+	return &rx, nil
+}
+
+func (rx *rxSockets) close() error {
+	var errs []error
+	for _, s := range rx {
+		if s != nil {
+			errs = append(errs, s.f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (rx *rxSockets) drops() uint64 {
+	return rx[0].drops() + rx[1].drops()
+}
+
+// epollCtl adds the sockets of rx to the epoll instance ep, or removes
+// them (op).
+func (rx *rxSockets) epollCtl(ep syscall.RawConn, op int) error {
+	var err error
+	cerr := ep.Control(func(epfd uintptr) {
+		for _, s := range rx {
+			if e := s.rc.Control(func(fd uintptr) {
+				ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+				if e := unix.EpollCtl(int(epfd), op, int(fd), &ev); e != nil && err == nil {
+					err = e
+				}
+			}); e != nil && err == nil {
+				err = e
+			}
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return fmt.Errorf("vif: underlay: epoll: %w", err)
+	}
+	return nil
 }
 
 func newRxSocket(fd int, proto int) (*rxSocket, error) {
@@ -101,21 +169,39 @@ func ListenUnderlay(slave string, proto uint8, local netip.Addr) (*RawUnderlay, 
 	if err != nil {
 		return nil, err
 	}
-	rfd, err := rawSocket(idx, int(proto), unix.SOCK_NONBLOCK, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, local)
+	rx, err := openRx(idx, int(proto), local)
 	if err != nil {
+		return nil, err
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err == nil {
+		if err = unix.SetNonblock(epfd, true); err != nil {
+			unix.Close(epfd)
+		}
+	}
+	if err != nil {
+		rx.close()
+		return nil, fmt.Errorf("vif: underlay: epoll: %w", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "ipip-epoll")
+	eprc, err := ep.SyscallConn()
+	if err == nil {
+		err = rx.epollCtl(eprc, unix.EPOLL_CTL_ADD)
+	}
+	if err != nil {
+		ep.Close()
+		rx.close()
 		return nil, err
 	}
 	wfd, err := rawSocket(idx, unix.IPPROTO_RAW, 0, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, local)
 	if err != nil {
-		unix.Close(rfd)
-		return nil, err
-	}
-	rx, err := newRxSocket(rfd, int(proto))
-	if err != nil {
-		unix.Close(wfd)
+		ep.Close()
+		rx.close()
 		return nil, err
 	}
 	u := &RawUnderlay{
+		ep:     ep,
+		eprc:   eprc,
 		slave:  idx,
 		proto:  int(proto),
 		rhdrs:  make([]unix.Mmsghdr, defaultUnderlayBatch),
@@ -127,7 +213,8 @@ func ListenUnderlay(slave string, proto uint8, local netip.Addr) (*RawUnderlay, 
 		wiovs:  make([]unix.Iovec, defaultUnderlayBatch),
 	}
 	u.rx.Store(rx)
-	u.rfn = u.recv
+	u.rfn = u.poll
+	u.rcfn = u.recv
 	for i := range u.rhdrs {
 		u.rhdrs[i].Hdr.Iov = &u.riovs[i]
 		u.rhdrs[i].Hdr.SetIovlen(1)
@@ -215,17 +302,9 @@ func (u *RawUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 		u.rhdrs[i].Len = 0
 	}
 	u.rn = n
-	for {
-		rx := u.rx.Load()
-		if err := rx.rc.Read(u.rfn); err != nil {
-			// RawConn fails only when the file is closing: by Close,
-			// or by SetLocal, which has put another in its place.
-			if u.rx.Load() != rx {
-				continue
-			}
-			return 0, os.ErrClosed
-		}
-		break
+	if err := u.eprc.Read(u.rfn); err != nil {
+		// The epoll instance fails only when Close closes it.
+		return 0, os.ErrClosed
 	}
 	if u.rerr != nil {
 		return 0, os.NewSyscallError("recvmmsg", u.rerr)
@@ -236,7 +315,28 @@ func (u *RawUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 	return u.rn, nil
 }
 
-func (u *RawUnderlay) recv(fd uintptr) bool {
+// poll reads from the receiving sockets, the one that was not read last
+// first; it returns false, to wait for the epoll instance, when neither
+// has a packet. Each socket is used through its RawConn, so that SetLocal
+// closing it meanwhile does not free its descriptor under recvmmsg: a
+// socket closed so is passed over, and the new ones are in the epoll
+// instance already.
+func (u *RawUnderlay) poll(uintptr) bool {
+	rx := u.rx.Load()
+	for k := range rx {
+		at := (u.rnext + k) % len(rx)
+		u.rgot = false
+		if rx[at].rc.Control(u.rcfn) == nil && u.rgot {
+			u.rnext = (at + 1) % len(rx)
+			return true
+		}
+	}
+	return false
+}
+
+// recv is one recvmmsg on fd into the read headers; it sets rgot when it
+// read packets or failed.
+func (u *RawUnderlay) recv(fd uintptr) {
 	for {
 		// The socket is non-blocking: no need to tell the runtime.
 		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&u.rhdrs[0])), uintptr(u.rn), 0, 0, 0)
@@ -244,13 +344,14 @@ func (u *RawUnderlay) recv(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			return
 		case 0:
 			u.rn, u.rerr = int(r), nil
 		default:
 			u.rn, u.rerr = 0, e
 		}
-		return true
+		u.rgot = true
+		return
 	}
 }
 
@@ -341,15 +442,17 @@ func (u *RawUnderlay) Close() error {
 	} else {
 		werr = unix.Close(u.wfd)
 	}
-	rerr := u.rx.Load().f.Close()
+	// Closing the epoll instance wakes a waiting Read.
+	eerr := u.ep.Close()
+	rerr := u.rx.Load().close()
 	u.mu.Unlock()
-	return errors.Join(rerr, werr)
+	return errors.Join(eerr, rerr, werr)
 }
 
 // Drops returns the number of packets for the tunnel the kernel dropped
 // before the loop read them, because the receiving socket's queue was
 // full (SK_MEMINFO_DROPS, for every receiving socket the underlay has
-// had).
+// had, of both protocols).
 func (u *RawUnderlay) Drops() uint64 {
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -381,32 +484,33 @@ func (u *RawUnderlay) SetLocal(local netip.Addr) error {
 	if !local.Is4() {
 		return fmt.Errorf("%w: underlay endpoint %v", ErrBadAddress, local)
 	}
-	rfd, err := rawSocket(u.slave, u.proto, unix.SOCK_NONBLOCK, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, local)
+	rx, err := openRx(u.slave, u.proto, local)
 	if err != nil {
 		return err
 	}
 	wfd, err := rawSocket(u.slave, unix.IPPROTO_RAW, 0, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, local)
 	if err != nil {
-		unix.Close(rfd)
-		return err
-	}
-	rx, err := newRxSocket(rfd, u.proto)
-	if err != nil {
-		unix.Close(wfd)
+		rx.close()
 		return err
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.closing {
-		rx.f.Close()
+		rx.close()
 		unix.Close(wfd)
 		return os.ErrClosed
 	}
-	// Closing the old receiving socket wakes a Read waiting on it, which
-	// goes on with the new one.
+	if err := rx.epollCtl(u.eprc, unix.EPOLL_CTL_ADD); err != nil {
+		rx.close()
+		unix.Close(wfd)
+		return err
+	}
+	// A Read waiting on the epoll instance goes on with the new sockets
+	// when they have packets; one reading the old ones finds them closed.
 	old := u.rx.Swap(rx)
 	u.dropBase += old.drops()
-	old.f.Close()
+	_ = old.epollCtl(u.eprc, unix.EPOLL_CTL_DEL)
+	old.close()
 	if u.wbusy && u.wold < 0 {
 		u.wold = u.wfd // Write is using it, and closes it
 	} else {

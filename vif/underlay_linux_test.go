@@ -13,6 +13,13 @@ import (
 // (198.18.0.1 in a, 198.18.0.2 in b). It skips without root.
 func underlayPair(tb testing.TB) (a, b *vif.RawUnderlay) {
 	tb.Helper()
+	a, b, _ = underlayHosts(tb)
+	return a, b
+}
+
+// underlayHosts is underlayPair, with b's host.
+func underlayHosts(tb testing.TB) (a, b *vif.RawUnderlay, hb *nstest.Host) {
+	tb.Helper()
 	n := nstest.New(tb)
 	ha, hb := n.Host("a"), n.Host("b")
 	aIf, bIf := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
@@ -34,7 +41,7 @@ func underlayPair(tb testing.TB) (a, b *vif.RawUnderlay) {
 	if err := ha.Ping("198.18.0.2", 1); err != nil {
 		tb.Fatal(err)
 	}
-	return a, b
+	return a, b, hb
 }
 
 // underlayBatch builds n encapsulated packets of size bytes from a to b,
@@ -96,5 +103,41 @@ func BenchmarkRawUnderlay(b *testing.B) {
 				roundTrip(b, ua, ub, pkts[:n], rbufs[:n], sizes[:n])
 			}
 		})
+	}
+}
+
+// TestRawUnderlay6in4 checks that one Read receives both the tunnel's
+// protocol and 6in4 (protocol 41), and that SetLocal keeps both.
+func TestRawUnderlay6in4(t *testing.T) {
+	a, b, hb := underlayHosts(t)
+	la, lb := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
+	pkts, rbufs, sizes := underlayBatch(t, 2, 200)
+	inner := udp6(t, hostB6, own6, "six")
+	six := make([]byte, vif.Headroom+len(inner))
+	copy(six[vif.Headroom:], inner)
+	if _, err := (&ipip.Encapsulator{Src: la, Dst: lb}).EncapIPv6(six, vif.Headroom); err != nil {
+		t.Fatal(err)
+	}
+	pkts = append(pkts, six)
+	rbufs = append(rbufs, make([]byte, vif.Headroom+2048))
+	sizes = append(sizes, 0)
+	check := func() {
+		t.Helper()
+		roundTrip(t, a, b, pkts, rbufs, sizes)
+		protos := map[uint8]int{}
+		for k := range pkts {
+			protos[ipip.IPv4(rbufs[k][vif.Headroom:vif.Headroom+sizes[k]]).Protocol()]++
+		}
+		if protos[ipip.ProtoIPIP] != 2 || protos[ipip.ProtoIPv6] != 1 {
+			t.Errorf("received protocols %v, want 94: 2, 41: 1", protos)
+		}
+	}
+	check()
+	if err := hb.Do(func() error { return b.SetLocal(lb) }); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	if d := b.Drops(); d != 0 {
+		t.Errorf("drops %d", d)
 	}
 }
