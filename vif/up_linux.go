@@ -179,10 +179,10 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		return nil, fmt.Errorf("vif: find %s after creating it: %w", c.Name, err)
 	}
 	index = link.Attrs().Index
-	// Without IPv6 addresses keep the kernel's IPv6 chatter (router
-	// solicitations, MLD) out of the TUN; with them, IPv6 runs without
-	// a link-local address or router solicitations.
-	setIPv6(c.Name, hasIPv6(c.Addrs))
+	// Without IPv6 addresses, routes or peer prefixes keep the kernel's
+	// IPv6 chatter (router solicitations, MLD) out of the TUN; with them,
+	// IPv6 runs without a link-local address or router solicitations.
+	setIPv6(c.Name, hasIPv6(c.Addrs) || hasIPv6(c.Routes) || hasIPv6(peerPrefixes(c.peers())))
 
 	for _, p := range c.Addrs {
 		if err := nl.AddrAdd(link, hostAddr(p)); err != nil {
@@ -264,6 +264,10 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 				bits, _ := r.Dst.Mask.Size()
 				delete(peerRouted, netip.PrefixFrom(p, bits))
 			}
+		}
+		if hasIPv6(add) {
+			// IPv6 routes need IPv6 on the device.
+			setIPv6(c.Name, true)
 		}
 		for _, p := range add {
 			if routed[p] {
@@ -360,6 +364,11 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		},
 		addRoute: func(p netip.Prefix) error {
 			return withNL(func() error {
+				if p.Addr().Is6() {
+					if l, err := nl.LinkByIndex(index); err == nil {
+						setIPv6(l.Attrs().Name, true)
+					}
+				}
 				if err := nl.RouteAdd(route(p)); err != nil {
 					if errors.Is(err, unix.EEXIST) {
 						return fmt.Errorf("vif: a route for %s exists already on this host (ip route show %s)", p, p)
@@ -423,7 +432,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		// The kernel drops a device's IPv6 settings when its MTU goes
 		// below 1280 and makes them anew, IPv6 on, when it comes back.
 		if l, err := linkNow(); err == nil {
-			setIPv6(l.Attrs().Name, hasIPv6(ifc.Addrs()))
+			setIPv6(l.Attrs().Name, hasIPv6(ifc.Addrs()) || hasIPv6(*ifc.routes.Load()) || hasIPv6(peerPrefixes(ifc.peers.Load().peers())))
 		}
 	}
 	ifc.start()
@@ -502,6 +511,15 @@ func setIPv6(name string, on bool) {
 	_ = os.WriteFile(conf+"addr_gen_mode", []byte("1"), 0)
 	_ = os.WriteFile(conf+"accept_ra", []byte("0"), 0)
 	_ = os.WriteFile(conf+"disable_ipv6", []byte("0"), 0)
+}
+
+// peerPrefixes returns the prefixes of peers.
+func peerPrefixes(peers []Peer) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range peers {
+		out = append(out, p.Prefixes...)
+	}
+	return out
 }
 
 func hasIPv6(ps []netip.Prefix) bool {

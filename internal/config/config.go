@@ -115,12 +115,13 @@ func (x *prefix) UnmarshalText(b []byte) error {
 	return err
 }
 
-// ParsePrefix parses an IPv4 prefix whose host bits are zero (a route,
-// a forward prefix, allowed-ips); errors name it as what ("--route").
+// ParsePrefix parses an IPv4 or IPv6 prefix whose host bits are zero (a
+// route, a forward prefix, allowed-ips); errors name it as what
+// ("--route"). IPv4-mapped IPv6 prefixes are refused.
 func ParsePrefix(what, s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
-	if err != nil || !p.Addr().Is4() {
-		return netip.Prefix{}, fmt.Errorf("bad %s %q: give an IPv4 prefix such as 198.51.100.0/24", what, s)
+	if err != nil || p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("bad %s %q: give a prefix such as 198.51.100.0/24 or 2001:db8:b::/64", what, s)
 	}
 	if p != p.Masked() {
 		return netip.Prefix{}, fmt.Errorf("bad %s %q: host bits are set; did you mean %s?", what, s, p.Masked())

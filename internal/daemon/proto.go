@@ -206,8 +206,8 @@ func checkUp(c *vif.LinkConfig) error {
 		}
 	}
 	for _, p := range c.Routes {
-		if !p.IsValid() || !p.Addr().Is4() {
-			return fmt.Errorf("%w: route %v is not IPv4", ErrBadRequest, p)
+		if !p.IsValid() || p.Addr().Is4In6() {
+			return fmt.Errorf("%w: route %v is not IPv4 nor IPv6", ErrBadRequest, p)
 		}
 	}
 	return nil
@@ -291,8 +291,8 @@ func DecodeRequest(b []byte) (Request, error) {
 			return Request{}, fmt.Errorf("%w: address %v is not valid", ErrBadRequest, *r.Addr)
 		}
 		for _, p := range ps {
-			if !p.IsValid() || !p.Addr().Is4() {
-				return Request{}, fmt.Errorf("%w: prefix %v is not IPv4", ErrBadRequest, p)
+			if !p.IsValid() || p.Addr().Is4In6() {
+				return Request{}, fmt.Errorf("%w: prefix %v is not IPv4 nor IPv6", ErrBadRequest, p)
 			}
 		}
 	case OpShow:

@@ -27,8 +27,7 @@ func TestDecodeRequest(t *testing.T) {
 	bad := []string{
 		``, `{`, `[]`, `{"op":"reboot"}`, `{"op":"down"}`, `{"op":"up"}`,
 		`{"op":"up","up":{"name":"vif0"}}`,
-		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/32"],"routes":["2001:db8::/64"]}}`,
-		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/32"],"routes":["::/0"]}}`,
+		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/32"],"routes":["::ffff:192.0.2.0/120"]}}`,
 		`{"op":"up","up":{"name":"vif0","addrs":["192.0.2.1/40"]}}`,
 		`{"op":"show","evil":1}`,
 		`{"op":"show"} {"op":"show"}`,
