@@ -725,10 +725,10 @@ func TestPeers(t *testing.T) {
 		t.Helper()
 		r.under.Inject(encap(t, from, localA, ipip.ProtoIPIP, udp(t, netip.MustParseAddr(src), netip.MustParseAddr(dst), "in")))
 	}
-	deliver(peerB, "198.51.100.7", addrA.String()) // ours, from B's prefix
-	deliver(peerB, "203.0.113.9", addrA.String())  // C's prefix, from B
-	deliver(peerC, "203.0.113.9", "192.0.2.200")   // forwarded
-	deliver(peerC, "203.0.113.9", "192.0.2.20")    // neither ours nor forwarded
+	deliver(peerB, "198.51.100.7", addrA.String())                                                                 // ours, from B's prefix
+	deliver(peerB, "203.0.113.9", addrA.String())                                                                  // C's prefix, from B
+	deliver(peerC, "203.0.113.9", "192.0.2.200")                                                                   // forwarded
+	deliver(peerC, "203.0.113.9", "192.0.2.20")                                                                    // neither ours nor forwarded
 	s := waitStats(t, r.ifc, "decapsulation", func(s vif.Stats) bool { return s.Decapsulated+s.Dropped() >= 4+1 }) // and tx_no_peer
 	if s.Decapsulated != 2 || s.Drops["rx_bad_source"] != 1 || s.Drops["rx_not_local"] != 1 {
 		t.Errorf("decapsulated %d, drops %v; want 2, rx_bad_source 1, rx_not_local 1", s.Decapsulated, s.Drops)

@@ -1,0 +1,146 @@
+//go:build linux
+
+package main
+
+// IPv6 inside the tunnel over the IPv4 underlay (6in4, RFC 4213; issue
+// 14 item 3): two hosts on a veth, each vif with an IPv6 address and the
+// other's IPv6 network as its peer's prefix.
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"github.com/vif-project/vif/vif/nstest"
+)
+
+// sixPair builds hosts a and b joined by a veth (198.18.0.0/24), each with
+// vif0 holding 2001:db8:A::1 (B::1) and 192.0.2.x, the other side's /64
+// behind its peer.
+func sixPair(t *testing.T) (a, b *nstest.Host, aIf, bIf *nstest.Iface) {
+	t.Helper()
+	n := nstest.New(t)
+	a, b = n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
+	aIf, bIf = n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24")
+	startVif(t, a, "vif0", "2001:db8:a::1", "192.0.2.1", "--slave", aIf.Name(),
+		"--peer", "198.18.0.2=2001:db8:b::/64,198.51.100.0/24", "--no-arp-proxy")
+	startVif(t, b, "vif0", "2001:db8:b::1", "198.51.100.1", "--slave", bIf.Name(),
+		"--peer", "198.18.0.1=2001:db8:a::/64,192.0.2.0/24", "--no-arp-proxy")
+	return a, b, aIf, bIf
+}
+
+// Ping -6 both ways and a TCP transfer over IPv6 cross the tunnel, as
+// IPv4 protocol 41 on the underlay and nothing else.
+func TestSixInFour(t *testing.T) {
+	a, b, _, bIf := sixPair(t)
+	wire := bIf.Capture("ip")
+	for _, p := range []struct {
+		from *nstest.Host
+		to   string
+	}{{a, "2001:db8:b::1"}, {b, "2001:db8:a::1"}} {
+		if out, err := p.from.Run("ping", "-6", "-n", "-c", "3", "-i", "0.2", "-W", "2", p.to); err != nil {
+			t.Fatalf("ping -6 %s from %v: %v\n%s\n%s", p.to, p.from, err, out, p.from.IP("-6", "route"))
+		}
+	}
+	echoTCP6(t, a, b, "2001:db8:b::1", 4<<20)
+	// IPv4 still goes through the same tunnel.
+	if err := a.Ping("198.51.100.1", 1); err != nil {
+		t.Errorf("IPv4 ping beside IPv6: %v", err)
+	}
+	var six, ipip, plain int
+	for _, p := range wire.Stop() {
+		pr, ok := outerProto(p)
+		switch {
+		case !ok:
+		case pr == layers.IPProtocolIPv6:
+			six++
+		case pr == 94:
+			ipip++
+		default:
+			plain++
+		}
+	}
+	if six < 100 || ipip == 0 || plain != 0 {
+		t.Errorf("on the underlay: %d 6in4 (protocol 41) packets, %d IPIP, %d others; want 100+, some, none", six, ipip, plain)
+	}
+	for _, h := range []*nstest.Host{a, b} {
+		st := vifStatus(t, h, "vif0")
+		if st.Counters.EncapsulatedPackets == 0 || st.Counters.DecapsulatedPackets == 0 || st.Counters.Drops["rx_bad_source"]+st.Counters.Drops["rx_not_local"] != 0 {
+			t.Errorf("counters on %v: %+v", h, st.Counters)
+		}
+	}
+}
+
+// A destination no peer has gets an ICMPv6 unreachable from the vif; one
+// larger than the tunnel's path MTU a Packet Too Big with it (RFC 4213
+// section 3.2.2).
+func TestSixInFourErrors(t *testing.T) {
+	a, _, aIf, _ := sixPair(t)
+	a.IP("-6", "route", "add", "2001:db8:99::/64", "dev", "vif0")
+	out, _ := a.Run("ping", "-6", "-n", "-c", "1", "-W", "2", "2001:db8:99::1")
+	t.Logf("ping to a prefix no peer has:\n%s", out)
+	if !strings.Contains(out, "Unreachable") && !strings.Contains(out, "unreachable") {
+		t.Errorf("ping to a prefix no peer has: want unreachable, got:\n%s", out)
+	}
+	// The vif's MTU is the veth's 1500 less 20: 1480. The underlay
+	// shrinks to 1400: a 1448-byte packet fits the vif but not the
+	// path, which the vif learns when the kernel refuses the outer
+	// packet, and reports as 1380.
+	a.IP("link", "set", aIf.Name(), "mtu", "1400")
+	out, _ = a.Run("ping", "-6", "-n", "-c", "2", "-i", "0.3", "-W", "2", "-s", "1400", "2001:db8:b::1")
+	t.Logf("ping over the path MTU:\n%s", out)
+	if !strings.Contains(out, "mtu=1380") && !strings.Contains(out, "mtu: 1380") {
+		t.Errorf("a ping over the path MTU: want a Packet Too Big with mtu 1380, got:\n%s", out)
+	}
+	if st := vifStatus(t, a, "vif0"); st.Counters.Drops["tx_no_peer"] == 0 || st.Counters.Drops["tx_too_big"] == 0 || st.Counters.ICMPSent < 2 {
+		t.Errorf("counters %+v: want tx_no_peer and ICMP sent", st.Counters)
+	}
+}
+
+// echoTCP6 is echoTCP over IPv6.
+func echoTCP6(t *testing.T, a, b *nstest.Host, addr string, size int) {
+	t.Helper()
+	var ln net.Listener
+	if err := b.Do(func() (err error) {
+		ln, err = net.Listen("tcp6", net.JoinHostPort(addr, "0"))
+		return err
+	}); err != nil {
+		t.Fatalf("listen on %v: %v", b, err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(c, c)
+	}()
+	var c net.Conn
+	if err := a.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp6", ln.Addr().String(), 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatalf("dial through the tunnel: %v", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	payload := make([]byte, size)
+	rand.Read(payload)
+	go func() {
+		c.Write(payload)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("reading the echo: %v (after %d bytes)", err, len(got))
+	}
+	if sha256.Sum256(got) != sha256.Sum256(payload) {
+		t.Fatalf("echo differs: got %d bytes, sent %d", len(got), len(payload))
+	}
+}
