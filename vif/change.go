@@ -134,6 +134,9 @@ func (i *Interface) RemoveRoute(p netip.Prefix) error {
 // holds a peer (reached through the vif itself) or overlaps a range (which
 // is local: the main table's longer prefix would win).
 func checkRoute(p netip.Prefix, peers []Peer, ranges []netip.Prefix) error {
+	if why := badPrefix(p); why != "" {
+		return fmt.Errorf("%w: --route %s %s", ErrBadAddress, p, why)
+	}
 	for _, peer := range peers {
 		if p.Bits() > 0 && p.Masked().Contains(peer.Addr) {
 			return fmt.Errorf("%w: %s is inside --route %s: the tunnel would carry its own packets", ErrBadPeer, peer.Addr, p)

@@ -208,8 +208,8 @@ func (c *Config) check() error {
 		return err
 	}
 	for _, p := range c.Forward {
-		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-			return fmt.Errorf("%w: forward prefix %v is not IPv4 nor plain IPv6", ErrBadAddress, p)
+		if why := badPrefix(p); why != "" {
+			return fmt.Errorf("%w: forward prefix %v %s", ErrBadAddress, p, why)
 		}
 	}
 	if len(c.Forward) > 0 && !c.HasTunnel() {

@@ -473,8 +473,13 @@ func HostWarnings(c LinkConfig) []string {
 		out = append(out, "rp_filter is strict (1) and nothing is routed into the vif: the kernel will drop decapsulated packets whose source is not routed back through it; give the peers' networks (--route, or --peer ADDR=PREFIX), or set net.ipv4.conf."+c.Name+".rp_filter=2")
 	}
 	if len(c.Forward) > 0 {
-		if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "1" {
+		four := slices.ContainsFunc(c.Forward, func(p netip.Prefix) bool { return p.Addr().Is4() })
+		six := slices.ContainsFunc(c.Forward, func(p netip.Prefix) bool { return p.Addr().Is6() })
+		if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); four && strings.TrimSpace(string(b)) != "1" {
 			out = append(out, "--forward is set but the kernel does not forward (net.ipv4.ip_forward=0): decapsulated packets for the forwarded prefixes are dropped; sysctl -w net.ipv4.ip_forward=1")
+		}
+		if b, _ := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); six && strings.TrimSpace(string(b)) != "1" {
+			out = append(out, "--forward has IPv6 prefixes but the kernel does not forward IPv6 (net.ipv6.conf.all.forwarding=0): decapsulated packets for them are dropped; sysctl -w net.ipv6.conf.all.forwarding=1")
 		}
 		for _, p := range c.Forward {
 			if p.Bits() == 0 {
@@ -500,8 +505,9 @@ func strictRPFilter(name string) bool {
 }
 
 // setIPv6 turns IPv6 on or off on the interface name. On, the interface
-// makes no link-local address (addr_gen_mode 1) and takes no router
-// advertisements: only its own addresses are IPv6.
+// makes no link-local address (addr_gen_mode 1), takes no router
+// advertisements and keeps its addresses over a link flap: only its own
+// addresses are IPv6.
 func setIPv6(name string, on bool) {
 	conf := "/proc/sys/net/ipv6/conf/" + name + "/"
 	if !on {
@@ -510,6 +516,9 @@ func setIPv6(name string, on bool) {
 	}
 	_ = os.WriteFile(conf+"addr_gen_mode", []byte("1"), 0)
 	_ = os.WriteFile(conf+"accept_ra", []byte("0"), 0)
+	// Keep the IPv6 addresses when the link goes down, as IPv4 ones are
+	// kept: otherwise a link flap takes them.
+	_ = os.WriteFile(conf+"keep_addr_on_down", []byte("1"), 0)
 	_ = os.WriteFile(conf+"disable_ipv6", []byte("0"), 0)
 }
 

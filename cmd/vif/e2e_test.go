@@ -229,6 +229,8 @@ func TestUpErrorsInNamespace(t *testing.T) {
 		{"the slave subnet's broadcast address", []string{"vif0", "198.18.0.255", "--slave", hIf.Name()}, "broadcast address of " + hIf.Name() + "'s subnet"},
 		{"loopback as the slave", []string{"vif0", "192.0.2.1", "--slave", "lo"}, "pick an Ethernet --slave, or pass --no-arp-proxy"},
 		{"a default route without asking", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "0.0.0.0/0"}, "--default-route"},
+		{"a link-local route", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "fe80::/10"}, "--route fe80::/10 is link-local"},
+		{"a multicast forward prefix", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--forward", "ff00::/8"}, "forward prefix ff00::/8 is multicast"},
 		{"an MTU the slave cannot carry", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--mtu", "1481"}, "use an MTU of 1480 or less, or pass --outer-fragments"},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,8 @@ import (
 	"crypto/sha256"
 	"io"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +75,24 @@ func TestSixInFour(t *testing.T) {
 		if st.Counters.EncapsulatedPackets == 0 || st.Counters.DecapsulatedPackets == 0 || st.Counters.Drops["rx_bad_source"]+st.Counters.Drops["rx_not_local"] != 0 {
 			t.Errorf("counters on %v: %+v", h, st.Counters)
 		}
+	}
+	// A peer's IPv6 prefixes changed in place: the kept route is still
+	// the vif's (the daemon follows IPv6 routes as IPv4 ones), the new
+	// one is installed, and a link flap's route check agrees.
+	vifCmd(t, a, "set", "vif0", "peer", "198.18.0.2", "allowed-ips", "2001:db8:b::/64,2001:db8:c::/64,198.51.100.0/24")
+	a.IP("link", "set", "vif0", "down")
+	a.IP("link", "set", "vif0", "up")
+	vifCmd(t, a, "set", "vif0", "peer", "198.18.0.2", "allowed-ips", "2001:db8:b::/64,2001:db8:c::/64,198.51.100.0/24")
+	if _, ok := waitFor(3*time.Second, func() bool {
+		st := vifStatus(t, a, "vif0")
+		return len(st.RoutesMissing) == 0 && slices.Contains(st.Routes, netip.MustParsePrefix("2001:db8:c::/64")) &&
+			slices.Contains(st.Routes, netip.MustParsePrefix("2001:db8:b::/64"))
+	}); !ok {
+		st := vifStatus(t, a, "vif0")
+		t.Errorf("after vif set allowed-ips: routes %v, missing %v\n%s", st.Routes, st.RoutesMissing, a.IP("-6", "route"))
+	}
+	if !pingOnce6(a, "2001:db8:b::1", 3*time.Second) {
+		t.Error("the tunnel no longer carries IPv6 after the change")
 	}
 }
 

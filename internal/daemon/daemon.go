@@ -88,9 +88,9 @@ type Daemon struct {
 	ifMTU func(index int) int
 	// warnings returns what in the host keeps a vif from working.
 	warnings func(vif.LinkConfig) []string
-	// hostAddrs returns the host's IPv4 addresses by interface index, in
+	// hostAddrs returns the host's IPv4 and IPv6 addresses by interface index, in
 	// the kernel's order (primary first); linkRoutes the main table's
-	// IPv4 routes by outgoing interface index. One dump each.
+	// IPv4 and IPv6 routes by outgoing interface index. One dump each.
 	hostAddrs  func() map[int][]netip.Prefix
 	linkRoutes func() map[int][]netip.Prefix
 }

@@ -158,7 +158,11 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	if n == nil {
 		return netip.Prefix{}, false
 	}
-	a, ok := netip.AddrFromSlice(n.IP.To4())
+	ip := n.IP
+	if v4 := ip.To4(); v4 != nil && len(n.Mask) == net.IPv4len {
+		ip = v4
+	}
+	a, ok := netip.AddrFromSlice(ip)
 	if !ok {
 		return netip.Prefix{}, false
 	}

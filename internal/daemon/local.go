@@ -36,16 +36,18 @@ func (d *Daemon) followLocal(es []*entry, host map[int][]netip.Prefix) {
 			l.Slave = n // as it is called now
 		}
 		cur := e.ifc.Local() // zero while paused
+		// The underlay is IPv4: the slave's IPv4 addresses, primary first.
+		slave := slices.DeleteFunc(slices.Clone(host[e.slaveIndex]), func(p netip.Prefix) bool { return !p.Addr().Is4() })
 		var want netip.Addr
 		switch {
 		case e.localGiven:
 			if hasAddr(host, l.Local) {
 				want = l.Local
 			}
-		case slices.ContainsFunc(host[e.slaveIndex], func(p netip.Prefix) bool { return p.Addr() == l.Local }):
+		case slices.ContainsFunc(slave, func(p netip.Prefix) bool { return p.Addr() == l.Local }):
 			want = l.Local
-		case len(host[e.slaveIndex]) > 0:
-			want = host[e.slaveIndex][0].Addr()
+		case len(slave) > 0:
+			want = slave[0].Addr()
 		}
 		if want == cur {
 			continue
@@ -120,10 +122,10 @@ func hasAddr(host map[int][]netip.Prefix, a netip.Addr) bool {
 	return false
 }
 
-// hostAddrs is Daemon.hostAddrs on the host: one dump of the IPv4
-// addresses.
+// hostAddrs is Daemon.hostAddrs on the host: one dump of the IPv4 and
+// IPv6 addresses.
 func hostAddrs() map[int][]netip.Prefix {
-	list, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	list, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil
 	}
@@ -137,9 +139,9 @@ func hostAddrs() map[int][]netip.Prefix {
 }
 
 // linkRoutes is Daemon.linkRoutes on the host: one dump of the main
-// table's IPv4 routes.
+// table's IPv4 and IPv6 routes.
 func linkRoutes() map[int][]netip.Prefix {
-	list, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	list, err := netlink.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil
 	}
