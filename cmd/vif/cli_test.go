@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/vif-project/vif/internal/daemon"
 	"io"
 	"net/netip"
 	"os"
@@ -434,5 +435,18 @@ func TestCompletion(t *testing.T) {
 		if !strings.HasSuffix(out.String(), ":4\n") { // ShellCompDirectiveNoFileComp
 			t.Errorf("vif %q may complete files:\n%s", tt.args, out.String())
 		}
+	}
+}
+
+// vif up and vif show name protocol 41 beside the tunnel's own when a
+// peer has IPv6 prefixes (6in4).
+func TestProtocols(t *testing.T) {
+	st := daemon.VifStatus{Protocol: 94, Peers: []daemon.PeerStatus{{Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}}
+	if got := protocols(st); got != "94" {
+		t.Errorf("IPv4 prefixes only: %q", got)
+	}
+	st.Peers = append(st.Peers, daemon.PeerStatus{Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:b::/64")}})
+	if got := protocols(st); got != "94, IPv6 in 41" {
+		t.Errorf("with an IPv6 prefix: %q", got)
 	}
 }

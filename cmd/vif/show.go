@@ -168,9 +168,9 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	case !st.Local.IsValid():
 		fmt.Fprintf(w, "  tunnel: none (no peer)\n")
 	case st.LocalMissing:
-		fmt.Fprintf(w, "  tunnel: from %s  protocol %d  PAUSED: %s is gone from the host\n", st.Local, st.Protocol, st.Local)
+		fmt.Fprintf(w, "  tunnel: from %s  protocol %s  PAUSED: %s is gone from the host\n", st.Local, protocols(st), st.Local)
 	default:
-		fmt.Fprintf(w, "  tunnel: from %s  protocol %d\n", st.Local, st.Protocol)
+		fmt.Fprintf(w, "  tunnel: from %s  protocol %s\n", st.Local, protocols(st))
 	}
 	for _, p := range st.Peers {
 		fmt.Fprintf(w, "  peer %s: %s  path mtu %d; sent %d packets, %s; received %d packets, %s\n",

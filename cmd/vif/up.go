@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -209,17 +211,28 @@ func runUp(ctx context.Context, c *upConfig, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case len(st.Peers) == 1:
-		fmt.Fprintf(stdout, ", tunnel to %s (protocol %d)", st.Peers[0].Addr, st.Protocol)
+		fmt.Fprintf(stdout, ", tunnel to %s (protocol %s)", st.Peers[0].Addr, protocols(st))
 	case len(st.Peers) > 1:
-		fmt.Fprintf(stdout, ", tunnel to %d peers (protocol %d)", len(st.Peers), st.Protocol)
+		fmt.Fprintf(stdout, ", tunnel to %d peers (protocol %s)", len(st.Peers), protocols(st))
 	case st.Local.IsValid():
-		fmt.Fprintf(stdout, ", tunnel from %s, no peer yet (protocol %d)", st.Local, st.Protocol)
+		fmt.Fprintf(stdout, ", tunnel from %s, no peer yet (protocol %s)", st.Local, protocols(st))
 	}
 	if d := resp.Daemon; d != nil && d.Foreground {
 		fmt.Fprintf(stdout, "; served by a \"%s\", pid %d: it goes when that process stops", foregroundName(d), d.PID)
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// protocols names the outer protocols of st's tunnel: its protocol for
+// IPv4 and, when a peer has IPv6 prefixes, 41 for IPv6 (6in4).
+func protocols(st daemon.VifStatus) string {
+	for _, p := range st.Peers {
+		if slices.ContainsFunc(p.Prefixes, func(q netip.Prefix) bool { return q.Addr().Is6() }) {
+			return fmt.Sprintf("%d, IPv6 in 41", st.Protocol)
+		}
+	}
+	return strconv.Itoa(int(st.Protocol))
 }
 
 // foregroundName names the kind of foreground daemon d is.

@@ -44,7 +44,7 @@ func TestParseExample(t *testing.T) {
 
 // Format writes what Parse reads back the same, for every key.
 func TestFormatRoundTrip(t *testing.T) {
-	for _, name := range []string{"example.toml", "all-keys.toml"} {
+	for _, name := range []string{"example.toml", "all-keys.toml", "ipv6.toml"} {
 		specs, err := Parse(name, readSeed(t, name))
 		if err != nil {
 			t.Fatal(err)
@@ -60,6 +60,11 @@ func TestFormatRoundTrip(t *testing.T) {
 		if d := cmp.Diff(specs, again, cmpSpecs); d != "" {
 			t.Errorf("%s: round trip (-parsed +formatted):\n%s\n%s", name, d, out)
 		}
+	}
+	six, err := Parse("ipv6.toml", readSeed(t, "ipv6.toml"))
+	if err != nil || len(six) != 1 || six[0].Addrs[0].String() != "2001:db8:a::1/128" || six[0].Peers[0].Prefixes[0].String() != "2001:db8:b::/64" ||
+		six[0].Forward[0].String() != "2001:db8:f::/64" || six[0].Routes[0].String() != "2001:db8:d::/64" {
+		t.Errorf("ipv6.toml: %+v, %v", six, err)
 	}
 	specs, _ := Parse("all-keys.toml", readSeed(t, "all-keys.toml"))
 	v := specs[0]
