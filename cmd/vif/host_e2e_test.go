@@ -524,11 +524,6 @@ func TestHostChangeInPlace(t *testing.T) {
 	t.Cleanup(func() { stopDaemon(s.a) })
 	flood := s.c.Start("ping", "-n", "-q", "-c", "1500", "-i", "0.002", "-W", "2", "192.0.2.1")
 
-	// The host's own address is refused, as at vif up.
-	var ee *exec.ExitError
-	if out, err := s.a.Run(vifBin, "set", "vif0", "addr", "add", s.aIf.Addr().String()); !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "already an address of "+s.aIf.Name()) {
-		t.Errorf("vif set addr add of the slave's own address: %v, %q", err, out)
-	}
 	vifCmd(t, s.a, "set", "vif0", "addr", "add", "192.0.2.2")
 	if !pingOnce(s.c, "192.0.2.2", 2*time.Second) {
 		t.Error("the added address does not answer")
@@ -552,6 +547,11 @@ func TestHostChangeInPlace(t *testing.T) {
 	}
 	if err := flood.Wait(30 * time.Second); err != nil || !strings.Contains(flood.Output(), " 0% packet loss") {
 		t.Errorf("ping flood to 192.0.2.1 during the changes: %v\n%s", err, flood.Output())
+	}
+	// The host's own address is refused, as at vif up, before any probe.
+	var ee *exec.ExitError
+	if out, err := s.a.Run(vifBin, "set", "vif0", "addr", "add", s.aIf.Addr().String()); !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out, "already an address of "+s.aIf.Name()) {
+		t.Errorf("vif set addr add of the slave's own address: %v, %q", err, out)
 	}
 	if out, err := s.a.Run(vifBin, "set", "vif0", "addr", "del", "192.0.2.1"); err == nil || !strings.Contains(out, "last address") {
 		t.Errorf("removing the last address: %v, %q", err, out)

@@ -908,6 +908,14 @@ func (d *Daemon) ChangeAddr(name string, p netip.Prefix, remove, force bool) err
 		}
 	}
 	d.mu.Unlock()
+	// The host's own address is refused before the segment is asked
+	// (AddAddr refuses it too, after the probe would have gone out).
+	names := d.ifNames()
+	for idx, ps := range d.hostAddrs() {
+		if idx != e.index && slices.ContainsFunc(ps, func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
+			return fmt.Errorf("%w: %s is already an address of %s on this host (pick another, or remove it there)", vif.ErrBadAddress, p.Addr(), names[idx])
+		}
+	}
 	if e.arp != nil && !force && !slices.ContainsFunc(e.ifc.Addrs(), func(q netip.Prefix) bool { return q.Addr() == p.Addr() }) {
 		l := e.ifc.Link()
 		l.Addrs, l.Ranges = []netip.Prefix{p}, nil
