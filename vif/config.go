@@ -103,6 +103,10 @@ type LinkConfig struct {
 	// another host uses the addresses: call arpproxy.Responder.Probe
 	// before Up for that (RFC 5227), as the vif daemon does.
 	Publish bool `json:"publish,omitempty"`
+	// Underlay chooses what carries the tunnel's outer packets:
+	// UnderlayAuto (the zero value), UnderlayXDP or UnderlayRaw.
+	// Interface.Underlay tells which one is in use, and why.
+	Underlay string `json:"underlay,omitempty"`
 	// Publisher, when set with Publish, is the ARP proxy to publish
 	// through, such as an *arpproxy.Responder shared by the vifs of one
 	// slave.
@@ -120,6 +124,20 @@ type Publisher interface {
 	AddRange(p netip.Prefix, exclude []netip.Addr) error
 	RemoveRange(p netip.Prefix)
 }
+
+// The underlays of LinkConfig.Underlay.
+const (
+	// UnderlayAuto uses UnderlayXDP where it works and falls back to
+	// UnderlayRaw, per peer, where it does not.
+	UnderlayAuto = ""
+	// UnderlayXDP moves outer packets through AF_XDP sockets on the
+	// slave, past the kernel's IP stack: neither tcpdump on the slave nor
+	// netfilter sees them.
+	UnderlayXDP = "xdp"
+	// UnderlayRaw moves outer packets through raw IP sockets and the
+	// kernel's IP stack.
+	UnderlayRaw = "raw"
+)
 
 // Errors of New, Up and Resolve.
 var (
@@ -140,6 +158,9 @@ var (
 	ErrNoSlave = errors.New("vif: no such slave interface")
 	// ErrBadMTU is returned for an MTU outside MinMTU..MaxMTU.
 	ErrBadMTU = errors.New("vif: MTU out of range")
+	// ErrBadUnderlay is returned for an unknown LinkConfig.Underlay, or
+	// an underlay that cannot run on the slave.
+	ErrBadUnderlay = errors.New("vif: bad underlay")
 	// ErrBadRange is returned for a range that cannot be the vif's.
 	ErrBadRange = errors.New("vif: bad range")
 )

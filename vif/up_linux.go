@@ -46,6 +46,11 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		return c, fmt.Errorf("%w: %s", ErrExists, c.Name)
 	}
 	c.Protocol = c.protocol()
+	switch c.Underlay {
+	case UnderlayAuto, UnderlayXDP, UnderlayRaw:
+	default:
+		return c, fmt.Errorf("%w %q: use %q or %q, or none to choose", ErrBadUnderlay, c.Underlay, UnderlayXDP, UnderlayRaw)
+	}
 	if c.Slave == "" && (c.HasTunnel() || c.Publish) {
 		s, err := defaultSlave(nl)
 		if err != nil {
@@ -308,7 +313,12 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 
 	var under Underlay
 	var probe *pmtuProbe
+	var uinfo UnderlayInfo
 	if c.HasTunnel() {
+		if c.Underlay == UnderlayXDP {
+			return nil, fmt.Errorf("%w: xdp is not built yet; use %q", ErrBadUnderlay, UnderlayRaw)
+		}
+		uinfo = UnderlayInfo{Kind: UnderlayRaw}
 		ru, err := ListenUnderlay(c.Slave, c.Protocol, c.Local)
 		if err != nil {
 			return nil, err
@@ -327,6 +337,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if err != nil {
 		return nil, err
 	}
+	ifc.underlay = uinfo
 	ifc.link = c.clone()
 	ifc.link.Peer, ifc.link.Peers = netip.Addr{}, nil // the peer table's
 	routes := slices.Clone(c.Routes)

@@ -59,9 +59,10 @@ type Underlay interface {
 // An Interface is a running vif: a packet loop between a TUN device and an
 // underlay. Its methods are safe for concurrent use.
 type Interface struct {
-	dev   tun.Device
-	under Underlay // nil without a peer
-	log   *slog.Logger
+	dev      tun.Device
+	under    Underlay // nil without a peer
+	underlay UnderlayInfo
+	log      *slog.Logger
 
 	link  LinkConfig // as resolved: what Link returns, but Peer and Peers
 	proto uint8
@@ -280,6 +281,19 @@ func (i *Interface) SetLocal(local netip.Addr) error {
 	i.local.Store(&local)
 	return nil
 }
+
+// UnderlayInfo tells what carries a vif's tunnel (LinkConfig.Underlay).
+type UnderlayInfo struct {
+	// Kind is UnderlayXDP or UnderlayRaw; empty without a tunnel, or for
+	// an Underlay given to New.
+	Kind string `json:"kind,omitempty"`
+	// Fallback says why the tunnel is not on UnderlayXDP when it was
+	// left to choose (UnderlayAuto).
+	Fallback string `json:"fallback,omitempty"`
+}
+
+// Underlay returns what carries the tunnel's outer packets.
+func (i *Interface) Underlay() UnderlayInfo { return i.underlay }
 
 // Local returns the tunnel's local underlay address in use: the zero Addr
 // without a peer, or while the tunnel is paused (SetLocal).
