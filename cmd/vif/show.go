@@ -172,6 +172,13 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	default:
 		fmt.Fprintf(w, "  tunnel: from %s  protocol %s\n", st.Local, protocols(st))
 	}
+	if u := st.Underlay; u.Kind != "" {
+		if u.Fallback != "" {
+			fmt.Fprintf(w, "  underlay: %s (not xdp: %s)\n", u.Kind, u.Fallback)
+		} else {
+			fmt.Fprintf(w, "  underlay: %s\n", u.Kind)
+		}
+	}
 	for _, p := range st.Peers {
 		fmt.Fprintf(w, "  peer %s: %s  path mtu %d; sent %d packets, %s; received %d packets, %s\n",
 			p.Addr, joinPrefixes(p.Prefixes), p.PathMTU, p.EncapsulatedPackets, bytesString(p.EncapsulatedBytes),
