@@ -27,6 +27,7 @@ type testbed struct {
 	a, b     *nstest.Host
 	nsA, nsB string
 	vifs     []*proc
+	label    string // of its variant
 }
 
 // proc is a background process in a namespace, with a label.
@@ -35,11 +36,12 @@ type proc struct {
 	name string
 }
 
-// newTestbed builds a namespace pair with vifs running bin; tag names the
-// vifs' CPU profiles. The testbed it returns, also with an error, must be
-// closed.
-func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, error) {
-	tb := &testbed{p: nstest.NewProgram(os.Stderr)}
+// newTestbed builds a namespace pair with the vifs of variant v; its label
+// names the vifs' CPU profiles. The testbed it returns, also with an
+// error, must be closed.
+func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
+	tb := &testbed{p: nstest.NewProgram(os.Stderr), label: v.label}
+	bin, tag := v.bin, v.label
 	err := tb.p.Run(func() {
 		n := nstest.NewNamed(tb.p, "vb-")
 		tb.a, tb.b = n.Host("a"), n.Host("b")
@@ -53,7 +55,7 @@ func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, err
 		if o.gogc != "" {
 			env = append(env, "GOGC="+o.gogc)
 		}
-		for _, v := range []struct {
+		for _, s := range []struct {
 			name              string
 			h                 *nstest.Host
 			addr, peer, route string
@@ -63,15 +65,16 @@ func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, err
 		} {
 			e := env
 			if o.cpuprofile != "" {
-				e = append(e, "VIF_CPUPROFILE="+filepath.Join(o.cpuprofile, tag+"-"+v.name+".pprof"))
+				e = append(e, "VIF_CPUPROFILE="+filepath.Join(o.cpuprofile, tag+"-"+s.name+".pprof"))
 			}
 			// env execs the vif: the process is the vif's.
-			args := append(e, bin, "up", "vif0", v.addr, "--slave", "eth0", "--peer", v.peer,
-				"--route", v.route, "--proto", o.proto, "--foreground", "--no-arp-proxy")
-			p := &proc{Proc: v.h.Start("env", args...), name: tag + "-" + v.name}
+			args := append(e, bin, "up", "vif0", s.addr, "--slave", "eth0", "--peer", s.peer,
+				"--route", s.route, "--proto", o.proto, "--foreground", "--no-arp-proxy")
+			args = append(args, v.args...)
+			p := &proc{Proc: s.h.Start("env", args...), name: tag + "-" + s.name}
 			tb.vifs = append(tb.vifs, p)
 			if err := p.WaitFor(`msg="vif up"`, 10*time.Second); err != nil {
-				tb.p.Fatalf("vif in %s: %v", v.h.Netns(), err)
+				tb.p.Fatalf("vif in %s: %v", s.h.Netns(), err)
 			}
 		}
 		iperf := tb.b.Start("iperf3", "-s", "--forceflush")
