@@ -18,14 +18,28 @@ type addrSet struct {
 	ranges   *bart.Lite // nil without ranges
 	excluded *inet.Set
 	set6     map[[16]byte]struct{} // the IPv6 addresses; nil without
-	src6     [16]byte              // the first IPv6 address, the source of ICMPv6 errors
-	hasSrc6  bool
+	// ranges6 is set when ranges holds IPv6 ranges; notIn6 are the
+	// addresses of those that are not the interface's: the excluded
+	// ones and each range's Subnet-Router anycast address.
+	ranges6 bool
+	notIn6  map[[16]byte]struct{}
+	src6    [16]byte // the first IPv6 address, the source of ICMPv6 errors
+	hasSrc6 bool
 }
 
-// has6 reports whether the IPv6 address a is the interface's.
+// has6 reports whether the IPv6 address a is the interface's: one of its
+// addresses, or in one of its ranges but not excluded. It does not
+// allocate: a map lookup, and for a vif with IPv6 ranges a longest-prefix
+// match in the ranges' table.
 func (s *addrSet) has6(a [16]byte) bool {
-	_, ok := s.set6[a]
-	return ok
+	if _, ok := s.set6[a]; ok {
+		return true
+	}
+	if !s.ranges6 || !s.ranges.Lookup(netip.AddrFrom16(a)) {
+		return false
+	}
+	_, out := s.notIn6[a]
+	return !out
 }
 
 // newAddrSet returns the set of the addresses of prefixes, which
@@ -52,6 +66,48 @@ func newAddrSet(prefixes, ranges []netip.Prefix, exclude []netip.Addr) *addrSet 
 		s.ranges = new(bart.Lite)
 		for _, p := range ranges {
 			s.ranges.Insert(p.Masked())
+		}
+	}
+	for _, p := range ranges {
+		if !p.Addr().Is6() {
+			continue
+		}
+		if s.notIn6 == nil {
+			s.notIn6 = map[[16]byte]struct{}{}
+			for _, a := range exclude {
+				if a.Is6() {
+					s.notIn6[a.As16()] = struct{}{}
+				}
+			}
+		}
+		s.ranges6 = true
+		p = p.Masked()
+		if p.Bits() <= 126 {
+			// The Subnet-Router anycast address (RFC 4291 section
+			// 2.6.1) is for the routers of the subnet, which a vif is
+			// not; the NDP proxy does not answer for it either.
+			s.notIn6[p.Addr().As16()] = struct{}{}
+		}
+	}
+	if !s.hasSrc6 {
+		// Without an IPv6 address, ICMPv6 errors come from the first
+		// address of the first IPv6 range that is the interface's.
+		for _, p := range ranges {
+			if !p.Addr().Is6() {
+				continue
+			}
+			// At most the exclusions and the anycast address are
+			// skipped.
+			a := p.Masked().Addr()
+			for n := 0; n <= len(exclude)+1 && a.IsValid() && p.Contains(a); n, a = n+1, a.Next() {
+				if s.has6(a.As16()) {
+					s.src6, s.hasSrc6 = a.As16(), true
+					break
+				}
+			}
+			if s.hasSrc6 {
+				break
+			}
 		}
 	}
 	return s
