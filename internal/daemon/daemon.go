@@ -854,6 +854,7 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 				Solicitations: s.Solicitations, Replies: s.Replies, DADAnswered: s.DADAnswered,
 				Announcements: s.Announcements, NotOwned: s.NotOwned, Conflicts: s.Conflicts,
 				RateLimited: s.RateLimited, Dropped: s.Dropped(), Drops: s.Drops,
+				Groups: s.Groups, AllMulticast: s.AllMulticast,
 			}
 		}
 		a := e.arp.r.Stats()
