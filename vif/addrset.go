@@ -1,6 +1,7 @@
 package vif
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 
@@ -18,10 +19,12 @@ type addrSet struct {
 	ranges   *bart.Lite // nil without ranges
 	excluded *inet.Set
 	set6     map[[16]byte]struct{} // the IPv6 addresses; nil without
-	// ranges6 is set when ranges holds IPv6 ranges; notIn6 are the
-	// addresses of those that are not the interface's: the excluded
-	// ones and each range's Subnet-Router anycast address.
-	ranges6 bool
+	// The IPv6 ranges: a few (most vifs have one) in r6, scanned; more
+	// in ranges (many6). notIn6 are the addresses of those that are not
+	// the interface's: the excluded ones and each range's Subnet-Router
+	// anycast address.
+	r6      []range6
+	many6   bool
 	notIn6  map[[16]byte]struct{}
 	src6    [16]byte // the first IPv6 address, the source of ICMPv6 errors
 	hasSrc6 bool
@@ -35,11 +38,43 @@ func (s *addrSet) has6(a [16]byte) bool {
 	if _, ok := s.set6[a]; ok {
 		return true
 	}
-	if !s.ranges6 || !s.ranges.Lookup(netip.AddrFrom16(a)) {
+	in := false
+	if s.many6 {
+		in = s.ranges.Lookup(netip.AddrFrom16(a))
+	} else {
+		hi, lo := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])
+		for _, r := range s.r6 {
+			if hi&r.mhi == r.hi && lo&r.mlo == r.lo {
+				in = true
+				break
+			}
+		}
+	}
+	if !in {
 		return false
 	}
 	_, out := s.notIn6[a]
 	return !out
+}
+
+// range6 is an IPv6 range as its masked address and mask, in two halves:
+// a few compare faster than a longest-prefix match in a trie, which walks
+// a node per byte of the prefix (eight for a /64).
+type range6 struct{ hi, lo, mhi, mlo uint64 }
+
+// maxScan6 is the most IPv6 ranges has6 scans; with more, it looks them up
+// in the trie.
+const maxScan6 = 8
+
+func newRange6(p netip.Prefix) range6 {
+	b := p.Masked().Addr().As16()
+	// Go shifts a uint64 by 64 to zero: a /0 masks nothing, a /128
+	// everything.
+	bits := p.Bits()
+	return range6{
+		hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]),
+		mhi: ^uint64(0) << (64 - min(bits, 64)), mlo: ^uint64(0) << (128 - max(bits, 64)),
+	}
 }
 
 // newAddrSet returns the set of the addresses of prefixes, which
@@ -80,7 +115,7 @@ func newAddrSet(prefixes, ranges []netip.Prefix, exclude []netip.Addr) *addrSet 
 				}
 			}
 		}
-		s.ranges6 = true
+		s.r6 = append(s.r6, newRange6(p))
 		p = p.Masked()
 		if p.Bits() <= 126 {
 			// The Subnet-Router anycast address (RFC 4291 section
@@ -88,6 +123,9 @@ func newAddrSet(prefixes, ranges []netip.Prefix, exclude []netip.Addr) *addrSet 
 			// not; the NDP proxy does not answer for it either.
 			s.notIn6[p.Addr().As16()] = struct{}{}
 		}
+	}
+	if len(s.r6) > maxScan6 {
+		s.r6, s.many6 = nil, true
 	}
 	if !s.hasSrc6 {
 		// Without an IPv6 address, ICMPv6 errors come from the first
