@@ -50,6 +50,12 @@ func TestNamespaceRange(t *testing.T) {
 	if allMulti() {
 		t.Fatalf("%v receives all multicast before the Responder starts", aIf)
 	}
+	// The kernel holds the range local but answers no solicitation for
+	// it on the veth: without the Responder, nobody does.
+	if err := b.Ping("2001:db8:1::1234", 1); err == nil {
+		t.Fatal("ping of an address of the range answered before the Responder publishes it: the kernel answers for it")
+	}
+	b.MustRun("ip", "-6", "neigh", "flush", "dev", bIf.Name())
 	var r *ndpproxy.Responder
 	if err := a.Do(func() error {
 		ifi, err := net.InterfaceByName(aIf.Name())

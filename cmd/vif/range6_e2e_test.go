@@ -137,6 +137,12 @@ func TestIPv6RangeOnSegment(t *testing.T) {
 	if st.NDP == nil || !st.NDP.AllMulticast || st.NDP.Groups != 0 {
 		t.Errorf("NDP proxy of a /64: %+v; want all multicast and no group", st.NDP)
 	}
+	text := vifCmd(t, a, "show", "vif0")
+	for _, want := range []string{"vif0: 2001:db8:1::/64 (range)", "range 2001:db8:1::/64 but " + taken + " (other hosts')", "all multicast received"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("vif show lacks %q:\n%s", want, text)
+		}
+	}
 
 	// A range holding the host's own address, and one larger than a /48,
 	// are refused.
