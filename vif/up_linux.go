@@ -201,8 +201,11 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	// route add local PREFIX" for IPv6); the addresses others use are
 	// routed to the slave's segment instead, so that the kernel neither
 	// takes nor answers ARP for them.
+	rangeRoute := func(p netip.Prefix) *netlink.Route {
+		return &netlink.Route{LinkIndex: index, Dst: prefixNet(p), Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST}
+	}
 	for _, p := range c.Ranges {
-		r := &netlink.Route{LinkIndex: index, Dst: prefixNet(p), Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST}
+		r := rangeRoute(p)
 		if err := nl.RouteAdd(r); err != nil {
 			return nil, fmt.Errorf("vif: make range %s local: %w", p, err)
 		}
@@ -444,12 +447,30 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		}
 		return l.Attrs().Statistics.TxDropped
 	}
+	// The kernel flushes a device's IPv6 routes when it goes down, or
+	// its MTU below 1280 (IPv4 local routes stay): make the IPv6 ranges
+	// local again when it is back.
+	ranges6 := func() {
+		for _, p := range c.Ranges {
+			if p.Addr().Is6() {
+				if err := withNL(func() error { return nl.RouteReplace(rangeRoute(p)) }); err != nil && !errors.Is(err, os.ErrClosed) {
+					log.Warn("cannot make the range local again", "range", p, "err", err)
+				}
+			}
+		}
+	}
 	ifc.mtuHook = func() {
 		// The kernel drops a device's IPv6 settings when its MTU goes
 		// below 1280 and makes them anew, IPv6 on, when it comes back.
 		if l, err := linkNow(); err == nil {
 			setIPv6(l.Attrs().Name, hasIPv6(ifc.Addrs()) || hasIPv6(c.Ranges) || hasIPv6(*ifc.routes.Load()) || hasIPv6(peerPrefixes(ifc.peers.Load().peers())))
+			if l.Attrs().MTU >= 1280 && l.Attrs().Flags&net.FlagUp != 0 {
+				ranges6()
+			}
 		}
+	}
+	if hasIPv6(c.Ranges) {
+		ifc.upHook = ranges6
 	}
 	ifc.start()
 	if c.HasTunnel() {

@@ -119,6 +119,7 @@ type Interface struct {
 	// the name it first had); New leaves the device's own.
 	deviceMTU func() (int, error)
 	mtuHook   func()        // after an MTU change, before traffic resumes
+	upHook    func()        // after the device came up again
 	tunDrops  func() uint64 // the device's tx_dropped; nil if unknown
 	closeOnce sync.Once
 	stopOnce  sync.Once
@@ -382,6 +383,9 @@ func (i *Interface) followDevice(events <-chan tun.Event) {
 			if i.mtuHook != nil {
 				i.mtuHook()
 			}
+		}
+		if ev&tun.EventUp != 0 && i.upHook != nil {
+			i.upHook()
 		}
 	}
 }

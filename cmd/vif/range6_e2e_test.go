@@ -144,6 +144,23 @@ func TestIPv6RangeOnSegment(t *testing.T) {
 		}
 	}
 
+	// The kernel flushes a device's IPv6 routes when it goes down, or its
+	// MTU below 1280 (IPv4 local routes stay): the range is made local
+	// again when it comes back.
+	localRoute := func() bool {
+		return strings.Contains(a.IP("-6", "route", "show", "table", "local"), "local 2001:db8:1::/64 dev vif0")
+	}
+	a.IP("link", "set", "vif0", "down")
+	a.IP("link", "set", "vif0", "up")
+	if _, ok := waitFor(3*time.Second, localRoute); !ok || !pingOnce6(c, pinged[0], 3*time.Second) {
+		t.Errorf("after a link flap: local route %v, ping %s failed", ok, pinged[0])
+	}
+	a.IP("link", "set", "vif0", "mtu", "1200")
+	a.IP("link", "set", "vif0", "mtu", "1480")
+	if _, ok := waitFor(3*time.Second, localRoute); !ok || !pingOnce6(c, pinged[1], 3*time.Second) {
+		t.Errorf("after the MTU went below 1280 and back: local route %v, ping %s failed", ok, pinged[1])
+	}
+
 	// A range holding the host's own address, and one larger than a /48,
 	// are refused.
 	for _, bad := range []struct{ rng, want string }{
