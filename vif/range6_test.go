@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/vif-project/vif/ndpproxy"
 	"github.com/vif-project/vif/vif"
 	"github.com/vif-project/vif/vif/viftest"
 )
@@ -107,6 +108,10 @@ func TestRangeCheck6(t *testing.T) {
 		if tt.ok && err != nil || !tt.ok && !errors.Is(err, vif.ErrBadRange) {
 			t.Errorf("range %s: %v, want ok %v", tt.rng, err, tt.ok)
 		}
+	}
+	// What the vif takes, its NDP proxy publishes.
+	if vif.MinRangeBits6 != ndpproxy.MinRangeBits {
+		t.Errorf("vif.MinRangeBits6 %d, ndpproxy.MinRangeBits %d", vif.MinRangeBits6, ndpproxy.MinRangeBits)
 	}
 	// A peer's prefix over an IPv6 range would route it into the tunnel.
 	_, err := vif.New(viftest.NewTUN(1), viftest.NewUnderlay(1), &vif.Config{Ranges: []netip.Prefix{range6}, Local: localA,
