@@ -36,7 +36,8 @@ const MinRangeBits = 48
 // That costs the host every multicast frame on the segment (the NIC
 // filters none out; the kernel drops what no one listens to, and the
 // Responder's socket filter keeps all but Neighbor Discovery out of the
-// process), and it joins no group with MLD: a switch that snoops MLD
+// process, which then reads every solicitation on the segment, most of
+// them counted as not owned), and it joins no group with MLD: a switch that snoops MLD
 // forwards the solicitations for the range's addresses to the host only
 // if it floods multicast it has no listener for. Neighbors' unicast
 // solicitations (Neighbor Unreachability Detection) are not affected.
