@@ -19,8 +19,8 @@ import (
 	"github.com/vif-project/vif/internal/ratelimit"
 )
 
-// MinRangeBits is the shortest prefix AddRange takes: a /48, the most a
-// site is assigned (RFC 6177 section 2). A range costs the same whatever
+// MinRangeBits is the shortest prefix AddRange takes: a /48, the largest
+// assignment to an end site that RFC 6177 considers. A range costs the same whatever
 // its size, so the limit only keeps a typo from claiming more than a site
 // can own.
 const MinRangeBits = 48

@@ -243,8 +243,8 @@ func (c *Config) check() error {
 }
 
 // MinRangeBits6 is the shortest IPv6 prefix a range may be: a /48, the
-// most a site is assigned (RFC 6177 section 2; "/64 for a single
-// subnet" is the common case). A range costs the same whatever its size
+// largest assignment to an end site that RFC 6177 considers (a /64, one
+// subnet, is the common case). A range costs the same whatever its size
 // (one route, one entry in the lookup tables, and all-multicast
 // reception on the slave for the NDP proxy), so the limit keeps an
 // operator from claiming, by a typo, more than a site can own. IPv4
@@ -263,7 +263,7 @@ func checkRange(p netip.Prefix) error {
 	case p.Addr().Is4() && p.Bits() < 8:
 		return fmt.Errorf("%w %s: larger than a /8", ErrBadRange, p)
 	case p.Addr().Is6() && p.Bits() < MinRangeBits6:
-		return fmt.Errorf("%w %s: larger than a /%d, the most a site is assigned (RFC 6177); a /64 is one subnet", ErrBadRange, p, MinRangeBits6)
+		return fmt.Errorf("%w %s: larger than a /%d, the largest end-site assignment (RFC 6177); a /64 is one subnet", ErrBadRange, p, MinRangeBits6)
 	case p.Addr().Is4() && !IsHostAddr(p.Addr()):
 		return fmt.Errorf("%w %s: %s", ErrBadRange, p, inet.Why(p.Addr()))
 	case p.Addr().Is6():
