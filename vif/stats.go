@@ -185,5 +185,6 @@ func (i *Interface) Stats() Stats {
 			s.Drops[DropTUNOverflow] = v
 		}
 	}
+	i.addOffloadStats(&s)
 	return s
 }
