@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/vif-project/vif/internal/offload"
 	"github.com/vif-project/vif/ipip"
@@ -14,8 +15,10 @@ import (
 // loop's common case. The loop stays the reference and the slow path:
 // what the programs are not sure about reaches it as before.
 type offloadState struct {
-	mu  sync.Mutex // serializes syncs: each applies the newest state
-	off *offload.Offload
+	mu   sync.Mutex // serializes syncs: each applies the newest state
+	off  *offload.Offload
+	stop chan struct{} // ends probePaths
+	done chan struct{}
 }
 
 // startOffload attaches the offload to the TUN (ifindex tun) and the
@@ -42,7 +45,9 @@ func (i *Interface) startOffload(tun, slave int) error {
 	if err != nil {
 		return fmt.Errorf("vif: offload: %w", err)
 	}
-	i.off.Store(&offloadState{off: off})
+	s := &offloadState{off: off, stop: make(chan struct{}), done: make(chan struct{})}
+	i.off.Store(s)
+	go i.probePaths(s)
 	if err := i.syncOffload(); err != nil {
 		i.closeOffload()
 		return fmt.Errorf("vif: offload: %w", err)
@@ -96,7 +101,34 @@ func (i *Interface) offloadChanged() {
 // redirected to a TUN that is gone.
 func (i *Interface) closeOffload() {
 	if s := i.off.Load(); s != nil {
+		select {
+		case <-s.stop:
+		default:
+			close(s.stop)
+		}
+		<-s.done
 		s.off.Close()
+	}
+}
+
+// probePaths asks the kernel for the path MTU towards every peer every
+// pmtuProbeInterval, as the loop does while it sends: with the offload
+// the loop may send nothing, and the programs must learn of a path that
+// shrank (a route's MTU, an ICMP "fragmentation needed" the kernel took)
+// or grew back. Routers' ICMP errors reach the ICMP relay at once.
+func (i *Interface) probePaths(s *offloadState) {
+	defer close(s.done)
+	t := time.NewTicker(pmtuProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			for _, p := range i.peers.Load().list {
+				i.probePathMTU(p)
+			}
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/google/gopacket/layers"
 	"github.com/vif-project/vif/internal/craft"
 	"github.com/vif-project/vif/vif/nstest"
 	"golang.org/x/sys/unix"
@@ -196,7 +197,12 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // waitFor polls cond for up to 5 seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+	waitForIn(t, 5*time.Second, what, cond)
+}
+
+func waitForIn(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
@@ -265,6 +271,43 @@ func TestOffloadHostile(t *testing.T) {
 					}
 				})
 			}
+			// Controls: what b may send is delivered by the offload, and
+			// seen where the hostile packets were not; outer CE over
+			// inner ECT(0) arrives as CE (RFC 6040 section 4.2).
+			for _, tt := range []struct {
+				name         string
+				outer, inner uint8
+				wantECN      uint8
+			}{
+				{"valid", 0, 0, 0},
+				{"outer CE over inner ECT(0)", craft.CE, craft.ECT0, craft.CE},
+				{"outer ECT(1) over inner ECT(0)", craft.ECT1, craft.ECT0, craft.ECT1},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					capt := on.a.Capture("vif0", "icmp")
+					s0, loop0 := on.ia.Stats(), on.ia.rx.pkts.Load()
+					if err := raw.Send(spoofed(tt.outer, ping(offVifB, offVifA, 0x20|tt.inner, 0xc0de))); err != nil {
+						t.Fatal(err)
+					}
+					waitFor(t, "the offload delivering it", func() bool { return on.ia.Stats().Decapsulated > s0.Decapsulated })
+					if on.ia.rx.pkts.Load() != loop0 {
+						t.Error("the loop delivered it, not the offload")
+					}
+					pkts := capt.Stop()
+					var got []uint8
+					for _, p := range pkts {
+						if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok && ip.SrcIP.Equal(offVifB.AsSlice()) {
+							got = append(got, ip.TOS)
+							if !craft.ChecksumValid(ip.Contents) {
+								t.Errorf("inner checksum invalid: %x", ip.Contents)
+							}
+						}
+					}
+					if len(got) != 1 || got[0] != 0x20|tt.wantECN {
+						t.Errorf("entered vif0 with TOS %#x; want one with %#x", got, 0x20|tt.wantECN)
+					}
+				})
+			}
 			// The tunnel still works, through the offload.
 			if err := on.a.Ping(offVifB.String(), 2); err != nil {
 				t.Errorf("tunnel after the attack: %v", err)
@@ -295,6 +338,11 @@ func TestOffloadSlowPath(t *testing.T) {
 	// The path to b shrinks to 1000 bytes (a route MTU the kernel's
 	// lookup sees, as it would see one learnt from a router).
 	on.a.MustRun("ip", "route", "add", offUnderB.String()+"/32", "dev", on.aIf.Name(), "mtu", "1000")
+	// The offload learns it from the kernel within pmtuProbeInterval.
+	waitForIn(t, 2*pmtuProbeInterval, "the path MTU in the offload", func() bool {
+		p := on.ia.Peers()
+		return len(p) == 1 && p[0].PathMTU == 980
+	})
 	out, err := on.a.Run("ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1200", offVifB.String())
 	if err == nil {
 		t.Fatalf("a DF ping larger than the path went through:\n%s", out)
@@ -303,8 +351,8 @@ func TestOffloadSlowPath(t *testing.T) {
 		s := on.ia.Stats()
 		return s.ICMPSent > s0.ICMPSent && s.Drops["tx_too_big"] > s0.Drops["tx_too_big"]
 	})
-	if p := on.ia.Peers(); len(p) != 1 || p[0].PathMTU != 980 {
-		t.Errorf("peers %+v; want path MTU 980", p)
+	if p := on.ia.offloadPassed(); p["tx_too_big"] <= p0["tx_too_big"] {
+		t.Errorf("offload passed %v; want a tx_too_big", p)
 	}
 	out, err = on.a.Run("ping", "-c", "2", "-W", "2", "-M", "do", "-s", "1200", offVifB.String())
 	if !strings.Contains(out, "mtu = 980") && !strings.Contains(out, "mtu=980") {
