@@ -462,3 +462,80 @@ func TestOffloadHelperProcess(t *testing.T) {
 	time.Sleep(time.Minute)
 	ifc.Close()
 }
+
+// The maps follow the interface's changes: an address added is delivered
+// to by the offload, one removed is not (the loop drops it as not ours);
+// a peer removed is no peer to the offload either; a paused tunnel
+// (SetLocal) sends nothing from the offload.
+func TestOffloadFollowsChanges(t *testing.T) {
+	on := newOffloadNet(t, 4)
+	extra := netip.MustParsePrefix("192.0.2.7/32")
+	if err := on.ia.AddAddr(extra); err != nil {
+		t.Fatal(err)
+	}
+	s0 := on.ia.Stats()
+	_, rx0 := loopCounts(on.ia)
+	if err := on.b.Ping(extra.Addr().String(), 2); err != nil {
+		t.Fatalf("ping of an added address: %v", err)
+	}
+	if _, rx := loopCounts(on.ia); rx != rx0 || on.ia.Stats().Decapsulated-s0.Decapsulated < 2 {
+		t.Errorf("the added address was not delivered to by the offload (loop rx +%d)", rx-rx0)
+	}
+	if err := on.ia.RemoveAddr(extra); err != nil {
+		t.Fatal(err)
+	}
+	p0 := on.ia.offloadPassed()["rx_not_local"]
+	if err := on.b.Ping(extra.Addr().String(), 1); err == nil {
+		t.Error("a removed address still answers")
+	}
+	waitFor(t, "rx_not_local from the loop", func() bool { return on.ia.Stats().Drops["rx_not_local"] > s0.Drops["rx_not_local"] })
+	if p := on.ia.offloadPassed()["rx_not_local"]; p <= p0 {
+		t.Errorf("offload passed rx_not_local %d times, before %d", p, p0)
+	}
+
+	// b pauses its tunnel: its offload sends nothing, its loop drops.
+	sb := on.ib.Stats()
+	if err := on.ib.SetLocal(netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := on.b.Ping(offVifA.String(), 1); err == nil {
+		t.Error("a paused tunnel carried a ping")
+	}
+	if s := on.ib.Stats(); s.Encapsulated != sb.Encapsulated || s.Drops["tx_no_local"] == sb.Drops["tx_no_local"] {
+		t.Errorf("paused: encapsulated +%d, tx_no_local +%d; want 0 and more", s.Encapsulated-sb.Encapsulated, s.Drops["tx_no_local"]-sb.Drops["tx_no_local"])
+	}
+	if err := on.ib.SetLocal(offUnderB); err != nil {
+		t.Fatal(err)
+	}
+	if err := on.b.Ping(offVifA.String(), 1); err != nil {
+		t.Errorf("after SetLocal back: %v", err)
+	}
+
+	// a forgets b: b's packets are not decapsulated, by either path.
+	if err := on.ia.RemovePeer(offUnderB); err != nil {
+		t.Fatal(err)
+	}
+	s1 := on.ia.Stats()
+	if err := on.b.Ping(offVifA.String(), 1); err == nil {
+		t.Error("a decapsulated from a removed peer")
+	}
+	waitFor(t, "rx_not_peer from the loop", func() bool { return on.ia.Stats().Drops["rx_not_peer"] > s1.Drops["rx_not_peer"] })
+	if s := on.ia.Stats(); s.Decapsulated != s1.Decapsulated {
+		t.Errorf("decapsulated %d from a removed peer", s.Decapsulated-s1.Decapsulated)
+	}
+	// And back, with a prefix: the offload carries it again.
+	if err := on.ia.SetPeer(Peer{Addr: offUnderB, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	s2 := on.ia.Stats()
+	tx0, rx0 := loopCounts(on.ia)
+	if err := on.a.Ping(offVifB.String(), 2); err != nil {
+		t.Fatalf("after SetPeer: %v", err)
+	}
+	if tx, rx := loopCounts(on.ia); tx != tx0 || rx != rx0 || on.ia.Stats().Encapsulated-s2.Encapsulated != 2 {
+		t.Errorf("after SetPeer the loop carried tx %d rx %d; want the offload to", tx-tx0, rx-rx0)
+	}
+	if p := on.ia.Peers(); len(p) != 1 || p[0].Encapsulated < 2 {
+		t.Errorf("peer counters after SetPeer: %+v", p)
+	}
+}
