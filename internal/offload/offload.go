@@ -104,6 +104,32 @@ var ErrUnsupported = errors.New("offload: not supported here")
 // The peers and addresses are empty until Sync: until then every packet
 // goes to the loop. It needs CAP_BPF and CAP_NET_ADMIN.
 func Attach(cfg Config) (*Offload, error) {
+	o, err := load(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range []struct {
+		prog   *ebpf.Program
+		ifi    int
+		attach ebpf.AttachType
+		what   string
+	}{
+		{o.objs.VifSlaveIngress, cfg.Slave, ebpf.AttachTCXIngress, "slave ingress"},
+		{o.objs.VifTunEgress, cfg.TUN, ebpf.AttachTCXEgress, "TUN egress"},
+	} {
+		l, err := link.AttachTCX(link.TCXOptions{Interface: a.ifi, Program: a.prog, Attach: a.attach, Anchor: link.Tail()})
+		if err != nil {
+			o.Close()
+			return nil, fmt.Errorf("%w: attach to the %s (ifindex %d): %v", ErrUnsupported, a.what, a.ifi, err)
+		}
+		o.links = append(o.links, l)
+	}
+	return o, nil
+}
+
+// load loads the programs and maps and writes the tunnel's configuration,
+// attaching nothing.
+func load(cfg Config) (*Offload, error) {
 	o := &Offload{
 		own:     map[offloadLpmKey]uint8{},
 		forward: map[offloadLpmKey]bool{},
@@ -133,22 +159,6 @@ func Attach(cfg Config) (*Offload, error) {
 	if err := o.writeTunnel(); err != nil {
 		o.objs.Close()
 		return nil, err
-	}
-	for _, a := range []struct {
-		prog   *ebpf.Program
-		ifi    int
-		attach ebpf.AttachType
-		what   string
-	}{
-		{o.objs.VifSlaveIngress, cfg.Slave, ebpf.AttachTCXIngress, "slave ingress"},
-		{o.objs.VifTunEgress, cfg.TUN, ebpf.AttachTCXEgress, "TUN egress"},
-	} {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: a.ifi, Program: a.prog, Attach: a.attach, Anchor: link.Tail()})
-		if err != nil {
-			o.Close()
-			return nil, fmt.Errorf("%w: attach to the %s (ifindex %d): %v", ErrUnsupported, a.what, a.ifi, err)
-		}
-		o.links = append(o.links, l)
 	}
 	return o, nil
 }
