@@ -89,7 +89,9 @@ func TestSlaveIngress(t *testing.T) {
 		t.Run(fmt.Sprint("proto ", proto), func(t *testing.T) {
 			o := loaded(t, proto)
 			ping := func(src, dst netip.Addr, tos uint8) []byte { return craft.Ping(src, dst, tos, 0x77, 1) }
-			from := func(src netip.Addr, tos uint8, inner []byte) []byte { return craft.Encap(proto, src, local, tos, inner) }
+			from := func(src netip.Addr, tos uint8, inner []byte) []byte {
+				return craft.Encap(proto, src, local, tos, inner)
+			}
 			valid := ping(vifB, vifA, 0)
 			broken := func(f func([]byte) []byte) []byte { return f(from(peerB, 0, valid)) }
 			for _, tt := range []struct {
