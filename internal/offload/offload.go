@@ -27,6 +27,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sync"
 
@@ -87,6 +88,10 @@ type Offload struct {
 	links  []link.Link // referenced until Close: an unreferenced link detaches
 	tunnel offloadTunnel
 	closed bool
+	// The counters as Close left them, which the methods return after.
+	final      Counters
+	finalPeers map[uint32]Counters
+	finalPass  map[string]uint64
 
 	// What the maps hold, to change only what changed.
 	own     map[offloadLpmKey]uint8
@@ -169,6 +174,11 @@ func (o *Offload) Close() error {
 	defer o.mu.Unlock()
 	if o.closed {
 		return nil
+	}
+	o.final, o.finalPass = o.counters(), o.passed()
+	o.finalPeers = map[uint32]Counters{}
+	for k := range o.peers {
+		o.finalPeers[k] = o.peerCounters(k)
 	}
 	o.closed = true
 	var errs []error
@@ -314,23 +324,42 @@ func (o *Offload) Sync(s State) error {
 	return nil
 }
 
-// Counters returns the interface's offloaded traffic, summed over CPUs.
+// Counters returns the interface's offloaded traffic, summed over CPUs;
+// after Close, as it was then.
 func (o *Offload) Counters() Counters {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.closed {
+		return o.final
+	}
+	return o.counters()
+}
+
+func (o *Offload) counters() Counters {
 	var per []offloadCounters
-	if o.closed || o.objs.Totals.Lookup(uint32(0), &per) != nil {
+	if o.objs.Totals == nil || o.objs.Totals.Lookup(uint32(0), &per) != nil {
 		return Counters{}
 	}
 	return sum(per)
 }
 
-// PeerCounters returns the offloaded traffic with the peer addr.
+// PeerCounters returns the offloaded traffic with the peer addr (since
+// it became a peer).
 func (o *Offload) PeerCounters(addr netip.Addr) Counters {
+	if !addr.Is4() {
+		return Counters{}
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.closed {
+		return o.finalPeers[addrKey(addr)]
+	}
+	return o.peerCounters(addrKey(addr))
+}
+
+func (o *Offload) peerCounters(k uint32) Counters {
 	var per []offloadCounters
-	if o.closed || !addr.Is4() || o.objs.PeerStats.Lookup(addrKey(addr), &per) != nil {
+	if o.objs.PeerStats == nil || o.objs.PeerStats.Lookup(k, &per) != nil {
 		return Counters{}
 	}
 	return sum(per)
@@ -362,8 +391,15 @@ var passNames = []string{
 func (o *Offload) Passed() map[string]uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	out := map[string]uint64{}
 	if o.closed {
+		return maps.Clone(o.finalPass)
+	}
+	return o.passed()
+}
+
+func (o *Offload) passed() map[string]uint64 {
+	out := map[string]uint64{}
+	if o.objs.Passed == nil {
 		return out
 	}
 	for k, name := range passNames {

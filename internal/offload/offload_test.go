@@ -159,3 +159,19 @@ func TestSlaveIngress(t *testing.T) {
 		})
 	}
 }
+
+// The counters outlive Close, as the loop's do.
+func TestCountersAfterClose(t *testing.T) {
+	o := loaded(t, craft.ProtoIPinIP)
+	frame := craft.Ethernet(make(net.HardwareAddr, 6), net.HardwareAddr{2, 0, 0, 0, 0, 2}, craft.EtherTypeIPv4,
+		craft.Encap(craft.ProtoIPinIP, peerB, local, 0, craft.Ping(vifB, vifA, 0, 1, 1)))
+	for range 3 {
+		if ret, err := o.objs.VifSlaveIngress.Run(&ebpf.RunOptions{Data: frame}); err != nil || ret != tcxRedirect {
+			t.Fatalf("run: %d, %v", ret, err)
+		}
+	}
+	o.Close()
+	if c, p := o.Counters(), o.PeerCounters(peerB); c.RxPackets != 3 || p.RxPackets != 3 {
+		t.Errorf("after Close: %+v, peer %+v; want 3 packets received", c, p)
+	}
+}
