@@ -317,8 +317,8 @@ func TestOffloadHostile(t *testing.T) {
 }
 
 // What the offload leaves to the loop still works: a packet for the
-// vif's own address is looped back, one for no peer answered with ICMP,
-// a TTL-0 packet is not sent, and a DF packet larger than the path MTU
+// vif's own address is looped back, a TTL-0 packet or one for a peer's
+// underlay address is not sent, and a DF packet larger than the path MTU
 // to the peer is answered with "fragmentation needed" (RFC 2003 section
 // 5.1), after which the offload carries packets that fit.
 func TestOffloadSlowPath(t *testing.T) {
@@ -334,6 +334,13 @@ func TestOffloadSlowPath(t *testing.T) {
 	}
 	sendIntoVif(t, on.a, "vif0", craft.IPv4{ZeroTTL: true, Protocol: craft.ProtoICMP, Src: offVifA, Dst: offVifB}.Packet(craft.ICMPEcho(0x1002, 1, nil)))
 	waitFor(t, "tx_inner_ttl", func() bool { return on.ia.Stats().Drops["tx_inner_ttl"] > s0.Drops["tx_inner_ttl"] })
+	// A peer's own underlay address routed into the tunnel would loop
+	// (RFC 2003 section 4).
+	sendIntoVif(t, on.a, "vif0", craft.Ping(offVifA, offUnderB, 0, 0x1003, 1))
+	waitFor(t, "tx_loop", func() bool { return on.ia.Stats().Drops["tx_loop"] > s0.Drops["tx_loop"] })
+	if p := on.ia.offloadPassed(); p["tx_to_peer"] <= p0["tx_to_peer"] {
+		t.Errorf("offload passed %v; want a tx_to_peer", p)
+	}
 
 	// The path to b shrinks to 1000 bytes (a route MTU the kernel's
 	// lookup sees, as it would see one learnt from a router).
@@ -537,5 +544,16 @@ func TestOffloadFollowsChanges(t *testing.T) {
 	}
 	if p := on.ia.Peers(); len(p) != 1 || p[0].Encapsulated < 2 {
 		t.Errorf("peer counters after SetPeer: %+v", p)
+	}
+	// No peer has 203.0.113.0/24 now: the loop answers "host
+	// unreachable".
+	s3, p3 := on.ia.Stats(), on.ia.offloadPassed()
+	sendIntoVif(t, on.a, "vif0", craft.Ping(offVifA, netip.MustParseAddr("203.0.113.5"), 0, 0x1004, 1))
+	waitFor(t, "tx_no_peer and its ICMP", func() bool {
+		s := on.ia.Stats()
+		return s.Drops["tx_no_peer"] > s3.Drops["tx_no_peer"] && s.ICMPSent > s3.ICMPSent
+	})
+	if p := on.ia.offloadPassed(); p["tx_no_peer"] <= p3["tx_no_peer"] {
+		t.Errorf("offload passed %v; want a tx_no_peer", p)
 	}
 }
