@@ -557,3 +557,65 @@ func TestOffloadFollowsChanges(t *testing.T) {
 		t.Errorf("offload passed %v; want a tx_no_peer", p)
 	}
 }
+
+// Two vifs with the offload on one slave, each with its own peer: their
+// programs sit in one TCX chain on the slave, and each leaves the other's
+// packets to the next (TCX_NEXT). Both tunnels are offloaded; a packet
+// from one vif's peer for the other vif's address is delivered by
+// neither.
+func TestOffloadTwoVifsOneSlave(t *testing.T) {
+	n := nstest.New(t)
+	seg := n.Segment()
+	a, b, c := n.Host("a"), n.Host("b"), n.Host("c")
+	aIf := seg.Attach(a, "198.18.0.1/24")
+	bIf := seg.Attach(b, "198.18.0.2/24")
+	cIf := seg.Attach(c, "198.18.0.4/24")
+	up := func(h *Host, name, slave string, addr, peer netip.Addr, route string) *Interface {
+		cfg := LinkConfig{Name: name, Slave: slave, Offload: true,
+			Config: Config{Addrs: []netip.Prefix{netip.PrefixFrom(addr, 32)}, Peer: peer, Protocol: 4},
+			Routes: []netip.Prefix{netip.MustParsePrefix(route)}}
+		var ifc *Interface
+		if err := h.Do(func() (err error) { ifc, err = Up(&cfg); return err }); err != nil {
+			t.Fatalf("%s on %v: %v", name, h, err)
+		}
+		t.Cleanup(func() { ifc.Close() })
+		return ifc
+	}
+	a0 := up(a, "vif0", aIf.Name(), offVifA, bIf.Addr(), "198.51.100.0/24")
+	a1 := up(a, "vif1", aIf.Name(), netip.MustParseAddr("192.0.2.2"), cIf.Addr(), "203.0.113.0/24")
+	up(b, "vif0", bIf.Name(), offVifB, aIf.Addr(), "192.0.2.0/24")
+	up(c, "vif0", cIf.Name(), netip.MustParseAddr("203.0.113.1"), aIf.Addr(), "192.0.2.0/24")
+	if got := tcxPrograms(t, a, aIf.Name()); got != 2 {
+		t.Fatalf("%d programs on a's slave; want 2", got)
+	}
+	for _, h := range []*Host{b, c} {
+		if err := h.Ping("198.18.0.1", 1); err != nil { // neighbours
+			t.Fatal(err)
+		}
+	}
+	_, rx0 := loopCounts(a0)
+	_, rx1 := loopCounts(a1)
+	if err := b.Ping("192.0.2.1", 3); err != nil {
+		t.Errorf("b -> vif0: %v", err)
+	}
+	if err := c.Ping("192.0.2.2", 3); err != nil {
+		t.Errorf("c -> vif1: %v", err)
+	}
+	if _, rx := loopCounts(a0); rx != rx0 {
+		t.Errorf("vif0's loop decapsulated %d packets", rx-rx0)
+	}
+	if _, rx := loopCounts(a1); rx != rx1 {
+		t.Errorf("vif1's loop decapsulated %d packets", rx-rx1)
+	}
+	if s0, s1 := a0.Stats(), a1.Stats(); s0.Decapsulated < 3 || s1.Decapsulated < 3 {
+		t.Errorf("decapsulated by vif0 %d, vif1 %d; want 3 each", s0.Decapsulated, s1.Decapsulated)
+	}
+	// c's packet for vif0's address: not vif1's address, not vif0's peer.
+	d0, d1 := a0.Stats().Drops["rx_not_peer"], a1.Stats().Drops["rx_not_local"]
+	if err := c.Ping("192.0.2.1", 1); err == nil {
+		t.Error("c reached vif0's address through vif1's tunnel")
+	}
+	waitFor(t, "both loops to drop it", func() bool {
+		return a0.Stats().Drops["rx_not_peer"] > d0 && a1.Stats().Drops["rx_not_local"] > d1
+	})
+}
