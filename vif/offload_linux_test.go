@@ -619,3 +619,71 @@ func TestOffloadTwoVifsOneSlave(t *testing.T) {
 		return a0.Stats().Drops["rx_not_peer"] > d0 && a1.Stats().Drops["rx_not_local"] > d1
 	})
 }
+
+// The offload's outer header follows the loop's rules, seen on the wire
+// at the peer: the tunnel's protocol from the local to the peer's
+// address, the default TTL, a valid checksum, the inner DF bit (RFC 2003
+// section 3.1) and TOS byte, ECN included (RFC 6040 section 4.1), and the
+// inner packet unchanged.
+func TestOffloadOuterHeader(t *testing.T) {
+	for _, proto := range []uint8{94, 4} {
+		t.Run(fmt.Sprint("proto ", proto), func(t *testing.T) {
+			on := newOffloadNet(t, proto)
+			if err := on.a.Ping(offVifB.String(), 1); err != nil {
+				t.Fatal(err)
+			}
+			wire := on.bIf.Capture(fmt.Sprintf("ip proto %d and src %s", proto, offUnderA))
+			tx0, _ := loopCounts(on.ia)
+			for _, df := range []string{"do", "dont"} {
+				if out, err := on.a.Run("ping", "-c", "1", "-Q", "0xb9", "-M", df, offVifB.String()); err != nil {
+					t.Fatalf("ping -M %s: %v\n%s", df, err, out)
+				}
+			}
+			pkts := wire.Stop()
+			if tx, _ := loopCounts(on.ia); tx != tx0 {
+				t.Errorf("the loop sent %d of them; want the offload", tx-tx0)
+			}
+			if len(pkts) != 2 {
+				t.Fatalf("captured %d packets; want 2", len(pkts))
+			}
+			for k, p := range pkts {
+				ips := p.Layers()
+				var outer, inner *layers.IPv4
+				for _, l := range ips {
+					if ip, ok := l.(*layers.IPv4); ok {
+						if outer == nil {
+							outer = ip
+						} else if inner == nil {
+							inner = ip
+						}
+					}
+				}
+				if outer == nil {
+					t.Fatalf("packet %d: no IPv4 header", k)
+				}
+				if inner == nil { // gopacket does not decode protocol 94
+					ip := &layers.IPv4{}
+					if err := ip.DecodeFromBytes(outer.Payload, nil); err != nil {
+						t.Fatalf("packet %d: inner: %v", k, err)
+					}
+					inner = ip
+				}
+				wantDF := k == 0
+				switch {
+				case uint8(outer.Protocol) != proto, !outer.SrcIP.Equal(offUnderA.AsSlice()), !outer.DstIP.Equal(offUnderB.AsSlice()):
+					t.Errorf("packet %d: protocol %d %v -> %v", k, outer.Protocol, outer.SrcIP, outer.DstIP)
+				case outer.TTL != 64:
+					t.Errorf("packet %d: outer TTL %d; want 64", k, outer.TTL)
+				case !craft.ChecksumValid(outer.Contents):
+					t.Errorf("packet %d: outer checksum invalid", k)
+				case outer.Flags&layers.IPv4DontFragment != 0 != wantDF, inner.Flags&layers.IPv4DontFragment != 0 != wantDF:
+					t.Errorf("packet %d: outer flags %v, inner %v; want DF %v in both", k, outer.Flags, inner.Flags, wantDF)
+				case outer.TOS != 0xb9 || inner.TOS != 0xb9:
+					t.Errorf("packet %d: outer TOS %#x, inner %#x; want 0xb9 in both", k, outer.TOS, inner.TOS)
+				case int(outer.Length) != 20+int(inner.Length) || !inner.SrcIP.Equal(offVifA.AsSlice()) || !inner.DstIP.Equal(offVifB.AsSlice()):
+					t.Errorf("packet %d: outer length %d, inner %d %v -> %v", k, outer.Length, inner.Length, inner.SrcIP, inner.DstIP)
+				}
+			}
+		})
+	}
+}
