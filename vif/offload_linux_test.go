@@ -448,6 +448,7 @@ func TestOffloadLeavesNothing(t *testing.T) {
 	}
 	cmd.Wait()
 	waitFor(t, "the programs to go with the killed process", func() bool { return tcxPrograms(t, a, aIf.Name()) == 0 })
+	waitFor(t, "vif1 to go with the killed process", func() bool { return !a.LinkExists("vif1") })
 }
 
 // TestOffloadHelperProcess is TestOffloadLeavesNothing's helper: it brings
