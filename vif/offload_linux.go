@@ -139,6 +139,9 @@ func (i *Interface) addOffloadStats(s *Stats) {
 		return
 	}
 	c := o.off.Counters()
+	for r, n := range o.off.Drops() {
+		s.Drops[r] += n
+	}
 	s.Encapsulated += c.TxPackets
 	s.EncapsulatedBytes += c.TxBytes
 	s.Decapsulated += c.RxPackets

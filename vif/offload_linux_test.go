@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/google/gopacket/layers"
 	"github.com/vif-project/vif/internal/craft"
+	"github.com/vif-project/vif/internal/offload"
 	"github.com/vif-project/vif/vif/nstest"
 	"golang.org/x/sys/unix"
 )
@@ -371,6 +372,13 @@ func TestOffloadSlowPath(t *testing.T) {
 	}
 	if tx, _ := loopCounts(on.ia); tx != tx0 {
 		t.Errorf("the loop sent %d packets that fit the path; want the offload to", tx-tx0)
+	}
+}
+
+// The offload's own drop reason is the one Stats documents.
+func TestOffloadDropName(t *testing.T) {
+	if DropOffloadError != offload.DropError {
+		t.Errorf("vif says %q, the offload %q", DropOffloadError, offload.DropError)
 	}
 }
 

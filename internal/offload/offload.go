@@ -14,8 +14,8 @@
 // raw socket the loop receives from. The loop then decides, answers with
 // ICMP where due and counts the drop: rejected packets are never
 // delivered by the programs and never dropped by them either, so every
-// drop has one place and one name. Passed reports why packets were
-// passed.
+// drop has one place and one name (but DropError, Drops). Passed reports
+// why packets were passed.
 //
 // The daemon owns all state: the maps are filled from the interface's
 // configuration (Sync, SetLocal, SetMTU) and their counters read back
@@ -382,13 +382,34 @@ var passNames = []string{
 	"tx_not_ipv4", "tx_malformed", "tx_loopback", "tx_icmp_redirect", "tx_no_peer", "tx_to_peer",
 	"tx_no_local", "tx_ttl", "tx_too_big", "tx_gso", "tx_error",
 	"rx_not_peer", "rx_outer", "rx_inner", "rx_ttl", "rx_nested", "rx_ecn", "rx_not_local",
-	"rx_bad_source", "rx_gso", "rx_error",
+	"rx_bad_source", "rx_gso", "rx_error", DropError,
+}
+
+// DropError is the one reason the programs drop a packet themselves, a
+// key of Drops: a helper failed on a packet they had begun to change
+// (out of memory), which can go neither on nor back.
+const DropError = "tx_offload_error"
+
+// Drops returns the packets the programs dropped, by reason (DropError).
+func (o *Offload) Drops() map[string]uint64 {
+	out := map[string]uint64{}
+	if n := o.counts()[DropError]; n > 0 {
+		out[DropError] = n
+	}
+	return out
 }
 
 // Passed returns how many packets the programs handed to the loop, by
 // reason (only reasons with a non-zero count). These are not drops: the
 // loop decides, and counts its drops itself.
 func (o *Offload) Passed() map[string]uint64 {
+	out := o.counts()
+	delete(out, DropError)
+	return out
+}
+
+// counts returns the array passed by name, or as Close left it.
+func (o *Offload) counts() map[string]uint64 {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closed {

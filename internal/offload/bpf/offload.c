@@ -74,7 +74,8 @@ struct counters {
 };
 
 // Why a packet was handed to the userspace loop: the index of the
-// per-CPU array passed. Keep in step with passNames in offload.go.
+// per-CPU array passed, which also counts the one drop of the programs
+// (DROP_TX_ERROR). Keep in step with passNames in offload.go.
 enum pass_reason {
 	PASS_TX_NOT_IPV4,  // not IPv4 (IPv6: 6in4 is the loop's)
 	PASS_TX_MALFORMED, // bad version, IHL, total length
@@ -97,6 +98,7 @@ enum pass_reason {
 	PASS_RX_BAD_SOURCE,// inner source not the peer's, or ours, or not unicast
 	PASS_RX_GSO,       // a GSO packet to forward
 	PASS_RX_ERROR,     // a helper failed
+	DROP_TX_ERROR,     // dropped: a helper failed on a packet half encapsulated
 	PASS_MAX,
 };
 
@@ -171,6 +173,14 @@ static __always_inline int pass(__u32 reason)
 	if (n)
 		*n += 1;
 	return TCX_NEXT;
+}
+
+// drop drops a packet the program cannot hand on: a helper failed after
+// it changed the packet. The loop's Stats count it.
+static __always_inline int drop(void)
+{
+	pass(DROP_TX_ERROR);
+	return TC_ACT_SHOT;
 }
 
 static __always_inline void count(__u32 peer, int rx, __u64 pkts, __u64 bytes)
@@ -337,15 +347,15 @@ int vif_tun_egress(struct __sk_buff *skb)
 				BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO))
 		return pass(PASS_TX_ERROR);
 	if (bpf_skb_store_bytes(skb, 0, &outer, sizeof(outer), 0))
-		return TC_ACT_SHOT; // the packet is half made: it cannot go on
+		return drop(); // the packet is half made: it cannot go on
 	// bpf_redirect_neigh wants a link-layer header in front of the IP
 	// one, which a TUN's packets lack: a blank one (not multicast), which
 	// it replaces.
 	if (bpf_skb_change_head(skb, ETH_HLEN, 0))
-		return TC_ACT_SHOT;
+		return drop();
 	__u16 ethp = bpf_htons(ETH_P_IP);
 	if (bpf_skb_store_bytes(skb, 12, &ethp, 2, 0))
-		return TC_ACT_SHOT;
+		return drop();
 
 	count(paddr, 0, segs, len + segs * sizeof(struct iphdr) + (segs - 1) * hdrs);
 	// The kernel routes the outer packet out of the slave, resolves the
