@@ -175,3 +175,73 @@ func TestCountersAfterClose(t *testing.T) {
 		t.Errorf("after Close: %+v, peer %+v; want 3 packets received", c, p)
 	}
 }
+
+// Sync follows changes, ranges and their exclusions included: an address
+// of a range is delivered to but for an excluded one; a range, a peer's
+// prefix or a peer removed is no longer accepted.
+func TestSync(t *testing.T) {
+	o := loaded(t, craft.ProtoIPIP)
+	rng := netip.MustParsePrefix("192.0.2.64/26")
+	excluded := netip.MustParseAddr("192.0.2.70")
+	peerC := netip.MustParseAddr("198.18.0.4")
+	state := State{
+		Own:     []netip.Prefix{netip.PrefixFrom(vifA, 32), rng},
+		Exclude: []netip.Addr{excluded},
+		Peers: []Peer{
+			{Addr: peerB, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, PathMTU: 1480},
+			{Addr: peerC, Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, PathMTU: 1480},
+		},
+	}
+	if err := o.Sync(state); err != nil {
+		t.Fatal(err)
+	}
+	run := func(from, src, dst netip.Addr) uint32 {
+		t.Helper()
+		frame := craft.Ethernet(make(net.HardwareAddr, 6), net.HardwareAddr{2, 0, 0, 0, 0, 2}, craft.EtherTypeIPv4,
+			craft.Encap(craft.ProtoIPIP, from, local, 0, craft.Ping(src, dst, 0, 1, 1)))
+		ret, err := o.objs.VifSlaveIngress.Run(&ebpf.RunOptions{Data: frame})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ret
+	}
+	srcC := netip.MustParseAddr("203.0.113.5")
+	for _, tt := range []struct {
+		name           string
+		from, src, dst netip.Addr
+		want           uint32
+	}{
+		{"an address of the range", peerB, vifB, netip.MustParseAddr("192.0.2.65"), tcxRedirect},
+		{"the excluded address", peerB, vifB, excluded, tcxNext},
+		{"the other peer, its prefix", peerC, srcC, vifA, tcxRedirect},
+		{"the other peer, b's prefix", peerC, vifB, vifA, tcxNext},
+		{"an address of the range as source", peerB, netip.MustParseAddr("192.0.2.66"), vifA, tcxNext},
+	} {
+		if got := run(tt.from, tt.src, tt.dst); got != tt.want {
+			t.Errorf("%s: returned %d, want %d", tt.name, int32(got), int32(tt.want))
+		}
+	}
+	// The range and peer c go; b keeps only 198.51.100.0/25.
+	state.Own = state.Own[:1]
+	state.Peers = []Peer{{Addr: peerB, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/25")}, PathMTU: 1480}}
+	if err := o.Sync(state); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name           string
+		from, src, dst netip.Addr
+		want           uint32
+	}{
+		{"an address of the removed range", peerB, vifB, netip.MustParseAddr("192.0.2.65"), tcxNext},
+		{"the removed peer", peerC, srcC, vifA, tcxNext},
+		{"b's remaining prefix", peerB, vifB, vifA, tcxRedirect},
+		{"b's removed half", peerB, netip.MustParseAddr("198.51.100.200"), vifA, tcxNext},
+	} {
+		if got := run(tt.from, tt.src, tt.dst); got != tt.want {
+			t.Errorf("after the change, %s: returned %d, want %d", tt.name, int32(got), int32(tt.want))
+		}
+	}
+	if p := o.Passed(); p["rx_not_peer"] != 1 || p["rx_not_local"] != 2 || p["rx_bad_source"] != 3 {
+		t.Errorf("passed %v; want rx_not_peer 1, rx_not_local 2, rx_bad_source 3", p)
+	}
+}
