@@ -111,6 +111,14 @@ type LinkConfig struct {
 	// UnderlayAuto (the zero value), UnderlayXDP or UnderlayRaw.
 	// Interface.Underlay tells which one is in use, and why.
 	Underlay string `json:"underlay,omitempty"`
+	// Offload moves the packet loop's common case into the kernel: tc
+	// programs on the vif's egress and the slave's ingress encapsulate
+	// to the peers and decapsulate from them under the loop's rules, and
+	// hand everything else to the loop (package internal/offload). It
+	// needs a tunnel, CAP_BPF and a kernel with TCX (Linux 6.6), and runs
+	// beside the raw underlay (UnderlayAuto takes it). Stats and Peers
+	// count the offloaded traffic with the loop's.
+	Offload bool `json:"offload,omitempty"`
 	// Publisher, when set with Publish, is the ARP proxy to publish
 	// through, such as an *arpproxy.Responder shared by the vifs of one
 	// slave.

@@ -313,7 +313,7 @@ func (i *Interface) SetPeer(p Peer) error {
 	if old == nil {
 		i.probePathMTU(nt.byAddr(k))
 	}
-	return nil
+	return i.syncOffload()
 }
 
 // RemovePeer removes the peer with address addr, and the routes of its
@@ -337,7 +337,7 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 		}
 	}
 	i.peers.Store(t.without(old))
-	return nil
+	return i.syncOffload()
 }
 
 // with returns a copy of t in which the peer with c's address has c's
@@ -427,6 +427,7 @@ func (i *Interface) Peers() []PeerStats {
 			DecapsulatedBytes: p.st.rxBytes.Load(),
 			PathMTU:           int(p.st.pmtu.Load()),
 		}
+		i.addOffloadPeer(&out[k])
 	}
 	return out
 }

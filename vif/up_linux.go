@@ -51,6 +51,9 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	default:
 		return c, fmt.Errorf("%w %q: use %q or %q, or none to choose", ErrBadUnderlay, c.Underlay, UnderlayXDP, UnderlayRaw)
 	}
+	if err := resolveOffload(&c); err != nil {
+		return c, err
+	}
 	if c.Slave == "" && (c.HasTunnel() || c.Publish) {
 		s, err := defaultSlave(nl)
 		if err != nil {
@@ -481,6 +484,18 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 	if c.Publish {
 		if err := ifc.publish(); err != nil {
+			ifc.Close()
+			return nil, err
+		}
+	}
+	if c.Offload {
+		// After the loop started: it takes what the programs pass.
+		var slave netlink.Link
+		err := withNL(func() (err error) { slave, err = nl.LinkByName(c.Slave); return err })
+		if err == nil {
+			err = ifc.startOffload(index, slave.Attrs().Index)
+		}
+		if err != nil {
 			ifc.Close()
 			return nil, err
 		}

@@ -95,6 +95,9 @@ type Interface struct {
 	tx txCounters
 	rx rxCounters
 
+	// off is the in-kernel fast path (LinkConfig.Offload), nil without.
+	off atomic.Pointer[offloadState]
+
 	// Path MTU soft state (RFC 2003 section 5.1): devMTU is the device's,
 	// as it changes (followDevice); each peer has its own tunnel MTU (<=
 	// devMTU).
@@ -246,7 +249,7 @@ func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
 	i.changeMu.Lock()
 	defer i.changeMu.Unlock()
 	i.addrs.Store(newAddrSet(addrs, i.link.Ranges, i.link.Exclude))
-	return nil
+	return i.syncOffload()
 }
 
 // SetLocal changes the tunnel's local underlay address, the outer source
@@ -280,7 +283,7 @@ func (i *Interface) SetLocal(local netip.Addr) error {
 		i.bound = local
 	}
 	i.local.Store(&local)
-	return nil
+	return i.syncOffload()
 }
 
 // UnderlayInfo tells what carries a vif's tunnel (LinkConfig.Underlay).
@@ -354,6 +357,7 @@ func (i *Interface) Err() error {
 // call's result.
 func (i *Interface) Close() error {
 	i.closeOnce.Do(func() {
+		i.closeOffload() // before the device goes: the programs redirect to it
 		i.stop()
 		<-i.done
 		<-i.followed
@@ -404,6 +408,7 @@ func (i *Interface) setDevMTU(m int) {
 		p.st.pmtu.Store(int32(m))
 		i.probePathMTU(p)
 	}
+	i.offloadChanged()
 	i.log.Info("device MTU changed", "from", old, "to", m)
 }
 
