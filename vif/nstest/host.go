@@ -585,6 +585,16 @@ func (h *Host) logState() {
 	h.net.t.Logf("nstest: state of host %s (netns %s) at cleanup:\n%s", h.name, h.ns, b.String())
 }
 
+// logWireState logs the ports of a wire or segment with their counters,
+// which show where frames were dropped, to help diagnose a failed test.
+func (h *Host) logWireState() {
+	out, err := h.ip("-s", "link")
+	if err != nil {
+		out = err.Error()
+	}
+	h.net.t.Logf("nstest: state of %s (netns %s) at cleanup:\n$ ip -s link\n%s", h.name, h.ns, out)
+}
+
 // killAll ends every process still running in the host's namespace, such
 // as daemons that escaped their Proc's process group: SIGTERM first, and
 // SIGKILL for those still there after a grace period.

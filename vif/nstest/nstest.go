@@ -66,6 +66,7 @@ type Net struct {
 	order []*Host // hosts in creation order, for diagnostics
 	nseg  int     // segments created
 	nwire int     // wires (links not WithoutWire) created
+	wires []*Host // the namespaces of wires and segments, for diagnostics
 
 	dumpOnce sync.Once
 }
@@ -158,9 +159,13 @@ func (n *Net) dumpOnFailure() {
 	n.dumpOnce.Do(func() {
 		n.mu.Lock()
 		hosts := slices.Clone(n.order)
+		wires := slices.Clone(n.wires)
 		n.mu.Unlock()
 		for _, h := range hosts {
 			h.logState()
+		}
+		for _, w := range wires {
+			w.logWireState()
 		}
 	})
 }
@@ -326,6 +331,9 @@ func (n *Net) newBridgeNS(name string, more [][]string) *Host {
 	}); err != nil {
 		n.t.Fatalf("nstest: %s: turn off IPv6 and br_netfilter: %v", name, err)
 	}
+	n.mu.Lock()
+	n.wires = append(n.wires, h)
+	n.mu.Unlock()
 	cmds := [][]string{
 		{"link", "add", bridgeName, "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0"},
 		upArgs(bridgeName),

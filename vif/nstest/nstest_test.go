@@ -561,7 +561,7 @@ func TestFailureDiagnostics(t *testing.T) {
 	if !rec.failed || !strings.Contains(logs, "ip netns exec "+prefix+"-b false") {
 		t.Errorf("failed = %v, logs:\n%s", rec.failed, logs)
 	}
-	for _, want := range []string{"state of host a", "198.18.0.1/24", "state of host b", "diagnostic-output"} {
+	for _, want := range []string{"state of host a", "198.18.0.1/24", "state of host b", "state of link0", "p1@", "diagnostic-output"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
