@@ -285,8 +285,10 @@ func (h *Host) AddRoute(dst string, args ...string) {
 // Iface returns the interface named name in the host, which may have been
 // created by something other than nstest, such as a TUN device. Its
 // address is the interface's first IPv4 address, or its first address if
-// it has no IPv4 address. It fails the test if the interface does not
-// exist.
+// it has no IPv4 address. Its Capture is the host's own (CaptureHost),
+// even for an end of a link: capture on the wire with the Iface that
+// Net.Link or Segment.Attach returned. It fails the test if the interface
+// does not exist.
 func (h *Host) Iface(name string) *Iface {
 	h.net.t.Helper()
 	links, err := h.queryLinks("addr", "show", "dev", name)
