@@ -310,6 +310,7 @@ func (i *Interface) SetPeer(p Peer) error {
 	}
 	nt := t.with(p, int(i.devMTU.Load()))
 	i.peers.Store(nt)
+	i.followPeers(nt)
 	if old == nil {
 		i.probePathMTU(nt.byAddr(k))
 	}
@@ -337,6 +338,7 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 		}
 	}
 	i.peers.Store(t.without(old))
+	i.followPeers(i.peers.Load())
 	return nil
 }
 
