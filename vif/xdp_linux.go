@@ -88,7 +88,9 @@ type XDPUnderlay struct {
 	local   netip.Addr
 	peers   []netip.Addr
 	closed  bool
-	release func() // gives the slave back to the registry
+	final   xdp.Stats // the socket's, when Close closed it
+	release func()    // gives the slave back to the registry
+	rxRaw   atomic.Uint64
 }
 
 var _ Underlay = (*XDPUnderlay)(nil)
@@ -388,6 +390,7 @@ func (x *XDPUnderlay) poll(uintptr) bool {
 			x.rraw = false
 			n, ok, err := x.raw.readNow(x.rbufs, x.rsizes, x.roff)
 			if ok {
+				x.rxRaw.Add(uint64(n))
 				x.rn, x.rerr = n, err
 				return true
 			}
@@ -628,14 +631,23 @@ func (x *XDPUnderlay) nextHop(h *hop, dst, local netip.Addr, src net.HardwareAdd
 
 // Stats returns the underlay's counters.
 func (x *XDPUnderlay) Stats() XDPStats {
-	s := x.sock.Stats()
-	return XDPStats{RxXDP: s.Received, TxXDP: s.Sent, TxRaw: x.txRaw.Load(), Dropped: s.Dropped}
+	s := x.sockStats()
+	return XDPStats{RxXDP: s.Received, TxXDP: s.Sent, TxRaw: x.txRaw.Load(), RxRaw: x.rxRaw.Load(), Dropped: s.Dropped}
+}
+
+func (x *XDPUnderlay) sockStats() xdp.Stats {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return x.final
+	}
+	return x.sock.Stats()
 }
 
 // Drops returns the packets the kernel dropped before the loop read
 // them: the raw sockets' queue overflows and the AF_XDP socket's.
 func (x *XDPUnderlay) Drops() uint64 {
-	return x.raw.Drops() + x.sock.Stats().Dropped
+	return x.raw.Drops() + x.sockStats().Dropped
 }
 
 // Close implements Underlay: it detaches the XDP program and closes the
@@ -648,6 +660,7 @@ func (x *XDPUnderlay) Close() error {
 		return nil
 	}
 	x.closed = true
+	x.final = x.sock.Stats()
 	x.mu.Unlock()
 	x.wclosed.Store(true)
 	close(x.done)

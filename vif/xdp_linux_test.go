@@ -247,6 +247,23 @@ func TestXDPTunnel(t *testing.T) {
 		t.Errorf("b dropped %v", s.Drops)
 	}
 
+	// The steering follows the peers: removed, a's packets are not b's
+	// (nor steered); set again, they take AF_XDP again.
+	if err := ib.RemovePeer(xdpA); err != nil {
+		t.Fatal(err)
+	}
+	if err := ib.SetPeer(vif.Peer{Addr: xdpA, Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := vif.XDPStatsOf(ib)
+	if err := ha.Ping("198.51.100.1", 3); err != nil {
+		t.Fatalf("ping after the peer was set again: %v", err)
+	}
+	after, _ := vif.XDPStatsOf(ib)
+	if after.RxXDP-before.RxXDP < 3 || after.RxRaw != before.RxRaw {
+		t.Errorf("b received %d through AF_XDP, %d raw after SetPeer; want 3, 0", after.RxXDP-before.RxXDP, after.RxRaw-before.RxRaw)
+	}
+
 	ia.Close()
 	ib.Close()
 	checkNoXDP(t, ha, hb)

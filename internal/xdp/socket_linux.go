@@ -41,9 +41,6 @@ func (c *Config) withDefaults() Config {
 	return d
 }
 
-// rxHeadroom is where the kernel puts a received frame in its UMEM frame
-// in copy mode (XDP_PACKET_HEADROOM).
-const rxHeadroom = 256
 
 // ErrBusy is returned by Open when the queue stays bound to another
 // socket: another process, or one of this process closed less than a
