@@ -41,7 +41,6 @@ func (c *Config) withDefaults() Config {
 	return d
 }
 
-
 // ErrBusy is returned by Open when the queue stays bound to another
 // socket: another process, or one of this process closed less than a
 // moment ago (the kernel releases a queue after the socket's last
