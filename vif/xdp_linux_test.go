@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +21,7 @@ import (
 	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/vif"
 	"github.com/vif-project/vif/vif/nstest"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -28,6 +32,11 @@ var (
 // xdpPair opens XDP underlays in two namespaces joined by a veth, a
 // sending to b and b to a, once the neighbours are resolved.
 func xdpPair(tb testing.TB) (a, b *vif.XDPUnderlay) {
+	return xdpPairMTU(tb, nil)
+}
+
+// xdpPairMTU is xdpPair with the path MTU a's underlay is told.
+func xdpPairMTU(tb testing.TB, pathMTU func(netip.Addr) (int, error)) (a, b *vif.XDPUnderlay) {
 	tb.Helper()
 	n := nstest.New(tb)
 	ha, hb := n.Host("a"), n.Host("b")
@@ -35,14 +44,14 @@ func xdpPair(tb testing.TB) (a, b *vif.XDPUnderlay) {
 	if err := ha.Ping("198.18.0.2", 1); err != nil {
 		tb.Fatal(err)
 	}
-	open := func(h *nstest.Host, slave string, local, peer netip.Addr) *vif.XDPUnderlay {
+	open := func(h *nstest.Host, slave string, local, peer netip.Addr, pathMTU func(netip.Addr) (int, error)) *vif.XDPUnderlay {
 		var x *vif.XDPUnderlay
 		if err := h.Do(func() error {
 			ru, err := vif.ListenUnderlay(slave, ipip.ProtoIPIP, local)
 			if err != nil {
 				return err
 			}
-			x, err = vif.ListenXDP("test", slave, ru, ipip.ProtoIPIP, local, []netip.Addr{peer}, nil, nil)
+			x, err = vif.ListenXDP("test", slave, ru, ipip.ProtoIPIP, local, []netip.Addr{peer}, pathMTU, nil)
 			if err != nil {
 				ru.Close()
 			}
@@ -53,7 +62,7 @@ func xdpPair(tb testing.TB) (a, b *vif.XDPUnderlay) {
 		tb.Cleanup(func() { x.Close() })
 		return x
 	}
-	return open(ha, aIf.Name(), xdpA, xdpB), open(hb, bIf.Name(), xdpB, xdpA)
+	return open(ha, aIf.Name(), xdpA, xdpB, pathMTU), open(hb, bIf.Name(), xdpB, xdpA, nil)
 }
 
 // xdpRoundTrip writes pkts from a and reads them all at b.
@@ -117,6 +126,19 @@ func TestXDPUnderlay(t *testing.T) {
 	}
 	if d := b.Drops(); d != 0 {
 		t.Errorf("drops %d", d)
+	}
+}
+
+// TestXDPUnderlayPathMTU checks that Write refuses a packet larger than
+// the kernel's path MTU with EMSGSIZE, as the raw socket does, after the
+// packets before it.
+func TestXDPUnderlayPathMTU(t *testing.T) {
+	a, _ := xdpPairMTU(t, func(netip.Addr) (int, error) { return 1000, nil })
+	pkts, _, _ := underlayBatch(t, 3, 1400)
+	small, _, _ := underlayBatch(t, 1, 500)
+	k, err := a.Write(append(small, pkts...), vif.Headroom-ipip.IPv4MinLen)
+	if k != 1 || !errors.Is(err, syscall.EMSGSIZE) {
+		t.Errorf("Write = %d, %v; want 1, EMSGSIZE", k, err)
 	}
 }
 
@@ -278,8 +300,17 @@ func checkNoXDP(t *testing.T, hosts ...*nstest.Host) {
 		if out := h.MustRun("ip", "-d", "link", "show"); strings.Contains(out, "xdp") {
 			t.Errorf("%v: an XDP program is left:\n%s", h, out)
 		}
-		if out := h.MustRun("ss", "-H", "-f", "xdp", "-a"); strings.TrimSpace(out) != "" {
-			t.Errorf("%v: AF_XDP sockets are left:\n%s", h, out)
+	}
+	// ss -f xdp needs the xsk_diag module: look at this process's
+	// descriptors instead.
+	fds, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if d, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN); err == nil && d == unix.AF_XDP {
+			t.Errorf("an AF_XDP socket is left open (descriptor %d)", fd)
 		}
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -437,4 +468,53 @@ func ifIndexIn(t *testing.T, h *nstest.Host, name string) int {
 		t.Fatal(err)
 	}
 	return l.Attrs().Index
+}
+
+// TestXDPPathMTU sends a packet too large for a router on the way
+// through AF_XDP: the router's "fragmentation needed" reaches the kernel
+// (the program passes ICMP on), the tunnel adopts the path MTU and tells
+// the sender, as on raw sockets; smaller packets still take AF_XDP, through
+// a next hop that is a router.
+func TestXDPPathMTU(t *testing.T) {
+	n := nstest.New(t)
+	ha, hr, hb := n.Host("a"), n.Host("r"), n.Host("b")
+	aIf, _ := n.Link(ha, hr, "198.18.0.1/24", "198.18.0.254/24")
+	_, bIf := n.Link(hr, hb, "198.18.1.254/24", "198.18.1.2/24", nstest.WithMTU(1200))
+	hr.Sysctl("net.ipv4.ip_forward", "1")
+	ha.AddRoute("198.18.1.0/24", "via", "198.18.0.254")
+	hb.AddRoute("198.18.0.0/24", "via", "198.18.1.254")
+	peerB := netip.MustParseAddr("198.18.1.2")
+	ia := upIn(t, ha, vif.LinkConfig{Name: "vif0", Slave: aIf.Name(), Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, Peer: peerB},
+		Routes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
+	upIn(t, hb, vif.LinkConfig{Name: "vif0", Slave: bIf.Name(), Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, Peer: xdpA},
+		Routes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	if err := ha.Ping("198.51.100.1", 1); err != nil { // resolves the router
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for vif.XDPHopOf(ia, peerB.As4()) != "" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if why := vif.XDPHopOf(ia, peerB.As4()); why != "" {
+		t.Fatalf("next hop towards b through the router: %q", why)
+	}
+	before, _ := vif.XDPStatsOf(ia)
+	out, _ := ha.Run("ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1400", "198.51.100.1")
+	if !strings.Contains(out, "mtu = 1180") {
+		t.Fatalf("a DF packet too big for the path: want fragmentation needed, mtu = 1180; ping says\n%s", out)
+	}
+	after, _ := vif.XDPStatsOf(ia)
+	if after.TxXDP == before.TxXDP {
+		t.Errorf("the big packet did not leave through AF_XDP: %+v", after)
+	}
+	if out, err := ha.Run("ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "do", "-s", "1100", "198.51.100.1"); err != nil {
+		t.Errorf("ping under the path MTU: %v\n%s", err, out)
+	}
+	// (The sender's kernel learnt 1180 too: it fragments the inner
+	// packets itself.)
+	if out, err := ha.Run("ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "dont", "-s", "1400", "198.51.100.1"); err != nil {
+		t.Errorf("ping over the path MTU without DF: %v\n%s", err, out)
+	}
 }
