@@ -49,7 +49,8 @@ const ethHeaderLen = 14
 // program passes to the kernel), looked up every hopRefresh.
 type XDPUnderlay struct {
 	raw   *RawUnderlay
-	sock  *xdp.Socket
+	sock  *xdp.Socket   // queue 0's, which also sends
+	socks []*xdp.Socket // by receive queue; nil where none could be opened
 	prog  *xdp.Program
 	slave int
 	proto uint8
@@ -67,7 +68,7 @@ type XDPUnderlay struct {
 	roff   int
 	rn     int
 	rerr   error
-	rraw   bool // the raw sockets first, next time
+	rnext  int // the source poll tries first: a socket, or the raw sockets
 
 	// sending: the next hops, which follow replaces
 	hops    atomic.Pointer[hopTable]
@@ -203,7 +204,9 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 	if a.Xdp != nil && a.Xdp.Attached {
 		return nil, &errXDP{fmt.Sprintf("slave %s has another XDP program (id %d); only one can be attached", a.Name, a.Xdp.ProgId)}
 	}
+	x.socks = make([]*xdp.Socket, min(max(a.NumRxQueues, 1), xdp.MaxQueues))
 	x.sock, err = xdp.Open(x.slave, 0, nil)
+	x.socks[0] = x.sock
 	if err != nil {
 		switch {
 		case errors.Is(err, unix.EAFNOSUPPORT):
@@ -213,7 +216,18 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 		}
 		return nil, &errXDP{fmt.Sprintf("AF_XDP socket on %s: %v", a.Name, err)}
 	}
-	undo = append(undo, func() { x.sock.Close() })
+	undo = append(undo, func() { x.closeSockets() })
+	for q := 1; q < len(x.socks); q++ {
+		// The other queues receive only: what their packets answer
+		// leaves through queue 0's socket.
+		if x.socks[q], err = xdp.Open(x.slave, q, &xdp.Config{RxOnly: true, RingSize: 1024}); err != nil {
+			// Their packets go through the kernel.
+			// (veth has more queues than it uses: EINVAL.)
+			log.Debug("no AF_XDP socket on a receive queue", "slave", a.Name, "queue", q, "err", err)
+			x.socks[q] = nil
+		}
+	}
+	err = nil
 	if a.MTU+ethHeaderLen > x.sock.MaxFrame() {
 		// Still useful: larger packets take the raw socket.
 		log.Info("slave MTU larger than an AF_XDP frame: larger packets go through the kernel", "mtu", a.MTU, "frame", x.sock.MaxFrame())
@@ -226,8 +240,13 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 		return nil, &errXDP{fmt.Sprintf("cannot attach an XDP program to %s: %v", a.Name, err)}
 	}
 	undo = append(undo, func() { x.prog.Close() })
-	if err := x.prog.SetSocket(0, x.sock); err != nil {
-		return nil, &errXDP{err.Error()}
+	for q, sk := range x.socks {
+		if sk == nil {
+			continue
+		}
+		if err := x.prog.SetSocket(q, sk); err != nil {
+			return nil, &errXDP{err.Error()}
+		}
 	}
 	for _, p := range peers {
 		if err := x.accept(p, local, true); err != nil {
@@ -252,8 +271,14 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 	// The raw underlay's epoll instance is readable when one of its
 	// sockets is: nested, one wait covers both.
 	var ctlErr error
+	fds := []int{}
+	for _, sk := range x.socks {
+		if sk != nil {
+			fds = append(fds, sk.FD())
+		}
+	}
 	rawErr := ru.eprc.Control(func(rawep uintptr) {
-		for _, fd := range []int{x.sock.FD(), int(rawep)} {
+		for _, fd := range append(fds, int(rawep)) {
 			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
 			if e := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); e != nil && ctlErr == nil {
 				ctlErr = e
@@ -383,11 +408,14 @@ func (x *XDPUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 	return x.rn, nil
 }
 
-// poll reads what is there without waiting; false: nothing.
+// poll reads what is there without waiting, from the sockets and the raw
+// sockets in turn, so that none starves the others; false: nothing.
 func (x *XDPUnderlay) poll(uintptr) bool {
-	for k := 0; k < 2; k++ {
-		if x.rraw {
-			x.rraw = false
+	srcs := len(x.socks) + 1 // the raw sockets are the last
+	for k := 0; k < srcs; k++ {
+		at := x.rnext
+		x.rnext = (x.rnext + 1) % srcs
+		if at == len(x.socks) {
 			n, ok, err := x.raw.readNow(x.rbufs, x.rsizes, x.roff)
 			if ok {
 				x.rxRaw.Add(uint64(n))
@@ -396,10 +424,20 @@ func (x *XDPUnderlay) poll(uintptr) bool {
 			}
 			continue
 		}
-		x.rraw = true
-		if n := x.sock.Receive(x.rbufs, x.rsizes, x.roff, ethHeaderLen); n > 0 {
-			x.rn, x.rerr = n, nil
-			return true
+		if sk := x.socks[at]; sk != nil {
+			if n := sk.Receive(x.rbufs, x.rsizes, x.roff, ethHeaderLen); n > 0 {
+				// A frame may be padded past its packet (a short
+				// one on Ethernet): the kernel would trim it. The
+				// program let only total lengths the frame holds
+				// through.
+				for k := range n {
+					if x.rsizes[k] >= ipip.IPv4MinLen {
+						x.rsizes[k] = min(x.rsizes[k], int(ipip.IPv4(x.rbufs[k][x.roff:]).TotalLen()))
+					}
+				}
+				x.rn, x.rerr = n, nil
+				return true
+			}
 		}
 	}
 	return false
@@ -638,10 +676,36 @@ func (x *XDPUnderlay) Stats() XDPStats {
 func (x *XDPUnderlay) sockStats() xdp.Stats {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	return x.statsLocked()
+}
+
+// statsLocked sums the sockets' counters; x.mu is held.
+func (x *XDPUnderlay) statsLocked() xdp.Stats {
 	if x.closed {
 		return x.final
 	}
-	return x.sock.Stats()
+	var st xdp.Stats
+	for _, sk := range x.socks {
+		if sk != nil {
+			s := sk.Stats()
+			st.Received += s.Received
+			st.Sent += s.Sent
+			st.Dropped += s.Dropped
+			st.TxInvalid += s.TxInvalid
+		}
+	}
+	return st
+}
+
+// closeSockets closes the AF_XDP sockets.
+func (x *XDPUnderlay) closeSockets() error {
+	var errs []error
+	for _, sk := range x.socks {
+		if sk != nil {
+			errs = append(errs, sk.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Drops returns the packets the kernel dropped before the loop read
@@ -654,24 +718,25 @@ func (x *XDPUnderlay) Drops() uint64 {
 // sockets. Pending and later Read and Write calls return an error
 // wrapping os.ErrClosed.
 func (x *XDPUnderlay) Close() error {
-	x.mu.Lock()
-	if x.closed {
-		x.mu.Unlock()
+	if !x.wclosed.CompareAndSwap(false, true) {
 		return nil
 	}
-	x.closed = true
-	x.final = x.sock.Stats()
-	x.mu.Unlock()
-	x.wclosed.Store(true)
 	close(x.done)
 	// The program first: the kernel passes the peers' packets to the
 	// stack again.
+	x.mu.Lock()
 	perr := x.prog.Close()
+	x.mu.Unlock()
 	eerr := x.ep.Close()  // wakes Read
 	rerr := x.raw.Close() // wakes a Write blocked in it
+	// Lock order: rmu, wmu, mu. Read and Write take no other.
 	x.rmu.Lock()
 	x.wmu.Lock()
-	serr := x.sock.Close()
+	x.mu.Lock()
+	x.final = x.statsLocked()
+	x.closed = true
+	serr := x.closeSockets()
+	x.mu.Unlock()
 	x.wmu.Unlock()
 	x.rmu.Unlock()
 	x.wg.Wait()

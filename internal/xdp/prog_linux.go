@@ -92,7 +92,7 @@ func Attach(ifindex int) (p *Program, err error) {
 }
 
 // steer returns the program's instructions. Registers: R6 the context,
-// R2 the packet's start, R7 its protocol.
+// R2 the packet's start (R8 across a call), R7 its protocol.
 func steer(pairs, xsks int) asm.Instructions {
 	ne := binary.NativeEndian
 	ethIPv4 := int32(ne.Uint16([]byte{0x08, 0x00}))  // EtherType as loaded
@@ -113,6 +113,34 @@ func steer(pairs, xsks int) asm.Instructions {
 		asm.JNE.Imm(asm.R4, ethIPv4, pass),
 		asm.LoadMem(asm.R4, asm.R2, eth, asm.Byte),
 		asm.JNE.Imm(asm.R4, 0x45, pass), // IPv4 without options
+		// A total length the frame does not hold, or shorter than the
+		// header, or a bad checksum: ip_rcv drops it, and counts it.
+		asm.LoadMem(asm.R4, asm.R2, eth+2, asm.Half),
+		asm.HostTo(asm.BE, asm.R4, asm.Half),
+		asm.JLT.Imm(asm.R4, 20, pass),
+		asm.Mov.Reg(asm.R5, asm.R3),
+		asm.Sub.Reg(asm.R5, asm.R2),
+		asm.Sub.Imm(asm.R5, eth),
+		asm.JGT.Reg(asm.R4, asm.R5, pass),
+		asm.Mov.Reg(asm.R8, asm.R2),
+		asm.Mov.Imm(asm.R1, 0),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Reg(asm.R3, asm.R8),
+		asm.Add.Imm(asm.R3, eth),
+		asm.Mov.Imm(asm.R4, 20),
+		asm.Mov.Imm(asm.R5, 0),
+		asm.FnCsumDiff.Call(), // the one's complement sum of the header
+		asm.Mov.Reg32(asm.R0, asm.R0),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.RSh.Imm(asm.R1, 16),
+		asm.And.Imm(asm.R0, 0xffff),
+		asm.Add.Reg(asm.R0, asm.R1),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.RSh.Imm(asm.R1, 16),
+		asm.And.Imm(asm.R0, 0xffff),
+		asm.Add.Reg(asm.R0, asm.R1),
+		asm.JNE.Imm(asm.R0, 0xffff, pass),
+		asm.Mov.Reg(asm.R2, asm.R8),
 		asm.LoadMem(asm.R4, asm.R2, eth+6, asm.Half),
 		asm.And.Imm(asm.R4, fragMask),
 		asm.JNE.Imm(asm.R4, 0, pass), // a fragment

@@ -10,7 +10,8 @@ import (
 )
 
 // frame returns an Ethernet frame holding an IPv4 header from src to dst
-// of protocol proto, and 20 bytes of payload.
+// of protocol proto, and 20 bytes of payload; mod changes it before the
+// header's checksum is computed.
 func frame(src, dst string, proto uint8, mod func(f []byte)) []byte {
 	f := make([]byte, 14+20+20)
 	binary.BigEndian.PutUint16(f[12:], 0x0800)
@@ -26,6 +27,18 @@ func frame(src, dst string, proto uint8, mod func(f []byte)) []byte {
 	if mod != nil {
 		mod(f)
 	}
+	var sum uint32
+	for k := 0; k < 20; k += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[k:]))
+	}
+	sum = sum>>16 + sum&0xffff
+	sum += sum >> 16
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	return f
+}
+
+func badSum(f []byte) []byte {
+	f[14+10] ^= 0xff
 	return f
 }
 
@@ -77,6 +90,10 @@ func TestSteer(t *testing.T) {
 		{"options", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14] = 0x46 }), pass},
 		{"arp", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[12], f[13] = 0x08, 0x06 }), pass},
 		{"truncated", frame("198.18.0.2", "198.18.0.1", 94, nil)[:30], pass},
+		{"bad checksum", badSum(frame("198.18.0.2", "198.18.0.1", 94, nil)), pass},
+		{"total length past the frame", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 41 }), pass},
+		{"total length below the header", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 19 }), pass},
+		{"header only, padded", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 20 }), redirect},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

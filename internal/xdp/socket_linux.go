@@ -22,6 +22,9 @@ type Config struct {
 	// TxBudget is how many frames one sendto may send in copy mode
 	// (XDP_MAX_TX_SKB_BUDGET; the kernel's default is 32). Default 256.
 	TxBudget int
+	// RxOnly opens a socket that only receives: no sending socket, and
+	// a UMEM of RingSize frames, all receiving.
+	RxOnly bool
 }
 
 func (c *Config) withDefaults() Config {
@@ -85,13 +88,17 @@ func Open(ifindex, queue int, cfg *Config) (s *Socket, err error) {
 	if c.FrameSize < 2048 || c.FrameSize&(c.FrameSize-1) != 0 || c.RingSize < 2 || c.RingSize&(c.RingSize-1) != 0 {
 		return nil, fmt.Errorf("xdp: frame size %d and ring size %d must be powers of two (frames of 2048 or more)", c.FrameSize, c.RingSize)
 	}
-	s = &Socket{rxfd: -1, txfd: -1, frameSize: uint32(c.FrameSize)}
+	sk := &Socket{rxfd: -1, txfd: -1, frameSize: uint32(c.FrameSize)}
+	s = sk
 	defer func() {
 		if err != nil {
-			s.Close()
+			sk.Close()
 		}
 	}()
 	frames := 2 * c.RingSize
+	if c.RxOnly {
+		frames = c.RingSize
+	}
 	s.umem, err = unix.Mmap(-1, 0, frames*c.FrameSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_POPULATE)
 	if err != nil {
 		return nil, fmt.Errorf("xdp: UMEM: %w", err)
@@ -132,8 +139,8 @@ func Open(ifindex, queue int, cfg *Config) (s *Socket, err error) {
 	s.rx = newRing(word(rx, off.Rx.Producer), word(rx, off.Rx.Consumer), word(rx, off.Rx.Flags), size, false)
 	s.rxQ = unsafe.Slice((*unix.XDPDesc)(unsafe.Pointer(&rx[off.Rx.Desc])), size)
 
-	// The first half of the frames receive: all of them wait in the
-	// fill ring. The second half send.
+	// The first RingSize frames receive: all of them wait in the fill
+	// ring. The others send.
 	n := s.fill.reserve(size)
 	for k := uint32(0); k < n; k++ {
 		s.fillQ[(s.fill.own+k)&s.fill.mask] = uint64(k) * uint64(c.FrameSize)
@@ -146,6 +153,9 @@ func Open(ifindex, queue int, cfg *Config) (s *Socket, err error) {
 
 	if err := bind(s.rxfd, &unix.SockaddrXDP{Flags: unix.XDP_USE_NEED_WAKEUP, Ifindex: uint32(ifindex), QueueID: uint32(queue)}); err != nil {
 		return nil, err
+	}
+	if c.RxOnly {
+		return s, nil
 	}
 
 	if s.txfd, err = unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0); err != nil {
@@ -268,12 +278,12 @@ func (s *Socket) Receive(bufs [][]byte, sizes []int, offset, skip int) int {
 func (s *Socket) MaxFrame() int { return int(s.frameSize) }
 
 // Send queues the frame made of hdr followed by pkt; Flush sends what is
-// queued. It returns false, queuing nothing, when the frame is longer
-// than MaxFrame or no sending frame is free even after the kernel's
+// queued. It returns false, queuing nothing, on a socket opened RxOnly,
+// when the frame is longer than MaxFrame or no sending frame is free even after the kernel's
 // completed ones are taken back: call Flush, then try again. It does not
 // allocate.
 func (s *Socket) Send(hdr, pkt []byte) bool {
-	if len(hdr)+len(pkt) > int(s.frameSize) {
+	if len(hdr)+len(pkt) > int(s.frameSize) || s.txQ == nil {
 		return false
 	}
 	if len(s.txFree) == 0 {
@@ -316,6 +326,9 @@ const flushTries = 64
 // frames stay in the ring, and go out with a later Flush. It does not
 // allocate.
 func (s *Socket) Flush() error {
+	if s.txQ == nil {
+		return nil
+	}
 	if s.queued > 0 {
 		s.txCount.Add(uint64(s.queued))
 		s.tx.submit(s.queued)
@@ -360,7 +373,7 @@ func (s *Socket) Stats() Stats {
 	if getsockopt(s.rxfd, unix.XDP_STATISTICS, unsafe.Pointer(&k), unsafe.Sizeof(k)) == nil {
 		st.Dropped = k.Rx_dropped + k.Rx_ring_full
 	}
-	if getsockopt(s.txfd, unix.XDP_STATISTICS, unsafe.Pointer(&k), unsafe.Sizeof(k)) == nil {
+	if s.txfd >= 0 && getsockopt(s.txfd, unix.XDP_STATISTICS, unsafe.Pointer(&k), unsafe.Sizeof(k)) == nil {
 		st.TxInvalid = k.Tx_invalid_descs
 	}
 	return st
