@@ -518,3 +518,31 @@ func TestXDPPathMTU(t *testing.T) {
 		t.Errorf("ping over the path MTU without DF: %v\n%s", err, out)
 	}
 }
+
+// TestXDPSetLocal renumbers b's end of the tunnel: the steering follows
+// the new local address, and the packets keep taking AF_XDP.
+func TestXDPSetLocal(t *testing.T) {
+	ha, hb, ia, ib := xdpTunnel(t, vif.UnderlayXDP, 0)
+	if err := ha.Ping("198.51.100.1", 1); err != nil {
+		t.Fatal(err)
+	}
+	newB := netip.MustParseAddr("198.18.0.12")
+	hb.AddAddr(ib.Link().Slave, "198.18.0.12/24")
+	if err := hb.Do(func() error { return ib.SetLocal(newB) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := ia.RemovePeer(xdpB); err != nil {
+		t.Fatal(err)
+	}
+	if err := ia.SetPeer(vif.Peer{Addr: newB, Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := vif.XDPStatsOf(ib)
+	if err := ha.Ping("198.51.100.1", 3); err != nil {
+		t.Fatalf("ping after b was renumbered: %v", err)
+	}
+	after, _ := vif.XDPStatsOf(ib)
+	if after.RxXDP-before.RxXDP < 3 || after.RxRaw != before.RxRaw {
+		t.Errorf("b received %d through AF_XDP, %d raw after SetLocal; want 3, 0", after.RxXDP-before.RxXDP, after.RxRaw-before.RxRaw)
+	}
+}
