@@ -597,7 +597,7 @@ func (x *XDPUnderlay) refresh(dsts []netip.Addr) {
 	for _, dst := range dsts {
 		h := &hop{}
 		t.hops[key(dst.As4())] = h
-		h.why = x.nextHop(h, dst, local, src, up, neighs)
+		h.why = x.nextHop(h, dst, local, src, up, l.Attrs().MTU, neighs)
 		if h.xdp {
 			if o := old.hops[key(dst.As4())]; o != nil && !o.xdp {
 				x.log.Debug("peer's packets take AF_XDP", "peer", dst)
@@ -608,7 +608,7 @@ func (x *XDPUnderlay) refresh(dsts []netip.Addr) {
 
 // nextHop fills h in for dst and returns why its packets cannot take
 // AF_XDP, or "".
-func (x *XDPUnderlay) nextHop(h *hop, dst, local netip.Addr, src net.HardwareAddr, up bool, neighs []netlink.Neigh) string {
+func (x *XDPUnderlay) nextHop(h *hop, dst, local netip.Addr, src net.HardwareAddr, up bool, mtu int, neighs []netlink.Neigh) string {
 	if len(src) != 6 || !up {
 		return "slave down or without a MAC"
 	}
@@ -647,14 +647,16 @@ func (x *XDPUnderlay) nextHop(h *hop, dst, local netip.Addr, src net.HardwareAdd
 	if mac == nil {
 		return "next hop " + next.String() + " not resolved"
 	}
-	h.pmtu = r.MTU
+	// The kernel's path MTU; without a probe, the route's or the
+	// slave's.
+	h.pmtu = mtu
+	if r.MTU > 0 {
+		h.pmtu = min(r.MTU, mtu)
+	}
 	if x.pathMTU != nil {
 		if m, err := x.pathMTU(dst); err == nil {
 			h.pmtu = m
 		}
-	}
-	if h.pmtu == 0 {
-		h.pmtu = 1500
 	}
 	copy(h.hdr[0:6], mac)
 	copy(h.hdr[6:12], src)

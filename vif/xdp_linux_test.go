@@ -259,7 +259,7 @@ func TestXDPTunnel(t *testing.T) {
 	// 8 MB are some 6000 segments; what the kernel carried instead is the
 	// first packet, while the neighbour was unknown, and a nudge now and
 	// then to keep its entry fresh.
-	if sa.TxXDP < 5000 || sb.RxXDP < 5000 || sb.TxXDP < 100 || sa.RxXDP < 100 {
+	if sa.TxXDP < 5000 || sb.RxXDP < 5000 || sb.TxXDP < 20 || sa.RxXDP < 20 { // b sends ACKs, few with GRO
 		t.Errorf("too little through AF_XDP: a %+v, b %+v", sa, sb)
 	}
 	if sa.TxRaw > 10 || sb.TxRaw > 10 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -79,14 +80,23 @@ func Attach(ifindex int) (p *Program, err error) {
 	// The driver's path where there is one: veth's is faster than the
 	// generic one. A driver refusing it (an MTU too large for it, say)
 	// still has the generic path.
-	for _, flags := range []link.XDPAttachFlags{0, link.XDPGenericMode} {
+	// A program whose process just exited may linger a moment: EBUSY
+	// is believed after a second.
+	deadline := time.Now().Add(time.Second)
+	for k := 0; k < 2; {
+		flags := []link.XDPAttachFlags{0, link.XDPGenericMode}[k]
 		p.link, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: ifindex, Flags: flags})
-		if err == nil {
+		switch {
+		case err == nil:
 			return p, nil
-		}
-		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+		case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST):
+			if time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
 			return nil, fmt.Errorf("%w: %w", ErrOtherProgram, err)
 		}
+		k++
 	}
 	return nil, fmt.Errorf("xdp: attach to interface %d: %w", ifindex, err)
 }
