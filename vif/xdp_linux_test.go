@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +19,9 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
 	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/vif"
 	"github.com/vif-project/vif/vif/nstest"
@@ -544,5 +548,109 @@ func TestXDPSetLocal(t *testing.T) {
 	after, _ := vif.XDPStatsOf(ib)
 	if after.RxXDP-before.RxXDP < 3 || after.RxRaw != before.RxRaw {
 		t.Errorf("b received %d through AF_XDP, %d raw after SetLocal; want 3, 0", after.RxXDP-before.RxXDP, after.RxRaw-before.RxRaw)
+	}
+}
+
+// TestXDPOnTheWire looks at what the AF_XDP underlay puts on the wire
+// from the bridge of a segment (tcpdump on a slave does not see AF_XDP
+// traffic): IPIP frames between the slaves' MACs, the Ethernet header
+// built from the neighbour table.
+func TestXDPOnTheWire(t *testing.T) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("needs tcpdump")
+	}
+	n := nstest.New(t)
+	seg := n.Segment()
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf := seg.Attach(ha, "198.18.0.1/24")
+	bIf := seg.Attach(hb, "198.18.0.2/24")
+	ia := upIn(t, ha, vif.LinkConfig{Name: "vif0", Slave: aIf.Name(), Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, Peer: xdpB},
+		Routes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
+	ib := upIn(t, hb, vif.LinkConfig{Name: "vif0", Slave: bIf.Name(), Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, Peer: xdpA},
+		Routes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	if err := ha.Ping("198.51.100.1", 1); err != nil { // resolves the neighbours
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the next hops followed
+
+	file := t.TempDir() + "/wire.pcap"
+	cmd := exec.Command("ip", "netns", "exec", seg.Netns(), "tcpdump", "-i", "br0", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file, "ip proto 94")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	ready := make(chan struct{})
+	go func() {
+		buf := make([]byte, 512)
+		var seen []byte
+		for {
+			k, err := stderr.Read(buf)
+			seen = append(seen, buf[:k]...)
+			if bytes.Contains(seen, []byte("listening on")) {
+				close(ready)
+				io.Copy(io.Discard, stderr)
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("tcpdump on the segment did not start")
+	}
+	before, _ := vif.XDPStatsOf(ia)
+	if err := ha.Ping("198.51.100.1", 3); err != nil {
+		t.Fatalf("ping through the tunnel: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	after, _ := vif.XDPStatsOf(ia)
+	if after.TxXDP-before.TxXDP != 3 || after.RxXDP-before.RxXDP != 3 {
+		t.Errorf("a sent %d and received %d through AF_XDP, want 3 and 3", after.TxXDP-before.TxXDP, after.RxXDP-before.RxXDP)
+	}
+	_ = ib
+
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, back int
+	for {
+		data, _, err := r.ReadPacketData()
+		if err != nil {
+			break
+		}
+		p := gopacket.NewPacket(data, r.LinkType(), gopacket.Default)
+		eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if eth == nil || ip == nil {
+			continue
+		}
+		switch {
+		case bytes.Equal(eth.SrcMAC, aIf.MAC()) && bytes.Equal(eth.DstMAC, bIf.MAC()) && ip.SrcIP.Equal(xdpA.AsSlice()) && ip.DstIP.Equal(xdpB.AsSlice()):
+			out++
+		case bytes.Equal(eth.SrcMAC, bIf.MAC()) && bytes.Equal(eth.DstMAC, aIf.MAC()) && ip.SrcIP.Equal(xdpB.AsSlice()) && ip.DstIP.Equal(xdpA.AsSlice()):
+			back++
+		default:
+			t.Errorf("unexpected frame on the wire: %v", p)
+		}
+	}
+	if out != 3 || back != 3 {
+		t.Errorf("on the wire: %d IPIP frames a→b and %d b→a, want 3 and 3", out, back)
 	}
 }
