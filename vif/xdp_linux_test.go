@@ -654,3 +654,81 @@ func TestXDPOnTheWire(t *testing.T) {
 		t.Errorf("on the wire: %d IPIP frames a→b and %d b→a, want 3 and 3", out, back)
 	}
 }
+
+// TestXDPKilled kills a process with a vif on AF_XDP (SIGKILL: no Close)
+// and checks that the kernel took the program off the slave with the
+// process's descriptors: nothing is pinned, nothing stays attached.
+func TestXDPKilled(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf, _ := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
+	cmd := exec.Command("ip", "netns", "exec", ha.Netns(), os.Args[0], "-test.run=^TestXDPKilledHelper$")
+	cmd.Env = append(os.Environ(), "VIF_XDP_HELPER_SLAVE="+aIf.Name())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	up := make(chan bool, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		var seen []byte
+		for {
+			k, err := out.Read(buf)
+			seen = append(seen, buf[:k]...)
+			if bytes.Contains(seen, []byte("vif up on xdp\n")) {
+				up <- true
+				io.Copy(io.Discard, out)
+				return
+			}
+			if err != nil {
+				t.Logf("helper: %s", seen)
+				up <- false
+				return
+			}
+		}
+	}()
+	select {
+	case ok := <-up:
+		if !ok {
+			t.Fatal("the helper did not bring its vif up on AF_XDP")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the helper did not bring its vif up")
+	}
+	if got := ha.MustRun("ip", "-d", "link", "show", aIf.Name()); !strings.Contains(got, "prog/xdp") {
+		t.Fatalf("no XDP program on the slave while the vif runs:\n%s", got)
+	}
+	cmd.Process.Kill() // SIGKILL: no Close
+	cmd.Wait()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got := ha.MustRun("ip", "-d", "link", "show", aIf.Name())
+		if !strings.Contains(got, "xdp") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an XDP program is left on the slave after SIGKILL:\n%s", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestXDPKilledHelper is the process TestXDPKilled kills.
+func TestXDPKilledHelper(t *testing.T) {
+	slave := os.Getenv("VIF_XDP_HELPER_SLAVE")
+	if slave == "" {
+		t.Skip("run by TestXDPKilled")
+	}
+	ifc, err := vif.Up(&vif.LinkConfig{Name: "vif0", Slave: slave, Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, Peer: xdpB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ifc.Close()
+	os.Stdout.WriteString("vif up on xdp\n")
+	time.Sleep(time.Minute)
+}
