@@ -575,6 +575,28 @@ func TestXDPOnTheWire(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // the next hops followed
 
+	aMAC := aIf.MAC()
+	wireCheck(t, seg, ha, ia, aMAC, bIf.MAC())
+
+	// The slave's MAC changes: the frames follow it.
+	aMAC = net.HardwareAddr{0x02, 0x00, 0x5e, 0x00, 0x53, 0x01}
+	ha.MustRun("ip", "link", "set", "dev", aIf.Name(), "address", aMAC.String())
+	hb.MustRun("ip", "neigh", "replace", "198.18.0.1", "lladdr", aMAC.String(), "dev", bIf.Name())
+	// The kernel flushes the slave's neighbours with its MAC: the first
+	// packet goes through the kernel, which resolves b again.
+	if err := ha.Ping("198.51.100.1", 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	wireCheck(t, seg, ha, ia, aMAC, bIf.MAC())
+	_ = ib
+}
+
+// wireCheck pings through the tunnel from ha, whose vif is ia, and checks
+// on the segment's bridge that three echo requests went from aMAC to
+// bMAC in IPIP, and three replies back, all through AF_XDP.
+func wireCheck(t *testing.T, seg *nstest.Segment, ha *nstest.Host, ia *vif.Interface, aMAC, bMAC net.HardwareAddr) {
+	t.Helper()
 	file := t.TempDir() + "/wire.pcap"
 	cmd := exec.Command("ip", "netns", "exec", seg.Netns(), "tcpdump", "-i", "br0", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", file, "ip proto 94")
 	stderr, err := cmd.StderrPipe()
@@ -618,7 +640,6 @@ func TestXDPOnTheWire(t *testing.T) {
 	if after.TxXDP-before.TxXDP != 3 || after.RxXDP-before.RxXDP != 3 {
 		t.Errorf("a sent %d and received %d through AF_XDP, want 3 and 3", after.TxXDP-before.TxXDP, after.RxXDP-before.RxXDP)
 	}
-	_ = ib
 
 	f, err := os.Open(file)
 	if err != nil {
@@ -642,9 +663,9 @@ func TestXDPOnTheWire(t *testing.T) {
 			continue
 		}
 		switch {
-		case bytes.Equal(eth.SrcMAC, aIf.MAC()) && bytes.Equal(eth.DstMAC, bIf.MAC()) && ip.SrcIP.Equal(xdpA.AsSlice()) && ip.DstIP.Equal(xdpB.AsSlice()):
+		case bytes.Equal(eth.SrcMAC, aMAC) && bytes.Equal(eth.DstMAC, bMAC) && ip.SrcIP.Equal(xdpA.AsSlice()) && ip.DstIP.Equal(xdpB.AsSlice()):
 			out++
-		case bytes.Equal(eth.SrcMAC, bIf.MAC()) && bytes.Equal(eth.DstMAC, aIf.MAC()) && ip.SrcIP.Equal(xdpB.AsSlice()) && ip.DstIP.Equal(xdpA.AsSlice()):
+		case bytes.Equal(eth.SrcMAC, bMAC) && bytes.Equal(eth.DstMAC, aMAC) && ip.SrcIP.Equal(xdpB.AsSlice()) && ip.DstIP.Equal(xdpA.AsSlice()):
 			back++
 		default:
 			t.Errorf("unexpected frame on the wire: %v", p)
