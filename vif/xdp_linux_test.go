@@ -442,6 +442,20 @@ func TestXDPFallback(t *testing.T) {
 		}
 	})
 
+	t.Run("peer behind another interface", func(t *testing.T) {
+		n := nstest.New(t)
+		ha, hb, hc := n.Host("a"), n.Host("b"), n.Host("c")
+		aIf, _ := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
+		n.Link(ha, hc, "198.18.2.1/24", "198.18.2.2/24")
+		other := netip.MustParseAddr("198.18.2.2")
+		ifc := upIn(t, ha, vif.LinkConfig{Name: "vif0", Slave: aIf.Name(), Underlay: vif.UnderlayXDP,
+			Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, Peer: other},
+			Routes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
+		if why := vif.XDPHopOf(ifc, other.As4()); why != "peer is reached through another interface" {
+			t.Errorf("next hop: %q, want the peer is reached through another interface", why)
+		}
+	})
+
 	t.Run("fragments", func(t *testing.T) {
 		ha, _, ia, ib := xdpTunnel(t, vif.UnderlayAuto, 3000)
 		ha.MustRun("ping", "-c", "1", "-W", "2", "198.51.100.1") // resolves the next hops
