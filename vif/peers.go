@@ -267,6 +267,7 @@ func (i *Interface) SetPeer(p Peer) error {
 	}
 	i.peersMu.Lock()
 	defer i.peersMu.Unlock()
+	defer i.followPeers()
 	i.localMu.Lock()
 	local := i.bound
 	i.localMu.Unlock()
@@ -310,7 +311,6 @@ func (i *Interface) SetPeer(p Peer) error {
 	}
 	nt := t.with(p, int(i.devMTU.Load()))
 	i.peers.Store(nt)
-	i.followPeers(nt)
 	if old == nil {
 		i.probePathMTU(nt.byAddr(k))
 	}
@@ -326,6 +326,7 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 	}
 	i.peersMu.Lock()
 	defer i.peersMu.Unlock()
+	defer i.followPeers()
 	t := i.peers.Load()
 	old := t.byAddr(inet.Key(addr.As4()))
 	if !addr.Is4() || old == nil {
@@ -338,7 +339,6 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 		}
 	}
 	i.peers.Store(t.without(old))
-	i.followPeers(i.peers.Load())
 	return nil
 }
 
