@@ -267,6 +267,7 @@ func (i *Interface) SetPeer(p Peer) error {
 	}
 	i.peersMu.Lock()
 	defer i.peersMu.Unlock()
+	defer i.followPeers()
 	i.localMu.Lock()
 	local := i.bound
 	i.localMu.Unlock()
@@ -325,6 +326,7 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 	}
 	i.peersMu.Lock()
 	defer i.peersMu.Unlock()
+	defer i.followPeers()
 	t := i.peers.Load()
 	old := t.byAddr(inet.Key(addr.As4()))
 	if !addr.Is4() || old == nil {
