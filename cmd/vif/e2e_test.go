@@ -108,6 +108,8 @@ func TestTunnelBetweenNamespaces(t *testing.T) {
 		proto := strconv.Itoa(int(path.proto))
 		t.Run(path.name, func(t *testing.T) {
 			tp := newTunnelPair(t, proto, path.args...)
+			path.check(t, tp.a)
+			path.check(t, tp.b)
 			capture := tp.bIf.Capture("")
 
 			if err := tp.a.Ping(tp.addrB, 3); err != nil {

@@ -66,20 +66,33 @@ type attackOpts struct {
 // arguments of vif up that choose the underlay or the kernel offload.
 // Every rule must hold on each; the hostile tests run against them.
 type packetPath struct {
-	name  string
-	proto uint8
-	args  []string
+	name     string
+	proto    uint8
+	args     []string
+	underlay string // what vif show must say carries it
+	offload  bool
 }
 
-// allPaths are both protocols on the default underlay, the raw underlay,
+// check fails t unless vif0 on h runs on p: a silent fallback would test
+// another path than the one named.
+func (p packetPath) check(t *testing.T, h *nstest.Host) {
+	t.Helper()
+	st := vifStatus(t, h, "vif0")
+	if st.Underlay.Kind != p.underlay || st.Offload != p.offload {
+		t.Errorf("vif0 on %v runs on underlay %q (fallback: %q), offload %v; %s wants %q, offload %v",
+			h, st.Underlay.Kind, st.Underlay.Fallback, st.Offload, p.name, p.underlay, p.offload)
+	}
+}
+
+// allPaths are both protocols on the default underlay (AF_XDP), the raw underlay,
 // and the kernel offload (both ends: between namespaces of one host, a
 // receiving raw socket cannot finish the checksums the offload leaves).
 var allPaths = []packetPath{
-	{"proto94", craft.ProtoIPIP, nil},
-	{"proto4", craft.ProtoIPinIP, nil},
-	{"proto94-raw", craft.ProtoIPIP, []string{"--underlay", "raw"}},
-	{"proto94-offload", craft.ProtoIPIP, []string{"--offload"}},
-	{"proto4-offload", craft.ProtoIPinIP, []string{"--offload"}},
+	{"proto94", craft.ProtoIPIP, nil, "xdp", false},
+	{"proto4", craft.ProtoIPinIP, nil, "xdp", false},
+	{"proto94-raw", craft.ProtoIPIP, []string{"--underlay", "raw"}, "raw", false},
+	{"proto94-offload", craft.ProtoIPIP, []string{"--offload"}, "raw", true},
+	{"proto4-offload", craft.ProtoIPinIP, []string{"--offload"}, "raw", true},
 }
 
 // underlayPaths are protocol 94 on each path.
@@ -335,6 +348,8 @@ func TestHostileNotPeer(t *testing.T) {
 	forPaths(t, allPaths, func(t *testing.T, path packetPath) {
 		proto := path.proto
 		an := newAttackNet(t, attackOpts{proto: proto, extra: path.args})
+		path.check(t, an.a)
+		path.check(t, an.b)
 		before := vifStatus(t, an.a, "vif0")
 		caps := an.captureAll(t)
 
