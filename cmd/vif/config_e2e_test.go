@@ -212,7 +212,7 @@ allowed-ips = [%s]
 
 // unitCommands returns the commands of the unit file's Exec lines, by
 // setting (ExecStart, ...), with vif and the configuration file replaced
-// by the test's.
+// by the test's, and its CapabilityBoundingSet.
 func unitCommands(t *testing.T, unit, config string) map[string][]string {
 	t.Helper()
 	f, err := os.Open(filepath.Join("systemd", unit))
@@ -224,6 +224,9 @@ func unitCommands(t *testing.T, unit, config string) map[string][]string {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), "=")
+		if k == "CapabilityBoundingSet" {
+			cmds[k] = strings.Fields(v)
+		}
 		if !ok || !strings.HasPrefix(k, "Exec") {
 			continue
 		}
@@ -295,7 +298,11 @@ func TestSystemdUnitCommands(t *testing.T) {
 	}
 	sock, msgs := notifyListener(t)
 	start := cmds["ExecStart"]
-	args := append([]string{"NOTIFY_SOCKET=" + sock, "setpriv", "--no-new-privs", "--bounding-set", "-all,+net_admin,+net_raw"}, start...)
+	bounding := "-all"
+	for _, c := range cmds["CapabilityBoundingSet"] {
+		bounding += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+	}
+	args := append([]string{"NOTIFY_SOCKET=" + sock, "setpriv", "--no-new-privs", "--bounding-set", bounding}, start...)
 	p := s.a.Start("env", args...)
 	ready := waitNotify(t, msgs, "READY=1")
 	if !strings.Contains(ready, "STATUS=serving 2 vif(s): vif0 vif1") {
