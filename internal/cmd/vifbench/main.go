@@ -40,9 +40,11 @@
 //	go run -exec sudo ./internal/cmd/vifbench -markdown -rounds 5
 //	go run -exec sudo ./internal/cmd/vifbench -vif ./vif-new -compare ./vif-old
 //
-// -underlays xdp,raw measures the -vif binary once with each underlay
-// (vif up --underlay), each in its own namespace pair, in the same
-// rotation: the columns vif-xdp and vif-raw.
+// -underlays xdp,raw,offload,offload/4 measures the -vif binary on each
+// path — an underlay (vif up --underlay) or the kernel offload (vif up
+// --offload), /4 or /94 overriding -proto — each in its own namespace
+// pair, in the same rotation: the columns vif-xdp, vif-raw, vif-offload
+// and vif-offload-4.
 //
 // -hold sets the testbed up and waits for SIGINT, for perf, tcpdump or a
 // manual iperf3. -cpuprofile DIR has the vifs write CPU profiles
@@ -92,7 +94,7 @@ func main() {
 	var tests, compare, underlays string
 	flag.StringVar(&o.vifBin, "vif", "", "path of the vif binary (default: go build ./cmd/vif into a temporary directory)")
 	flag.StringVar(&compare, "compare", "", "comma-separated paths of other vif binaries to measure too (e.g. a build of the previous commit), each in its own namespace pair, alternating with the others")
-	flag.StringVar(&underlays, "underlays", "", "comma-separated underlays to measure the -vif binary with, each in its own namespace pair (vif up --underlay): xdp, raw (default: the binary's own choice)")
+	flag.StringVar(&underlays, "underlays", "", "comma-separated paths to measure the -vif binary on, each in its own namespace pair: xdp, raw (vif up --underlay), offload (vif up --offload), each with /4 or /94 to override -proto, such as offload/4 (default: the binary's own choice)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each measurement on each path")
 	flag.DurationVar(&o.dur, "time", 5*time.Second, "duration of each iperf3 measurement")
 	flag.IntVar(&o.streams, "streams", 4, "parallel streams of the multi-stream TCP test")
@@ -120,8 +122,9 @@ func main() {
 		o.underlays = strings.Split(underlays, ",")
 	}
 	for _, u := range o.underlays {
-		if u != "xdp" && u != "raw" {
-			fmt.Fprintf(os.Stderr, "vifbench: unknown underlay %q: use xdp or raw\n", u)
+		name, proto, _ := strings.Cut(u, "/")
+		if name != "xdp" && name != "raw" && name != "offload" || proto != "" && proto != "94" && proto != "4" {
+			fmt.Fprintf(os.Stderr, "vifbench: unknown path %q: use xdp, raw or offload, with /4 or /94 for the protocol\n", u)
 			os.Exit(2)
 		}
 	}
@@ -157,6 +160,7 @@ type variant struct {
 	bin   string
 	args  []string
 	label string
+	proto string // the outer protocol; "" for -proto
 }
 
 // variants lists what o measures besides veth: the -vif binary with each
@@ -164,7 +168,15 @@ type variant struct {
 func variants(o *options) []variant {
 	var vs []variant
 	for _, u := range o.underlays {
-		vs = append(vs, variant{o.vifBin, []string{"--underlay", u}, "vif-" + u})
+		name, proto, _ := strings.Cut(u, "/")
+		v := variant{bin: o.vifBin, args: []string{"--underlay", name}, label: "vif-" + name, proto: proto}
+		if name == "offload" {
+			v.args = []string{"--offload"}
+		}
+		if proto != "" {
+			v.label += "-" + proto
+		}
+		vs = append(vs, v)
 	}
 	if len(vs) == 0 {
 		vs = append(vs, variant{bin: o.vifBin, label: "vif"})

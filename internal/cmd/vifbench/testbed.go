@@ -41,7 +41,10 @@ type proc struct {
 // error, must be closed.
 func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
 	tb := &testbed{p: nstest.NewProgram(os.Stderr), label: v.label}
-	bin, tag := v.bin, v.label
+	bin, tag, proto := v.bin, v.label, v.proto
+	if proto == "" {
+		proto = o.proto
+	}
 	err := tb.p.Run(func() {
 		n := nstest.NewNamed(tb.p, "vb-")
 		tb.a, tb.b = n.Host("a"), n.Host("b")
@@ -71,7 +74,7 @@ func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
 			}
 			// env execs the vif: the process is the vif's.
 			args := append(e, bin, "up", "vif0", s.addr, "--slave", "eth0", "--peer", s.peer,
-				"--route", s.route, "--proto", o.proto, "--foreground", "--no-arp-proxy")
+				"--route", s.route, "--proto", proto, "--foreground", "--no-arp-proxy")
 			args = append(args, v.args...)
 			p := &proc{Proc: s.h.Start("env", args...), name: tag + "-" + s.name}
 			tb.vifs = append(tb.vifs, p)
