@@ -131,7 +131,7 @@ func ParsePrefix(what, s string) (netip.Prefix, error) {
 
 func (x prefix) MarshalText() ([]byte, error) { return netip.Prefix(x).MarshalText() }
 
-// unicast is an underlay address: a unicast IPv4 address.
+// unicast is an underlay address: a unicast IPv4 or IPv6 address.
 type unicast netip.Addr
 
 func (u *unicast) UnmarshalText(b []byte) error {
@@ -141,11 +141,12 @@ func (u *unicast) UnmarshalText(b []byte) error {
 }
 
 // ParseUnderlay parses an underlay address (a peer, the local address):
-// a unicast IPv4 address; errors name it as what ("--peer").
+// a unicast IPv4 or IPv6 address (a tunnel over IPv6, RFC 2473), not
+// IPv4-mapped, link-local nor zoned; errors name it as what ("--peer").
 func ParseUnderlay(what, s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return netip.Addr{}, fmt.Errorf("bad %s %q: give an IPv4 address such as 198.18.0.2", what, s)
+	if err != nil || a.Is4In6() || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("bad %s %q: give an IPv4 or IPv6 address such as 198.18.0.2 or 2001:db8:ffff::2", what, s)
 	}
 	if !vif.IsHostAddr(a) {
 		return netip.Addr{}, fmt.Errorf("bad %s %q: it must be a unicast address", what, s)
