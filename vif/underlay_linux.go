@@ -287,9 +287,11 @@ func bindSocket(fd, slave int, local netip.Addr) error {
 			return fmt.Errorf("bind to interface %d: %w", slave, err)
 		}
 	}
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Addr: local.As4()}
+	var sa unix.Sockaddr
 	if local.Is6() {
 		sa = &unix.SockaddrInet6{Addr: local.As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Addr: local.As4()}
 	}
 	if err := unix.Bind(fd, sa); err != nil {
 		if errors.Is(err, unix.EADDRNOTAVAIL) {
