@@ -235,3 +235,47 @@ func udpPacket(t *testing.T, src, dst netip.Addr) []byte {
 	}
 	return buf.Bytes()
 }
+
+// TestPathMTUDiscoveryOverIPv6 puts a router with a 1280-byte link between
+// the tunnel's ends (the vifs keep 1460): the router's Packet Too Big
+// about a's outer packets reaches a's relay, which adopts the path MTU
+// (1280, tunnel MTU 1240) and tells the inner sender: Packet Too Big with
+// 1280 for IPv6 (never less, RFC 2473 section 7.1), fragmentation needed
+// with 1240 for IPv4. IPv6 packets of up to 1280 bytes then cross in outer
+// IPv6 fragments, which b's kernel reassembles, and TCP completes.
+func TestPathMTUDiscoveryOverIPv6(t *testing.T) {
+	n := nstest.New(t)
+	a, r, b := n.Host("a", nstest.WithIPv6()), n.Host("r", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
+	aIf, _ := n.Link(a, r, "2001:db8:ffff:10::1/64", "2001:db8:ffff:10::fe/64")
+	bIf, _ := n.Link(b, r, "2001:db8:ffff:11::2/64", "2001:db8:ffff:11::fe/64", nstest.WithMTU(1280))
+	r.Sysctl("net.ipv6.conf.all.forwarding", "1")
+	a.AddRoute("2001:db8:ffff:11::/64", "via", "2001:db8:ffff:10::fe")
+	b.AddRoute("2001:db8:ffff:10::/64", "via", "2001:db8:ffff:11::fe")
+	startVif(t, a, "vif0", "192.0.2.1", "2001:db8:a::1", "--slave", aIf.Name(),
+		"--peer", "2001:db8:ffff:11::2=198.51.100.0/24,2001:db8:b::/64", "--no-arp-proxy")
+	// b's slave has MTU 1280: its vif keeps 1460 too (an IPv6 device
+	// needs 1280 at least), carrying larger packets in outer fragments.
+	startVif(t, b, "vif0", "198.51.100.1", "2001:db8:b::1", "--slave", bIf.Name(),
+		"--peer", "2001:db8:ffff:10::1=192.0.2.0/24,2001:db8:a::/64", "--no-arp-proxy", "--mtu", "1460", "--outer-fragments")
+	if !pingOnce6(a, "2001:db8:b::1", 3*time.Second) {
+		t.Fatal("the tunnel does not work")
+	}
+
+	out, _ := a.Run("ping", "-6", "-n", "-c", "3", "-i", "0.3", "-W", "2", "-s", "1400", "2001:db8:b::1")
+	if !strings.Contains(out, "mtu=1280") && !strings.Contains(out, "mtu: 1280") {
+		t.Errorf("ping -6 over the path: want a Packet Too Big with mtu 1280, got:\n%s", out)
+	}
+	// 1232 + 48 = 1280 bytes: more than the tunnel MTU, never refused.
+	if out, err := a.Run("ping", "-6", "-n", "-c", "2", "-W", "2", "-M", "do", "-s", "1232", "2001:db8:b::1"); err != nil {
+		t.Errorf("a 1280-byte IPv6 packet through the 1240-byte tunnel: %v\n%s", err, out)
+	}
+	out, _ = a.Run("ping", "-n", "-c", "2", "-i", "0.3", "-W", "2", "-M", "do", "-s", "1400", "198.51.100.1")
+	if !strings.Contains(out, "mtu = 1240") {
+		t.Errorf("ping -M do over the path: want fragmentation needed with mtu 1240, got:\n%s", out)
+	}
+	echoTCP6(t, a, b, "2001:db8:b::1", 2<<20)
+	echoTCP(t, a, b, "198.51.100.1", 2<<20)
+	if st := vifStatus(t, a, "vif0"); st.Counters.ICMPSent == 0 || st.Counters.FragmentedPackets == 0 {
+		t.Errorf("a's counters %+v: want ICMP sent and outer fragments", st.Counters)
+	}
+}
