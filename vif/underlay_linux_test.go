@@ -109,6 +109,71 @@ func BenchmarkRawUnderlay(b *testing.B) {
 	}
 }
 
+// BenchmarkRawUnderlayIPv6 is BenchmarkRawUnderlay over an IPv6 underlay
+// (6in6): the kernel's raw IPv6 path, and the header Read rebuilds.
+func BenchmarkRawUnderlayIPv6(b *testing.B) {
+	for _, size := range []int{64, 1400} {
+		b.Run(map[int]string{64: "size=64", 1400: "size=1400"}[size], func(b *testing.B) {
+			ua, ub, _ := underlayHosts6(b)
+			la, lb := netip.MustParseAddr("2001:db8:ffff:1::1"), netip.MustParseAddr("2001:db8:ffff:1::2")
+			e := &ipip.Encapsulator{Src: la, Dst: lb}
+			var pkts, rbufs [][]byte
+			for range 64 {
+				inner := benchUDP6(b, own6, hostB6, size)
+				buf := make([]byte, vif.Headroom+len(inner))
+				copy(buf[vif.Headroom:], inner)
+				if _, err := e.EncapIPv6(buf, vif.Headroom); err != nil {
+					b.Fatal(err)
+				}
+				pkts = append(pkts, buf)
+				rbufs = append(rbufs, make([]byte, vif.Headroom+2048))
+			}
+			sizes := make([]int, len(pkts))
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for done := 0; done < b.N; done += len(pkts) {
+				n := min(len(pkts), b.N-done)
+				if k, err := ua.Write(pkts[:n], vif.Headroom-ipip.IPv6HeaderLen); err != nil || k != n {
+					b.Fatalf("Write = %d, %v", k, err)
+				}
+				for got := 0; got < n; {
+					k, err := ub.Read(rbufs[got:n], sizes[got:n], vif.Headroom)
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += k
+				}
+			}
+		})
+	}
+}
+
+// underlayHosts6 opens the raw-socket underlays of two hosts joined by a
+// veth with IPv6 addresses (2001:db8:ffff:1::1 in a, ::2 in b).
+func underlayHosts6(tb testing.TB) (a, b *vif.RawUnderlay, hb *nstest.Host) {
+	tb.Helper()
+	n := nstest.New(tb)
+	ha, hb := n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
+	aIf, bIf := n.Link(ha, hb, "2001:db8:ffff:1::1/64", "2001:db8:ffff:1::2/64")
+	open := func(h *nstest.Host, slave, local string) *vif.RawUnderlay {
+		var u *vif.RawUnderlay
+		if err := h.Do(func() (err error) {
+			u, err = vif.ListenUnderlay(slave, ipip.ProtoIPinIP, netip.MustParseAddr(local))
+			return err
+		}); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { u.Close() })
+		return u
+	}
+	a, b = open(ha, aIf.Name(), "2001:db8:ffff:1::1"), open(hb, bIf.Name(), "2001:db8:ffff:1::2")
+	if out, err := ha.Run("ping", "-6", "-c", "1", "-W", "2", "2001:db8:ffff:1::2"); err != nil {
+		tb.Fatalf("%v\n%s", err, out)
+	}
+	return a, b, hb
+}
+
 // TestRawUnderlay6in4 checks that one Read receives both the tunnel's
 // protocol and 6in4 (protocol 41), and that SetLocal keeps both.
 func TestRawUnderlay6in4(t *testing.T) {
