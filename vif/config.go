@@ -360,6 +360,30 @@ func edgeOf(p netip.Prefix) string {
 	return ""
 }
 
+// DefaultMTU returns the MTU Resolve gives c's vif over a slave of MTU
+// slaveMTU: the slave's less the outer header, 20 bytes or over an IPv6
+// underlay 40 (RFC 2473 section 6.7), at most MaxMTU; but 1280 at least
+// for a tunnel that carries IPv6 (an IPv6 address, route or peer prefix),
+// which offers IPv6 its minimum MTU whatever the path, in outer fragments
+// (RFC 2473 section 7.1, RFC 4213 section 3.2); the kernel turns IPv6
+// off on a smaller device.
+func (c *LinkConfig) DefaultMTU(slaveMTU int) int {
+	outer := ipip.IPv4MinLen
+	if c.underlay6() {
+		outer = ipip.IPv6HeaderLen
+	}
+	m := min(slaveMTU-outer, MaxMTU) // loopback's 65536 leaves no room
+	if m >= ipip.IPv6MinMTU || !c.HasTunnel() {
+		return m
+	}
+	six := func(p netip.Prefix) bool { return p.Addr().Is6() }
+	if slices.ContainsFunc(c.Addrs, six) || slices.ContainsFunc(c.Routes, six) ||
+		slices.ContainsFunc(c.peers(), func(p Peer) bool { return slices.ContainsFunc(p.Prefixes, six) }) {
+		return ipip.IPv6MinMTU
+	}
+	return m
+}
+
 // clone returns a copy of c that shares no slice with it.
 func (c LinkConfig) clone() LinkConfig {
 	c.Addrs = slices.Clone(c.Addrs)

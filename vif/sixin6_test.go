@@ -385,3 +385,27 @@ func newPair(t *testing.T, a, b *vif.Config) (*rig, *rig) {
 	}
 	return ra, rb
 }
+
+// The default MTU is the slave's less 20 bytes over IPv4 and 40 over IPv6,
+// but 1280 at least for a tunnel that carries IPv6.
+func TestDefaultMTU(t *testing.T) {
+	six := []vif.Peer{{Addr: peer6B, Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:b::/64")}}}
+	four := []vif.Peer{{Addr: peer6B, Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}}
+	for _, tt := range []struct {
+		name  string
+		c     vif.LinkConfig
+		slave int
+		want  int
+	}{
+		{"no tunnel", vif.LinkConfig{Config: vif.Config{Addrs: hosts(addrA)}}, 1500, 1480},
+		{"over IPv4", vif.LinkConfig{Config: vif.Config{Addrs: hosts(addrA), Local: localA, Peer: localB}}, 1500, 1480},
+		{"over IPv6", vif.LinkConfig{Config: vif.Config{Addrs: hosts(addrA), Local: local6A, Peers: four}}, 1500, 1460},
+		{"IPv4 over a small IPv6 path", vif.LinkConfig{Config: vif.Config{Addrs: hosts(addrA), Local: local6A, Peers: four}}, 1280, 1240},
+		{"IPv6 over a small IPv6 path", vif.LinkConfig{Config: vif.Config{Addrs: hosts(addrA), Local: local6A, Peers: six}}, 1280, 1280},
+		{"6in4 over a small IPv4 path", vif.LinkConfig{Config: vif.Config{Addrs: hosts(addrA, own6), Local: localA, Peer: localB}}, 1290, 1280},
+	} {
+		if got := tt.c.DefaultMTU(tt.slave); got != tt.want {
+			t.Errorf("%s: DefaultMTU(%d) = %d, want %d", tt.name, tt.slave, got, tt.want)
+		}
+	}
+}

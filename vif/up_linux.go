@@ -15,7 +15,6 @@ import (
 
 	"github.com/vif-project/vif/arpproxy"
 	"github.com/vif-project/vif/internal/logattr"
-	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/ndpproxy"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -69,11 +68,7 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		slaveMTU = slave.Attrs().MTU
 	}
 	if c.MTU == 0 {
-		outer := ipip.IPv4MinLen
-		if c.underlay6() {
-			outer = ipip.IPv6HeaderLen // RFC 2473 section 6.7
-		}
-		c.MTU = min(slaveMTU-outer, MaxMTU) // loopback's 65536 leaves no room
+		c.MTU = c.DefaultMTU(slaveMTU)
 	}
 	if c.MTU < MinMTU || c.MTU > MaxMTU {
 		return c, fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, c.MTU, MinMTU, MaxMTU)

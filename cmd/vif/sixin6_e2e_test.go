@@ -237,7 +237,9 @@ func udpPacket(t *testing.T, src, dst netip.Addr) []byte {
 }
 
 // TestPathMTUDiscoveryOverIPv6 puts a router with a 1280-byte link between
-// the tunnel's ends (the vifs keep 1460): the router's Packet Too Big
+// the tunnel's ends (a's vif has 1460, b's 1280 though its slave carries
+// 1240 inside a tunnel: a tunnel carrying IPv6 never offers less than
+// 1280, RFC 2473 section 7.1): the router's Packet Too Big
 // about a's outer packets reaches a's relay, which adopts the path MTU
 // (1280, tunnel MTU 1240) and tells the inner sender: Packet Too Big with
 // 1280 for IPv6 (never less, RFC 2473 section 7.1), fragmentation needed
@@ -253,10 +255,11 @@ func TestPathMTUDiscoveryOverIPv6(t *testing.T) {
 	b.AddRoute("2001:db8:ffff:10::/64", "via", "2001:db8:ffff:11::fe")
 	startVif(t, a, "vif0", "192.0.2.1", "2001:db8:a::1", "--slave", aIf.Name(),
 		"--peer", "2001:db8:ffff:11::2=198.51.100.0/24,2001:db8:b::/64", "--no-arp-proxy")
-	// b's slave has MTU 1280: its vif keeps 1460 too (an IPv6 device
-	// needs 1280 at least), carrying larger packets in outer fragments.
 	startVif(t, b, "vif0", "198.51.100.1", "2001:db8:b::1", "--slave", bIf.Name(),
-		"--peer", "2001:db8:ffff:10::1=192.0.2.0/24,2001:db8:a::/64", "--no-arp-proxy", "--mtu", "1460", "--outer-fragments")
+		"--peer", "2001:db8:ffff:10::1=192.0.2.0/24,2001:db8:a::/64", "--no-arp-proxy")
+	if st := vifStatus(t, b, "vif0"); st.MTU != 1280 {
+		t.Errorf("b's vif over a 1280-byte slave has MTU %d, want 1280", st.MTU)
+	}
 	if !pingOnce6(a, "2001:db8:b::1", 3*time.Second) {
 		t.Fatal("the tunnel does not work")
 	}

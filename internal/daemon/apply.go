@@ -245,10 +245,11 @@ func (d *Daemon) change(e *entry, cur, want Spec, probe bool, note func(string, 
 }
 
 // defaultMTU is the MTU vif up gives a vif without --mtu: its slave's
-// MTU minus the outer header (vif.LinkConfig.Resolve).
+// MTU minus the outer header (vif.LinkConfig.DefaultMTU).
 func (d *Daemon) defaultMTU(e *entry) int {
 	if m := d.ifMTU(e.slaveIndex); m > 0 {
-		return min(m-outerLen(e.ifc.Link().Local), vif.MaxMTU)
+		l := e.ifc.Link()
+		return l.DefaultMTU(m)
 	}
 	return 1480
 }
