@@ -282,3 +282,39 @@ func TestPathMTUDiscoveryOverIPv6(t *testing.T) {
 		t.Errorf("a's counters %+v: want ICMP sent and outer fragments", st.Counters)
 	}
 }
+
+// The slave is renumbered: the tunnel over IPv6, whose local address vif
+// chose, moves to the slave's new global IPv6 address (not its link-local
+// one), and carries traffic from there once the peer knows it.
+func TestSlaveRenumberedOverIPv6(t *testing.T) {
+	a, b, aIf, bIf := over6Pair(t)
+	if !pingOnce6(a, "2001:db8:b::1", 3*time.Second) {
+		t.Fatal("the tunnel does not work before renumbering")
+	}
+	renumbered := netip.MustParseAddr("2001:db8:ffff:1::11")
+	a.AddAddr(aIf.Name(), renumbered.String()+"/64")
+	a.IP("addr", "del", under6A.String()+"/64", "dev", aIf.Name())
+	if _, ok := waitFor(5*time.Second, func() bool {
+		st := vifStatus(t, a, "vif0")
+		return st.Local == renumbered && !st.LocalMissing
+	}); !ok {
+		st := vifStatus(t, a, "vif0")
+		t.Fatalf("after renumbering: local %v, local_missing %v; want %v", st.Local, st.LocalMissing, renumbered)
+	}
+	vifCmd(t, b, "set", "vif0", "peer", under6A.String(), "remove")
+	vifCmd(t, b, "set", "vif0", "peer", renumbered.String(), "allowed-ips", "192.0.2.0/24,2001:db8:a::/64")
+	wire := bIf.Capture("ip6")
+	if !pingOnce6(a, "2001:db8:b::1", 3*time.Second) || a.Ping("198.51.100.1", 2) != nil {
+		t.Fatal("the tunnel does not work after renumbering")
+	}
+	from := 0
+	for _, p := range wire.Stop() {
+		if ip, ok := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6); ok && ip.SrcIP.Equal(renumbered.AsSlice()) &&
+			(ip.NextHeader == layers.IPProtocolIPv4 || ip.NextHeader == layers.IPProtocolIPv6) {
+			from++
+		}
+	}
+	if from == 0 {
+		t.Error("no tunnel packets from the new address on the wire")
+	}
+}
