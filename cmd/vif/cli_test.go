@@ -35,6 +35,9 @@ func TestParseUp(t *testing.T) {
 		{"peer with prefixes, flags between", "vif0 --peer 198.18.0.2=198.51.100.0/24,203.0.113.2/32 192.0.2.1 -v --peer 198.18.0.3", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")},
 			Peer: addr("198.18.0.3"), Peers: []vif.Peer{{Addr: addr("198.18.0.2"), Prefixes: []netip.Prefix{pfx("198.51.100.0/24"), pfx("203.0.113.2/32")}}}}, Publish: true}, false},
 		{"-- ends the flags", "vif0 192.0.2.1 --foreground -- 192.0.2.2", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32"), pfx("192.0.2.2/32")}}, Publish: true}, true},
+		{"over IPv6", "vif0 192.0.2.1 --peer 2001:db8:ffff::2=198.51.100.0/24,2001:db8:b::/64 --local 2001:db8:ffff::1 --proto 4",
+			vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Local: addr("2001:db8:ffff::1"), Protocol: 4,
+				Peers: []vif.Peer{{Addr: addr("2001:db8:ffff::2"), Prefixes: []netip.Prefix{pfx("198.51.100.0/24"), pfx("2001:db8:b::/64")}}}}, Publish: true}, false},
 		{"flag=value", "vif0 192.0.2.1 --proto=ipip --mtu=9000", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Protocol: 94}, MTU: 9000, Publish: true}, false},
 	}
 	for _, tt := range tests {
@@ -76,6 +79,11 @@ func TestParseUpErrors(t *testing.T) {
 		{"vif0 192.0.2.1 --peer nowhere", "bad --peer \"nowhere\""},
 		{"vif0 192.0.2.1 --peer 224.1.1.1", "bad --peer"},
 		{"vif0 192.0.2.1 --local ::1", "bad --local"},
+		{"vif0 192.0.2.1 --local fe80::1", "bad --local"},
+		{"vif0 192.0.2.1 --peer ::ffff:198.18.0.2", "bad --peer"},
+		{"vif0 192.0.2.1 --peer 2001:db8:ffff::2%eth0", "bad --peer"},
+		{"vif0 192.0.2.1 --peer 2001:db8:ffff::2 --proto 94", "use --proto 4"},
+		{"vif0 192.0.2.1 --local 2001:db8:ffff::1 --proto ipip", "use --proto 4"},
 		{"vif0 192.0.2.1 --route 198.51.100.7/24", "host bits are set; did you mean 198.51.100.0/24?"},
 		{"vif0 192.0.2.1 --route 198.51.100.0", "bad --route"},
 		{"vif0 192.0.2.1 --frobnicate", `unknown flag --frobnicate for "vif up" (see "vif up --help")`},

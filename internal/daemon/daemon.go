@@ -400,7 +400,7 @@ func (d *Daemon) bringUp(s Spec, probe bool) (VifStatus, error) {
 	}
 	slaveIdx := d.watchSlave(c)
 	if cfg.MTU != 0 && c.HasTunnel() {
-		if err := d.checkMTU(c.Slave, slaveIdx, cfg.MTU, outerLen(c.Local), s.OuterFragments); err != nil {
+		if err := d.checkMTU(c.Slave, slaveIdx, cfg.MTU, &c, s.OuterFragments); err != nil {
 			return VifStatus{}, err
 		}
 	}
@@ -965,7 +965,7 @@ func (d *Daemon) SetMTU(name string, mtu int, outerFragments bool) error {
 		return err
 	}
 	if l := e.ifc.Link(); l.HasTunnel() {
-		if err := d.checkMTU(l.Slave, e.slaveIndex, mtu, outerLen(l.Local), outerFragments); err != nil {
+		if err := d.checkMTU(l.Slave, e.slaveIndex, mtu, &l, outerFragments); err != nil {
 			return err
 		}
 	}
@@ -995,18 +995,20 @@ func (d *Daemon) RemovePeer(name string, addr netip.Addr) error {
 // ErrMTU is returned for a tunnel's MTU larger than its slave carries.
 var ErrMTU = errors.New("MTU larger than the slave carries")
 
-// checkMTU refuses the MTU mtu for a tunnel over the slave name (index
-// idx) if its packets, with the outer header of outer bytes (20 over IPv4,
+// checkMTU refuses the MTU mtu for the tunnel l over the slave name
+// (index idx) if its packets, with the outer header (20 bytes over IPv4,
 // 40 over IPv6), would not fit the slave's MTU: each would go in outer
 // fragments (RFC 2003 section 5.1, RFC 2473 section 7), or be refused
-// with DF set. allow accepts it.
-func (d *Daemon) checkMTU(name string, idx, mtu, outer int, allow bool) error {
+// with DF set. allow accepts it, and so does the default MTU of a tunnel
+// carrying IPv6 (at least 1280: vif.LinkConfig.DefaultMTU).
+func (d *Daemon) checkMTU(name string, idx, mtu int, l *vif.LinkConfig, allow bool) error {
 	m := d.ifMTU(idx)
-	if allow || m == 0 || mtu <= m-outer {
+	if allow || m == 0 || mtu <= l.DefaultMTU(m) {
 		return nil
 	}
+	outer := outerLen(l.Local)
 	return mtuError(fmt.Sprintf("MTU %d is more than %s carries inside a tunnel (%d: its MTU %d minus the %d-byte outer header), so larger packets would go in outer fragments; use an MTU of %d or less, or pass --outer-fragments if that is what you want",
-		mtu, name, m-outer, m, outer, m-outer))
+		mtu, name, m-outer, m, outer, max(m-outer, l.DefaultMTU(m))))
 }
 
 // outerLen returns the length of the outer header of a tunnel whose
