@@ -2,6 +2,7 @@ package ipip_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -133,4 +134,55 @@ func TestFragmentIPv6(t *testing.T) {
 	if _, err := ipip.FragmentIPv6(ipip.IPv6(udp6Packet(t, 100)), 50, 1, make([][]byte, 4), 0); !errors.Is(err, ipip.ErrTooBig) {
 		t.Errorf("an MTU without room for 8 bytes: %v", err)
 	}
+}
+
+// FuzzFragmentIPv6 cuts arbitrary packets at arbitrary MTUs: FragmentIPv6
+// never panics, refuses what is no tunnel packet or leaves no room, and
+// otherwise writes fragments within the MTU whose pieces, put back by
+// offset, are the payload.
+func FuzzFragmentIPv6(f *testing.F) {
+	e := &ipip.Encapsulator{Src: tun6Src, Dst: tun6Dst}
+	for _, size := range []int{100, 1280, 1400, 9000} {
+		inner := udp6Packet(f, size-48)
+		out, err := e.EncapIPv6(withHeadroom(inner, ipip.IPv6HeaderLen), ipip.IPv6HeaderLen)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(out), uint16(1280))
+		f.Add([]byte(out), uint16(57))
+	}
+	f.Add([]byte{0x60, 0, 0, 0, 0, 8, 44, 64}, uint16(1280))
+	f.Fuzz(func(t *testing.T, pkt []byte, mtu uint16) {
+		bufs := make([][]byte, min(ipip.FragmentCountIPv6(len(pkt), int(mtu))+1, 64))
+		for k := range bufs {
+			bufs[k] = make([]byte, 8+int(mtu))
+		}
+		n, err := ipip.FragmentIPv6(ipip.IPv6(pkt), int(mtu), 7, bufs, 8)
+		if err != nil {
+			return
+		}
+		h := ipip.IPv6(pkt)
+		whole := h[:h.Len()]
+		if n == 1 {
+			if !bytes.Equal(bufs[0][8:], whole) {
+				t.Fatal("one fragment is not the packet")
+			}
+			return
+		}
+		var payload []byte
+		for k := range n {
+			fr := ipip.IPv6(bufs[k][8:])
+			if len(fr) > int(mtu) || fr.Valid() != nil || fr.Len() != len(fr) || fr.NextHeader() != 44 {
+				t.Fatalf("fragment %d: %d bytes, mtu %d", k, len(fr), mtu)
+			}
+			fh := fr[ipip.IPv6HeaderLen:]
+			if off := int(binary.BigEndian.Uint16(fh[2:]) &^ 7); off != len(payload) || fh[0] != h.NextHeader() || (binary.BigEndian.Uint16(fh[2:])&1 == 1) != (k < n-1) {
+				t.Fatalf("fragment %d: offset %d, want %d", k, off, len(payload))
+			}
+			payload = append(payload, fh[ipip.FragmentHeaderLen:]...)
+		}
+		if !bytes.Equal(payload, whole[ipip.IPv6HeaderLen:]) {
+			t.Fatal("the fragments do not carry the payload")
+		}
+	})
 }
