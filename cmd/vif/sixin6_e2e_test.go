@@ -139,9 +139,10 @@ func over6(t *testing.T, src, dst netip.Addr, inner []byte) []byte {
 }
 
 // Hostile packets on the IPv6 underlay are dropped and counted: from an
-// address that is not a peer's, and from the peer with inner sources that
-// are not its own (an address of a's, another network's). Legitimate
-// traffic still flows.
+// address that is not a peer's; from the peer with inner sources that are
+// not its own (an address of a's, another network's), for a destination
+// not a's, nested (a tunnel packet inside), or with an inner hop limit of
+// 0. Legitimate traffic still flows.
 func TestHostileOverIPv6(t *testing.T) {
 	a, b, _, bIf := over6Pair(t)
 	stranger := netip.MustParseAddr("2001:db8:ffff:1::66")
@@ -154,13 +155,19 @@ func TestHostileOverIPv6(t *testing.T) {
 			over6(t, stranger, under6A, udpPacket(t, netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("192.0.2.1"))),
 			over6(t, under6B, under6A, udpPacket(t, netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("192.0.2.1"))),
 			over6(t, under6B, under6A, udpPacket(t, netip.MustParseAddr("2001:db8:a::1"), netip.MustParseAddr("2001:db8:a::1"))),
-			over6(t, under6B, under6A, udpPacket(t, netip.MustParseAddr("2001:db8:b::1"), netip.MustParseAddr("2001:db8:99::1"))))
+			over6(t, under6B, under6A, udpPacket(t, netip.MustParseAddr("2001:db8:b::1"), netip.MustParseAddr("2001:db8:99::1"))),
+			over6(t, under6B, under6A, over6(t, netip.MustParseAddr("2001:db8:b::1"), netip.MustParseAddr("2001:db8:a::1"),
+				udpPacket(t, netip.MustParseAddr("2001:db8:b::1"), netip.MustParseAddr("2001:db8:a::1")))))
+		hop0 := over6(t, under6B, under6A, udpPacket(t, netip.MustParseAddr("2001:db8:b::1"), netip.MustParseAddr("2001:db8:a::1")))
+		hop0[ipip.IPv6HeaderLen+7] = 0
+		pkts = append(pkts, hop0)
 	}
 	sendRaw6(t, b, pkts...)
 	if _, ok := waitFor(3*time.Second, func() bool {
 		c := vifStatus(t, a, "vif0").Counters
 		return c.Drops["rx_not_peer"]-before.Drops["rx_not_peer"] == n && c.Drops["rx_bad_source"]-before.Drops["rx_bad_source"] == 2*n &&
-			c.Drops["rx_not_local"]-before.Drops["rx_not_local"] == n
+			c.Drops["rx_not_local"]-before.Drops["rx_not_local"] == n && c.Drops["rx_nested"]-before.Drops["rx_nested"] == n &&
+			c.Drops["rx_inner_ttl"]-before.Drops["rx_inner_ttl"] == n
 	}); !ok {
 		t.Errorf("hostile packets not all counted: %+v", vifStatus(t, a, "vif0").Counters.Drops)
 	}
