@@ -85,7 +85,8 @@ func (i *Interface) startICMPRelay(slave string) error {
 func (i *Interface) relayICMP(r *icmpRelay) {
 	defer close(r.done)
 	buf := make([]byte, 1500)
-	out := [][]byte{make([]byte, Headroom+ipip.ICMPMaxErrorLen)}
+	out := [][]byte{make([]byte, Headroom+max(ipip.ICMPMaxErrorLen, ipip.ICMPv6MaxErrorLen))}
+	var quote6 [ipip.IPv6HeaderLen + 64]byte
 	var lim icmpLimiter
 	for {
 		n, err := r.f.Read(buf)
@@ -95,18 +96,52 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 			}
 			continue
 		}
-		inner, code, mtu, p, ok := i.tunnelError(buf[:n])
-		if !ok || !ipip.ErrorAllowed(inner) {
+		e, ok := i.tunnelError(buf[:n])
+		if !ok {
 			continue
 		}
-		if code == ipip.ICMPFragNeeded {
-			mtu = i.learnPathMTU(p, mtu)
+		var msg []byte
+		if e.inner6 == nil {
+			if !ipip.ErrorAllowed(e.inner) {
+				continue
+			}
+			if e.code == ipip.ICMPFragNeeded {
+				e.mtu = i.learnPathMTU(e.peer, e.mtu)
+			}
+			if !lim.allow(nanotime()) {
+				i.rx.icmpLimited.Add(1)
+				continue
+			}
+			msg = ipip.Unreachable(out[0][Headroom:], e.inner.DstBytes(), e.inner, e.code, e.mtu)
+		} else {
+			// The quote is cut short: the RFC 4443 section 2.4(e) check
+			// reads a copy whose payload length ends where the quote does.
+			q := ipip.IPv6(quote6[:copy(quote6[:], e.inner6)])
+			binary.BigEndian.PutUint16(q[4:], uint16(len(q)-ipip.IPv6HeaderLen))
+			set := i.addrs.Load()
+			typ := ipip.ICMPv6DestUnreach
+			if e.code == ipip.ICMPFragNeeded {
+				typ = ipip.ICMPv6PacketTooBig
+			}
+			if !set.hasSrc6 || !ipip.ErrorAllowedIPv6(q, uint8(typ)) {
+				continue
+			}
+			if e.code == ipip.ICMPFragNeeded {
+				e.mtu = i.learnPathMTU(e.peer, e.mtu)
+			}
+			if !lim.allow(nanotime()) {
+				i.rx.icmpLimited.Add(1)
+				continue
+			}
+			switch e.code {
+			case ipip.ICMPFragNeeded:
+				msg = ipip.PacketTooBig(out[0][Headroom:], set.src6, e.inner6, e.mtu)
+			case ipip.ICMPNetUnreach:
+				msg = ipip.UnreachableIPv6(out[0][Headroom:], set.src6, e.inner6, ipip.ICMPv6NoRoute)
+			default:
+				msg = ipip.UnreachableIPv6(out[0][Headroom:], set.src6, e.inner6, ipip.ICMPv6AddrUnreach)
+			}
 		}
-		if !lim.allow(nanotime()) {
-			i.rx.icmpLimited.Add(1)
-			continue
-		}
-		msg := ipip.Unreachable(out[0][Headroom:], inner.DstBytes(), inner, code, mtu)
 		b := out[0]
 		out[0] = b[:Headroom+len(msg)]
 		if _, err := i.dev.Write(out, Headroom); err == nil {
@@ -116,19 +151,30 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 	}
 }
 
+// A tunnelError is an ICMP error about one of the tunnel's packets, to be
+// relayed to the sender of the packet inside.
+type tunnelError struct {
+	inner  ipip.IPv4 // the quoted inner IPv4 header, or nil
+	inner6 ipip.IPv6 // the quoted inner IPv6 header (6in4), or nil; cut short
+	code   uint8     // the ICMP code to relay, in ICMPv4's terms
+	mtu    int       // the next-hop MTU of fragmentation needed
+	peer   *peer     // the peer the packet went to
+}
+
 // tunnelError parses pkt, an IPv4 packet carrying ICMP, and reports
 // whether it is an error about one of this tunnel's packets that must be
-// relayed; then it returns the quoted inner header and the code to relay
-// (with the next-hop MTU for fragmentation needed), and the peer the
-// packet went to.
-func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu int, p *peer, ok bool) {
+// relayed. For IPv6 inside (protocol 41, RFC 4213 section 3.4) the relay
+// sends the ICMPv6 counterpart, as Linux's sit does: Packet Too Big for
+// fragmentation needed, Destination Unreachable "no route" for a network
+// unreachable, "address unreachable" for the rest.
+func (i *Interface) tunnelError(pkt []byte) (e tunnelError, ok bool) {
 	ip := ipip.IPv4(pkt)
 	if ip.Valid() != nil || ip.Protocol() != 1 {
-		return nil, 0, 0, nil, false
+		return e, false
 	}
 	icmp := pkt[ip.HeaderLen():ip.TotalLen()]
 	if len(icmp) < 8 {
-		return nil, 0, 0, nil, false
+		return e, false
 	}
 	typ, c := icmp[0], icmp[1]
 	quoted := ipip.IPv4(icmp[8:])
@@ -136,32 +182,47 @@ func (i *Interface) tunnelError(pkt []byte) (inner ipip.IPv4, code uint8, mtu in
 	// quote, at least the inner header after it.
 	if len(quoted) < ipip.IPv4MinLen || quoted.Version() != 4 || quoted.HeaderLen() < ipip.IPv4MinLen ||
 		len(quoted) < quoted.HeaderLen()+ipip.IPv4MinLen {
-		return nil, 0, 0, nil, false
+		return e, false
 	}
 	tab := i.peers.Load()
-	p = tab.byAddr(key(quoted.DstBytes()))
-	if quoted.Protocol() != i.proto || quoted.Src() != i.Local() || p == nil {
-		return nil, 0, 0, nil, false
+	e.peer = tab.byAddr(key(quoted.DstBytes()))
+	if quoted.Src() != i.Local() || e.peer == nil {
+		return e, false
 	}
-	inner = ipip.IPv4(quoted[quoted.HeaderLen():])
-	if inner.Version() != 4 || inner.HeaderLen() < ipip.IPv4MinLen || len(inner) < inner.HeaderLen() {
-		return nil, 0, 0, nil, false
+	var dst netip.Addr
+	switch q := quoted[quoted.HeaderLen():]; quoted.Protocol() {
+	case i.proto:
+		e.inner = ipip.IPv4(q)
+		if e.inner.Version() != 4 || e.inner.HeaderLen() < ipip.IPv4MinLen || len(e.inner) < e.inner.HeaderLen() {
+			return e, false
+		}
+		dst = e.inner.Dst()
+	case ipip.ProtoIPv6:
+		e.inner6 = ipip.IPv6(q)
+		if len(e.inner6) < ipip.IPv6HeaderLen || e.inner6.Version() != 6 {
+			return e, false
+		}
+		dst = e.inner6.Dst()
+	default:
+		return e, false
 	}
-	if !i.routedTo(inner.Dst(), tab, p) {
+	if !i.routedTo(dst, tab, e.peer) {
 		// Anyone can forge the quote: relay only errors about packets
 		// that could have gone through this tunnel, or the vif becomes
 		// a reflector of ICMP from any source to anyone.
-		return nil, 0, 0, nil, false
+		return e, false
 	}
 	switch {
 	case typ == ipip.ICMPDestUnreach && c == ipip.ICMPFragNeeded:
-		return inner, ipip.ICMPFragNeeded, int(binary.BigEndian.Uint16(icmp[6:])), p, true
+		e.code, e.mtu = ipip.ICMPFragNeeded, int(binary.BigEndian.Uint16(icmp[6:]))
 	case typ == ipip.ICMPDestUnreach && (c == ipip.ICMPNetUnreach || c == 6): // 6: network unknown
-		return inner, ipip.ICMPNetUnreach, 0, p, true
+		e.code = ipip.ICMPNetUnreach
 	case typ == ipip.ICMPDestUnreach, typ == 11 && c == 0: // 11: time exceeded in transit
-		return inner, ipip.ICMPHostUnreach, 0, p, true
+		e.code = ipip.ICMPHostUnreach
+	default:
+		return e, false // source quench, redirect, others: never relayed
 	}
-	return nil, 0, 0, nil, false // source quench, redirect, others: never relayed
+	return e, true
 }
 
 // routedTo reports whether the tunnel could have carried a packet for dst

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/vif-project/vif/internal/config"
 	"io"
 	"net/netip"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vif-project/vif/internal/config"
+	"github.com/vif-project/vif/vif"
 )
 
 // errUsage marks errors caused by bad command-line input (exit status 2).
@@ -208,6 +209,14 @@ func parseProto(s string) (uint8, error) {
 		return 4, nil
 	}
 	return 0, usagef("bad --proto %q: use 94 (IPIP, the default) or 4 (RFC 2003)", s)
+}
+
+func parseUnderlay(s string) (string, error) {
+	switch s = strings.ToLower(s); s {
+	case vif.UnderlayAuto, vif.UnderlayXDP, vif.UnderlayRaw:
+		return s, nil
+	}
+	return "", usagef("bad --underlay %q: use xdp (AF_XDP) or raw (raw IP sockets), or leave it out to choose", s)
 }
 
 func parseMTU(s string) (int, error) {

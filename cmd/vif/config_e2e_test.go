@@ -156,6 +156,60 @@ slave = %q
 	}
 }
 
+// A configuration file with IPv6: an IPv6 address, a peer's IPv6 prefix
+// and the underlay key apply, carry ping -6, print back as no change, and
+// a peer's prefixes change in place.
+func TestConfigApplyIPv6(t *testing.T) {
+	n := nstest.New(t)
+	a, b := n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
+	aIf, bIf := n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24")
+	startVif(t, b, "vif0", "2001:db8:b::1", "--slave", bIf.Name(),
+		"--peer", "198.18.0.1=2001:db8:a::/64", "--no-arp-proxy")
+	file := filepath.Join(t.TempDir(), "vif.toml")
+	conf := func(allowed string) string {
+		return fmt.Sprintf(`[vif.vif0]
+addresses = ["2001:db8:a::1"]
+slave = %q
+arp-proxy = false
+underlay = "raw"
+
+[[vif.vif0.peer]]
+address = "198.18.0.2"
+allowed-ips = [%s]
+`, aIf.Name(), allowed)
+	}
+	writeFile(t, file, conf(`"2001:db8:b::/64"`))
+	if out := vifCmd(t, a, "apply", file); out != "vif0: created\n" {
+		t.Errorf("apply printed %q", out)
+	}
+	t.Cleanup(func() { stopDaemon(a) })
+	ping6 := func(to string) {
+		t.Helper()
+		if out, err := a.Run("ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", to); err != nil {
+			t.Errorf("ping -6 %s: %v\n%s", to, err, out)
+		}
+	}
+	ping6("2001:db8:b::1")
+	shown := filepath.Join(t.TempDir(), "shown.toml")
+	writeFile(t, shown, vifCmd(t, a, "show", "--config"))
+	if out := vifCmd(t, a, "apply", shown); !strings.HasPrefix(out, "no changes") {
+		b, _ := os.ReadFile(shown)
+		t.Errorf("applying vif show --config printed %q; it was:\n%s", out, b)
+	}
+	index := ifindex(t, a, "vif0")
+	writeFile(t, file, conf(`"2001:db8:b::/64", "2001:db8:bb::/64"`))
+	if out := vifCmd(t, a, "apply", file); !strings.Contains(out, "vif0: peer 198.18.0.2") {
+		t.Errorf("apply of a new peer prefix printed %q", out)
+	}
+	if now := ifindex(t, a, "vif0"); now != index {
+		t.Errorf("a new peer prefix recreated vif0 (ifindex %s, was %s)", now, index)
+	}
+	if out := a.IP("-6", "route", "show", "2001:db8:bb::/64"); !strings.Contains(out, "dev vif0") {
+		t.Errorf("no route for the new prefix into vif0: %q", out)
+	}
+	ping6("2001:db8:b::1")
+}
+
 // unitCommands returns the commands of the unit file's Exec lines, by
 // setting (ExecStart, ...), with vif and the configuration file replaced
 // by the test's.

@@ -28,13 +28,13 @@ func showCmd() *cobra.Command {
 		Use:   "show [NAME]",
 		Short: "show vifs, their settings and counters",
 		Long: `Show the vifs of this network namespace (or only NAME): addresses, slave,
-tunnel endpoints, protocol, MTU, routes and counters.
+tunnel endpoints, protocol, underlay, MTU, routes and counters.
 
 The --json form is stable (fields are only ever added):
 
     {"vifs": [{"name", "addrs", "ranges", "exclude", "slave", "local", "peer", "protocol", "mtu",
                "routes", "arp_proxy", "local_missing", "addrs_missing",
-               "routes_missing", "forward",
+               "routes_missing", "forward", "underlay": {"kind", "fallback"},
                "peers": [{"addr", "prefixes", "encapsulated_packets",
                           "encapsulated_bytes", "decapsulated_packets",
                           "decapsulated_bytes", "path_mtu"}],
@@ -171,6 +171,13 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 		fmt.Fprintf(w, "  tunnel: from %s  protocol %s  PAUSED: %s is gone from the host\n", st.Local, protocols(st), st.Local)
 	default:
 		fmt.Fprintf(w, "  tunnel: from %s  protocol %s\n", st.Local, protocols(st))
+	}
+	if u := st.Underlay; u.Kind != "" {
+		if u.Fallback != "" {
+			fmt.Fprintf(w, "  underlay: %s (not xdp: %s)\n", u.Kind, u.Fallback)
+		} else {
+			fmt.Fprintf(w, "  underlay: %s\n", u.Kind)
+		}
 	}
 	for _, p := range st.Peers {
 		fmt.Fprintf(w, "  peer %s: %s  path mtu %d; sent %d packets, %s; received %d packets, %s\n",

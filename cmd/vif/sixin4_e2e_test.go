@@ -123,6 +123,36 @@ func TestSixInFourErrors(t *testing.T) {
 }
 
 // echoTCP6 is echoTCP over IPv6.
+// A router inside the tunnel refuses the peer: its ICMP error about a 6in4
+// packet comes to a, which relays the ICMPv6 counterpart to the IPv6
+// sender (RFC 4213 section 3.4), from its own IPv6 address.
+func TestSixInFourICMPRelayed(t *testing.T) {
+	n := nstest.New(t)
+	a, r, b := n.Host("a", nstest.WithIPv6()), n.Host("r"), n.Host("b", nstest.WithIPv6())
+	aIf, _ := n.Link(a, r, "198.18.10.1/24", "198.18.10.254/24")
+	bIf, _ := n.Link(b, r, "198.18.11.2/24", "198.18.11.254/24")
+	r.Sysctl("net.ipv4.ip_forward", "1")
+	a.AddRoute("198.18.11.0/24", "via", "198.18.10.254")
+	b.AddRoute("198.18.10.0/24", "via", "198.18.11.254")
+	startVif(t, a, "vif0", "2001:db8:a::1", "--slave", aIf.Name(), "--peer", "198.18.11.2=2001:db8:b::/64", "--no-arp-proxy")
+	startVif(t, b, "vif0", "2001:db8:b::1", "--slave", bIf.Name(), "--peer", "198.18.10.1=2001:db8:a::/64", "--no-arp-proxy")
+	ping := func() (string, error) {
+		return a.Run("ping", "-6", "-n", "-c", "3", "-i", "0.3", "-W", "1", "2001:db8:b::1")
+	}
+	if out, err := ping(); err != nil {
+		t.Fatalf("tunnel does not work before the fault: %v\n%s", err, out)
+	}
+	r.IP("route", "add", "unreachable", "198.18.11.2/32")
+	out, _ := ping()
+	if !strings.Contains(out, "From 2001:db8:a::1") || !strings.Contains(out, "Destination unreachable: Address unreachable") {
+		t.Errorf("sender got no relayed ICMPv6 address unreachable from 2001:db8:a::1:\n%s", out)
+	}
+	r.IP("route", "del", "unreachable", "198.18.11.2/32")
+	if out, err := ping(); err != nil {
+		t.Errorf("tunnel does not recover: %v\n%s", err, out)
+	}
+}
+
 func echoTCP6(t *testing.T, a, b *nstest.Host, addr string, size int) {
 	t.Helper()
 	var ln net.Listener

@@ -36,6 +36,7 @@ type upConfig struct {
 type upFlags struct {
 	routes, peers, forward       []string
 	slave, local, proto, mtu     string
+	underlay                     string
 	noARP, isRange, defaultRoute bool
 	c                            upConfig
 }
@@ -97,6 +98,7 @@ keeps its vifs; they resume when it comes back up.`,
 	fs.StringVar(&f.local, "local", "", "outer source address `ADDR`, IPv4 or IPv6 as the peers are (default: the slave's primary IPv4 address, or its first global IPv6 address for IPv6 peers)")
 	fs.StringArrayVar(&f.routes, "route", nil, "route `PREFIX` into the vif, towards the peer (repeatable)")
 	fs.StringVar(&f.proto, "proto", "", "outer IP protocol of IPv4, `94|4`: 94 (IPIP, the default) or 4 (RFC 2003); over an IPv6 underlay only 4 (RFC 2473), the default there")
+	fs.StringVar(&f.underlay, "underlay", "", "carry the tunnel over `xdp|raw`: xdp (AF_XDP sockets, past the kernel's IP stack; tcpdump and netfilter on the slave do not see the tunnel) or raw (raw IP sockets through the IP stack); default: xdp where it works, else raw")
 	fs.StringVar(&f.mtu, "mtu", "", "the MTU `N` of the vif (default: the slave's MTU minus 20, or minus 40 over an IPv6 underlay)")
 	fs.BoolVar(&f.noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
 	fs.BoolVar(&f.defaultRoute, "default-route", false, "allow routing 0.0.0.0/0 into the vif (--route 0.0.0.0/0 or ADDR/0): all of the host's traffic without a better route goes into the tunnel")
@@ -107,6 +109,7 @@ keeps its vifs; they resume when it comes back up.`,
 	fs.BoolVarP(&f.c.verbose, "verbose", "v", false, "log debug messages: of a --foreground vif, or of the daemon this command starts; a daemon already running keeps its level")
 	timeoutFlag(cmd, &f.c.timeout, upTimeout)
 	cmd.RegisterFlagCompletionFunc("slave", completeInterfaces)
+	cmd.RegisterFlagCompletionFunc("underlay", cobra.FixedCompletions([]string{vif.UnderlayXDP, vif.UnderlayRaw}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -192,6 +195,9 @@ func (f *upFlags) config(args []string) (*upConfig, error) {
 		}
 	}
 	if c.req.MTU, err = parseMTU(f.mtu); err != nil {
+		return nil, err
+	}
+	if c.req.Underlay, err = parseUnderlay(f.underlay); err != nil {
 		return nil, err
 	}
 	return &c, nil

@@ -50,6 +50,7 @@ type vifTable struct {
 	Force        bool      `toml:"force,omitempty"`
 	DefaultRoute bool      `toml:"default-route,omitempty"`
 	OuterFrags   bool      `toml:"outer-fragments,omitempty"`
+	Underlay     string    `toml:"underlay,omitempty"`
 	Peer         []peer    `toml:"peer,omitempty"`
 }
 
@@ -218,6 +219,12 @@ func (v vifTable) spec(name string) (daemon.Spec, error) {
 	s.Forward = prefixes(v.Forward)
 	if len(s.Addrs)+len(s.Ranges) == 0 {
 		return s, errors.New(`it has no address: give addresses = ["192.0.2.1"] or ranges = ["203.0.113.0/24"]`)
+	}
+	switch v.Underlay {
+	case vif.UnderlayAuto, vif.UnderlayXDP, vif.UnderlayRaw:
+		s.Underlay = v.Underlay
+	default:
+		return s, keyErrorf("underlay", "bad underlay %q: use \"xdp\" (AF_XDP) or \"raw\" (raw IP sockets), or leave it out to choose", v.Underlay)
 	}
 	switch v.Protocol {
 	case 0, 94, 4:
@@ -412,7 +419,7 @@ func Load(path string) ([]daemon.Spec, error) {
 func Format(specs []daemon.Spec) ([]byte, error) {
 	f := file{Vif: map[string]vifTable{}}
 	for _, s := range specs {
-		v := vifTable{Slave: s.Slave, Local: unicast(s.Local), Protocol: int(s.Protocol), MTU: s.MTU, Force: s.Force, OuterFrags: s.OuterFragments}
+		v := vifTable{Slave: s.Slave, Local: unicast(s.Local), Protocol: int(s.Protocol), MTU: s.MTU, Force: s.Force, OuterFrags: s.OuterFragments, Underlay: s.Underlay}
 		for _, p := range s.Addrs {
 			v.Addresses = append(v.Addresses, address(p))
 			v.DefaultRoute = v.DefaultRoute || p.Bits() == 0

@@ -93,6 +93,7 @@ func TestParseErrors(t *testing.T) {
 		{"[vif.vif0]\naddresses = []\n", "x:1: vif vif0: it has no address"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nmtu = 40\n", "x:3: vif vif0: bad mtu 40"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nprotocol = 41\n", "x:3: vif vif0: bad protocol 41"},
+		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nunderlay = \"dpdk\"\n", "x:3: vif vif0: bad underlay \"dpdk\""},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nmtu = \"big\"\n", "x:3:7: mtu: cannot decode"},
 		{"[vif.vif0]\naddresses = [\"224.0.0.1\"]\n", "x:2:14: bad address \"224.0.0.1\": a vif address must be unicast"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nroutes = [\"198.51.100.1/24\"]\n", "x:3:11: bad prefix \"198.51.100.1/24\": host bits are set; did you mean 198.51.100.0/24?"},

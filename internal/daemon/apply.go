@@ -153,6 +153,8 @@ func recreate(cur, want Spec, tunnel bool) string {
 		return "forward prefixes"
 	case cur.Publish != want.Publish:
 		return "ARP proxy"
+	case cur.Underlay != want.Underlay:
+		return "underlay"
 	case want.HasTunnel() && !tunnel:
 		return "tunnel (it had no peer and no local address)"
 	}
@@ -272,7 +274,7 @@ func (d *Daemon) specLocked(e *entry, names map[int]string) Spec {
 	}
 	s := Spec{
 		LinkConfig: vif.LinkConfig{
-			Name: e.name, Routes: l.Routes, MTU: mtu, Publish: e.arp != nil,
+			Name: e.name, Routes: l.Routes, MTU: mtu, Publish: e.arp != nil, Underlay: l.Underlay,
 			Config: vif.Config{Addrs: slices.Clone(e.addrs), Ranges: l.Ranges, Forward: l.Forward, Protocol: l.Protocol},
 		},
 		Force: e.force, OuterFragments: e.outerFragments,

@@ -100,6 +100,7 @@ type Daemon struct {
 type link interface {
 	Addrs() []netip.Prefix
 	Link() vif.LinkConfig
+	Underlay() vif.UnderlayInfo
 	Stats() vif.Stats
 	MTU() int
 	SetAddrs([]netip.Prefix) error
@@ -812,6 +813,7 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Forward: l.Forward,
 		Ranges: l.Ranges, Exclude: l.Exclude,
 		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,
+		Underlay:     e.ifc.Underlay(),
 		LocalMissing: l.HasTunnel() && !e.ifc.Local().IsValid(),
 		AddrsMissing: addrsGone, RoutesMissing: routesGone,
 		Counters: Counters{

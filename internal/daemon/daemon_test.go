@@ -47,6 +47,12 @@ func (l *fakeLink) Link() vif.LinkConfig {
 	return c
 }
 func (l *fakeLink) Stats() vif.Stats { return vif.Stats{} }
+func (l *fakeLink) Underlay() vif.UnderlayInfo {
+	if c := l.Link(); !c.HasTunnel() {
+		return vif.UnderlayInfo{}
+	}
+	return vif.UnderlayInfo{Kind: vif.UnderlayRaw}
+}
 func (l *fakeLink) MTU() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -119,6 +119,9 @@ type VifStatus struct {
 	MTU      int            `json:"mtu"`
 	Routes   []netip.Prefix `json:"routes"`
 	ARPProxy bool           `json:"arp_proxy"`
+	// Underlay tells what carries the tunnel: "xdp" or "raw", and why
+	// not "xdp" when vif chose.
+	Underlay vif.UnderlayInfo `json:"underlay,omitzero"`
 	// Peers are the tunnel's peers with their counters; Peer is the only
 	// one, or else the one that takes every destination no other takes
 	// (0.0.0.0/0), if any. Routes lists the routes vif installed: --route

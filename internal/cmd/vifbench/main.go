@@ -48,6 +48,10 @@
 //	go run -exec sudo ./internal/cmd/vifbench -markdown -rounds 5
 //	go run -exec sudo ./internal/cmd/vifbench -vif ./vif-new -compare ./vif-old
 //
+// -underlays xdp,raw measures the -vif binary once with each underlay
+// (vif up --underlay), each in its own namespace pair, in the same
+// rotation: the columns vif-xdp and vif-raw.
+//
 // -hold sets the testbed up and waits for SIGINT, for perf, tcpdump or a
 // manual iperf3. -cpuprofile DIR has the vifs write CPU profiles
 // (DIR/vif-a.pprof, DIR/vif-b.pprof; the vif command honours
@@ -73,6 +77,7 @@ import (
 type options struct {
 	vifBin     string
 	compare    []string
+	underlays  []string
 	rounds     int
 	dur        time.Duration
 	streams    int
@@ -93,9 +98,10 @@ type options struct {
 
 func main() {
 	var o options
-	var tests, compare string
+	var tests, compare, underlays string
 	flag.StringVar(&o.vifBin, "vif", "", "path of the vif binary (default: go build ./cmd/vif into a temporary directory)")
 	flag.StringVar(&compare, "compare", "", "comma-separated paths of other vif binaries to measure too (e.g. a build of the previous commit), each in its own namespace pair, alternating with the others")
+	flag.StringVar(&underlays, "underlays", "", "comma-separated underlays to measure the -vif binary with, each in its own namespace pair (vif up --underlay): xdp, raw (default: the binary's own choice)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each measurement on each path")
 	flag.DurationVar(&o.dur, "time", 5*time.Second, "duration of each iperf3 measurement")
 	flag.IntVar(&o.streams, "streams", 4, "parallel streams of the multi-stream TCP test")
@@ -118,6 +124,15 @@ func main() {
 	o.tests = strings.Split(tests, ",")
 	if compare != "" {
 		o.compare = strings.Split(compare, ",")
+	}
+	if underlays != "" {
+		o.underlays = strings.Split(underlays, ",")
+	}
+	for _, u := range o.underlays {
+		if u != "xdp" && u != "raw" {
+			fmt.Fprintf(os.Stderr, "vifbench: unknown underlay %q: use xdp or raw\n", u)
+			os.Exit(2)
+		}
 	}
 	for _, t := range o.tests {
 		switch t {
@@ -145,6 +160,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vifbench:", err)
 		os.Exit(1)
 	}
+}
+
+// A variant is a vif measured in its own namespace pair: a binary, the
+// extra arguments of its "vif up", and its label in the table.
+type variant struct {
+	bin   string
+	args  []string
+	label string
+}
+
+// variants lists what o measures besides veth: the -vif binary with each
+// of -underlays (or its default), then the -compare binaries.
+func variants(o *options) []variant {
+	var vs []variant
+	for _, u := range o.underlays {
+		vs = append(vs, variant{o.vifBin, []string{"--underlay", u}, "vif-" + u})
+	}
+	if len(vs) == 0 {
+		vs = append(vs, variant{bin: o.vifBin, label: "vif"})
+	}
+	for k, bin := range o.compare {
+		vs = append(vs, variant{bin: bin, label: fmt.Sprintf("vif%d", k+2)})
+	}
+	return vs
 }
 
 func run(ctx context.Context, o *options) (err error) {
@@ -197,19 +236,15 @@ func run(ctx context.Context, o *options) (err error) {
 			}
 		}
 	}()
-	for k, bin := range append([]string{o.vifBin}, o.compare...) {
-		tag := "vif"
-		if k > 0 {
-			tag = fmt.Sprintf("vif%d", k+1)
-		}
-		tb, err := newTestbed(ctx, o, bin, tag)
+	for _, v := range variants(o) {
+		tb, err := newTestbed(ctx, o, v)
 		if tb != nil {
 			tbs = append(tbs, tb)
 		}
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "%s: %s in namespaces %s and %s\n", tag, bin, tb.nsA, tb.nsB)
+		fmt.Fprintf(os.Stderr, "%s: %s %s in namespaces %s and %s\n", v.label, v.bin, strings.Join(v.args, " "), tb.nsA, tb.nsB)
 	}
 	tb := tbs[0]
 	fmt.Fprintf(os.Stderr, "%d rounds of %v, alternating paths\n", o.rounds, o.dur)

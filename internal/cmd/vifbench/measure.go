@@ -26,12 +26,8 @@ type path struct {
 
 func paths(tbs []*testbed) []path {
 	ps := []path{{label: "veth", tb: tbs[0], dst: underB}}
-	for k, tb := range tbs {
-		label := "vif"
-		if k > 0 {
-			label = fmt.Sprintf("vif%d", k+1)
-		}
-		ps = append(ps, path{label: label, tb: tb, dst: vifB, vif: true})
+	for _, tb := range tbs {
+		ps = append(ps, path{label: tb.label, tb: tb, dst: vifB, vif: true})
 	}
 	return ps
 }

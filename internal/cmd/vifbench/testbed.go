@@ -40,6 +40,7 @@ type testbed struct {
 	a, b     *nstest.Host
 	nsA, nsB string
 	vifs     []*proc
+	label    string // of its variant
 }
 
 // proc is a background process in a namespace, with a label.
@@ -48,11 +49,12 @@ type proc struct {
 	name string
 }
 
-// newTestbed builds a namespace pair with vifs running bin; tag names the
-// vifs' CPU profiles. The testbed it returns, also with an error, must be
-// closed.
-func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, error) {
-	tb := &testbed{p: nstest.NewProgram(os.Stderr)}
+// newTestbed builds a namespace pair with the vifs of variant v; its label
+// names the vifs' CPU profiles. The testbed it returns, also with an
+// error, must be closed.
+func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
+	tb := &testbed{p: nstest.NewProgram(os.Stderr), label: v.label}
+	bin, tag := v.bin, v.label
 	err := tb.p.Run(func() {
 		n := nstest.NewNamed(tb.p, "vb-")
 		var hopts []nstest.HostOption
@@ -74,7 +76,7 @@ func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, err
 		if o.gogc != "" {
 			env = append(env, "GOGC="+o.gogc)
 		}
-		for _, v := range []struct {
+		for _, s := range []struct {
 			name              string
 			h                 *nstest.Host
 			addr, peer, route string
@@ -86,28 +88,31 @@ func newTestbed(ctx context.Context, o *options, bin, tag string) (*testbed, err
 		} {
 			e := env
 			if o.cpuprofile != "" {
-				e = append(e, "VIF_CPUPROFILE="+filepath.Join(o.cpuprofile, tag+"-"+v.name+".pprof"))
+				e = append(e, "VIF_CPUPROFILE="+filepath.Join(o.cpuprofile, tag+"-"+s.name+".pprof"))
 			}
 			// env execs the vif: the process is the vif's.
-			args := append(e, bin, "up", "vif0", v.addr, "--slave", "eth0", "--peer", v.peer,
-				"--route", v.route, "--proto", o.proto, "--foreground", "--no-arp-proxy")
+			args := append(e, bin, "up", "vif0", s.addr, "--slave", "eth0", "--peer", s.peer,
+				"--route", s.route, "--proto", o.proto, "--foreground", "--no-arp-proxy")
 			if o.ipv6 {
 				// The peer keeps every IPv4 destination and takes the
 				// other side's IPv6 network too (6in4).
-				args = append(e, bin, "up", "vif0", v.addr, v.addr6, "--slave", "eth0", "--peer", v.peer+"="+v.route+","+v.net6,
+				args = append(e, bin, "up", "vif0", s.addr, s.addr6, "--slave", "eth0", "--peer", s.peer+"="+s.route+","+s.net6,
 					"--proto", o.proto, "--foreground", "--no-arp-proxy")
 			}
-			p := &proc{Proc: v.h.Start("env", args...), name: tag + "-" + v.name}
+			args = append(args, v.args...)
+			p := &proc{Proc: s.h.Start("env", args...), name: tag + "-" + s.name}
 			tb.vifs = append(tb.vifs, p)
 			if err := p.WaitFor(`msg="vif up"`, 10*time.Second); err != nil {
-				tb.p.Fatalf("vif in %s: %v", v.h.Netns(), err)
+				tb.p.Fatalf("vif in %s: %v", s.h.Netns(), err)
 			}
 			if o.ipv6 {
 				// 6in6: a second vif, over the veth's IPv6 addresses,
 				// served by the foreground process above.
-				if out, err := v.h.RunContext(ctx, bin, "up", "vif1", v.vif1, "--slave", "eth0",
-					"--peer", v.under6+"="+v.on6, "--no-arp-proxy"); err != nil {
-					tb.p.Fatalf("vif1 in %s: %v\n%s", v.h.Netns(), err, out)
+				// (Its underlay is left to choose: a tunnel over IPv6
+				// runs on raw sockets.)
+				if out, err := s.h.RunContext(ctx, bin, "up", "vif1", s.vif1, "--slave", "eth0",
+					"--peer", s.under6+"="+s.on6, "--no-arp-proxy"); err != nil {
+					tb.p.Fatalf("vif1 in %s: %v\n%s", s.h.Netns(), err, out)
 				}
 			}
 		}
