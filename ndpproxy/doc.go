@@ -45,8 +45,14 @@
 // Remove), and announced with unsolicited advertisements when added, when
 // the hardware address changes (SetHardwareAddr) and when the caller says
 // the link came back (Announce), as RFC 4861 section 7.2.6 describes.
-// Probe performs Duplicate Address Detection before the caller claims
-// addresses. Advertisements are sent from the interface's link-local
+// Whole prefixes are published with AddRange, down to a /48 (MinRangeBits):
+// a range of a /120 or longer joins the groups of its addresses; a larger
+// one, whose addresses span up to all 2^24 solicited-node groups, has the
+// interface receive all multicast instead, for as long as it is owned
+// (GroupRangeBits says what that costs). Probe performs Duplicate Address
+// Detection before the caller claims addresses; ProbeRange and ProbeAll
+// return every address of a small range, or of a list, that another host
+// uses. Advertisements are sent from the interface's link-local
 // address. Replies are rate limited per requester and globally so that
 // the proxy cannot be turned into an amplifier.
 //
@@ -61,6 +67,5 @@
 //
 // The package knows nothing of TUN devices or tunnels. As with arpproxy,
 // one Responder per slave interface is meant to serve every vif on it
-// (Responder has the methods of vif.Publisher); the vif daemon does not
-// start one yet.
+// (Responder has the methods of vif.Publisher), as the vif daemon does.
 package ndpproxy

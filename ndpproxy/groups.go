@@ -36,12 +36,22 @@ var _ groupConn = (*ndp.Conn)(nil)
 // A socket holds a bounded number of groups (net.core.optmem_max pays for
 // them): when one is full, another is opened. Not safe for concurrent use:
 // the Responder's mu guards it.
+//
+// Ranges shorter than GroupRangeBits have too many addresses to join a
+// group for each (a /64 would need all 2^24 solicited-node groups):
+// while one is owned, the interface receives all multicast instead
+// (allMulti, counted by wide).
 type memberships struct {
 	open    func() (groupConn, error) // nil: no groups are joined (New)
 	release func() error              // releases what open holds; may be nil
 	conns   []groupConn
 	refs    map[netip.Addr]int // group: number of users
 	conn    map[netip.Addr]int // group: index in conns of the socket holding it
+
+	// allMulti turns the interface's all-multicast reception on or off
+	// for the Responder's packet socket; nil: never (New).
+	allMulti func(on bool) error
+	wide     int // ranges that need all-multicast reception
 }
 
 // newMemberships returns the memberships that open sockets with open and
@@ -113,6 +123,39 @@ func (m *memberships) leave(a netip.Addr) error {
 // groups returns the number of groups joined.
 func (m *memberships) groups() int { return len(m.refs) }
 
+// joinAll takes one more reference on all-multicast reception, turning
+// it on with the first.
+func (m *memberships) joinAll() error {
+	if m.allMulti == nil {
+		return nil
+	}
+	if m.wide == 0 {
+		if err := m.allMulti(true); err != nil {
+			return fmt.Errorf("ndpproxy: receive all multicast: %w", err)
+		}
+	}
+	m.wide++
+	return nil
+}
+
+// leaveAll drops one reference on all-multicast reception, turning it off
+// with the last. Its error changes nothing for the caller: the reference
+// is gone either way.
+func (m *memberships) leaveAll() error {
+	if m.allMulti == nil || m.wide == 0 {
+		return nil
+	}
+	if m.wide--; m.wide == 0 {
+		if err := m.allMulti(false); err != nil {
+			return fmt.Errorf("ndpproxy: stop receiving all multicast: %w", err)
+		}
+	}
+	return nil
+}
+
+// allMulticast reports whether all-multicast reception is on.
+func (m *memberships) allMulticast() bool { return m.allMulti != nil && m.wide > 0 }
+
 // close closes the sockets, which leaves their groups.
 func (m *memberships) close() error {
 	var errs []error
@@ -126,6 +169,9 @@ func (m *memberships) close() error {
 	m.conns = nil
 	clear(m.refs)
 	clear(m.conn)
+	// All-multicast reception belongs to the packet socket, which the
+	// Responder has closed: the kernel released it then.
+	m.wide = 0
 	return errors.Join(errs...)
 }
 

@@ -178,12 +178,17 @@ func TestHandleAllocs(t *testing.T) {
 	if err := r.AddRange(netip.MustParsePrefix("2001:db8:5::/120"), nil); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.AddRange(netip.MustParsePrefix("2001:db8:6::/64"), []netip.Addr{netip.MustParseAddr("2001:db8:6::5")}); err != nil {
+		t.Fatal(err)
+	}
 	dad := PutSolicitation(make([]byte, ReplyLen), net.HardwareAddr{2, 0, 0, 0, 0, 2}, netip.IPv6Unspecified(), benchAddr(7))
 	advert := PutAdvertisement(make([]byte, ReplyLen), net.HardwareAddr{2, 0, 0, 0, 0, 3}, netip.MustParseAddr("fe80::3"), benchAddr(9), FlagOverride)
 	frames := map[string]Frame{
 		"reply":         benchSolicitation(benchAddr(200)),
 		"DAD reply":     dad,
 		"range reply":   benchSolicitation(netip.MustParseAddr("2001:db8:5::77")),
+		"/64 reply":     benchSolicitation(netip.MustParseAddr("2001:db8:6::9e37:79b9:7f4a:7c15")),
+		"excluded":      benchSolicitation(netip.MustParseAddr("2001:db8:6::5")),
 		"not owned":     benchSolicitation(netip.MustParseAddr("2001:db8:9::9")),
 		"short":         benchSolicitation(benchAddr(1))[:60],
 		"conflict":      advert,
@@ -238,15 +243,79 @@ func BenchmarkHandleRateLimited(b *testing.B) {
 	}
 }
 
-// BenchmarkHandleRange answers for an address of a range.
+// BenchmarkHandleRange answers for an address of a range: a /120, and a
+// /64 with 100 exclusions.
 func BenchmarkHandleRange(b *testing.B) {
 	r, _ := newTestResponder(b, &Config{AnnounceCount: -1, RequesterRate: -1, GlobalRate: -1}, 300)
 	if err := r.AddRange(netip.MustParsePrefix("2001:db8:5::/120"), nil); err != nil {
 		b.Fatal(err)
 	}
-	f := benchSolicitation(netip.MustParseAddr("2001:db8:5::77"))
-	b.ReportAllocs()
-	for b.Loop() {
-		r.handle(f)
+	var exclude []netip.Addr
+	for i := range 100 {
+		exclude = append(exclude, netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 6, 15: byte(2 * i)}))
+	}
+	if err := r.AddRange(netip.MustParsePrefix("2001:db8:6::/64"), exclude); err != nil {
+		b.Fatal(err)
+	}
+	for name, target := range map[string]string{"120": "2001:db8:5::77", "64": "2001:db8:6::9e37:79b9:7f4a:7c15"} {
+		b.Run(name, func(b *testing.B) {
+			f := benchSolicitation(netip.MustParseAddr(target))
+			b.ReportAllocs()
+			for b.Loop() {
+				r.handle(f)
+			}
+		})
+	}
+}
+
+// TestRangeAllMulticast checks that a range shorter than GroupRangeBits
+// joins no group but has the interface receive all multicast, once for
+// all such ranges, until the last of them goes; that a /120 joins its
+// groups instead; and that a failure to ask for all multicast leaves the
+// range out.
+func TestRangeAllMulticast(t *testing.T) {
+	r, _ := newTestResponder(t, &Config{AnnounceCount: -1}, 0)
+	var calls []bool
+	fail := false
+	r.mu.Lock()
+	r.groups.allMulti = func(on bool) error {
+		if fail {
+			return syscall.EPERM
+		}
+		calls = append(calls, on)
+		return nil
+	}
+	r.mu.Unlock()
+	p64, p56 := netip.MustParsePrefix("2001:db8:1::/64"), netip.MustParsePrefix("2001:db8:100::/56")
+	for _, p := range []netip.Prefix{p64, p56, p64} { // p64 twice: once
+		if err := r.AddRange(p, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := r.Stats(); !s.AllMulticast || s.Groups != 0 || !slices.Equal(calls, []bool{true}) {
+		t.Fatalf("two wide ranges: all multicast %v, %d groups, calls %v; want on, 0, [true]", s.AllMulticast, s.Groups, calls)
+	}
+	p120 := netip.MustParsePrefix("2001:db8:2::/120")
+	if err := r.AddRange(p120, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := r.Stats(); s.Groups != 255 {
+		t.Errorf("a /120: %d groups joined, want 255 (all but the anycast address's)", s.Groups)
+	}
+	r.RemoveRange(p64)
+	if s := r.Stats(); !s.AllMulticast || len(calls) != 1 {
+		t.Errorf("one wide range left: all multicast %v, calls %v", s.AllMulticast, calls)
+	}
+	r.RemoveRange(p56)
+	if s := r.Stats(); s.AllMulticast || !slices.Equal(calls, []bool{true, false}) {
+		t.Errorf("no wide range left: all multicast %v, calls %v; want off, [true false]", s.AllMulticast, calls)
+	}
+	r.RemoveRange(p120)
+	if s := r.Stats(); s.Groups != 0 {
+		t.Errorf("%d groups after the /120 went", s.Groups)
+	}
+	fail = true
+	if err := r.AddRange(p64, nil); !errors.Is(err, syscall.EPERM) || len(r.Ranges()) != 0 {
+		t.Errorf("AddRange when all multicast is refused: %v, ranges %v", err, r.Ranges())
 	}
 }

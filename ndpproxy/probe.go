@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -57,9 +58,44 @@ func (e *ConflictError) Unwrap() error { return ErrInUse }
 // ErrClosed after Close. It neither adds nor publishes the addresses; the
 // caller Adds them once it returns nil.
 func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Duration) error {
+	_, err := r.probe(ctx, addrs, wait, true)
+	return err
+}
+
+// MaxProbe is the most addresses ProbeAll and ProbeRange probe at once:
+// three solicitations each over the probe's wait, 768 frames in all.
+const MaxProbe = 1 << (128 - GroupRangeBits)
+
+// ProbeAll is Probe that listens for all of wait and returns every
+// address of addrs another host uses, instead of an error at the first:
+// the addresses to exclude when a range holding addrs is claimed
+// (AddRange). It refuses more than MaxProbe addresses (ErrInvalidAddr):
+// that would flood the segment.
+func (r *Responder) ProbeAll(ctx context.Context, addrs []netip.Addr, wait time.Duration) ([]netip.Addr, error) {
+	if len(addrs) > MaxProbe {
+		return nil, fmt.Errorf("%w: %d addresses to probe: at most %d at once", ErrInvalidAddr, len(addrs), MaxProbe)
+	}
+	return r.probe(ctx, addrs, wait, false)
+}
+
+// ProbeRange is ProbeAll for every address of the range p that AddRange
+// would answer for (all but its Subnet-Router anycast address). It takes
+// ranges of GroupRangeBits or longer (ErrInvalidAddr otherwise): probing
+// a larger one would flood the segment, and a /64 cannot be probed at all.
+func (r *Responder) ProbeRange(ctx context.Context, p netip.Prefix, wait time.Duration) ([]netip.Addr, error) {
+	if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() < GroupRangeBits {
+		return nil, fmt.Errorf("%w: range %v: ProbeRange takes an IPv6 prefix of /%d or longer (at most %d addresses)", ErrInvalidAddr, p, GroupRangeBits, MaxProbe)
+	}
+	return r.probe(ctx, slices.Collect(rangeAddrs(p.Masked())), wait, false)
+}
+
+// probe probes addrs and returns the addresses found in use; with first,
+// it returns at the first conflict, as a *ConflictError, and nil
+// addresses.
+func (r *Responder) probe(ctx context.Context, addrs []netip.Addr, wait time.Duration, first bool) ([]netip.Addr, error) {
 	for _, a := range addrs {
 		if err := checkAddr(a); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if wait <= 0 {
@@ -70,9 +106,13 @@ func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Dur
 		p.addrs[a] = true
 	}
 	if err := r.startProbe(p); err != nil {
-		return err
+		return nil, err
 	}
 	defer r.stopProbe(p)
+	found := p.found
+	if !first {
+		found = nil // listen to the end
+	}
 
 	// Three probes, gap apart, then twice that long to hear the last one
 	// answered.
@@ -82,12 +122,12 @@ func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Dur
 	defer t.Stop()
 	for i := range 4 {
 		select {
-		case c := <-p.found:
-			return c
+		case c := <-found:
+			return nil, c
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-r.ctx.Done():
-			return ErrClosed
+			return nil, ErrClosed
 		case <-t.C:
 		}
 		if i == 3 {
@@ -99,7 +139,7 @@ func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Dur
 			dst := &packet.Addr{HardwareAddr: bytes.Clone(f.EthernetDst())}
 			if _, err := r.conn.WriteTo(f, dst); err != nil {
 				r.stats.writeErrors.Add(1)
-				return fmt.Errorf("ndpproxy: probe %s: %w", a, err)
+				return nil, fmt.Errorf("ndpproxy: probe %s: %w", a, err)
 			}
 		}
 		if i < 2 {
@@ -108,12 +148,24 @@ func (r *Responder) Probe(ctx context.Context, addrs []netip.Addr, wait time.Dur
 			t.Reset(wait - 2*gap)
 		}
 	}
+	if !first {
+		return p.inUse(), nil
+	}
 	select {
 	case c := <-p.found:
-		return c
+		return nil, c
 	default:
-		return nil
+		return nil, nil
 	}
+}
+
+// inUse returns the addresses found in use, in ascending order.
+func (p *prober) inUse() []netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := slices.Collect(maps.Keys(p.used))
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 // A prober is one running Probe: the serve goroutine reports conflicts

@@ -19,12 +19,29 @@ import (
 	"github.com/vif-project/vif/internal/ratelimit"
 )
 
-// MinRangeBits is the shortest prefix AddRange takes: a /120, 256
-// addresses. A proxy joins the solicited-node multicast group of every
-// address it answers for (RFC 4861 section 7.2.8), one per address of a
-// range of this size or smaller, which an interface holds easily; a /64
-// would need 16 million.
-const MinRangeBits = 120
+// MinRangeBits is the shortest prefix AddRange takes: a /48, the largest
+// assignment to an end site that RFC 6177 considers. A range costs the same whatever
+// its size, so the limit only keeps a typo from claiming more than a site
+// can own.
+const MinRangeBits = 48
+
+// GroupRangeBits is the shortest range whose addresses' solicited-node
+// multicast groups are joined one by one: a /120, at most 256 groups. A
+// proxy joins the solicited-node group of every address it answers for
+// (RFC 4861 section 7.2.8), which an interface holds easily for so few;
+// a /64 would need all 16 million of them. For a range shorter than
+// this, a Responder from Listen has the interface receive all multicast
+// instead (Stats.AllMulticast), for as long as it owns such a range.
+//
+// That costs the host every multicast frame on the segment (the NIC
+// filters none out; the kernel drops what no one listens to, and the
+// Responder's socket filter keeps all but Neighbor Discovery out of the
+// process, which then reads every solicitation on the segment, most of
+// them counted as not owned), and it joins no group with MLD: a switch that snoops MLD
+// forwards the solicitations for the range's addresses to the host only
+// if it floods multicast it has no listener for. Neighbors' unicast
+// solicitations (Neighbor Unreachability Detection) are not affected.
+const GroupRangeBits = 120
 
 // A Responder answers Neighbor Solicitations on one Ethernet interface for
 // a changing set of owned IPv6 addresses, announces them when they are
@@ -142,6 +159,7 @@ func Listen(ifi *net.Interface, cfg *Config) (*Responder, error) {
 			return first
 		}))
 	}
+	groups.allMulti = allMulticast(conn, ifi.Index)
 	r, err := newResponder(ifi, conn, &c, groups, nil, false)
 	if err != nil {
 		_ = conn.Close()
@@ -391,23 +409,27 @@ func (r *Responder) Remove(addr netip.Addr) {
 }
 
 // AddRange makes the Responder answer for every address of the prefix p
-// (an IPv6 prefix of /120 or longer, see MinRangeBits) but the addresses
+// (an IPv6 prefix of MinRangeBits or longer, a /64 say) but the addresses
 // in exclude, which other hosts on the segment use, and but the range's
 // Subnet-Router anycast address (the all-zeros one, RFC 4291 section
-// 2.6.1) when p is shorter than /127. It joins the solicited-node groups
-// of the range's addresses (Listen only). Nothing is announced
-// (unsolicited advertisements for a whole range would flood the segment);
-// neighbours learn the addresses as they ask. Another host's solicitation
-// from an address of the range, or advertisement for one, is counted and
-// logged as a conflict, as for an added address. Adding a range owned
-// already adds its exclusions. It returns an error wrapping ErrInvalidAddr
-// for a prefix that is not a valid IPv6 prefix of /120 or longer, or whose
-// addresses a host cannot publish, the error of joining a group (the range
-// is then not added), and ErrClosed after Close.
+// 2.6.1: "Packets sent to the Subnet-Router anycast address will be
+// delivered to one router on the subnet") when p is shorter than /127.
+// With a Responder from Listen, it joins the solicited-node groups of the
+// range's addresses for a range of GroupRangeBits or longer, and else has
+// the interface receive all multicast while the range is owned (see
+// GroupRangeBits for the cost). Nothing is announced (unsolicited
+// advertisements for a whole range would flood the segment); neighbours
+// learn the addresses as they ask. Another host's solicitation from an
+// address of the range, or advertisement for one, is counted and logged
+// as a conflict, as for an added address. Adding a range owned already
+// adds its exclusions. It returns an error wrapping ErrInvalidAddr for a
+// prefix that is not a valid IPv6 prefix of MinRangeBits or longer, or
+// whose addresses a host cannot publish, the error of joining a group or
+// of asking for all multicast (the range is then not added), and
+// ErrClosed after Close.
 func (r *Responder) AddRange(p netip.Prefix, exclude []netip.Addr) error {
 	if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || p.Bits() < MinRangeBits {
-		return fmt.Errorf("%w: range %v: give an IPv6 prefix of /%d or longer (at most %d addresses: a proxy joins a multicast group per address)",
-			ErrInvalidAddr, p, MinRangeBits, 1<<(128-MinRangeBits))
+		return fmt.Errorf("%w: range %v: give an IPv6 prefix of /%d or longer", ErrInvalidAddr, p, MinRangeBits)
 	}
 	p = p.Masked()
 	if why := checkAddr(p.Addr()); why != nil {
@@ -417,6 +439,12 @@ func (r *Responder) AddRange(p netip.Prefix, exclude []netip.Addr) error {
 	defer r.mu.Unlock()
 	if r.closed {
 		return ErrClosed
+	}
+	if !r.ranges[p] && p.Bits() < GroupRangeBits {
+		if err := r.groups.joinAll(); err != nil {
+			return err
+		}
+		r.ranges[p] = true
 	}
 	if !r.ranges[p] {
 		var joined []netip.Addr
@@ -469,8 +497,14 @@ func (r *Responder) RemoveRange(p netip.Prefix) {
 	delete(r.ranges, p)
 	old := r.owned.Load()
 	r.owned.Store(&table{set: old.set.withoutRange(p), states: old.states})
-	for a := range rangeAddrs(p) {
-		r.groups.leave(a)
+	if p.Bits() < GroupRangeBits {
+		if err := r.groups.leaveAll(); err != nil {
+			r.log.Warn("NDP range removed, but the interface still receives all multicast", "range", p, "err", err)
+		}
+	} else {
+		for a := range rangeAddrs(p) {
+			r.groups.leave(a)
+		}
 	}
 	r.log.Debug("NDP range removed", "range", p)
 }
@@ -515,6 +549,7 @@ func (r *Responder) Stats() Stats {
 	s := r.stats.snapshot()
 	r.mu.Lock()
 	s.Groups = r.groups.groups()
+	s.AllMulticast = r.groups.allMulticast()
 	r.mu.Unlock()
 	return s
 }

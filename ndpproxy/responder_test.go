@@ -710,8 +710,8 @@ func TestConcurrentAddRemove(t *testing.T) {
 
 // TestRange checks AddRange: every address of the range is answered but
 // the excluded ones and the Subnet-Router anycast address (RFC 4291
-// section 2.6.1), nothing is announced, and ranges wider than /120 are
-// refused.
+// section 2.6.1), nothing is announced, and ranges wider than
+// MinRangeBits are refused.
 func TestRange(t *testing.T) {
 	r, conn := newResponder(t, &ndpproxy.Config{SourceAddr: ourLL})
 	p := netip.MustParsePrefix("2001:db8:5::/120")
@@ -755,7 +755,7 @@ func TestRange(t *testing.T) {
 	if diff := cmp.Diff([]netip.Prefix{p127}, r.Ranges(), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 		t.Errorf("Ranges after RemoveRange (-want +got):\n%s", diff)
 	}
-	for _, bad := range []string{"2001:db8::/64", "2001:db8::/119", "192.0.2.0/24", "ff02::/120", "fe80::/120", "::ffff:192.0.2.0/120"} {
+	for _, bad := range []string{"2001:db8::/47", "2001:db8::/32", "192.0.2.0/24", "ff02::/120", "fe80::/120", "::ffff:192.0.2.0/120", "fe80::/64"} {
 		if err := r.AddRange(netip.MustParsePrefix(bad), nil); !errors.Is(err, ndpproxy.ErrInvalidAddr) {
 			t.Errorf("AddRange(%s) = %v, want ErrInvalidAddr", bad, err)
 		}

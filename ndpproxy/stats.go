@@ -53,6 +53,10 @@ type Stats struct {
 	// Groups is the number of solicited-node multicast groups joined
 	// (always zero for a Responder from New).
 	Groups int
+	// AllMulticast reports whether the interface receives all multicast
+	// for the Responder, because it owns a range shorter than
+	// GroupRangeBits (a Responder from Listen only).
+	AllMulticast bool
 	// Drops counts dropped frames by reason (DropReason.Name, such as
 	// "hop_limit" or "checksum"); only reasons with a non-zero count are
 	// present, as in vif.Stats.

@@ -1,6 +1,7 @@
 package vif
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 
@@ -18,14 +19,62 @@ type addrSet struct {
 	ranges   *bart.Lite // nil without ranges
 	excluded *inet.Set
 	set6     map[[16]byte]struct{} // the IPv6 addresses; nil without
-	src6     [16]byte              // the first IPv6 address, the source of ICMPv6 errors
-	hasSrc6  bool
+	// The IPv6 ranges: a few (most vifs have one) in r6, scanned; more
+	// in ranges (many6). notIn6 are the addresses of those that are not
+	// the interface's: the excluded ones and each range's Subnet-Router
+	// anycast address.
+	r6      []range6
+	many6   bool
+	notIn6  map[[16]byte]struct{}
+	src6    [16]byte // the first IPv6 address, the source of ICMPv6 errors
+	hasSrc6 bool
 }
 
-// has6 reports whether the IPv6 address a is the interface's.
+// has6 reports whether the IPv6 address a is the interface's: one of its
+// addresses, or in one of its ranges but not excluded. It does not
+// allocate: a map lookup, and for a vif with IPv6 ranges a longest-prefix
+// match in the ranges' table.
 func (s *addrSet) has6(a [16]byte) bool {
-	_, ok := s.set6[a]
-	return ok
+	if _, ok := s.set6[a]; ok {
+		return true
+	}
+	in := false
+	if s.many6 {
+		in = s.ranges.Lookup(netip.AddrFrom16(a))
+	} else {
+		hi, lo := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])
+		for _, r := range s.r6 {
+			if hi&r.mhi == r.hi && lo&r.mlo == r.lo {
+				in = true
+				break
+			}
+		}
+	}
+	if !in {
+		return false
+	}
+	_, out := s.notIn6[a]
+	return !out
+}
+
+// range6 is an IPv6 range as its masked address and mask, in two halves:
+// a few compare faster than a longest-prefix match in a trie, which walks
+// a node per byte of the prefix (eight for a /64).
+type range6 struct{ hi, lo, mhi, mlo uint64 }
+
+// maxScan6 is the most IPv6 ranges has6 scans; with more, it looks them up
+// in the trie.
+const maxScan6 = 8
+
+func newRange6(p netip.Prefix) range6 {
+	b := p.Masked().Addr().As16()
+	// Go shifts a uint64 by 64 to zero: a /0 masks nothing, a /128
+	// everything.
+	bits := p.Bits()
+	return range6{
+		hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:]),
+		mhi: ^uint64(0) << (64 - min(bits, 64)), mlo: ^uint64(0) << (128 - max(bits, 64)),
+	}
 }
 
 // newAddrSet returns the set of the addresses of prefixes, which
@@ -52,6 +101,51 @@ func newAddrSet(prefixes, ranges []netip.Prefix, exclude []netip.Addr) *addrSet 
 		s.ranges = new(bart.Lite)
 		for _, p := range ranges {
 			s.ranges.Insert(p.Masked())
+		}
+	}
+	for _, p := range ranges {
+		if !p.Addr().Is6() {
+			continue
+		}
+		if s.notIn6 == nil {
+			s.notIn6 = map[[16]byte]struct{}{}
+			for _, a := range exclude {
+				if a.Is6() {
+					s.notIn6[a.As16()] = struct{}{}
+				}
+			}
+		}
+		s.r6 = append(s.r6, newRange6(p))
+		p = p.Masked()
+		if p.Bits() <= 126 {
+			// The Subnet-Router anycast address (RFC 4291 section
+			// 2.6.1) is for the routers of the subnet, which a vif is
+			// not; the NDP proxy does not answer for it either.
+			s.notIn6[p.Addr().As16()] = struct{}{}
+		}
+	}
+	if len(s.r6) > maxScan6 {
+		s.r6, s.many6 = nil, true
+	}
+	if !s.hasSrc6 {
+		// Without an IPv6 address, ICMPv6 errors come from the first
+		// address of the first IPv6 range that is the interface's.
+		for _, p := range ranges {
+			if !p.Addr().Is6() {
+				continue
+			}
+			// At most the exclusions and the anycast address are
+			// skipped.
+			a := p.Masked().Addr()
+			for n := 0; n <= len(exclude)+1 && a.IsValid() && p.Contains(a); n, a = n+1, a.Next() {
+				if s.has6(a.As16()) {
+					s.src6, s.hasSrc6 = a.As16(), true
+					break
+				}
+			}
+			if s.hasSrc6 {
+				break
+			}
 		}
 	}
 	return s

@@ -53,7 +53,7 @@ func (i *Interface) AddAddr(p netip.Prefix) error {
 		}
 	}
 	i.addrs.Store(newAddrSet(c.Addrs, i.link.Ranges, i.link.Exclude))
-	return nil
+	return i.syncOffload()
 }
 
 // RemoveAddr removes the address p (its address; the length does not
@@ -75,6 +75,7 @@ func (i *Interface) RemoveAddr(p netip.Prefix) error {
 		return fmt.Errorf("%w: %s is the interface's last address (remove the interface instead)", ErrNoAddress, p.Addr())
 	}
 	i.addrs.Store(newAddrSet(rest, i.link.Ranges, i.link.Exclude))
+	i.offloadChanged() // before the host forgets it: nothing is delivered to it meanwhile
 	if i.pub != nil {
 		i.pub.Remove(have.Addr())
 	}

@@ -28,8 +28,12 @@ type Config struct {
 	// them (but Exclude) as if it were in Addrs, at the cost of one
 	// address: Up makes each local to the host with one route (as "ip
 	// route add local PREFIX dev NAME" does) and, with Publish, the ARP
-	// proxy answers for all of it but the network and broadcast
-	// addresses. A range must not hold an address of the host.
+	// proxy answers for all of an IPv4 range but the network and
+	// broadcast addresses, the NDP proxy for all of an IPv6 range but
+	// its Subnet-Router anycast address (the first, RFC 4291 section
+	// 2.6.1), which is not the interface's either. A range must not hold
+	// an address of the host. IPv4 ranges are /8 or longer, IPv6 ones
+	// MinRangeBits6 or longer.
 	Ranges []netip.Prefix `json:"ranges,omitempty"`
 	// Exclude lists addresses of Ranges that are not the interface's:
 	// other hosts on the slave's segment use them. They are neither
@@ -113,6 +117,14 @@ type LinkConfig struct {
 	// UnderlayAuto (the zero value), UnderlayXDP or UnderlayRaw.
 	// Interface.Underlay tells which one is in use, and why.
 	Underlay string `json:"underlay,omitempty"`
+	// Offload moves the packet loop's common case into the kernel: tc
+	// programs on the vif's egress and the slave's ingress encapsulate
+	// to the peers and decapsulate from them under the loop's rules, and
+	// hand everything else to the loop (package internal/offload). It
+	// needs a tunnel, CAP_BPF and a kernel with TCX (Linux 6.6), and runs
+	// beside the raw underlay (UnderlayAuto takes it). Stats and Peers
+	// count the offloaded traffic with the loop's.
+	Offload bool `json:"offload,omitempty"`
 	// Publisher, when set with Publish, is the ARP proxy to publish
 	// through, such as an *arpproxy.Responder shared by the vifs of one
 	// slave.
@@ -252,15 +264,8 @@ func (c *Config) check() error {
 		return ErrNoAddress
 	}
 	for _, p := range c.Ranges {
-		switch {
-		case !p.IsValid() || !p.Addr().Is4():
-			return fmt.Errorf("%w %v: not IPv4", ErrBadRange, p)
-		case p != p.Masked():
-			return fmt.Errorf("%w %s: host bits are set; did you mean %s?", ErrBadRange, p, p.Masked())
-		case p.Bits() < 8:
-			return fmt.Errorf("%w %s: larger than a /8", ErrBadRange, p)
-		case !IsHostAddr(p.Addr()):
-			return fmt.Errorf("%w %s: %s", ErrBadRange, p, inet.Why(p.Addr()))
+		if err := checkRange(p); err != nil {
+			return err
 		}
 	}
 	for _, p := range c.Addrs {
@@ -316,6 +321,49 @@ func (c *Config) check() error {
 	}
 	return nil
 }
+
+// MinRangeBits6 is the shortest IPv6 prefix a range may be: a /48, the
+// largest assignment to an end site that RFC 6177 considers (a /64, one
+// subnet, is the common case). A range costs the same whatever its size
+// (one route, one entry in the lookup tables, and all-multicast
+// reception on the slave for the NDP proxy), so the limit keeps an
+// operator from claiming, by a typo, more than a site can own. IPv4
+// ranges may be as short as a /8.
+const MinRangeBits6 = 48
+
+// checkRange returns an error wrapping ErrBadRange if p cannot be a range
+// of the vif: not a prefix of host addresses, host bits set, or shorter
+// than a /8 (IPv4) or MinRangeBits6 (IPv6).
+func checkRange(p netip.Prefix) error {
+	switch {
+	case !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "":
+		return fmt.Errorf("%w %v: not an IPv4 or IPv6 prefix", ErrBadRange, p)
+	case p != p.Masked():
+		return fmt.Errorf("%w %s: host bits are set; did you mean %s?", ErrBadRange, p, p.Masked())
+	case p.Addr().Is4() && p.Bits() < 8:
+		return fmt.Errorf("%w %s: larger than a /8", ErrBadRange, p)
+	case p.Addr().Is6() && p.Bits() < MinRangeBits6:
+		return fmt.Errorf("%w %s: larger than a /%d, the largest end-site assignment (RFC 6177); a /64 is one subnet", ErrBadRange, p, MinRangeBits6)
+	case p.Addr().Is4() && !IsHostAddr(p.Addr()):
+		return fmt.Errorf("%w %s: %s", ErrBadRange, p, inet.Why(p.Addr()))
+	case p.Addr().Is6():
+		// Its first address, the Subnet-Router anycast one, is not
+		// claimed, but it tells the range's kind: multicast,
+		// link-local, loopback or unspecified ones are no host's.
+		why := inet.Why6(p.Addr())
+		if why == "" && p.Overlaps(v4Mapped) {
+			why = "holds IPv4-mapped addresses"
+		}
+		if why != "" {
+			return fmt.Errorf("%w %s: %s", ErrBadRange, p, why)
+		}
+	}
+	return nil
+}
+
+// v4Mapped is ::ffff:0:0/96, the IPv4-mapped addresses (RFC 4291 section
+// 2.5.5.2), which are no IPv6 host's.
+var v4Mapped = netip.MustParsePrefix("::ffff:0:0/96")
 
 // peers returns every peer of c: Peers, and Peer as the one that takes
 // every destination and source the others don't.

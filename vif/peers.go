@@ -349,7 +349,7 @@ func (i *Interface) SetPeer(p Peer) error {
 	if old == nil {
 		i.probePathMTU(nt.find(p.Addr))
 	}
-	return nil
+	return i.syncOffload()
 }
 
 // RemovePeer removes the peer with address addr, and the routes of its
@@ -373,7 +373,7 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 		}
 	}
 	i.peers.Store(t.without(old))
-	return nil
+	return i.syncOffload()
 }
 
 // with returns a copy of t in which the peer with c's address has c's
@@ -482,6 +482,7 @@ func (i *Interface) Peers() []PeerStats {
 			DecapsulatedBytes: p.st.rxBytes.Load(),
 			PathMTU:           int(p.st.pmtu.Load()),
 		}
+		i.addOffloadPeer(&out[k])
 	}
 	return out
 }

@@ -69,6 +69,7 @@ func (i *Interface) setPathMTU(p *peer, cur, t int) {
 		return
 	}
 	p.st.pmtu.Store(int32(t))
+	i.offloadChanged()
 	n := i.pmtuChanges.Add(1)
 	now := nanotime()
 	last := i.pmtuLogged.Load()

@@ -115,12 +115,18 @@ const (
 	DropTUNOverflow    = "tx_tun_overflow"
 )
 
+// DropOffloadError counts the packets the offload (LinkConfig.Offload)
+// dropped itself: a kernel helper failed (out of memory) on a packet it
+// had begun to encapsulate. Every other packet it does not carry goes to
+// the loop, which counts its drops under its own reasons.
+const DropOffloadError = "tx_offload_error"
+
 // DropReasons lists every key Stats.Drops may hold, sorted, for documentation and
 // for tools that want a fixed set of columns.
 func DropReasons() []string {
 	var out []string
 	out = append(out, dropNames[:]...)
-	out = append(out, DropSocketOverflow, DropTUNOverflow)
+	out = append(out, DropSocketOverflow, DropTUNOverflow, DropOffloadError)
 	for e := ipip.Error(1); e < ipip.NumErrors; e++ {
 		out = append(out, "tx_"+e.Name(), "rx_"+e.Name())
 	}
@@ -185,5 +191,6 @@ func (i *Interface) Stats() Stats {
 			s.Drops[DropTUNOverflow] = v
 		}
 	}
+	i.addOffloadStats(&s)
 	return s
 }

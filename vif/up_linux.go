@@ -52,6 +52,9 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	default:
 		return c, fmt.Errorf("%w %q: use %q or %q, or none to choose", ErrBadUnderlay, c.Underlay, UnderlayXDP, UnderlayRaw)
 	}
+	if err := resolveOffload(&c); err != nil {
+		return c, err
+	}
 	if c.Slave == "" && (c.HasTunnel() || c.Publish) {
 		s, err := defaultSlave(nl, c.underlay6())
 		if err != nil {
@@ -188,7 +191,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	// Without IPv6 addresses, routes or peer prefixes keep the kernel's
 	// IPv6 chatter (router solicitations, MLD) out of the TUN; with them,
 	// IPv6 runs without a link-local address or router solicitations.
-	setIPv6(c.Name, hasIPv6(c.Addrs) || hasIPv6(c.Routes) || hasIPv6(peerPrefixes(c.peers())))
+	setIPv6(c.Name, hasIPv6(c.Addrs) || hasIPv6(c.Ranges) || hasIPv6(c.Routes) || hasIPv6(peerPrefixes(c.peers())))
 
 	for _, p := range c.Addrs {
 		if err := nl.AddrAdd(link, hostAddr(p)); err != nil {
@@ -198,16 +201,24 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	if err := nl.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("vif: set %s up: %w", c.Name, err)
 	}
-	// A range is local to the host through one route ("AnyIP"); the
-	// addresses others use are routed to the slave's segment instead,
-	// so that the kernel neither takes nor answers ARP for them.
+	// A range is local to the host through one route ("AnyIP", "ip -6
+	// route add local PREFIX" for IPv6); the addresses others use are
+	// routed to the slave's segment instead, so that the kernel neither
+	// takes nor answers ARP for them.
+	rangeRoute := func(p netip.Prefix) *netlink.Route {
+		return &netlink.Route{LinkIndex: index, Dst: prefixNet(p), Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST}
+	}
 	for _, p := range c.Ranges {
-		r := &netlink.Route{LinkIndex: index, Dst: prefixNet(p), Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST}
+		r := rangeRoute(p)
 		if err := nl.RouteAdd(r); err != nil {
 			return nil, fmt.Errorf("vif: make range %s local: %w", p, err)
 		}
 		undo = append(undo, func() error { return ignoreGone(nl.RouteDel(r)) })
-		if p.Bits() > 30 {
+		if p.Addr().Is6() || p.Bits() > 30 {
+			// IPv6 has no broadcast; the kernel answers no
+			// solicitation on the slave for an address that is
+			// not the slave's, so the Subnet-Router anycast address
+			// needs no route of its own.
 			continue
 		}
 		// Its network and broadcast addresses are broadcast, as the
@@ -232,7 +243,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 			return nil, fmt.Errorf("%w: %s", ErrNoSlave, c.Slave)
 		}
 		for _, a := range c.Exclude {
-			r := &netlink.Route{LinkIndex: slave.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(a, 32)), Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_LINK}
+			r := &netlink.Route{LinkIndex: slave.Attrs().Index, Dst: prefixNet(netip.PrefixFrom(a, a.BitLen())), Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_LINK}
 			// Replace: a vif killed before it could remove them leaves
 			// such routes behind.
 			if err := nl.RouteReplace(r); err != nil {
@@ -440,12 +451,30 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		}
 		return l.Attrs().Statistics.TxDropped
 	}
+	// The kernel flushes a device's IPv6 routes when it goes down, or
+	// its MTU below 1280 (IPv4 local routes stay): make the IPv6 ranges
+	// local again when it is back.
+	ranges6 := func() {
+		for _, p := range c.Ranges {
+			if p.Addr().Is6() {
+				if err := withNL(func() error { return nl.RouteReplace(rangeRoute(p)) }); err != nil && !errors.Is(err, os.ErrClosed) {
+					log.Warn("cannot make the range local again", "range", p, "err", err)
+				}
+			}
+		}
+	}
 	ifc.mtuHook = func() {
 		// The kernel drops a device's IPv6 settings when its MTU goes
 		// below 1280 and makes them anew, IPv6 on, when it comes back.
 		if l, err := linkNow(); err == nil {
-			setIPv6(l.Attrs().Name, hasIPv6(ifc.Addrs()) || hasIPv6(*ifc.routes.Load()) || hasIPv6(peerPrefixes(ifc.peers.Load().peers())))
+			setIPv6(l.Attrs().Name, hasIPv6(ifc.Addrs()) || hasIPv6(c.Ranges) || hasIPv6(*ifc.routes.Load()) || hasIPv6(peerPrefixes(ifc.peers.Load().peers())))
+			if l.Attrs().MTU >= 1280 && l.Attrs().Flags&net.FlagUp != 0 {
+				ranges6()
+			}
 		}
+	}
+	if hasIPv6(c.Ranges) {
+		ifc.upHook = ranges6
 	}
 	ifc.start()
 	if c.HasTunnel() {
@@ -456,6 +485,18 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	}
 	if c.Publish {
 		if err := ifc.publish(); err != nil {
+			ifc.Close()
+			return nil, err
+		}
+	}
+	if c.Offload {
+		// After the loop started: it takes what the programs pass.
+		var slave netlink.Link
+		err := withNL(func() (err error) { slave, err = nl.LinkByName(c.Slave); return err })
+		if err == nil {
+			err = ifc.startOffload(index, slave.Attrs().Index)
+		}
+		if err != nil {
 			ifc.Close()
 			return nil, err
 		}

@@ -100,6 +100,9 @@ type Interface struct {
 	tx txCounters
 	rx rxCounters
 
+	// off is the in-kernel fast path (LinkConfig.Offload), nil without.
+	off atomic.Pointer[offloadState]
+
 	// Path MTU soft state (RFC 2003 section 5.1): devMTU is the device's,
 	// as it changes (followDevice); each peer has its own tunnel MTU (<=
 	// devMTU).
@@ -124,6 +127,7 @@ type Interface struct {
 	// the name it first had); New leaves the device's own.
 	deviceMTU func() (int, error)
 	mtuHook   func()        // after an MTU change, before traffic resumes
+	upHook    func()        // after the device came up again
 	tunDrops  func() uint64 // the device's tx_dropped; nil if unknown
 	closeOnce sync.Once
 	stopOnce  sync.Once
@@ -260,7 +264,7 @@ func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
 	i.changeMu.Lock()
 	defer i.changeMu.Unlock()
 	i.addrs.Store(newAddrSet(addrs, i.link.Ranges, i.link.Exclude))
-	return nil
+	return i.syncOffload()
 }
 
 // SetLocal changes the tunnel's local underlay address, the outer source
@@ -295,7 +299,7 @@ func (i *Interface) SetLocal(local netip.Addr) error {
 		i.bound = local
 	}
 	i.local.Store(&local)
-	return nil
+	return i.syncOffload()
 }
 
 // UnderlayInfo tells what carries a vif's tunnel (LinkConfig.Underlay).
@@ -369,6 +373,7 @@ func (i *Interface) Err() error {
 // call's result.
 func (i *Interface) Close() error {
 	i.closeOnce.Do(func() {
+		i.closeOffload() // before the device goes: the programs redirect to it
 		i.stop()
 		<-i.done
 		<-i.followed
@@ -399,6 +404,9 @@ func (i *Interface) followDevice(events <-chan tun.Event) {
 				i.mtuHook()
 			}
 		}
+		if ev&tun.EventUp != 0 && i.upHook != nil {
+			i.upHook()
+		}
 	}
 }
 
@@ -416,6 +424,7 @@ func (i *Interface) setDevMTU(m int) {
 		p.st.pmtu.Store(int32(m))
 		i.probePathMTU(p)
 	}
+	i.offloadChanged()
 	i.log.Info("device MTU changed", "from", old, "to", m)
 }
 

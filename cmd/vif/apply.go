@@ -39,7 +39,7 @@ Each key is the long flag of "vif up" it stands for:
 
   [vif.vif0]                                # the vif's name
   addresses = ["192.0.2.1", "192.0.2.2/32"] # ADDR or ADDR/LEN
-  ranges = ["203.0.113.0/24"]               # vif up --range
+  ranges = ["203.0.113.0/24"]               # vif up --range (or "2001:db8:1::/64")
   slave = "eth0"                            # default: the default route's
   local = "198.18.0.1"                      # default: the slave's address
   protocol = 94                             # or 4

@@ -39,6 +39,7 @@ func TestParseUp(t *testing.T) {
 			vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Local: addr("2001:db8:ffff::1"), Protocol: 4,
 				Peers: []vif.Peer{{Addr: addr("2001:db8:ffff::2"), Prefixes: []netip.Prefix{pfx("198.51.100.0/24"), pfx("2001:db8:b::/64")}}}}, Publish: true}, false},
 		{"flag=value", "vif0 192.0.2.1 --proto=ipip --mtu=9000", vif.LinkConfig{Name: "vif0", Config: vif.Config{Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Protocol: 94}, MTU: 9000, Publish: true}, false},
+		{"IPv6 and IPv4 ranges", "hosting 2001:db8:1::/64 203.0.113.0/24 --range", vif.LinkConfig{Name: "hosting", Config: vif.Config{Ranges: []netip.Prefix{pfx("2001:db8:1::/64"), pfx("203.0.113.0/24")}}, Publish: true}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

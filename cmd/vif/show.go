@@ -47,7 +47,11 @@ The --json form is stable (fields are only ever added):
                "arp": {"requests", "replies", "probes_answered",
                        "announcements", "not_owned", "conflicts",
                        "rate_limited", "socket_drops", "dropped",
-                       "drops": {REASON: N}}}],
+                       "drops": {REASON: N}},
+               "ndp": {"solicitations", "replies", "dad_answered",
+                       "announcements", "not_owned", "conflicts",
+                       "rate_limited", "dropped", "drops": {REASON: N},
+                       "groups", "all_multicast"}}],
      "daemon": {"pid", "log", "foreground", "goroutines", "rss_kib"}}`,
 		Example: `  vif show
   vif show vif0 --json | jq .vifs[0].counters`,
@@ -218,6 +222,11 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 			st.Slave, n.Solicitations, n.Replies, n.DADAnswered, n.Announcements)
 		fmt.Fprintf(w, "    not owned %d, conflicts %d, rate limited %d, dropped %d%s\n",
 			n.NotOwned, n.Conflicts, n.RateLimited, n.Dropped, reasons(n.Drops))
+		if n.AllMulticast {
+			fmt.Fprintf(w, "    %d multicast groups joined; all multicast received, for IPv6 ranges too large to join a group per address\n", n.Groups)
+		} else {
+			fmt.Fprintf(w, "    %d multicast groups joined\n", n.Groups)
+		}
 	}
 }
 

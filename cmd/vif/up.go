@@ -72,6 +72,9 @@ keeps its vifs; they resume when it comes back up.`,
   # every address of 203.0.113.0/24 on eth0's segment, with one route
   vif up vif0 203.0.113.0/24 --range --slave eth0
 
+  # every address of an IPv6 /64, published by the NDP proxy
+  vif up vif0 2001:db8:1::/64 --range --slave eth0
+
   # a tunnel: 198.51.100.0/24 is reached through the peer 198.18.0.2
   vif up vif0 192.0.2.1 --slave eth0 --peer 198.18.0.2 --route 198.51.100.0/24
 
@@ -102,7 +105,7 @@ keeps its vifs; they resume when it comes back up.`,
 	fs.StringVar(&f.mtu, "mtu", "", "the MTU `N` of the vif (default: the slave's MTU minus 20, or minus 40 over an IPv6 underlay)")
 	fs.BoolVar(&f.noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
 	fs.BoolVar(&f.defaultRoute, "default-route", false, "allow routing 0.0.0.0/0 into the vif (--route 0.0.0.0/0 or ADDR/0): all of the host's traffic without a better route goes into the tunnel")
-	fs.BoolVar(&f.isRange, "range", false, "each ADDR/LEN is a whole range of addresses: made local with one route and published but its network and broadcast addresses (and, up to a /22, the addresses a probe finds in use)")
+	fs.BoolVar(&f.isRange, "range", false, "each ADDR/LEN is a whole range of addresses (IPv4 /8 or longer, IPv6 /48 or longer): made local with one route and published, but an IPv4 range's network and broadcast addresses, an IPv6 range's Subnet-Router anycast address (its first) and the addresses a probe finds in use (IPv4 up to a /22, IPv6 up to a /120; of a larger IPv6 range only those in the slave's neighbour table are probed)")
 	fs.BoolVar(&f.c.force, "force", false, "publish the addresses even if another host on the segment answers for them")
 	fs.BoolVar(&f.c.outerFrags, "outer-fragments", false, "allow an --mtu larger than the slave carries inside a tunnel (its MTU minus 20): larger packets go in outer fragments")
 	fs.BoolVar(&f.c.foreground, "foreground", false, "stay attached until interrupted, logging to stderr (for systemd, containers, tests)")

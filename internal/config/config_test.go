@@ -62,8 +62,9 @@ func TestFormatRoundTrip(t *testing.T) {
 		}
 	}
 	six, err := Parse("ipv6.toml", readSeed(t, "ipv6.toml"))
-	if err != nil || len(six) != 1 || six[0].Addrs[0].String() != "2001:db8:a::1/128" || six[0].Peers[0].Prefixes[0].String() != "2001:db8:b::/64" ||
-		six[0].Forward[0].String() != "2001:db8:f::/64" || six[0].Routes[0].String() != "2001:db8:d::/64" {
+	if err != nil || len(six) != 2 || six[1].Addrs[0].String() != "2001:db8:a::1/128" || six[1].Peers[0].Prefixes[0].String() != "2001:db8:b::/64" ||
+		six[1].Forward[0].String() != "2001:db8:f::/64" || six[1].Routes[0].String() != "2001:db8:d::/64" ||
+		six[0].Name != "hosting6" || len(six[0].Ranges) != 1 || six[0].Ranges[0].String() != "2001:db8:1::/64" {
 		t.Errorf("ipv6.toml: %+v, %v", six, err)
 	}
 	over6, err := Parse("over-ipv6.toml", readSeed(t, "over-ipv6.toml"))
@@ -104,6 +105,7 @@ func TestParseErrors(t *testing.T) {
 		{"[vif.\"bad name!\"]\naddresses = [\"192.0.2.1\"]\n", "x:1: vif bad name!: bad name"},
 		{"[vif.a1]\naddresses = [\"203.0.113.5\"]\n[vif.a2]\nranges = [\"203.0.113.0/24\"]\n", "x:2: vif a1: address 203.0.113.5/32 is also vif a2's"},
 		{"[vif.a1]\nranges = [\"203.0.113.0/25\"]\n[vif.a2]\nranges = [\"203.0.113.0/24\"]\n", "x:3: vif a2: address 203.0.113.0/24 is also vif a1's"},
+		{"[vif.a1]\naddresses = [\"2001:db8:1::5\"]\n[vif.a2]\nranges = [\"2001:db8:1::/64\"]\n", "x:2: vif a1: address 2001:db8:1::5/128 is also vif a2's"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nlocal = \"198.18.0.1\"\n[[vif.vif0.peer]]\naddress = \"198.18.0.1\"\n", "x:4: vif vif0: peer 198.18.0.1 is the local address"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nlocal = \"fe80::1\"\n", "x:3:9: bad address \"fe80::1\""},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nlocal = \"2001:db8:ffff::1\"\n[[vif.vif0.peer]]\naddress = \"198.18.0.2\"\n", "x:4: vif vif0: peer 198.18.0.2 and 2001:db8:ffff::1 are not of one family"},

@@ -94,6 +94,9 @@ type Daemon struct {
 	// IPv4 and IPv6 routes by outgoing interface index. One dump each.
 	hostAddrs  func() map[int][]netip.Prefix
 	linkRoutes func() map[int][]netip.Prefix
+	// neighbours returns the IPv6 addresses in interface index's
+	// neighbour table (range6.go); nil: none.
+	neighbours func(index int) []netip.Addr
 }
 
 // link is a running vif: a *vif.Interface.
@@ -136,6 +139,8 @@ type responder interface {
 type ndpResponder interface {
 	vif.Publisher
 	Probe(ctx context.Context, addrs []netip.Addr, wait time.Duration) error
+	ProbeAll(ctx context.Context, addrs []netip.Addr, wait time.Duration) ([]netip.Addr, error)
+	ProbeRange(ctx context.Context, p netip.Prefix, wait time.Duration) ([]netip.Addr, error)
 	HardwareAddr() net.HardwareAddr
 	SetHardwareAddr(net.HardwareAddr) error
 	Announce(netip.Addr) error
@@ -323,6 +328,7 @@ func New(log *slog.Logger) *Daemon {
 		warnings:   vif.HostWarnings,
 		hostAddrs:  hostAddrs,
 		linkRoutes: linkRoutes,
+		neighbours: neighbours,
 	}
 }
 
@@ -505,11 +511,18 @@ func (o owned) takes(peers []vif.Peer) error {
 
 // probe asks the slave's segment whether another host uses an address of
 // c before c claims them: an address is refused, an address of a range is
-// excluded from it (c.Exclude). Ranges of more than 1024 addresses are not
-// probed: that would flood the segment.
+// excluded from it (c.Exclude). IPv4 ranges of more than 1024 addresses
+// are not probed: that would flood the segment; IPv6 ranges are probed as
+// probeRange6 says.
 func (d *Daemon) probe(ae *arpEntry, c *vif.LinkConfig) error {
 	r := ae.r
 	for _, p := range c.Ranges {
+		if p.Addr().Is6() {
+			if err := d.probeRange6(ae, c, p); err != nil {
+				return err
+			}
+			continue
+		}
 		if p.Bits() < 22 {
 			d.log.Warn("range too large to probe before claiming it: an address another host uses is answered for too, until that host's ARP shows (logged as a conflict); exclude such addresses with the library's Exclude", "range", p)
 			continue
@@ -842,6 +855,7 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 				Solicitations: s.Solicitations, Replies: s.Replies, DADAnswered: s.DADAnswered,
 				Announcements: s.Announcements, NotOwned: s.NotOwned, Conflicts: s.Conflicts,
 				RateLimited: s.RateLimited, Dropped: s.Dropped(), Drops: s.Drops,
+				Groups: s.Groups, AllMulticast: s.AllMulticast,
 			}
 		}
 		a := e.arp.r.Stats()

@@ -227,6 +227,11 @@ type NDPCounters struct {
 	RateLimited   uint64            `json:"rate_limited"`
 	Dropped       uint64            `json:"dropped"`
 	Drops         map[string]uint64 `json:"drops"`
+	// Groups is the number of solicited-node groups joined;
+	// AllMulticast is set while the slave receives all multicast for an
+	// IPv6 range too large to join a group per address.
+	Groups       int  `json:"groups"`
+	AllMulticast bool `json:"all_multicast"`
 }
 
 // ErrBadRequest is returned by DecodeRequest for a malformed request.

@@ -111,6 +111,10 @@ var ndpMetrics = []metric[daemon.NDPCounters]{
 		func(a *daemon.NDPCounters) uint64 { return a.Conflicts }),
 	counter("vif_ndp_solicitations_rate_limited_total", "Neighbor Solicitations for owned addresses left unanswered by the rate limit.",
 		func(a *daemon.NDPCounters) uint64 { return a.RateLimited }),
+	gauge("vif_ndp_groups", "Solicited-node multicast groups joined on the slave.",
+		func(a *daemon.NDPCounters) float64 { return float64(a.Groups) }),
+	gauge("vif_ndp_all_multicast", "1 while the slave receives all multicast for an IPv6 range too large to join a group per address, else 0.",
+		func(a *daemon.NDPCounters) float64 { return boolValue(a.AllMulticast) }),
 }
 
 func boolValue(b bool) float64 {

@@ -61,6 +61,7 @@ func fixture() []daemon.VifStatus {
 			NDP: &daemon.NDPCounters{
 				Solicitations: 601, Replies: 602, DADAnswered: 603, Announcements: 604, NotOwned: 605,
 				Conflicts: 606, RateLimited: 607, Dropped: 608, Drops: map[string]uint64{"hop_limit": 608},
+				Groups: 609, AllMulticast: true,
 			},
 		},
 		{
@@ -188,6 +189,8 @@ var (
 		"not_owned":     "vif_ndp_solicitations_not_owned_total",
 		"conflicts":     "vif_ndp_conflicts_total",
 		"rate_limited":  "vif_ndp_solicitations_rate_limited_total",
+		"groups":        "vif_ndp_groups",
+		"all_multicast": "vif_ndp_all_multicast",
 	}
 )
 

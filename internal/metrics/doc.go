@@ -43,6 +43,11 @@
 //	arp.drops.REASON               vif_arp_dropped_frames_total{slave,reason}
 //	arp.dropped                    sum by (slave) (vif_arp_dropped_frames_total)
 //
+// So are the NDP proxy's (ndp.*, vif_ndp_*{slave}, the same names), and:
+//
+//	ndp.groups                     vif_ndp_groups{slave}
+//	ndp.all_multicast              vif_ndp_all_multicast{slave} (1 while the slave receives all multicast for an IPv6 range)
+//
 // Every drop reason vif and arpproxy know of is exported, at 0 until it
 // happens, so that rate and increase see the first drops of a reason.
 //
