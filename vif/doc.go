@@ -11,9 +11,11 @@
 //   - New runs the loop over any device and underlay, for tools that bring
 //     their own (and for tests: see package viftest);
 //   - Up creates everything on this host: the TUN device, its addresses and
-//     routes through netlink, the raw-socket underlay (ListenUnderlay), and
-//     the publication of the addresses on the slave's segment (an ARP proxy
-//     such as *arpproxy.Responder, through the Publisher interface).
+//     routes through netlink, the underlay — AF_XDP sockets on the slave
+//     (ListenXDP) where they work, the raw IP sockets (ListenUnderlay)
+//     otherwise, as LinkConfig.Underlay asks and Interface.Underlay tells —
+//     and the publication of the addresses on the slave's segment (an ARP
+//     proxy such as *arpproxy.Responder, through the Publisher interface).
 //
 // # Rules
 //

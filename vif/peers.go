@@ -304,6 +304,7 @@ func (i *Interface) SetPeer(p Peer) error {
 	}
 	i.peersMu.Lock()
 	defer i.peersMu.Unlock()
+	defer i.followPeers()
 	i.localMu.Lock()
 	local := i.bound
 	i.localMu.Unlock()
@@ -361,6 +362,7 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 	}
 	i.peersMu.Lock()
 	defer i.peersMu.Unlock()
+	defer i.followPeers()
 	t := i.peers.Load()
 	old := t.find(addr)
 	if old == nil {

@@ -327,10 +327,6 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	var probe *pmtuProbe
 	var uinfo UnderlayInfo
 	if c.HasTunnel() {
-		if c.Underlay == UnderlayXDP {
-			return nil, fmt.Errorf("%w: xdp is not built yet; use %q", ErrBadUnderlay, UnderlayRaw)
-		}
-		uinfo = UnderlayInfo{Kind: UnderlayRaw}
 		ru, err := ListenUnderlay(c.Slave, c.Protocol, c.Local)
 		if err != nil {
 			return nil, err
@@ -343,6 +339,12 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 		}
 		undo = append(undo, probe.Close)
 		c.PathMTU = probe.PathMTU
+		if under, uinfo, err = pickUnderlay(&c, ru, log); err != nil {
+			return nil, err
+		}
+		if under != Underlay(ru) {
+			owned = append(owned, under.Close)
+		}
 	}
 
 	ifc, err = newInterface(dev, under, &c.Config)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,9 +104,10 @@ func outerProto(p gopacket.Packet) (layers.IPProtocol, bool) {
 }
 
 func TestTunnelBetweenNamespaces(t *testing.T) {
-	for _, proto := range []string{"94", "4"} {
-		t.Run("proto"+proto, func(t *testing.T) {
-			tp := newTunnelPair(t, proto)
+	for _, path := range allPaths {
+		proto := strconv.Itoa(int(path.proto))
+		t.Run(path.name, func(t *testing.T) {
+			tp := newTunnelPair(t, proto, path.args...)
 			capture := tp.bIf.Capture("")
 
 			if err := tp.a.Ping(tp.addrB, 3); err != nil {

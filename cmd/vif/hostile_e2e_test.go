@@ -59,6 +59,37 @@ type attackOpts struct {
 	proto    uint8    // 94 (default) or 4
 	arpProxy bool     // run a's vif with its ARP proxy
 	aExtra   []string // more arguments for a's vif up
+	extra    []string // more arguments for both vifs' vif up: the path
+}
+
+// A packetPath is a way vif carries a tunnel: a protocol, and the
+// arguments of vif up that choose the underlay or the kernel offload.
+// Every rule must hold on each; the hostile tests run against them.
+type packetPath struct {
+	name  string
+	proto uint8
+	args  []string
+}
+
+// allPaths are both protocols on the default underlay, the raw underlay,
+// and the kernel offload (both ends: between namespaces of one host, a
+// receiving raw socket cannot finish the checksums the offload leaves).
+var allPaths = []packetPath{
+	{"proto94", craft.ProtoIPIP, nil},
+	{"proto4", craft.ProtoIPinIP, nil},
+	{"proto94-raw", craft.ProtoIPIP, []string{"--underlay", "raw"}},
+	{"proto94-offload", craft.ProtoIPIP, []string{"--offload"}},
+	{"proto4-offload", craft.ProtoIPinIP, []string{"--offload"}},
+}
+
+// underlayPaths are protocol 94 on each path.
+var underlayPaths = []packetPath{allPaths[0], allPaths[2], allPaths[3]}
+
+// forPaths runs f as a subtest for each of paths.
+func forPaths(t *testing.T, paths []packetPath, f func(t *testing.T, p packetPath)) {
+	for _, p := range paths {
+		t.Run(p.name, func(t *testing.T) { f(t, p) })
+	}
 }
 
 func newAttackNet(t *testing.T, o attackOpts) *attackNet {
@@ -78,9 +109,9 @@ func newAttackNet(t *testing.T, o attackOpts) *attackNet {
 	if !o.arpProxy {
 		aArgs = append(aArgs, "--no-arp-proxy")
 	}
-	an.pa = startVif(t, an.a, append(aArgs, o.aExtra...)...)
-	an.pb = startVif(t, an.b, "vif0", vifB.String(), "--slave", an.bIf.Name(), "--peer", underA.String(),
-		"--route", "192.0.2.0/24", "--proto", proto, "--no-arp-proxy")
+	an.pa = startVif(t, an.a, slices.Concat(aArgs, o.aExtra, o.extra)...)
+	an.pb = startVif(t, an.b, append([]string{"vif0", vifB.String(), "--slave", an.bIf.Name(), "--peer", underA.String(),
+		"--route", "192.0.2.0/24", "--proto", proto, "--no-arp-proxy"}, o.extra...)...)
 	if err := an.m.Do(func() (err error) {
 		an.raw, err = craft.ListenRaw(an.mIf.Name())
 		return err
@@ -301,39 +332,38 @@ func linkPackets(t *testing.T, h *nstest.Host, name string) (rx, tx uint64) {
 // TestHostileNotPeer: IPIP from a host that is not the configured peer is
 // never decapsulated (DESIGN.md 5.5), whatever it carries.
 func TestHostileNotPeer(t *testing.T) {
-	for _, proto := range []uint8{craft.ProtoIPIP, craft.ProtoIPinIP} {
-		t.Run(fmt.Sprint("proto", proto), func(t *testing.T) {
-			an := newAttackNet(t, attackOpts{proto: proto})
-			before := vifStatus(t, an.a, "vif0")
-			caps := an.captureAll(t)
+	forPaths(t, allPaths, func(t *testing.T, path packetPath) {
+		proto := path.proto
+		an := newAttackNet(t, attackOpts{proto: proto, extra: path.args})
+		before := vifStatus(t, an.a, "vif0")
+		caps := an.captureAll(t)
 
-			// A ping for a's vif address, as if from b's vif, in IPIP from
-			// m's own address and from spoofed addresses of the segment
-			// that are not the peer's.
-			const n = 20
-			inner := craft.Ping(vifB, vifA, 0, 0x4e50, 1)
-			for _, src := range []string{"198.18.0.3", "198.18.0.99", "198.18.0.254", "203.0.113.5"} {
-				an.send(t, n, craft.Encap(proto, netip.MustParseAddr(src), underA, 0, inner))
-			}
-			checkRx(t, an.a, before, map[string]uint64{"rx_not_peer": 4 * n}, 0)
+		// A ping for a's vif address, as if from b's vif, in IPIP from
+		// m's own address and from spoofed addresses of the segment
+		// that are not the peer's.
+		const n = 20
+		inner := craft.Ping(vifB, vifA, 0, 0x4e50, 1)
+		for _, src := range []string{"198.18.0.3", "198.18.0.99", "198.18.0.254", "203.0.113.5"} {
+			an.send(t, n, craft.Encap(proto, netip.MustParseAddr(src), underA, 0, inner))
+		}
+		checkRx(t, an.a, before, map[string]uint64{"rx_not_peer": 4 * n}, 0)
 
-			pkts := stopAll(t, caps)
-			if got := len(pkts["a/vif0"]); got != 0 {
-				t.Errorf("%d packets reached a's vif0; want none", got)
-			}
-			for name, ps := range pkts {
-				for _, p := range ps {
-					if isEchoReply(p) {
-						t.Errorf("echo reply on %s: %v", name, p)
-					}
-					if name == "a/"+an.aIf.Name() && sentBy(p, an.aIf.MAC()) {
-						t.Errorf("a sent a packet during the attack: %v", p)
-					}
+		pkts := stopAll(t, caps)
+		if got := len(pkts["a/vif0"]); got != 0 {
+			t.Errorf("%d packets reached a's vif0; want none", got)
+		}
+		for name, ps := range pkts {
+			for _, p := range ps {
+				if isEchoReply(p) {
+					t.Errorf("echo reply on %s: %v", name, p)
+				}
+				if name == "a/"+an.aIf.Name() && sentBy(p, an.aIf.MAC()) {
+					t.Errorf("a sent a packet during the attack: %v", p)
 				}
 			}
-			an.checkVifAlive(t)
-		})
-	}
+		}
+		an.checkVifAlive(t)
+	})
 }
 
 // TestHostileOpenRelay: m spoofs b's underlay address, so the outer check
@@ -343,83 +373,84 @@ func TestHostileNotPeer(t *testing.T) {
 // spoofed packet for a's own vif address is decapsulated: the control
 // that shows the attack reaches the vif at all.
 func TestHostileOpenRelay(t *testing.T) {
-	for _, proto := range []uint8{craft.ProtoIPIP, craft.ProtoIPinIP} {
-		t.Run(fmt.Sprint("proto", proto), func(t *testing.T) {
-			an := newAttackNet(t, attackOpts{proto: proto})
-			an.a.Sysctl("net.ipv4.ip_forward", "1")
-			an.a.AddRoute("203.0.113.0/24", "via", underM.String())
-			before := vifStatus(t, an.a, "vif0")
-			caps := an.captureAll(t)
+	forPaths(t, allPaths, func(t *testing.T, path packetPath) {
+		proto := path.proto
+		an := newAttackNet(t, attackOpts{proto: proto, extra: path.args})
+		an.a.Sysctl("net.ipv4.ip_forward", "1")
+		an.a.AddRoute("203.0.113.0/24", "via", underM.String())
+		before := vifStatus(t, an.a, "vif0")
+		caps := an.captureAll(t)
 
-			const n = 10
-			targets := []string{
-				"203.0.113.9",  // routed on to m
-				"198.18.0.3",   // m itself
-				"198.18.0.1",   // a's underlay address: local, but not the vif's
-				"198.51.100.7", // back into the tunnel towards b
-				"192.0.2.99",   // next to a's vif address
-				"8.8.8.8",      // the Internet
-			}
-			for _, dst := range targets {
-				an.send(t, n, an.spoofed(0, craft.Ping(vifB, netip.MustParseAddr(dst), 0, 0x7e1a, 1)))
-			}
-			an.send(t, 1, an.spoofed(0, craft.Ping(vifB, vifA, 0, 0x600d, 1)))
-			checkRx(t, an.a, before, map[string]uint64{"rx_not_local": uint64(n * len(targets))}, 1)
+		const n = 10
+		targets := []string{
+			"203.0.113.9",  // routed on to m
+			"198.18.0.3",   // m itself
+			"198.18.0.1",   // a's underlay address: local, but not the vif's
+			"198.51.100.7", // back into the tunnel towards b
+			"192.0.2.99",   // next to a's vif address
+			"8.8.8.8",      // the Internet
+		}
+		for _, dst := range targets {
+			an.send(t, n, an.spoofed(0, craft.Ping(vifB, netip.MustParseAddr(dst), 0, 0x7e1a, 1)))
+		}
+		an.send(t, 1, an.spoofed(0, craft.Ping(vifB, vifA, 0, 0x600d, 1)))
+		checkRx(t, an.a, before, map[string]uint64{"rx_not_local": uint64(n * len(targets))}, 1)
 
-			pkts := stopAll(t, caps)
-			var requests []uint16
-			for _, p := range pkts["a/vif0"] {
-				if ip, icmp, ok := icmpEcho(p); ok && icmp.TypeCode.Type() == layers.ICMPv4TypeEchoRequest {
-					requests = append(requests, icmp.Id)
-					if !ip.DstIP.Equal(vifA.AsSlice()) {
-						t.Errorf("echo request for %v delivered into a's vif0", ip.DstIP)
-					}
+		pkts := stopAll(t, caps)
+		var requests []uint16
+		for _, p := range pkts["a/vif0"] {
+			if ip, icmp, ok := icmpEcho(p); ok && icmp.TypeCode.Type() == layers.ICMPv4TypeEchoRequest {
+				requests = append(requests, icmp.Id)
+				if !ip.DstIP.Equal(vifA.AsSlice()) {
+					t.Errorf("echo request for %v delivered into a's vif0", ip.DstIP)
 				}
 			}
-			if !slices.Equal(requests, []uint16{0x600d}) {
-				t.Errorf("echo requests with ids %x reached a's vif0, want only the control 600d", requests)
+		}
+		if !slices.Equal(requests, []uint16{0x600d}) {
+			t.Errorf("echo requests with ids %x reached a's vif0, want only the control 600d", requests)
+		}
+		for _, p := range pkts["a/"+an.aIf.Name()] {
+			chain := ipChain(p)
+			if !sentBy(p, an.aIf.MAC()) || len(chain) == 0 {
+				continue
 			}
-			for _, p := range pkts["a/"+an.aIf.Name()] {
-				chain := ipChain(p)
-				if !sentBy(p, an.aIf.MAC()) || len(chain) == 0 {
-					continue
-				}
-				// The only thing a may send is its reply to the control
-				// ping, to b's vif, through the tunnel.
-				_, icmp, ok := icmpEcho(p)
-				if !(ok && icmp.Id == 0x600d && len(chain) == 2 && chain[0].DstIP.Equal(underB.AsSlice())) {
-					t.Errorf("a sent (relayed?) %v", p)
-				}
+			// The only thing a may send is its reply to the control
+			// ping, to b's vif, through the tunnel.
+			_, icmp, ok := icmpEcho(p)
+			if !(ok && icmp.Id == 0x600d && len(chain) == 2 && chain[0].DstIP.Equal(underB.AsSlice())) {
+				t.Errorf("a sent (relayed?) %v", p)
 			}
-			for _, p := range pkts["m/"+an.mIf.Name()] {
-				if _, icmp, ok := icmpEcho(p); ok && icmp.Id == 0x7e1a && len(ipChain(p)) == 1 {
-					t.Errorf("m received a relayed packet: %v", p)
-				}
+		}
+		for _, p := range pkts["m/"+an.mIf.Name()] {
+			if _, icmp, ok := icmpEcho(p); ok && icmp.Id == 0x7e1a && len(ipChain(p)) == 1 {
+				t.Errorf("m received a relayed packet: %v", p)
 			}
-			an.checkVifAlive(t)
-		})
-	}
+		}
+		an.checkVifAlive(t)
+	})
 }
 
 // TestHostileBadSource: decapsulated packets whose inner source no tunnel
 // may carry (one of our own addresses, loopback, 0/8, multicast, class E,
 // broadcast) are dropped as rx_bad_source.
 func TestHostileBadSource(t *testing.T) {
-	an := newAttackNet(t, attackOpts{})
-	before := vifStatus(t, an.a, "vif0")
-	capVif := an.a.Capture("vif0", "")
+	forPaths(t, underlayPaths, func(t *testing.T, path packetPath) {
+		an := newAttackNet(t, attackOpts{extra: path.args})
+		before := vifStatus(t, an.a, "vif0")
+		capVif := an.a.Capture("vif0", "")
 
-	const n = 5
-	srcs := []string{"192.0.2.1", "127.0.0.1", "127.1.2.3", "0.0.0.0", "0.1.2.3", "224.0.0.5",
-		"239.255.255.250", "240.0.0.1", "255.255.255.255"}
-	for _, s := range srcs {
-		an.send(t, n, an.spoofed(0, craft.Ping(netip.MustParseAddr(s), vifA, 0, 0xbad5, 1)))
-	}
-	checkRx(t, an.a, before, map[string]uint64{"rx_bad_source": uint64(n * len(srcs))}, 0)
-	if got := stopCapture(t, capVif); len(got) != 0 {
-		t.Errorf("%d packets reached a's vif0, want none: %v", len(got), got[0])
-	}
-	an.checkVifAlive(t)
+		const n = 5
+		srcs := []string{"192.0.2.1", "127.0.0.1", "127.1.2.3", "0.0.0.0", "0.1.2.3", "224.0.0.5",
+			"239.255.255.250", "240.0.0.1", "255.255.255.255"}
+		for _, s := range srcs {
+			an.send(t, n, an.spoofed(0, craft.Ping(netip.MustParseAddr(s), vifA, 0, 0xbad5, 1)))
+		}
+		checkRx(t, an.a, before, map[string]uint64{"rx_bad_source": uint64(n * len(srcs))}, 0)
+		if got := stopCapture(t, capVif); len(got) != 0 {
+			t.Errorf("%d packets reached a's vif0, want none: %v", len(got), got[0])
+		}
+		an.checkVifAlive(t)
+	})
 }
 
 // TestHostileMalformed: malformed inner headers, nested IPIP and an inner
@@ -427,133 +458,135 @@ func TestHostileBadSource(t *testing.T) {
 // a's kernel (ip_rcv counts them) and never reach the vif; valid but
 // unusual outer headers (options, fragments) are decapsulated.
 func TestHostileMalformed(t *testing.T) {
-	an := newAttackNet(t, attackOpts{})
-	ping := func(id uint16) []byte { return craft.Ping(vifB, vifA, 0, id, 1) }
-	broken := func(f func(in []byte) []byte) []byte {
-		return an.spoofed(0, f(ping(0xbad0)))
-	}
-	// 100 levels of IPIP make a 2060-byte packet: m sends it in two
-	// outer fragments, which a's kernel reassembles before the vif sees
-	// it.
-	nested := func(levels int, protos ...uint8) [][]byte {
-		p := ping(0xbad1)
-		for k := range levels {
-			p = craft.Encap(protos[k%len(protos)], underB, underA, 0, p)
+	forPaths(t, underlayPaths, func(t *testing.T, path packetPath) {
+		an := newAttackNet(t, attackOpts{extra: path.args})
+		ping := func(id uint16) []byte { return craft.Ping(vifB, vifA, 0, id, 1) }
+		broken := func(f func(in []byte) []byte) []byte {
+			return an.spoofed(0, f(ping(0xbad0)))
 		}
-		craft.SetID(p, 0x4000+uint16(levels))
-		frags, err := craft.Fragment(p, 1500)
+		// 100 levels of IPIP make a 2060-byte packet: m sends it in two
+		// outer fragments, which a's kernel reassembles before the vif sees
+		// it.
+		nested := func(levels int, protos ...uint8) [][]byte {
+			p := ping(0xbad1)
+			for k := range levels {
+				p = craft.Encap(protos[k%len(protos)], underB, underA, 0, p)
+			}
+			craft.SetID(p, 0x4000+uint16(levels))
+			frags, err := craft.Fragment(p, 1500)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return frags
+		}
+		cases := []struct {
+			name string
+			pkts [][]byte
+			key  string
+		}{
+			{"inner truncated", [][]byte{broken(func(in []byte) []byte { return in[:12] })}, "rx_inner_truncated"},
+			{"inner IHL 4", [][]byte{broken(func(in []byte) []byte { craft.SetHeaderLen(in, 4); return in })}, "rx_inner_header_len"},
+			{"inner IHL 15 past the packet", [][]byte{broken(func(in []byte) []byte { craft.SetHeaderLen(in, 15); return in[:40] })}, "rx_inner_truncated"},
+			{"inner bad checksum", [][]byte{broken(func(in []byte) []byte { in[10] ^= 0x5a; return in })}, "rx_inner_checksum"},
+			{"inner total length past the outer payload", [][]byte{broken(func(in []byte) []byte { craft.SetTotalLen(in, uint16(len(in)+100)); return in })}, "rx_inner_total_len"},
+			{"inner total length below its header", [][]byte{broken(func(in []byte) []byte { craft.SetTotalLen(in, 12); return in })}, "rx_inner_total_len"},
+			{"inner version 6", [][]byte{broken(func(in []byte) []byte { in[0] = 0x65; craft.SetChecksum(in); return in })}, "rx_inner_version"},
+			{"inner TTL 0", [][]byte{an.spoofed(0, craft.IPv4{ZeroTTL: true, Protocol: craft.ProtoICMP, Src: vifB, Dst: vifA}.Packet(craft.ICMPEcho(0xbad2, 1, nil)))}, "rx_inner_ttl"},
+			{"nested twice", nested(2, an.proto), "rx_nested"},
+			{"nested 100 times", nested(100, an.proto), "rx_nested"},
+			{"nested 100 times, protocols mixed", nested(100, an.proto, craft.ProtoIPinIP, craft.ProtoIPIP), "rx_nested"},
+		}
+		const n = 5
+		before := vifStatus(t, an.a, "vif0")
+		capVif := an.a.Capture("vif0", "")
+		want := map[string]uint64{}
+		for _, c := range cases {
+			an.send(t, n, c.pkts...)
+			want[c.key] += n
+		}
+		after := checkRx(t, an.a, before, want, 0)
+		if got := stopCapture(t, capVif); len(got) != 0 {
+			t.Errorf("%d packets reached a's vif0, want none: %v", len(got), got[0])
+		}
+
+		// Malformed outer headers, as Ethernet frames to a (a raw IP socket
+		// would have the kernel fix them). a's kernel drops them in ip_rcv.
+		good := an.spoofed(0, ping(0xbad3))
+		outer := func(f func(p []byte) []byte) []byte { return f(bytes.Clone(good)) }
+		frames := map[string][]byte{
+			"outer bad checksum":          outer(func(p []byte) []byte { p[10] ^= 0xff; return p }),
+			"outer IHL 4":                 outer(func(p []byte) []byte { craft.SetHeaderLen(p, 4); return p }),
+			"outer IHL 15 past the frame": outer(func(p []byte) []byte { craft.SetHeaderLen(p, 15); return p[:40] }),
+			"outer total length too long": outer(func(p []byte) []byte { craft.SetTotalLen(p, uint16(len(p)+200)); return p }),
+			"outer total length below IHL": outer(func(p []byte) []byte {
+				craft.SetTotalLen(p, 16)
+				return p
+			}),
+			"outer version 6":   outer(func(p []byte) []byte { p[0] = 0x65; craft.SetChecksum(p); return p }),
+			"outer 12 bytes":    outer(func(p []byte) []byte { return p[:12] }),
+			"outer header only": outer(func(p []byte) []byte { craft.SetTotalLen(p, 20); return p[:20] }),
+		}
+		kernelBefore := ipInErrors(t, an.a)
+		if err := an.m.Do(func() error {
+			ec, err := craft.ListenEthernet(an.mIf.Name(), craft.EtherTypeIPv4)
+			if err != nil {
+				return err
+			}
+			defer ec.Close()
+			for name, p := range frames {
+				for range n {
+					if err := ec.Send(craft.Ethernet(an.aIf.MAC(), an.mIf.MAC(), craft.EtherTypeIPv4, p)); err != nil {
+						return fmt.Errorf("%s: %w", name, err)
+					}
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("sending Ethernet frames from m: %v", err)
+		}
+		// "outer header only" is a well-formed IPIP packet with no inner
+		// packet: it reaches the vif and is dropped there.
+		wantKernel := uint64(n * (len(frames) - 1))
+		deadline := time.Now().Add(3 * time.Second)
+		var kernel uint64
+		for {
+			kernel = ipInErrors(t, an.a) - kernelBefore
+			if kernel >= wantKernel || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if kernel != wantKernel {
+			t.Errorf("a's kernel counted %d bad IPv4 headers (InHdrErrors+InTruncatedPkts), want %d", kernel, wantKernel)
+		}
+		after = checkRx(t, an.a, after, map[string]uint64{"rx_inner_truncated": n}, 0)
+
+		// Valid outer headers the vif must not trip over: IP options (IHL 6)
+		// and a packet that arrives in outer fragments.
+		withOpts := craft.IPv4{Protocol: an.proto, Src: underB, Dst: underA, Options: []byte{1, 1, 1, 0}}.Packet(ping(0x0071))
+		big := craft.IPv4{Protocol: craft.ProtoICMP, Src: vifB, Dst: vifA}.Packet(craft.ICMPEcho(0x0072, 1, make([]byte, 1300)))
+		bigOuter := an.spoofed(0, big)
+		craft.SetID(bigOuter, 0x0072)
+		frags, err := craft.Fragment(bigOuter, 700)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return frags
-	}
-	cases := []struct {
-		name string
-		pkts [][]byte
-		key  string
-	}{
-		{"inner truncated", [][]byte{broken(func(in []byte) []byte { return in[:12] })}, "rx_inner_truncated"},
-		{"inner IHL 4", [][]byte{broken(func(in []byte) []byte { craft.SetHeaderLen(in, 4); return in })}, "rx_inner_header_len"},
-		{"inner IHL 15 past the packet", [][]byte{broken(func(in []byte) []byte { craft.SetHeaderLen(in, 15); return in[:40] })}, "rx_inner_truncated"},
-		{"inner bad checksum", [][]byte{broken(func(in []byte) []byte { in[10] ^= 0x5a; return in })}, "rx_inner_checksum"},
-		{"inner total length past the outer payload", [][]byte{broken(func(in []byte) []byte { craft.SetTotalLen(in, uint16(len(in)+100)); return in })}, "rx_inner_total_len"},
-		{"inner total length below its header", [][]byte{broken(func(in []byte) []byte { craft.SetTotalLen(in, 12); return in })}, "rx_inner_total_len"},
-		{"inner version 6", [][]byte{broken(func(in []byte) []byte { in[0] = 0x65; craft.SetChecksum(in); return in })}, "rx_inner_version"},
-		{"inner TTL 0", [][]byte{an.spoofed(0, craft.IPv4{ZeroTTL: true, Protocol: craft.ProtoICMP, Src: vifB, Dst: vifA}.Packet(craft.ICMPEcho(0xbad2, 1, nil)))}, "rx_inner_ttl"},
-		{"nested twice", nested(2, an.proto), "rx_nested"},
-		{"nested 100 times", nested(100, an.proto), "rx_nested"},
-		{"nested 100 times, protocols mixed", nested(100, an.proto, craft.ProtoIPinIP, craft.ProtoIPIP), "rx_nested"},
-	}
-	const n = 5
-	before := vifStatus(t, an.a, "vif0")
-	capVif := an.a.Capture("vif0", "")
-	want := map[string]uint64{}
-	for _, c := range cases {
-		an.send(t, n, c.pkts...)
-		want[c.key] += n
-	}
-	after := checkRx(t, an.a, before, want, 0)
-	if got := stopCapture(t, capVif); len(got) != 0 {
-		t.Errorf("%d packets reached a's vif0, want none: %v", len(got), got[0])
-	}
-
-	// Malformed outer headers, as Ethernet frames to a (a raw IP socket
-	// would have the kernel fix them). a's kernel drops them in ip_rcv.
-	good := an.spoofed(0, ping(0xbad3))
-	outer := func(f func(p []byte) []byte) []byte { return f(bytes.Clone(good)) }
-	frames := map[string][]byte{
-		"outer bad checksum":          outer(func(p []byte) []byte { p[10] ^= 0xff; return p }),
-		"outer IHL 4":                 outer(func(p []byte) []byte { craft.SetHeaderLen(p, 4); return p }),
-		"outer IHL 15 past the frame": outer(func(p []byte) []byte { craft.SetHeaderLen(p, 15); return p[:40] }),
-		"outer total length too long": outer(func(p []byte) []byte { craft.SetTotalLen(p, uint16(len(p)+200)); return p }),
-		"outer total length below IHL": outer(func(p []byte) []byte {
-			craft.SetTotalLen(p, 16)
-			return p
-		}),
-		"outer version 6":   outer(func(p []byte) []byte { p[0] = 0x65; craft.SetChecksum(p); return p }),
-		"outer 12 bytes":    outer(func(p []byte) []byte { return p[:12] }),
-		"outer header only": outer(func(p []byte) []byte { craft.SetTotalLen(p, 20); return p[:20] }),
-	}
-	kernelBefore := ipInErrors(t, an.a)
-	if err := an.m.Do(func() error {
-		ec, err := craft.ListenEthernet(an.mIf.Name(), craft.EtherTypeIPv4)
-		if err != nil {
-			return err
-		}
-		defer ec.Close()
-		for name, p := range frames {
-			for range n {
-				if err := ec.Send(craft.Ethernet(an.aIf.MAC(), an.mIf.MAC(), craft.EtherTypeIPv4, p)); err != nil {
-					return fmt.Errorf("%s: %w", name, err)
-				}
+		capVif = an.a.Capture("vif0", "icmp[icmptype] == icmp-echo")
+		an.send(t, 1, withOpts)
+		an.send(t, 1, frags...)
+		checkRx(t, an.a, after, nil, 2)
+		var ids []uint16
+		for _, p := range stopCapture(t, capVif) {
+			if _, icmp, ok := icmpEcho(p); ok {
+				ids = append(ids, icmp.Id)
 			}
 		}
-		return nil
-	}); err != nil {
-		t.Fatalf("sending Ethernet frames from m: %v", err)
-	}
-	// "outer header only" is a well-formed IPIP packet with no inner
-	// packet: it reaches the vif and is dropped there.
-	wantKernel := uint64(n * (len(frames) - 1))
-	deadline := time.Now().Add(3 * time.Second)
-	var kernel uint64
-	for {
-		kernel = ipInErrors(t, an.a) - kernelBefore
-		if kernel >= wantKernel || time.Now().After(deadline) {
-			break
+		slices.Sort(ids)
+		if !slices.Equal(ids, []uint16{0x71, 0x72}) {
+			t.Errorf("echo requests %x delivered into vif0, want 71 (outer options) and 72 (outer fragments)", ids)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if kernel != wantKernel {
-		t.Errorf("a's kernel counted %d bad IPv4 headers (InHdrErrors+InTruncatedPkts), want %d", kernel, wantKernel)
-	}
-	after = checkRx(t, an.a, after, map[string]uint64{"rx_inner_truncated": n}, 0)
-
-	// Valid outer headers the vif must not trip over: IP options (IHL 6)
-	// and a packet that arrives in outer fragments.
-	withOpts := craft.IPv4{Protocol: an.proto, Src: underB, Dst: underA, Options: []byte{1, 1, 1, 0}}.Packet(ping(0x0071))
-	big := craft.IPv4{Protocol: craft.ProtoICMP, Src: vifB, Dst: vifA}.Packet(craft.ICMPEcho(0x0072, 1, make([]byte, 1300)))
-	bigOuter := an.spoofed(0, big)
-	craft.SetID(bigOuter, 0x0072)
-	frags, err := craft.Fragment(bigOuter, 700)
-	if err != nil {
-		t.Fatal(err)
-	}
-	capVif = an.a.Capture("vif0", "icmp[icmptype] == icmp-echo")
-	an.send(t, 1, withOpts)
-	an.send(t, 1, frags...)
-	checkRx(t, an.a, after, nil, 2)
-	var ids []uint16
-	for _, p := range stopCapture(t, capVif) {
-		if _, icmp, ok := icmpEcho(p); ok {
-			ids = append(ids, icmp.Id)
-		}
-	}
-	slices.Sort(ids)
-	if !slices.Equal(ids, []uint16{0x71, 0x72}) {
-		t.Errorf("echo requests %x delivered into vif0, want 71 (outer options) and 72 (outer fragments)", ids)
-	}
-	an.checkVifAlive(t)
+		an.checkVifAlive(t)
+	})
 }
 
 // ipInErrors returns the IPv4 header errors h's kernel has counted:
@@ -610,82 +643,84 @@ var rfc6040 = map[uint8]map[uint8]uint8{
 // inner checksum valid; outer CE over inner Not-ECT is dropped as rx_ecn. On
 // the way out, the inner ECN field is copied to the outer header.
 func TestHostileECN(t *testing.T) {
-	an := newAttackNet(t, attackOpts{})
-	const dscpIn, dscpOut = 0xb8, 0x20 // EF inside, CS1 outside
-	const n = 3
-	before := vifStatus(t, an.a, "vif0")
-	capVif := an.a.Capture("vif0", "icmp[icmptype] == icmp-echo")
-	var drops, delivered uint64
-	for inner, row := range rfc6040 {
-		for outer, res := range row {
-			seq := uint16(inner)<<2 | uint16(outer)
-			an.send(t, n, an.spoofed(dscpOut|outer, craft.Ping(vifB, vifA, dscpIn|inner, 0xec, seq)))
-			if res == drop {
-				drops += n
-			} else {
-				delivered += n
+	forPaths(t, underlayPaths, func(t *testing.T, path packetPath) {
+		an := newAttackNet(t, attackOpts{extra: path.args})
+		const dscpIn, dscpOut = 0xb8, 0x20 // EF inside, CS1 outside
+		const n = 3
+		before := vifStatus(t, an.a, "vif0")
+		capVif := an.a.Capture("vif0", "icmp[icmptype] == icmp-echo")
+		var drops, delivered uint64
+		for inner, row := range rfc6040 {
+			for outer, res := range row {
+				seq := uint16(inner)<<2 | uint16(outer)
+				an.send(t, n, an.spoofed(dscpOut|outer, craft.Ping(vifB, vifA, dscpIn|inner, 0xec, seq)))
+				if res == drop {
+					drops += n
+				} else {
+					delivered += n
+				}
 			}
 		}
-	}
-	checkRx(t, an.a, before, map[string]uint64{"rx_ecn": drops}, delivered)
+		checkRx(t, an.a, before, map[string]uint64{"rx_ecn": drops}, delivered)
 
-	seen := map[uint16]int{}
-	allp := stopCapture(t, capVif)
-	for _, p := range allp {
-		ip, icmp, ok := icmpEcho(p)
-		if !ok || icmp.Id != 0xec {
-			continue
-		}
-		inner, outer := uint8(icmp.Seq>>2), uint8(icmp.Seq&3)
-		seen[icmp.Seq]++
-		want := rfc6040[inner][outer]
-		if want == drop {
-			t.Errorf("outer %s over inner %s delivered; RFC 6040 drops it", ecnName(outer), ecnName(inner))
-			continue
-		}
-		if ip.TOS != dscpIn|want {
-			t.Errorf("outer %s over inner %s delivered with TOS %#02x, want %#02x (%s, DSCP kept)",
-				ecnName(outer), ecnName(inner), ip.TOS, dscpIn|want, ecnName(want))
-		}
-		if ip.TTL != 64 {
-			t.Errorf("inner TTL %d after decapsulation, want the 64 it was sent with (RFC 2003 section 3.1)", ip.TTL)
-		}
-		if !craft.ChecksumValid(append(ip.Contents[:0:0], ip.Contents...)) {
-			t.Errorf("outer %s over inner %s delivered with a bad header checksum", ecnName(outer), ecnName(inner))
-		}
-	}
-	for inner, row := range rfc6040 {
-		for outer, res := range row {
-			if got := seen[uint16(inner)<<2|uint16(outer)]; res != drop && got != n {
-				t.Errorf("outer %s over inner %s: %d delivered, want %d", ecnName(outer), ecnName(inner), got, n)
+		seen := map[uint16]int{}
+		allp := stopCapture(t, capVif)
+		for _, p := range allp {
+			ip, icmp, ok := icmpEcho(p)
+			if !ok || icmp.Id != 0xec {
+				continue
+			}
+			inner, outer := uint8(icmp.Seq>>2), uint8(icmp.Seq&3)
+			seen[icmp.Seq]++
+			want := rfc6040[inner][outer]
+			if want == drop {
+				t.Errorf("outer %s over inner %s delivered; RFC 6040 drops it", ecnName(outer), ecnName(inner))
+				continue
+			}
+			if ip.TOS != dscpIn|want {
+				t.Errorf("outer %s over inner %s delivered with TOS %#02x, want %#02x (%s, DSCP kept)",
+					ecnName(outer), ecnName(inner), ip.TOS, dscpIn|want, ecnName(want))
+			}
+			if ip.TTL != 64 {
+				t.Errorf("inner TTL %d after decapsulation, want the 64 it was sent with (RFC 2003 section 3.1)", ip.TTL)
+			}
+			if !craft.ChecksumValid(append(ip.Contents[:0:0], ip.Contents...)) {
+				t.Errorf("outer %s over inner %s delivered with a bad header checksum", ecnName(outer), ecnName(inner))
 			}
 		}
-	}
+		for inner, row := range rfc6040 {
+			for outer, res := range row {
+				if got := seen[uint16(inner)<<2|uint16(outer)]; res != drop && got != n {
+					t.Errorf("outer %s over inner %s: %d delivered, want %d", ecnName(outer), ecnName(inner), got, n)
+				}
+			}
+		}
 
-	// Encapsulation copies the inner ECN field (RFC 6040 section 4.1,
-	// normal mode): pings marked ECT(0) leave a with an ECT(0) outer
-	// header.
-	capOut := an.aIf.Capture(fmt.Sprintf("ip proto %d and src host %s", an.proto, underA))
-	if out, err := an.a.Run("ping", "-n", "-c", "3", "-i", "0.1", "-W", "2", "-Q", "0x02", vifB.String()); err != nil {
-		t.Errorf("ping -Q 0x02 through the tunnel: %v\n%s", err, out)
-	}
-	var marked int
-	for _, p := range stopCapture(t, capOut) {
-		chain := ipChain(p)
-		if len(chain) != 2 {
-			continue
+		// Encapsulation copies the inner ECN field (RFC 6040 section 4.1,
+		// normal mode): pings marked ECT(0) leave a with an ECT(0) outer
+		// header.
+		capOut := an.aIf.Capture(fmt.Sprintf("ip proto %d and src host %s", an.proto, underA))
+		if out, err := an.a.Run("ping", "-n", "-c", "3", "-i", "0.1", "-W", "2", "-Q", "0x02", vifB.String()); err != nil {
+			t.Errorf("ping -Q 0x02 through the tunnel: %v\n%s", err, out)
 		}
-		if _, icmp, ok := icmpEcho(p); ok && icmp.TypeCode.Type() == layers.ICMPv4TypeEchoRequest {
-			marked++
-			if chain[0].TOS&3 != chain[1].TOS&3 || chain[1].TOS&3 != craft.ECT0 {
-				t.Errorf("encapsulated echo request: outer TOS %#02x, inner %#02x; want both ECT(0)", chain[0].TOS, chain[1].TOS)
+		var marked int
+		for _, p := range stopCapture(t, capOut) {
+			chain := ipChain(p)
+			if len(chain) != 2 {
+				continue
+			}
+			if _, icmp, ok := icmpEcho(p); ok && icmp.TypeCode.Type() == layers.ICMPv4TypeEchoRequest {
+				marked++
+				if chain[0].TOS&3 != chain[1].TOS&3 || chain[1].TOS&3 != craft.ECT0 {
+					t.Errorf("encapsulated echo request: outer TOS %#02x, inner %#02x; want both ECT(0)", chain[0].TOS, chain[1].TOS)
+				}
 			}
 		}
-	}
-	if marked != 3 {
-		t.Errorf("%d encapsulated echo requests seen leaving a, want 3", marked)
-	}
-	an.checkVifAlive(t)
+		if marked != 3 {
+			t.Errorf("%d encapsulated echo requests seen leaving a, want 3", marked)
+		}
+		an.checkVifAlive(t)
+	})
 }
 
 func ecnName(e uint8) string {

@@ -34,7 +34,7 @@ The --json form is stable (fields are only ever added):
 
     {"vifs": [{"name", "addrs", "ranges", "exclude", "slave", "local", "peer", "protocol", "mtu",
                "routes", "arp_proxy", "local_missing", "addrs_missing",
-               "routes_missing", "forward", "underlay": {"kind", "fallback"},
+               "routes_missing", "forward", "underlay": {"kind", "fallback"}, "offload",
                "peers": [{"addr", "prefixes", "encapsulated_packets",
                           "encapsulated_bytes", "decapsulated_packets",
                           "decapsulated_bytes", "path_mtu"}],
@@ -177,10 +177,14 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 		fmt.Fprintf(w, "  tunnel: from %s  protocol %s\n", st.Local, protocols(st))
 	}
 	if u := st.Underlay; u.Kind != "" {
+		offload := ""
+		if st.Offload {
+			offload = ", offload in the kernel (tc)"
+		}
 		if u.Fallback != "" {
-			fmt.Fprintf(w, "  underlay: %s (not xdp: %s)\n", u.Kind, u.Fallback)
+			fmt.Fprintf(w, "  underlay: %s%s (not xdp: %s)\n", u.Kind, offload, u.Fallback)
 		} else {
-			fmt.Fprintf(w, "  underlay: %s\n", u.Kind)
+			fmt.Fprintf(w, "  underlay: %s%s\n", u.Kind, offload)
 		}
 	}
 	for _, p := range st.Peers {

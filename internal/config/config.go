@@ -52,6 +52,7 @@ type vifTable struct {
 	DefaultRoute bool      `toml:"default-route,omitempty"`
 	OuterFrags   bool      `toml:"outer-fragments,omitempty"`
 	Underlay     string    `toml:"underlay,omitempty"`
+	Offload      bool      `toml:"offload,omitempty"`
 	Peer         []peer    `toml:"peer,omitempty"`
 }
 
@@ -223,7 +224,7 @@ func (v vifTable) spec(name string) (daemon.Spec, error) {
 	}
 	switch v.Underlay {
 	case vif.UnderlayAuto, vif.UnderlayXDP, vif.UnderlayRaw:
-		s.Underlay = v.Underlay
+		s.Underlay, s.Offload = v.Underlay, v.Offload
 	default:
 		return s, keyErrorf("underlay", "bad underlay %q: use \"xdp\" (AF_XDP) or \"raw\" (raw IP sockets), or leave it out to choose", v.Underlay)
 	}
@@ -436,7 +437,7 @@ func Load(path string) ([]daemon.Spec, error) {
 func Format(specs []daemon.Spec) ([]byte, error) {
 	f := file{Vif: map[string]vifTable{}}
 	for _, s := range specs {
-		v := vifTable{Slave: s.Slave, Local: unicast(s.Local), Protocol: int(s.Protocol), MTU: s.MTU, Force: s.Force, OuterFrags: s.OuterFragments, Underlay: s.Underlay}
+		v := vifTable{Slave: s.Slave, Local: unicast(s.Local), Protocol: int(s.Protocol), MTU: s.MTU, Force: s.Force, OuterFrags: s.OuterFragments, Underlay: s.Underlay, Offload: s.Offload}
 		for _, p := range s.Addrs {
 			v.Addresses = append(v.Addresses, address(p))
 			v.DefaultRoute = v.DefaultRoute || p.Bits() == 0

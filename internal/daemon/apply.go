@@ -155,6 +155,8 @@ func recreate(cur, want Spec, tunnel bool) string {
 		return "ARP proxy"
 	case cur.Underlay != want.Underlay:
 		return "underlay"
+	case cur.Offload != want.Offload:
+		return "offload"
 	case want.HasTunnel() && !tunnel:
 		return "tunnel (it had no peer and no local address)"
 	}
@@ -274,7 +276,7 @@ func (d *Daemon) specLocked(e *entry, names map[int]string) Spec {
 	}
 	s := Spec{
 		LinkConfig: vif.LinkConfig{
-			Name: e.name, Routes: l.Routes, MTU: mtu, Publish: e.arp != nil, Underlay: l.Underlay,
+			Name: e.name, Routes: l.Routes, MTU: mtu, Publish: e.arp != nil, Underlay: l.Underlay, Offload: l.Offload,
 			Config: vif.Config{Addrs: slices.Clone(e.addrs), Ranges: l.Ranges, Forward: l.Forward, Protocol: l.Protocol},
 		},
 		Force: e.force, OuterFragments: e.outerFragments,

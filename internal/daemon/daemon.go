@@ -826,7 +826,7 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 		Name: l.Name, Addrs: l.Addrs, Slave: l.Slave, Local: l.Local, Forward: l.Forward,
 		Ranges: l.Ranges, Exclude: l.Exclude,
 		Protocol: l.Protocol, MTU: e.ifc.MTU(), Routes: l.Routes, ARPProxy: e.arp != nil,
-		Underlay:     e.ifc.Underlay(),
+		Underlay: e.ifc.Underlay(), Offload: l.Offload,
 		LocalMissing: l.HasTunnel() && !e.ifc.Local().IsValid(),
 		AddrsMissing: addrsGone, RoutesMissing: routesGone,
 		Counters: Counters{

@@ -122,6 +122,9 @@ type VifStatus struct {
 	// Underlay tells what carries the tunnel: "xdp" or "raw", and why
 	// not "xdp" when vif chose.
 	Underlay vif.UnderlayInfo `json:"underlay,omitzero"`
+	// Offload is set when tc programs in the kernel carry the tunnel's
+	// common case (vif up --offload).
+	Offload bool `json:"offload,omitempty"`
 	// Peers are the tunnel's peers with their counters; Peer is the only
 	// one, or else the one that takes every destination no other takes
 	// (0.0.0.0/0), if any. Routes lists the routes vif installed: --route

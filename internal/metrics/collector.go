@@ -170,8 +170,8 @@ func NewCollector(snapshot func() ([]daemon.VifStatus, error)) *Collector {
 		ndps:     describe(ndpMetrics, "slave"),
 		ndpDropped: prometheus.NewDesc("vif_ndp_dropped_frames_total", "NDP frames dropped, by reason.",
 			[]string{"slave", "reason"}, nil),
-		info: prometheus.NewDesc("vif_info", "Always 1; the labels describe the vif: its slave, tunnel source (local), protocol, whether it answers ARP, and its underlay (xdp or raw).",
-			[]string{"vif", "slave", "local", "protocol", "arp_proxy", "underlay"}, nil),
+		info: prometheus.NewDesc("vif_info", "Always 1; the labels describe the vif: its slave, tunnel source (local), protocol, whether it answers ARP, its underlay (xdp or raw) and whether the kernel offload runs.",
+			[]string{"vif", "slave", "local", "protocol", "arp_proxy", "underlay", "offload"}, nil),
 		dropped: prometheus.NewDesc("vif_dropped_packets_total", "Packets dropped, by reason (rx_: from the wire, tx_: routed into the vif).",
 			[]string{"vif", "reason"}, nil),
 		arpDropped: prometheus.NewDesc("vif_arp_dropped_frames_total", "ARP frames dropped, by reason.",
@@ -246,7 +246,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			local = s.Local.String()
 		}
 		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1,
-			name, slave, local, strconv.Itoa(int(s.Protocol)), strconv.FormatBool(s.ARPProxy), s.Underlay.Kind)
+			name, slave, local, strconv.Itoa(int(s.Protocol)), strconv.FormatBool(s.ARPProxy), s.Underlay.Kind, strconv.FormatBool(s.Offload))
 		drops(ch, c.dropped, c.vifReasons, s.Counters.Drops, name)
 		for j := range s.Peers {
 			p := &s.Peers[j]

@@ -41,8 +41,8 @@ func fixture() []daemon.VifStatus {
 		{
 			Name: "vif0", Addrs: []netip.Prefix{pfx("192.0.2.1/32")}, Slave: "eth0",
 			Local: addr("192.0.2.10"), Peer: addr("192.0.2.20"), Protocol: 4, MTU: 1480,
-			Underlay: vif.UnderlayInfo{Kind: vif.UnderlayRaw, Fallback: "the slave carries another XDP program"},
-			Routes:   []netip.Prefix{pfx("192.0.2.128/25")}, ARPProxy: true,
+			Underlay: vif.UnderlayInfo{Kind: vif.UnderlayRaw, Fallback: "the slave carries another XDP program"}, Offload: true,
+			Routes: []netip.Prefix{pfx("192.0.2.128/25")}, ARPProxy: true,
 			Peers: []daemon.PeerStatus{
 				{Addr: addr("192.0.2.20"), Prefixes: []netip.Prefix{pfx("0.0.0.0/0")},
 					EncapsulatedPackets: 121, EncapsulatedBytes: 1122, DecapsulatedPackets: 123, DecapsulatedBytes: 1124, PathMTU: 1400},
@@ -268,6 +268,7 @@ func TestShowJSON(t *testing.T) {
 		slave, _ := v["slave"].(string)
 		local, _ := v["local"].(string)
 		arpProxy := v["arp_proxy"].(bool)
+		offload, _ := v["offload"].(bool)
 		var underlay string
 		if u, ok := v["underlay"].(map[string]any); ok {
 			underlay, _ = u["kind"].(string)
@@ -280,7 +281,7 @@ func TestShowJSON(t *testing.T) {
 				c.want("vif_mtu_bytes", vl, number(t, val, from), from)
 			case "protocol":
 				c.want("vif_info", map[string]string{"vif": name, "slave": slave, "local": local,
-					"protocol": val.(json.Number).String(), "arp_proxy": strconv.FormatBool(arpProxy), "underlay": underlay}, 1, from)
+					"protocol": val.(json.Number).String(), "arp_proxy": strconv.FormatBool(arpProxy), "underlay": underlay, "offload": strconv.FormatBool(offload)}, 1, from)
 			case "local_missing":
 				c.want("vif_local_missing", vl, number(t, val, from), from)
 			case "addrs_missing":
@@ -349,7 +350,7 @@ func TestShowJSON(t *testing.T) {
 						c.want(m, al, number(t, av, from), from)
 					}
 				}
-			case "arp_proxy", "underlay": // labels of vif_info, checked with protocol
+			case "arp_proxy", "underlay", "offload": // labels of vif_info, checked with protocol
 			default:
 				if number(t, val, from) >= 0 {
 					t.Errorf("vif show --json prints %s; no metric exports it", from)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ const captureReadyTimeout = 10 * time.Second
 type Capture struct {
 	host   *Host
 	ifname string
+	where  string // for messages, such as "a/eth0" or "on the wire at a/eth0"
 	file   string
 	proc   *Proc
 
@@ -46,13 +48,23 @@ type Capture struct {
 // empty filter captures everything. The interface is not put into
 // promiscuous mode. Capture skips the test if tcpdump is not installed and
 // fails it if tcpdump does not start.
+//
+// Host.Capture sees what the host's own packet taps see; see
+// Iface.Capture for a capture on the wire.
 func (h *Host) Capture(ifname, filter string) *Capture {
+	h.net.t.Helper()
+	return h.capture(ifname, filter, h.name+"/"+ifname, "on "+h.name+"/"+ifname)
+}
+
+// capture starts tcpdump on ifname in h. The pcap file is named after
+// label, messages say where the capture is with where.
+func (h *Host) capture(ifname, filter, label, where string) *Capture {
 	t := h.net.t
 	t.Helper()
 	if _, err := exec.LookPath("tcpdump"); err != nil {
 		t.Skip("nstest: Capture requires tcpdump; install tcpdump")
 	}
-	f, err := os.CreateTemp(t.TempDir(), "capture-"+h.name+"-"+ifname+"-*.pcap")
+	f, err := os.CreateTemp(t.TempDir(), "capture-"+strings.ReplaceAll(label, "/", "-")+"-*.pcap")
 	if err != nil {
 		t.Fatalf("nstest: Capture: %v", err)
 	}
@@ -74,10 +86,10 @@ func (h *Host) Capture(ifname, filter string) *Capture {
 	if err != nil {
 		t.Fatalf("host %s: %v", h.name, err)
 	}
-	c := &Capture{host: h, ifname: ifname, file: file, proc: p}
+	c := &Capture{host: h, ifname: ifname, where: where, file: file, proc: p}
 	t.Cleanup(c.cleanup)
 	if err := p.WaitFor("listening on", captureReadyTimeout); err != nil {
-		t.Fatalf("host %s: capture on %s: %v", h.name, ifname, err)
+		t.Fatalf("nstest: capture %s (%s in namespace %s): %v", where, ifname, h.ns, err)
 	}
 	return c
 }
@@ -87,8 +99,9 @@ func (h *Host) Capture(ifname, filter string) *Capture {
 // test's temporary directory.
 func (c *Capture) File() string { return c.file }
 
-// String describes the capture, such as "capture on a/eth0".
-func (c *Capture) String() string { return "capture on " + c.host.name + "/" + c.ifname }
+// String describes the capture, such as "capture on a/eth0" or "capture
+// on the wire at a/eth0".
+func (c *Capture) String() string { return "capture " + c.where }
 
 // Stop stops the capture and returns every packet it captured, decoded
 // from the link layer up, with the capture timestamp in each packet's

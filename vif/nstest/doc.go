@@ -2,15 +2,28 @@
 // namespaces for tests, and removes them when the test ends.
 //
 // A test creates a Net with New, hosts with Net.Host (each a network
-// namespace), and connects them with veth pairs (Net.Link) or through an
+// namespace), and connects them with links (Net.Link) or through an
 // Ethernet segment, a bridge that several hosts attach to (Net.Segment and
 // Segment.Attach). It then runs commands in a host (Host.Run,
 // Host.MustRun, Host.Ping), starts background processes there such as
 // iperf3 or a vif daemon (Host.Start), runs Go code on a thread inside the
 // namespace to open sockets and TUN devices in-process (Host.Do), captures
-// packets with tcpdump and decodes them with gopacket (Host.Capture), and
-// inspects the result (Host.Links, Host.Addrs, Host.Routes,
-// Host.HasRoute, Host.NeighborMAC).
+// packets with tcpdump and decodes them with gopacket, and inspects the
+// result (Host.Links, Host.Addrs, Host.Routes, Host.HasRoute,
+// Host.NeighborMAC).
+//
+// # Capturing on the wire
+//
+// A link is a wire, not a bare veth pair: each host's end is a veth to a
+// namespace of the link's own, where a bridge joins the two and sends
+// nothing itself. Iface.Capture captures there, on the port facing the
+// interface, as one would on a switch: it sees every frame that enters or
+// leaves the interface, even when the host sends and receives them past
+// its own packet taps, as an AF_XDP underlay does. An interface attached
+// to a segment is captured on its bridge port the same way. Host.Capture
+// and Iface.CaptureHost capture inside the host instead, for what only
+// the host sees, such as its TUN devices. The option WithoutWire makes a
+// link a single veth pair.
 //
 // # Privileges and dependencies
 //
@@ -41,7 +54,9 @@
 // t.Parallel and in parallel test binaries. Host "a" of a Net is the
 // namespace "nst-1a2b3c4d-a". Interface names are per namespace, so they
 // need no such prefix: the ends of links are "eth0", "eth1" and so on in
-// each host, unless the WithNames option says otherwise.
+// each host, unless the WithNames option says otherwise. The namespaces
+// of links and segments are named with an underscore, which host names
+// cannot have: "nst-1a2b3c4d_link0", "nst-1a2b3c4d_seg0".
 //
 // # Addresses
 //
@@ -53,8 +68,8 @@
 //
 // # Example
 //
-// A test that connects two hosts and checks on the wire that they can
-// ping each other:
+// A test that connects two hosts and checks on the wire, next to b, that
+// they can ping each other:
 //
 //	func TestPing(t *testing.T) {
 //		n := nstest.New(t) // skips unless root

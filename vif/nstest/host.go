@@ -41,20 +41,12 @@ type Host struct {
 	nlh *netlink.Handle // opened on first use
 }
 
-// newHost creates the namespace ns and registers its removal.
+// newHost creates the namespace ns of a host, registers its removal and
+// sets it up as cfg says.
 func (n *Net) newHost(name, ns string, cfg hostConfig) *Host {
 	t := n.t
 	t.Helper()
-	if _, err := run(context.Background(), setupTimeout, "ip", "netns", "add", ns); err != nil {
-		t.Fatalf("nstest: create host %s: %v", name, err)
-	}
-	h := &Host{net: n, name: name, ns: ns, nsh: netns.None(), nif: make(map[string]int)}
-	t.Cleanup(h.destroy)
-	nsh, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatalf("nstest: open network namespace %s: %v", ns, err)
-	}
-	h.nsh = nsh
+	h := n.newNS(name, ns)
 	if !cfg.ipv6 {
 		err := h.Do(func() error {
 			for _, key := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
@@ -69,6 +61,24 @@ func (n *Net) newHost(name, ns string, cfg hostConfig) *Host {
 		}
 	}
 	h.mustIP("link", "set", "lo", "up")
+	return h
+}
+
+// newNS creates the namespace ns, which messages call name, and registers
+// its removal.
+func (n *Net) newNS(name, ns string) *Host {
+	t := n.t
+	t.Helper()
+	if _, err := run(context.Background(), setupTimeout, "ip", "netns", "add", ns); err != nil {
+		t.Fatalf("nstest: create namespace of %s: %v", name, err)
+	}
+	h := &Host{net: n, name: name, ns: ns, nsh: netns.None(), nif: make(map[string]int)}
+	t.Cleanup(h.destroy)
+	nsh, err := netns.GetFromName(ns)
+	if err != nil {
+		t.Fatalf("nstest: open network namespace %s: %v", ns, err)
+	}
+	h.nsh = nsh
 	return h
 }
 
@@ -251,11 +261,16 @@ func (h *Host) AddAddr(ifname, prefix string) {
 
 func (h *Host) addAddr(ifname string, p netip.Prefix) {
 	h.net.t.Helper()
+	h.mustIP(addrArgs(ifname, p)...)
+}
+
+// addrArgs returns the ip arguments that add the address p to ifname.
+func addrArgs(ifname string, p netip.Prefix) []string {
 	args := []string{"addr", "add", p.String(), "dev", ifname}
 	if p.Addr().Is6() {
 		args = append(args, "nodad")
 	}
-	h.mustIP(args...)
+	return args
 }
 
 // AddRoute adds a route to dst, a prefix such as "203.0.113.0/24" or
@@ -270,8 +285,10 @@ func (h *Host) AddRoute(dst string, args ...string) {
 // Iface returns the interface named name in the host, which may have been
 // created by something other than nstest, such as a TUN device. Its
 // address is the interface's first IPv4 address, or its first address if
-// it has no IPv4 address. It fails the test if the interface does not
-// exist.
+// it has no IPv4 address. Its Capture is the host's own (CaptureHost),
+// even for an end of a link: capture on the wire with the Iface that
+// Net.Link or Segment.Attach returned. It fails the test if the interface
+// does not exist.
 func (h *Host) Iface(name string) *Iface {
 	h.net.t.Helper()
 	links, err := h.queryLinks("addr", "show", "dev", name)
@@ -445,6 +462,22 @@ func (h *Host) ip(args ...string) (string, error) {
 	return run(context.Background(), setupTimeout, "ip", append([]string{"-n", h.ns}, args...)...)
 }
 
+// mustBatch runs the ip commands cmds (each the arguments of one) in the
+// host with a single `ip -n NETNS -batch -`, which stops at the first
+// that fails, and fails the test if one does. One process instead of one
+// per command keeps building topologies cheap.
+func (h *Host) mustBatch(cmds [][]string) {
+	h.net.t.Helper()
+	var in strings.Builder
+	for _, c := range cmds {
+		in.WriteString(strings.Join(c, " "))
+		in.WriteByte('\n')
+	}
+	if _, err := runInput(context.Background(), setupTimeout, in.String(), "ip", "-n", h.ns, "-batch", "-"); err != nil {
+		h.net.t.Fatalf("host %s: %v\ncommands:\n%s", h.name, err, in.String())
+	}
+}
+
 // ipLink is what `ip -j link show` and `ip -j addr show` print per
 // interface.
 type ipLink struct {
@@ -504,10 +537,11 @@ func (h *Host) nextIfName(prefix string) string {
 // returns it.
 func (h *Host) setUp(name string, mac net.HardwareAddr, p netip.Prefix) *Iface {
 	h.net.t.Helper()
+	var cmds [][]string
 	if p.IsValid() {
-		h.addAddr(name, p)
+		cmds = append(cmds, addrArgs(name, p))
 	}
-	h.mustIP("link", "set", name, "up")
+	h.mustBatch(append(cmds, upArgs(name)))
 	return &Iface{host: h, name: name, mac: mac, prefix: p}
 }
 
@@ -551,6 +585,16 @@ func (h *Host) logState() {
 		}
 	}
 	h.net.t.Logf("nstest: state of host %s (netns %s) at cleanup:\n%s", h.name, h.ns, b.String())
+}
+
+// logWireState logs the ports of a wire or segment with their counters,
+// which show where frames were dropped, to help diagnose a failed test.
+func (h *Host) logWireState() {
+	out, err := h.ip("-s", "link")
+	if err != nil {
+		out = err.Error()
+	}
+	h.net.t.Logf("nstest: state of %s (netns %s) at cleanup:\n$ ip -s link\n%s", h.name, h.ns, out)
 }
 
 // killAll ends every process still running in the host's namespace, such

@@ -15,6 +15,12 @@ type Iface struct {
 	name   string
 	mac    net.HardwareAddr
 	prefix netip.Prefix
+
+	// wire is the namespace of the link's wire or the segment, and port
+	// the interface there that faces this one; nil and "" for an
+	// interface of a link made WithoutWire or looked up with Host.Iface.
+	wire *Host
+	port string
 }
 
 // Name returns the interface's name in its host, such as "eth0".
@@ -38,8 +44,32 @@ func (i *Iface) Addr() netip.Addr { return i.prefix.Addr() }
 // String returns the host and interface name, such as "a/eth0".
 func (i *Iface) String() string { return i.host.name + "/" + i.name }
 
-// Capture starts capturing packets on the interface; see Host.Capture.
+// Capture starts capturing the packets that pass the interface, on the
+// wire: on the port that faces it in the namespace of its link's wire
+// (see Net.Link) or of its segment, as a network engineer would capture
+// on the switch. It sees every frame the host sends out of the
+// interface and every frame sent to it, whether or not the host's stack
+// and packet taps see them (AF_XDP bypasses both), and keeps working when
+// the host renames the interface or changes its MTU. Frames that the
+// interface drops on arrival (too big for its MTU, or sent while it is
+// down) are seen going towards it. The filter and the rest are as for
+// Host.Capture.
+//
+// For an interface that is not on a wire (a link made WithoutWire, or
+// one found with Host.Iface), Capture is CaptureHost.
 func (i *Iface) Capture(filter string) *Capture {
+	i.host.net.t.Helper()
+	if i.wire == nil {
+		return i.CaptureHost(filter)
+	}
+	return i.wire.capture(i.port, filter, i.String(), "on the wire at "+i.String())
+}
+
+// CaptureHost starts capturing on the interface inside its host, under
+// the name it was created with; see Host.Capture. This is the host's own
+// view: it misses what the host sends and receives past its packet taps,
+// such as AF_XDP traffic.
+func (i *Iface) CaptureHost(filter string) *Capture {
 	i.host.net.t.Helper()
 	return i.host.Capture(i.name, filter)
 }
@@ -59,6 +89,8 @@ type Segment struct {
 // the address addr (a prefix such as "198.18.1.2/24", or "" for none),
 // brings it up, and returns it. The end in h is named like those of
 // Net.Link; the WithNames option sets it and the name of the bridge port.
+// Iface.Capture captures on that bridge port. Option WithoutWire is not
+// accepted: a segment is a wire.
 func (s *Segment) Attach(h *Host, addr string, opts ...LinkOption) *Iface {
 	n := s.host.net
 	n.t.Helper()
@@ -66,6 +98,9 @@ func (s *Segment) Attach(h *Host, addr string, opts ...LinkOption) *Iface {
 		n.t.Fatalf("nstest: Attach: the host must belong to the segment's Net")
 	}
 	cfg := n.linkConfig(opts)
+	if cfg.direct {
+		n.t.Fatalf("nstest: Attach: a segment cannot be attached WithoutWire")
+	}
 	p := n.parseAddr("Attach", addr)
 	name := cfg.aName
 	if name == "" {
@@ -76,9 +111,13 @@ func (s *Segment) Attach(h *Host, addr string, opts ...LinkOption) *Iface {
 		port = s.host.nextIfName("p")
 	}
 	mac := randomMAC()
-	h.mustIP(vethArgs(name, mac, port, randomMAC(), s.host.ns, cfg.mtu)...)
-	s.host.mustIP("link", "set", port, "master", bridgeName, "up")
-	return h.setUp(name, mac, p)
+	s.host.mustBatch([][]string{
+		vethArgs(port, randomMAC(), name, mac, h.ns, cfg.mtu),
+		portArgs(port), upArgs(port),
+	})
+	ifc := h.setUp(name, mac, p)
+	ifc.wire, ifc.port = s.host, port
+	return ifc
 }
 
 // Netns returns the name of the segment's network namespace, which holds

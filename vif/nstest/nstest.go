@@ -64,7 +64,9 @@ type Net struct {
 	mu    sync.Mutex
 	hosts map[string]*Host
 	order []*Host // hosts in creation order, for diagnostics
-	nseg  int
+	nseg  int     // segments created
+	nwire int     // wires (links not WithoutWire) created
+	wires []*Host // the namespaces of wires and segments, for diagnostics
 
 	dumpOnce sync.Once
 }
@@ -157,9 +159,13 @@ func (n *Net) dumpOnFailure() {
 	n.dumpOnce.Do(func() {
 		n.mu.Lock()
 		hosts := slices.Clone(n.order)
+		wires := slices.Clone(n.wires)
 		n.mu.Unlock()
 		for _, h := range hosts {
 			h.logState()
+		}
+		for _, w := range wires {
+			w.logWireState()
 		}
 	})
 }
@@ -177,17 +183,18 @@ func WithIPv6() HostOption {
 	return func(c *hostConfig) { c.ipv6 = true }
 }
 
-// A LinkOption configures the veth pair created by Net.Link or
-// Segment.Attach.
+// A LinkOption configures a link created by Net.Link or Segment.Attach.
 type LinkOption func(*linkConfig)
 
 type linkConfig struct {
 	mtu          int
 	aName, bName string
+	direct       bool
 }
 
-// WithMTU sets the MTU of both ends of a link. Without it the kernel's default
-// for veth (1500) applies.
+// WithMTU sets the MTU of every veth of a link: both ends, and the ports
+// on the wire between them. Without it the kernel's default for veth
+// (1500) applies.
 func WithMTU(n int) LinkOption {
 	return func(c *linkConfig) { c.mtu = n }
 }
@@ -201,11 +208,42 @@ func WithNames(a, b string) LinkOption {
 	return func(c *linkConfig) { c.aName, c.bName = a, b }
 }
 
-// Link connects hosts a and b with a veth pair, gives the end in a the
-// address aAddr and the end in b the address bAddr, and brings both ends
-// up. Addresses are prefixes such as "198.18.0.1/24"; an empty string
-// leaves that end without an address. The pair is created directly in the
-// two namespaces; it never appears in the namespace of the test process.
+// WithoutWire makes Net.Link join its hosts with a single veth pair, end
+// to end, instead of through a wire namespace. Nothing then stands between
+// the hosts: deleting one end deletes the other, and taking one end down
+// takes the other's carrier. Iface.Capture can then only capture on the
+// host's own interface (see Iface.CaptureHost), which does not see what
+// bypasses the host's packet taps, such as AF_XDP. Use it for a test
+// about the pair itself, or for a benchmark that wants the plain veth's
+// speed. Segment.Attach does not accept it.
+func WithoutWire() LinkOption {
+	return func(c *linkConfig) { c.direct = true }
+}
+
+// Link connects hosts a and b, gives the end in a the address aAddr and
+// the end in b the address bAddr, and brings both ends up. Addresses are
+// prefixes such as "198.18.0.1/24"; an empty string leaves that end
+// without an address.
+//
+// The link is a wire that can be tapped: a veth from a to a namespace of
+// the link's own, a veth from there to b, and a bridge joining the two
+// that forwards every frame from one to the other and sends nothing of
+// its own (spanning tree, MAC learning and multicast snooping off, no
+// address, IPv6 disabled). Iface.Capture captures there, on the wire
+// next to the host, so it sees the frames that enter and leave the host's
+// interface whatever the host's stack does, even when the host sends and
+// receives them past its own packet taps (AF_XDP). Like a switch, and
+// unlike a single veth pair, the wire keeps one end's carrier up when the
+// other end goes down or is deleted; the option WithoutWire makes a single
+// veth pair instead.
+//
+// The wire's ports have the MTU of the ends (see WithMTU). An end whose
+// MTU is later lowered drops the frames that are too big for it when they
+// arrive, as the end of a veth pair does; a capture on the wire still
+// sees them go towards it.
+//
+// Every interface is created directly in the namespaces it belongs to;
+// none ever appears in the namespace of the test process.
 func (n *Net) Link(a, b *Host, aAddr, bAddr string, opts ...LinkOption) (aIf, bIf *Iface) {
 	n.t.Helper()
 	if a == nil || b == nil || a.net != n || b.net != n {
@@ -226,9 +264,26 @@ func (n *Net) Link(a, b *Host, aAddr, bAddr string, opts ...LinkOption) (aIf, bI
 		bName = b.nextIfName("eth")
 	}
 	aMAC, bMAC := randomMAC(), randomMAC()
-	a.mustIP(vethArgs(aName, aMAC, bName, bMAC, b.ns, cfg.mtu)...)
+	if cfg.direct {
+		a.mustIP(vethArgs(aName, aMAC, bName, bMAC, b.ns, cfg.mtu)...)
+		return a.setUp(aName, aMAC, aPfx), b.setUp(bName, bMAC, bPfx)
+	}
+	n.mu.Lock()
+	idx := n.nwire
+	n.nwire++
+	n.mu.Unlock()
+	// One ip command builds the wire: the bridge, and the ports facing a
+	// (p0) and b (p1), each a veth whose other end is created in its host.
+	w := n.newBridgeNS("link"+strconv.Itoa(idx), [][]string{
+		vethArgs("p0", randomMAC(), aName, aMAC, a.ns, cfg.mtu),
+		vethArgs("p1", randomMAC(), bName, bMAC, b.ns, cfg.mtu),
+		portArgs("p0"), noLearningArgs("p0"), upArgs("p0"),
+		portArgs("p1"), noLearningArgs("p1"), upArgs("p1"),
+	})
 	aIf = a.setUp(aName, aMAC, aPfx)
+	aIf.wire, aIf.port = w, "p0"
 	bIf = b.setUp(bName, bMAC, bPfx)
+	bIf.wire, bIf.port = w, "p1"
 	return aIf, bIf
 }
 
@@ -241,17 +296,31 @@ func (n *Net) Segment() *Segment {
 	idx := n.nseg
 	n.nseg++
 	n.mu.Unlock()
-	name := "seg" + strconv.Itoa(idx)
-	h := n.newHost(name, n.Prefix()+"_"+name, hostConfig{})
-	h.mustIP("link", "add", bridgeName, "type", "bridge",
-		"stp_state", "0", "forward_delay", "0", "mcast_snooping", "0")
-	h.mustIP("link", "set", bridgeName, "up")
+	return &Segment{host: n.newBridgeNS("seg"+strconv.Itoa(idx), nil)}
+}
+
+// newBridgeNS creates the namespace of a segment or of a link's wire,
+// named name, with IPv6 and br_netfilter off and the bridge br0 up, and
+// runs the ip commands more in it, all in one ip batch. Its namespace is
+// removed at cleanup like a host's, which removes its veths and so their
+// other ends in the hosts.
+func (n *Net) newBridgeNS(name string, more [][]string) *Host {
+	n.t.Helper()
+	h := n.newNS(name, n.Prefix()+"_"+name)
+	// IPv6 is off before the bridge and its ports exist, so that they
+	// never send router or neighbour solicitations or MLD reports.
+	//
 	// A switch forwards frames as they are. With br_netfilter loaded the
-	// bridge would pass IPv4, IPv6 and ARP through the segment
-	// namespace's netfilter hooks, and first drop every IPv4 packet with a
-	// malformed header (br_validate_ipv4): tests that inject such packets
-	// would never see them arrive.
+	// bridge would pass IPv4, IPv6 and ARP through the namespace's
+	// netfilter hooks, and first drop every IPv4 packet with a malformed
+	// header (br_validate_ipv4): tests that inject such packets would
+	// never see them arrive.
 	if err := h.Do(func() error {
+		for _, key := range []string{"net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"} {
+			if err := writeSysctl(key, "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
 		for _, key := range []string{"net.bridge.bridge-nf-call-iptables",
 			"net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables"} {
 			if err := writeSysctl(key, "0"); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -260,10 +329,35 @@ func (n *Net) Segment() *Segment {
 		}
 		return nil
 	}); err != nil {
-		n.t.Fatalf("nstest: segment %s: turn off br_netfilter: %v", name, err)
+		n.t.Fatalf("nstest: %s: turn off IPv6 and br_netfilter: %v", name, err)
 	}
-	return &Segment{host: h}
+	n.mu.Lock()
+	n.wires = append(n.wires, h)
+	n.mu.Unlock()
+	cmds := [][]string{
+		{"link", "add", bridgeName, "type", "bridge", "stp_state", "0", "forward_delay", "0", "mcast_snooping", "0"},
+		upArgs(bridgeName),
+	}
+	h.mustBatch(append(cmds, more...))
+	return h
 }
+
+// portArgs returns the ip arguments that make the interface name a port
+// of the bridge.
+func portArgs(name string) []string {
+	return []string{"link", "set", name, "master", bridgeName}
+}
+
+// noLearningArgs returns the ip arguments that turn off MAC learning on
+// the bridge port name, so that the bridge floods every frame to the
+// other ports, as a hub or a wire does: no table to age, no frame held
+// back or misdirected after a MAC address moves or changes.
+func noLearningArgs(name string) []string {
+	return []string{"link", "set", name, "type", "bridge_slave", "learning", "off"}
+}
+
+// upArgs returns the ip arguments that bring the interface name up.
+func upArgs(name string) []string { return []string{"link", "set", name, "up"} }
 
 func (n *Net) linkConfig(opts []LinkOption) linkConfig {
 	n.t.Helper()
@@ -389,6 +483,11 @@ func (e *execError) Unwrap() error { return e.err }
 // and returns its combined output. The error, if any, names the command and holds the
 // output.
 func run(ctx context.Context, timeout time.Duration, name string, args ...string) (string, error) {
+	return runInput(ctx, timeout, "", name, args...)
+}
+
+// runInput is run with stdin as the command's standard input.
+func runInput(ctx context.Context, timeout time.Duration, stdin string, name string, args ...string) (string, error) {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -397,6 +496,9 @@ func run(ctx context.Context, timeout time.Duration, name string, args ...string
 	cmd := exec.CommandContext(ctx, name, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if err != nil {

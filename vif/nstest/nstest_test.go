@@ -305,8 +305,8 @@ func TestAddrsRoutes(t *testing.T) {
 
 	// Removing the interface removes its addresses and routes.
 	b.IP("link", "del", "eth0")
-	if b.LinkExists("eth0") || a.LinkExists("eth0") {
-		t.Error("eth0 still exists after deleting one end")
+	if b.LinkExists("eth0") {
+		t.Error("eth0 still exists after deleting it")
 	}
 	if got := b.Addrs("eth0"); got != nil {
 		t.Errorf("addresses of a deleted interface: %q", got)
@@ -391,6 +391,100 @@ func TestProc(t *testing.T) {
 	<-quick.Done()
 }
 
+// TestWireCapture checks that a capture on the wire sees what the host's
+// own capture sees for ordinary traffic, adds nothing of its own, and
+// goes on seeing the interface's frames when the host renames it and
+// lowers its MTU, including a frame too big for it that only the wire
+// sees, since the interface drops it on arrival as the end of a veth pair
+// would.
+func TestWireCapture(t *testing.T) {
+	t.Parallel()
+	n := nstest.New(t)
+	a, b := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(a, b, "198.18.0.1/24", "198.18.0.2/24")
+
+	wire, host := bIf.Capture(""), bIf.CaptureHost("")
+	if got, want := wire.String(), "capture on the wire at b/eth0"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if got, want := host.String(), "capture on b/eth0"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if err := a.Ping("198.18.0.2", 3); err != nil {
+		t.Fatal(err)
+	}
+	wp, hp := wire.Stop(), host.Stop()
+	if len(wp) < 8 || len(wp) != len(hp) { // ARP request and reply, 3 echoes and replies
+		t.Fatalf("the wire saw %d frames, the host %d; want the same, at least 8", len(wp), len(hp))
+	}
+	for i := range wp {
+		if !bytes.Equal(wp[i].Data(), hp[i].Data()) {
+			t.Errorf("frame %d differs:\nwire: %v\nhost: %v", i, wp[i], hp[i])
+		}
+		eth, _ := wp[i].Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		if eth == nil || !bytes.Equal(eth.SrcMAC, aIf.MAC()) && !bytes.Equal(eth.SrcMAC, bIf.MAC()) {
+			t.Errorf("frame %d on the wire is not from a or b: %v", i, wp[i])
+		}
+	}
+	if c := wire.Count(isICMP(layers.ICMPv4TypeEchoRequest, aIf, bIf)); c != 3 {
+		t.Errorf("the wire saw %d echo requests, want 3", c)
+	}
+
+	wire = bIf.Capture("icmp")
+	b.IP("link", "set", "eth0", "down")
+	b.IP("link", "set", "eth0", "name", "wan0")
+	b.IP("link", "set", "wan0", "mtu", "1300")
+	b.IP("link", "set", "wan0", "up")
+	host = b.Capture("wan0", "icmp")
+	if err := a.Ping("198.18.0.2", 1); err != nil {
+		t.Fatalf("after the rename: %v", err)
+	}
+	// 1400 bytes of data: a 1442-byte frame, past b's new MTU.
+	if out, err := a.Run("ping", "-n", "-c", "1", "-W", "1", "-M", "dont", "-s", "1400", "198.18.0.2"); err == nil {
+		t.Errorf("a frame too big for b's MTU was answered:\n%s", out)
+	}
+	big := func(p gopacket.Packet) bool { return len(p.Data()) == 14+20+8+1400 }
+	wp, hp = wire.Stop(), host.Stop()
+	if len(wp) != 3 || wire.Count(big) != 1 {
+		t.Errorf("the wire saw %d frames, %d of 1442 bytes; want 3 (a small echo, its reply, the big echo), 1", len(wp), wire.Count(big))
+	}
+	if len(hp) != 2 || host.Count(big) != 0 {
+		t.Errorf("b saw %d frames, %d of 1442 bytes; want 2 and none", len(hp), host.Count(big))
+	}
+}
+
+// TestLinkCarrierDelete checks what the far end of a link sees when one
+// end goes down or is deleted: through a wire, as behind a switch, it
+// keeps its carrier and its interface; on a link made WithoutWire, a
+// single veth pair, it loses both.
+func TestLinkCarrierDelete(t *testing.T) {
+	t.Parallel()
+	n := nstest.New(t)
+	a, b := n.Host("a"), n.Host("b")
+	for _, direct := range []bool{false, true} {
+		var opts []nstest.LinkOption
+		if direct {
+			opts = append(opts, nstest.WithoutWire())
+		}
+		aIf, bIf := n.Link(a, b, "", "", opts...)
+		if direct {
+			// Without a wire, Capture is the host's capture.
+			c := bIf.Capture("")
+			if got, want := c.String(), "capture on b/"+bIf.Name(); got != want {
+				t.Errorf("WithoutWire: Capture is %q, want %q", got, want)
+			}
+			c.Stop() // before its interface goes
+		}
+		a.IP("link", "set", aIf.Name(), "down")
+		carrier := slices.Contains(linkFlags(t, b, bIf.Name()), "LOWER_UP")
+		a.IP("link", "del", aIf.Name())
+		exists := b.LinkExists(bIf.Name())
+		if direct && (carrier || exists) || !direct && (!carrier || !exists) {
+			t.Errorf("WithoutWire %v: with a's end down b's has carrier %v; with it deleted b's exists %v", direct, carrier, exists)
+		}
+	}
+}
+
 // TestCleanup checks that a finished test leaves no namespace, process or
 // interface behind.
 func TestCleanup(t *testing.T) {
@@ -416,11 +510,14 @@ func TestCleanup(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Capture("eth0", "")
+		aIf.Capture("") // on the wire
+		cIf.Capture("") // on the segment
 		if err := a.Ping("198.18.1.3", 1); err != nil {
 			t.Fatal(err)
 		}
-		if got := netnsList(t, prefix); len(got) != 4 {
-			t.Errorf("namespaces during the test: %q, want 4", got)
+		// The hosts, the link's wire and the segment.
+		if got := netnsList(t, prefix); len(got) != 5 {
+			t.Errorf("namespaces during the test: %q, want 5", got)
 		}
 	})
 	if prefix == "" {
@@ -464,7 +561,7 @@ func TestFailureDiagnostics(t *testing.T) {
 	if !rec.failed || !strings.Contains(logs, "ip netns exec "+prefix+"-b false") {
 		t.Errorf("failed = %v, logs:\n%s", rec.failed, logs)
 	}
-	for _, want := range []string{"state of host a", "198.18.0.1/24", "state of host b", "diagnostic-output"} {
+	for _, want := range []string{"state of host a", "198.18.0.1/24", "state of host b", "state of link0", "p1@", "diagnostic-output"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}
@@ -578,6 +675,20 @@ func linkMTU(t *testing.T, h *nstest.Host, name string) int {
 		t.Fatalf("parse %q: %v", out, err)
 	}
 	return links[0].MTU
+}
+
+// linkFlags returns the flags of interface name in h, such as "UP" and
+// "LOWER_UP".
+func linkFlags(t *testing.T, h *nstest.Host, name string) []string {
+	t.Helper()
+	var links []struct {
+		Flags []string `json:"flags"`
+	}
+	out := h.IP("-j", "link", "show", "dev", name)
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		t.Fatalf("parse %q: %v", out, err)
+	}
+	return links[0].Flags
 }
 
 // isICMP returns a matcher for ICMP messages of type typ from one

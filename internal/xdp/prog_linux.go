@@ -1,0 +1,229 @@
+package xdp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// MaxQueues is the number of receive queues a Program can steer to.
+const MaxQueues = 64
+
+// maxPairs bounds the accepted (source, destination) pairs.
+const maxPairs = 4096
+
+// ErrOtherProgram is returned by Attach when the interface has an XDP
+// program already: only one may sit on an interface.
+var ErrOtherProgram = errors.New("xdp: the interface has another XDP program")
+
+// A Program steers the IPv4 packets of accepted peers to Sockets (see the
+// package documentation). Its methods are safe for concurrent use.
+type Program struct {
+	prog  *ebpf.Program
+	xsks  *ebpf.Map // queue -> socket
+	pairs *ebpf.Map // (source, destination) -> accepted protocols
+	link  link.Link // kept referenced: a collected link detaches
+}
+
+// pairKey is a key of the pairs map: outer source then destination, in
+// network byte order, as they sit in the header.
+type pairKey [8]byte
+
+func keyOf(src, dst netip.Addr) pairKey {
+	var k pairKey
+	s, d := src.As4(), dst.As4()
+	copy(k[:4], s[:])
+	copy(k[4:], d[:])
+	return k
+}
+
+// protoBit is the bit of an accepted protocol in a pairs value: 4, 41
+// and 94 have distinct bits modulo 32.
+func protoBit(proto uint8) uint32 { return 1 << (proto & 31) }
+
+// Attach loads the program and attaches it to the interface with index
+// ifindex, in the calling thread's network namespace: in the driver's
+// receive path where the driver has one, in the generic path otherwise.
+// It returns an error wrapping ErrOtherProgram when the interface has an
+// XDP program already. It needs CAP_BPF and CAP_NET_ADMIN.
+func Attach(ifindex int) (p *Program, err error) {
+	p = &Program{}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	p.xsks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "vif_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: MaxQueues})
+	if err != nil {
+		return nil, fmt.Errorf("xdp: socket map: %w", err)
+	}
+	p.pairs, err = ebpf.NewMap(&ebpf.MapSpec{Name: "vif_peers", Type: ebpf.Hash, KeySize: 8, ValueSize: 4, MaxEntries: maxPairs})
+	if err != nil {
+		return nil, fmt.Errorf("xdp: peer map: %w", err)
+	}
+	p.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "vif_steer",
+		Type:         ebpf.XDP,
+		License:      "Dual MIT/GPL",
+		Instructions: steer(p.pairs.FD(), p.xsks.FD()),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("xdp: load program: %w", err)
+	}
+	// The driver's path where there is one: veth's is faster than the
+	// generic one. A driver refusing it (an MTU too large for it, say)
+	// still has the generic path.
+	// A program whose process just exited may linger a moment: EBUSY
+	// is believed after a second.
+	deadline := time.Now().Add(time.Second)
+	for k := 0; k < 2; {
+		flags := []link.XDPAttachFlags{0, link.XDPGenericMode}[k]
+		p.link, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: ifindex, Flags: flags})
+		switch {
+		case err == nil:
+			return p, nil
+		case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST):
+			if time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			return nil, fmt.Errorf("%w: %w", ErrOtherProgram, err)
+		}
+		k++
+	}
+	return nil, fmt.Errorf("xdp: attach to interface %d: %w", ifindex, err)
+}
+
+// steer returns the program's instructions. Registers: R6 the context,
+// R2 the packet's start (R8 across a call), R7 its protocol.
+func steer(pairs, xsks int) asm.Instructions {
+	ne := binary.NativeEndian
+	ethIPv4 := int32(ne.Uint16([]byte{0x08, 0x00}))  // EtherType as loaded
+	fragMask := int32(ne.Uint16([]byte{0x3f, 0xff})) // MF and the offset
+	const (
+		eth     = 14
+		pass    = "pass"
+		protoOK = "proto_ok"
+	)
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word), // data
+		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word), // data_end
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, eth+20),
+		asm.JGT.Reg(asm.R4, asm.R3, pass),
+		asm.LoadMem(asm.R4, asm.R2, 12, asm.Half),
+		asm.JNE.Imm(asm.R4, ethIPv4, pass),
+		asm.LoadMem(asm.R4, asm.R2, eth, asm.Byte),
+		asm.JNE.Imm(asm.R4, 0x45, pass), // IPv4 without options
+		// A total length the frame does not hold, or shorter than the
+		// header, or a bad checksum: ip_rcv drops it, and counts it.
+		asm.LoadMem(asm.R4, asm.R2, eth+2, asm.Half),
+		asm.HostTo(asm.BE, asm.R4, asm.Half),
+		asm.JLT.Imm(asm.R4, 20, pass),
+		asm.Mov.Reg(asm.R5, asm.R3),
+		asm.Sub.Reg(asm.R5, asm.R2),
+		asm.Sub.Imm(asm.R5, eth),
+		asm.JGT.Reg(asm.R4, asm.R5, pass),
+		asm.Mov.Reg(asm.R8, asm.R2),
+		asm.Mov.Imm(asm.R1, 0),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.Mov.Reg(asm.R3, asm.R8),
+		asm.Add.Imm(asm.R3, eth),
+		asm.Mov.Imm(asm.R4, 20),
+		asm.Mov.Imm(asm.R5, 0),
+		asm.FnCsumDiff.Call(), // the one's complement sum of the header
+		asm.Mov.Reg32(asm.R0, asm.R0),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.RSh.Imm(asm.R1, 16),
+		asm.And.Imm(asm.R0, 0xffff),
+		asm.Add.Reg(asm.R0, asm.R1),
+		asm.Mov.Reg(asm.R1, asm.R0),
+		asm.RSh.Imm(asm.R1, 16),
+		asm.And.Imm(asm.R0, 0xffff),
+		asm.Add.Reg(asm.R0, asm.R1),
+		asm.JNE.Imm(asm.R0, 0xffff, pass),
+		asm.Mov.Reg(asm.R2, asm.R8),
+		asm.LoadMem(asm.R4, asm.R2, eth+6, asm.Half),
+		asm.And.Imm(asm.R4, fragMask),
+		asm.JNE.Imm(asm.R4, 0, pass), // a fragment
+		asm.LoadMem(asm.R7, asm.R2, eth+9, asm.Byte),
+		asm.JEq.Imm(asm.R7, 94, protoOK),
+		asm.JEq.Imm(asm.R7, 4, protoOK),
+		asm.JNE.Imm(asm.R7, 41, pass),
+		asm.LoadMem(asm.R4, asm.R2, eth+12, asm.Word).WithSymbol(protoOK),
+		asm.StoreMem(asm.RFP, -8, asm.R4, asm.Word),
+		asm.LoadMem(asm.R4, asm.R2, eth+16, asm.Word),
+		asm.StoreMem(asm.RFP, -4, asm.R4, asm.Word),
+		asm.LoadMapPtr(asm.R1, pairs),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -8),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, pass),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.Word),
+		asm.And.Imm(asm.R7, 31),
+		asm.Mov.Imm(asm.R2, 1),
+		asm.LSh.Reg(asm.R2, asm.R7),
+		asm.And.Reg(asm.R1, asm.R2),
+		asm.JEq.Imm(asm.R1, 0, pass),
+		asm.LoadMem(asm.R2, asm.R6, 16, asm.Word), // rx_queue_index
+		asm.LoadMapPtr(asm.R1, xsks),
+		asm.Mov.Imm(asm.R3, 2), // XDP_PASS without a socket on the queue
+		asm.FnRedirectMap.Call(),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, 2).WithSymbol(pass), // XDP_PASS
+		asm.Return(),
+	}
+}
+
+// SetSocket steers the packets received on queue to s.
+func (p *Program) SetSocket(queue int, s *Socket) error {
+	if err := p.xsks.Put(uint32(queue), uint32(s.FD())); err != nil {
+		return fmt.Errorf("xdp: steer queue %d: %w", queue, err)
+	}
+	return nil
+}
+
+// Accept steers the packets from src to dst of the protocols protos (4,
+// 41, 94) to the sockets; with no protocols it stops steering them.
+func (p *Program) Accept(src, dst netip.Addr, protos ...uint8) error {
+	k := keyOf(src, dst)
+	if len(protos) == 0 {
+		if err := p.pairs.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("xdp: forget %s -> %s: %w", src, dst, err)
+		}
+		return nil
+	}
+	var v uint32
+	for _, pr := range protos {
+		v |= protoBit(pr)
+	}
+	if err := p.pairs.Put(k, v); err != nil {
+		return fmt.Errorf("xdp: accept %s -> %s: %w", src, dst, err)
+	}
+	return nil
+}
+
+// Close detaches the program and releases it and its maps.
+func (p *Program) Close() error {
+	var errs []error
+	if p.link != nil {
+		errs = append(errs, p.link.Close())
+	}
+	if p.prog != nil {
+		errs = append(errs, p.prog.Close())
+	}
+	for _, m := range []*ebpf.Map{p.pairs, p.xsks} {
+		if m != nil {
+			errs = append(errs, m.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

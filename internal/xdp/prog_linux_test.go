@@ -1,0 +1,115 @@
+package xdp
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"testing"
+
+	"github.com/cilium/ebpf"
+)
+
+// frame returns an Ethernet frame holding an IPv4 header from src to dst
+// of protocol proto, and 20 bytes of payload; mod changes it before the
+// header's checksum is computed.
+func frame(src, dst string, proto uint8, mod func(f []byte)) []byte {
+	f := make([]byte, 14+20+20)
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[14:]
+	ip[0] = 0x45
+	binary.BigEndian.PutUint16(ip[2:], 40)
+	ip[6] = 0x40 // DF
+	ip[8] = 64
+	ip[9] = proto
+	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
+	copy(ip[12:], s[:])
+	copy(ip[16:], d[:])
+	if mod != nil {
+		mod(f)
+	}
+	var sum uint32
+	for k := 0; k < 20; k += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[k:]))
+	}
+	sum = sum>>16 + sum&0xffff
+	sum += sum >> 16
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	return f
+}
+
+func badSum(f []byte) []byte {
+	f[14+10] ^= 0xff
+	return f
+}
+
+// TestSteer runs the program in the kernel (BPF_PROG_TEST_RUN) over
+// frames it must steer and frames it must pass. A device map stands in
+// for the socket map: the kernel redirects to either from the same helper,
+// and a device map needs no socket.
+func TestSteer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("loading a BPF program needs CAP_BPF (run as root)")
+	}
+	pairs, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 8, ValueSize: 4, MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pairs.Close()
+	devs, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.DevMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devs.Close()
+	if err := devs.Put(uint32(0), uint32(1)); err != nil { // lo
+		t.Fatal(err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual MIT/GPL", Instructions: steer(pairs.FD(), devs.FD())})
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer prog.Close()
+	p := &Program{pairs: pairs}
+	peer, local := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.1")
+	if err := p.Accept(peer, local, 94, 41); err != nil {
+		t.Fatal(err)
+	}
+	const pass, redirect = 2, 4
+	tests := []struct {
+		name string
+		in   []byte
+		want uint32
+	}{
+		{"ipip 94", frame("198.18.0.2", "198.18.0.1", 94, nil), redirect},
+		{"6in4", frame("198.18.0.2", "198.18.0.1", 41, nil), redirect},
+		{"protocol 4 not accepted", frame("198.18.0.2", "198.18.0.1", 4, nil), pass},
+		{"icmp", frame("198.18.0.2", "198.18.0.1", 1, nil), pass},
+		{"other peer", frame("198.18.0.3", "198.18.0.1", 94, nil), pass},
+		{"other destination", frame("198.18.0.2", "198.18.0.9", 94, nil), pass},
+		{"first fragment", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+6] = 0x20 }), pass},
+		{"later fragment", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+7] = 0x10 }), pass},
+		{"options", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14] = 0x46 }), pass},
+		{"arp", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[12], f[13] = 0x08, 0x06 }), pass},
+		{"truncated", frame("198.18.0.2", "198.18.0.1", 94, nil)[:30], pass},
+		{"bad checksum", badSum(frame("198.18.0.2", "198.18.0.1", 94, nil)), pass},
+		{"total length past the frame", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 41 }), pass},
+		{"total length below the header", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 19 }), pass},
+		{"header only, padded", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 20 }), redirect},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _, err := prog.Test(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("verdict %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if err := p.Accept(peer, local); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := prog.Test(frame("198.18.0.2", "198.18.0.1", 94, nil)); got != pass {
+		t.Errorf("after forgetting the peer: verdict %d, want %d", got, pass)
+	}
+}

@@ -1,0 +1,25 @@
+package vif
+
+// XDPStatsOf returns the counters of i's XDP underlay, and false when its
+// tunnel is not on one.
+func XDPStatsOf(i *Interface) (XDPStats, bool) {
+	x, ok := i.under.(*XDPUnderlay)
+	if !ok {
+		return XDPStats{}, false
+	}
+	return x.Stats(), true
+}
+
+// XDPHopOf returns why i's XDP underlay does not send to peer through
+// AF_XDP ("" when it does, or does not know yet).
+func XDPHopOf(i *Interface, peer [4]byte) string {
+	x, ok := i.under.(*XDPUnderlay)
+	if !ok {
+		return "not xdp"
+	}
+	h := x.hops.Load().hops[key(peer)]
+	if h == nil {
+		return "unknown"
+	}
+	return h.why
+}

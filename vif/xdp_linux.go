@@ -1,0 +1,781 @@
+package vif
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vif-project/vif/internal/xdp"
+	"github.com/vif-project/vif/ipip"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// hopRefresh is how often the XDP underlay looks its next hops, their
+// neighbour entries, the path MTUs and the slave's MAC up again, besides
+// the netlink events that tell it sooner.
+const hopRefresh = time.Second
+
+// ethHeaderLen is the length of an Ethernet header.
+const ethHeaderLen = 14
+
+// XDPUnderlay is an Underlay that moves the tunnel's outer packets through
+// AF_XDP sockets on the slave (package internal/xdp), past the kernel's IP
+// stack: an XDP program steers the packets of the tunnel's peers to the
+// receiving socket, and Write builds each frame's Ethernet header itself,
+// the next hop's MAC taken from the kernel's neighbour table. Read and
+// Write do not allocate.
+//
+// What AF_XDP cannot carry goes through a RawUnderlay inside it, as it
+// would without XDP: outer fragments, packets to a peer whose next hop is
+// not resolved yet (sending through the kernel resolves it, and the next
+// packets take AF_XDP), reached through another interface or an address
+// of this host, and packets too large for a frame. Read reads both the
+// socket's rx ring and the raw sockets, which receive what the program
+// passes to the kernel (fragments, packets on a queue without a socket).
+//
+// As the kernel no longer refuses a packet larger than the path MTU
+// towards its peer, Write does, with the error the raw socket gives
+// (EMSGSIZE): the loop's path MTU handling is the same on both. The path
+// MTU is the kernel's (learnt from ICMP "fragmentation needed", which the
+// program passes to the kernel), looked up every hopRefresh.
+type XDPUnderlay struct {
+	raw   *RawUnderlay
+	sock  *xdp.Socket   // queue 0's, which also sends
+	socks []*xdp.Socket // by receive queue; nil where none could be opened
+	prog  *xdp.Program
+	slave int
+	proto uint8
+
+	// receiving; rmu and wmu are held by Read and Write (one goroutine
+	// each: uncontended), so that Close frees the socket's memory only
+	// once neither uses it.
+	rmu    sync.Mutex
+	wmu    sync.Mutex
+	ep     *os.File // epoll: the socket and the raw underlay's epoll
+	eprc   syscall.RawConn
+	rfn    func(uintptr) bool
+	rbufs  [][]byte
+	rsizes []int
+	roff   int
+	rn     int
+	rerr   error
+	rnext  int // the source poll tries first: a socket, or the raw sockets
+
+	// sending: the next hops, which follow replaces
+	hops    atomic.Pointer[hopTable]
+	want    chan netip.Addr // next hops Write found missing
+	txRaw   atomic.Uint64   // packets Write sent through the raw socket
+	txErrs  atomic.Uint64   // failed flushes
+	wclosed atomic.Bool
+
+	// following the host
+	nl      *netlink.Handle
+	pathMTU func(netip.Addr) (int, error)
+	kick    chan struct{}
+	done    chan struct{}
+	wg      sync.WaitGroup
+	log     *slog.Logger
+
+	mu      sync.Mutex // guards local, peers, closed and the program's peers
+	local   netip.Addr
+	peers   []netip.Addr
+	closed  bool
+	final   xdp.Stats // the socket's, when Close closed it
+	release func()    // gives the slave back to the registry
+	rxRaw   atomic.Uint64
+}
+
+var _ Underlay = (*XDPUnderlay)(nil)
+
+// hopTable is what Write knows of the peers' next hops: replaced whole,
+// never changed.
+type hopTable struct {
+	hops map[uint32]*hop // by peer address (key)
+}
+
+// hop is how to send to one peer.
+type hop struct {
+	xdp  bool
+	hdr  [ethHeaderLen]byte // next hop's MAC, the slave's, IPv4
+	pmtu int                // the path MTU, outer packets
+	// nudge sends the next packet through the kernel, which then
+	// checks a stale neighbour entry (and keeps it fresh).
+	nudge atomic.Bool
+	why   string // why not xdp
+}
+
+// XDPStats are an XDPUnderlay's counters: packets that went through
+// AF_XDP, and those that went through the raw sockets instead.
+type XDPStats struct {
+	// RxXDP and TxXDP count packets received and sent through AF_XDP.
+	RxXDP, TxXDP uint64
+	// TxRaw counts packets sent through the raw socket instead; RxRaw
+	// those received from the raw sockets (what the XDP program passed
+	// to the kernel).
+	TxRaw, RxRaw uint64
+	// Dropped counts packets the kernel steered to the AF_XDP socket but
+	// dropped (its rings were full).
+	Dropped uint64
+}
+
+// xdpSlaves are the slaves whose AF_XDP sockets a vif of this process
+// owns, by network namespace and interface index: the name of that vif.
+var xdpSlaves = struct {
+	sync.Mutex
+	m map[xdpSlave]string
+}{m: map[xdpSlave]string{}}
+
+type xdpSlave struct {
+	netns   uint64
+	ifindex int
+}
+
+// errXDP is a reason the XDP underlay cannot run, in words for an
+// operator.
+type errXDP struct{ why string }
+
+func (e *errXDP) Error() string { return e.why }
+
+// ListenXDP opens the XDP underlay of the vif name over ru, the tunnel's
+// raw underlay on slave (which it takes over: Close closes it), for the
+// tunnel's protocol, its local address and its peers. pathMTU returns the
+// kernel's path MTU towards a peer. It works in the calling thread's
+// network namespace. When AF_XDP cannot run on the slave, it returns an
+// error that says why (another XDP program on the slave, no AF_XDP in the
+// kernel, a slave that is not Ethernet, its sockets in use by another
+// vif), and leaves ru as it was.
+func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Addr, peers []netip.Addr, pathMTU func(netip.Addr) (int, error), log *slog.Logger) (x *XDPUnderlay, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	nl, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("vif: netlink: %w", err)
+	}
+	x = &XDPUnderlay{raw: ru, slave: ru.slave, proto: proto, nl: nl, pathMTU: pathMTU, log: log, local: local,
+		peers: slices.Clone(peers), want: make(chan netip.Addr, 64), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	x.hops.Store(&hopTable{})
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for k := len(undo) - 1; k >= 0; k-- {
+				undo[k]()
+			}
+			nl.Close()
+		}
+	}()
+	l, err := nl.LinkByIndex(x.slave)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoSlave, slave)
+	}
+	a := l.Attrs()
+	if a.EncapType != "ether" || len(a.HardwareAddr) != 6 {
+		return nil, &errXDP{fmt.Sprintf("slave %s is not an Ethernet interface", a.Name)}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return nil, fmt.Errorf("vif: network namespace: %w", err)
+	}
+	key := xdpSlave{st.Ino, x.slave}
+	xdpSlaves.Lock()
+	owner, taken := xdpSlaves.m[key]
+	if !taken {
+		xdpSlaves.m[key] = name
+	}
+	xdpSlaves.Unlock()
+	if taken {
+		return nil, &errXDP{fmt.Sprintf("slave %s's AF_XDP sockets are in use by vif %s", a.Name, owner)}
+	}
+	x.release = func() {
+		xdpSlaves.Lock()
+		delete(xdpSlaves.m, key)
+		xdpSlaves.Unlock()
+	}
+	undo = append(undo, x.release)
+	if a.Xdp != nil && a.Xdp.Attached {
+		return nil, &errXDP{fmt.Sprintf("slave %s has another XDP program (id %d); only one can be attached", a.Name, a.Xdp.ProgId)}
+	}
+	x.socks = make([]*xdp.Socket, min(max(a.NumRxQueues, 1), xdp.MaxQueues))
+	x.sock, err = xdp.Open(x.slave, 0, nil)
+	x.socks[0] = x.sock
+	if err != nil {
+		switch {
+		case errors.Is(err, unix.EAFNOSUPPORT):
+			return nil, &errXDP{"this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS)"}
+		case errors.Is(err, xdp.ErrBusy):
+			return nil, &errXDP{fmt.Sprintf("slave %s's receive queue is bound to another AF_XDP socket", a.Name)}
+		}
+		return nil, &errXDP{fmt.Sprintf("AF_XDP socket on %s: %v", a.Name, err)}
+	}
+	undo = append(undo, func() { x.closeSockets() })
+	for q := 1; q < len(x.socks); q++ {
+		// The other queues receive only: what their packets answer
+		// leaves through queue 0's socket.
+		if x.socks[q], err = xdp.Open(x.slave, q, &xdp.Config{RxOnly: true, RingSize: 1024}); err != nil {
+			// Their packets go through the kernel.
+			// (veth has more queues than it uses: EINVAL.)
+			log.Debug("no AF_XDP socket on a receive queue", "slave", a.Name, "queue", q, "err", err)
+			x.socks[q] = nil
+		}
+	}
+	err = nil
+	if a.MTU+ethHeaderLen > x.sock.MaxFrame() {
+		// Still useful: larger packets take the raw socket.
+		log.Info("slave MTU larger than an AF_XDP frame: larger packets go through the kernel", "mtu", a.MTU, "frame", x.sock.MaxFrame())
+	}
+	x.prog, err = xdp.Attach(x.slave)
+	if err != nil {
+		if errors.Is(err, xdp.ErrOtherProgram) {
+			return nil, &errXDP{fmt.Sprintf("slave %s has another XDP program; only one can be attached", a.Name)}
+		}
+		return nil, &errXDP{fmt.Sprintf("cannot attach an XDP program to %s: %v", a.Name, err)}
+	}
+	undo = append(undo, func() { x.prog.Close() })
+	for q, sk := range x.socks {
+		if sk == nil {
+			continue
+		}
+		if err := x.prog.SetSocket(q, sk); err != nil {
+			return nil, &errXDP{err.Error()}
+		}
+	}
+	for _, p := range peers {
+		if err := x.accept(p, local, true); err != nil {
+			return nil, &errXDP{err.Error()}
+		}
+	}
+
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err == nil {
+		if err = unix.SetNonblock(epfd, true); err != nil {
+			unix.Close(epfd)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vif: underlay: epoll: %w", err)
+	}
+	x.ep = os.NewFile(uintptr(epfd), "xdp-epoll")
+	undo = append(undo, func() { x.ep.Close() })
+	if x.eprc, err = x.ep.SyscallConn(); err != nil {
+		return nil, fmt.Errorf("vif: underlay: %w", err)
+	}
+	// The raw underlay's epoll instance is readable when one of its
+	// sockets is: nested, one wait covers both.
+	var ctlErr error
+	fds := []int{}
+	for _, sk := range x.socks {
+		if sk != nil {
+			fds = append(fds, sk.FD())
+		}
+	}
+	rawErr := ru.eprc.Control(func(rawep uintptr) {
+		for _, fd := range append(fds, int(rawep)) {
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}
+			if e := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fd, &ev); e != nil && ctlErr == nil {
+				ctlErr = e
+			}
+		}
+	})
+	if err := errors.Join(rawErr, ctlErr); err != nil {
+		return nil, fmt.Errorf("vif: underlay: epoll: %w", err)
+	}
+	x.rfn = x.poll
+
+	// Follow the neighbour table and the slave (its MAC) through
+	// netlink, in this namespace.
+	neigh := make(chan netlink.NeighUpdate, 64)
+	if err := netlink.NeighSubscribeWithOptions(neigh, x.done, netlink.NeighSubscribeOptions{ErrorCallback: func(error) {}}); err != nil {
+		return nil, fmt.Errorf("vif: follow the neighbour table: %w", err)
+	}
+	links := make(chan netlink.LinkUpdate, 16)
+	if err := netlink.LinkSubscribeWithOptions(links, x.done, netlink.LinkSubscribeOptions{ErrorCallback: func(error) {}}); err != nil {
+		close(x.done)
+		return nil, fmt.Errorf("vif: follow %s: %w", a.Name, err)
+	}
+	x.refresh(x.wanted(nil))
+	x.wg.Add(3)
+	go func() {
+		defer x.wg.Done()
+		for u := range neigh {
+			if u.LinkIndex == x.slave {
+				x.poke()
+			}
+		}
+	}()
+	go func() {
+		defer x.wg.Done()
+		for u := range links {
+			if int(u.Index) == x.slave {
+				x.poke()
+			}
+		}
+	}()
+	go x.follow()
+	return x, nil
+}
+
+// accept steers the packets of peer to local to the socket, or stops.
+func (x *XDPUnderlay) accept(peer, local netip.Addr, on bool) error {
+	if !peer.Is4() || !local.Is4() {
+		return nil
+	}
+	if !on {
+		return x.prog.Accept(peer, local)
+	}
+	return x.prog.Accept(peer, local, x.proto, ipip.ProtoIPv6)
+}
+
+// SetPeers steers the packets of peers, and no others, to the socket.
+// Interface calls it as its peers change (SetPeer, RemovePeer).
+func (x *XDPUnderlay) SetPeers(peers []netip.Addr) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return
+	}
+	for _, p := range x.peers {
+		if !slices.Contains(peers, p) {
+			_ = x.accept(p, x.local, false)
+		}
+	}
+	for _, p := range peers {
+		if err := x.accept(p, x.local, true); err != nil {
+			// Its packets go through the kernel: still delivered.
+			x.log.Warn("XDP steering of a peer failed", "peer", p, "err", err)
+		}
+	}
+	x.peers = slices.Clone(peers)
+	x.poke()
+}
+
+// SetLocal binds the underlay to a new local address (RawUnderlay.SetLocal)
+// and steers the peers' packets to it.
+func (x *XDPUnderlay) SetLocal(local netip.Addr) error {
+	if err := x.raw.SetLocal(local); err != nil {
+		return err
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return os.ErrClosed
+	}
+	for _, p := range x.peers {
+		_ = x.accept(p, x.local, false)
+		_ = x.accept(p, local, true)
+	}
+	x.local = local
+	x.poke()
+	return nil
+}
+
+func (x *XDPUnderlay) poke() {
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+}
+
+// BatchSize implements Underlay.
+func (x *XDPUnderlay) BatchSize() int { return x.raw.BatchSize() }
+
+// Read implements Underlay: the frames in the socket's rx ring, or what
+// the raw sockets have, in turn, waiting for either.
+func (x *XDPUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	x.rmu.Lock()
+	defer x.rmu.Unlock()
+	if x.wclosed.Load() {
+		return 0, os.ErrClosed
+	}
+	x.rbufs, x.rsizes, x.roff = bufs, sizes, offset
+	err := x.eprc.Read(x.rfn)
+	x.rbufs, x.rsizes = nil, nil
+	if err != nil {
+		// The epoll instance fails only when Close closes it.
+		return 0, os.ErrClosed
+	}
+	if x.rerr != nil {
+		return 0, x.rerr
+	}
+	return x.rn, nil
+}
+
+// poll reads what is there without waiting, from the sockets and the raw
+// sockets in turn, so that none starves the others; false: nothing.
+func (x *XDPUnderlay) poll(uintptr) bool {
+	srcs := len(x.socks) + 1 // the raw sockets are the last
+	for k := 0; k < srcs; k++ {
+		at := x.rnext
+		x.rnext = (x.rnext + 1) % srcs
+		if at == len(x.socks) {
+			n, ok, err := x.raw.readNow(x.rbufs, x.rsizes, x.roff)
+			if ok {
+				x.rxRaw.Add(uint64(n))
+				x.rn, x.rerr = n, err
+				return true
+			}
+			continue
+		}
+		if sk := x.socks[at]; sk != nil {
+			if n := sk.Receive(x.rbufs, x.rsizes, x.roff, ethHeaderLen); n > 0 {
+				// A frame may be padded past its packet (a short
+				// one on Ethernet): the kernel would trim it. The
+				// program let only total lengths the frame holds
+				// through.
+				for k := range n {
+					if x.rsizes[k] >= ipip.IPv4MinLen {
+						x.rsizes[k] = min(x.rsizes[k], int(ipip.IPv4(x.rbufs[k][x.roff:]).TotalLen()))
+					}
+				}
+				x.rn, x.rerr = n, nil
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// readNow is one recvmmsg on the raw receiving sockets without waiting:
+// ok is false when they had nothing.
+func (u *RawUnderlay) readNow(bufs [][]byte, sizes []int, offset int) (n int, ok bool, err error) {
+	n = min(len(bufs), len(u.rhdrs))
+	for i := 0; i < n; i++ {
+		b := bufs[i][offset:]
+		u.riovs[i].Base = &b[0]
+		u.riovs[i].SetLen(len(b))
+		u.rhdrs[i].Hdr.Flags = 0
+		u.rhdrs[i].Len = 0
+	}
+	u.rn = n
+	if !u.poll(0) {
+		return 0, false, nil
+	}
+	if u.rerr != nil {
+		return 0, true, os.NewSyscallError("recvmmsg", u.rerr)
+	}
+	for i := 0; i < u.rn; i++ {
+		sizes[i] = int(u.rhdrs[i].Len)
+	}
+	return u.rn, true, nil
+}
+
+// Write implements Underlay: each packet through AF_XDP to its next hop,
+// or through the raw socket when AF_XDP cannot carry it. A packet larger
+// than the path MTU towards its peer fails with EMSGSIZE, as the raw
+// socket's does.
+func (x *XDPUnderlay) Write(bufs [][]byte, offset int) (int, error) {
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	if x.wclosed.Load() {
+		return 0, os.ErrClosed
+	}
+	t := x.hops.Load()
+	queued := false
+	var last *hop
+	lastKey := uint32(0)
+	for k := 0; k < len(bufs); k++ {
+		p := bufs[k][offset:]
+		var h *hop
+		if len(p) >= ipip.IPv4MinLen && p[0] == 0x45 && !ipip.IPv4(p).IsFragment() {
+			dk := key([4]byte(p[16:20]))
+			if last != nil && dk == lastKey {
+				h = last
+			} else if h = t.hops[dk]; h == nil {
+				x.need(p[16:20])
+			}
+			last, lastKey = h, dk
+		}
+		if h != nil && h.xdp && len(p)+ethHeaderLen <= x.sock.MaxFrame() && !(h.nudge.Load() && h.nudge.CompareAndSwap(true, false)) {
+			if len(p) > h.pmtu {
+				x.flush(queued)
+				return k, os.NewSyscallError("sendmmsg", unix.EMSGSIZE)
+			}
+			if x.sock.Send(h.hdr[:], p) {
+				queued = true
+				continue
+			}
+			x.flush(queued)
+			queued = false
+			if x.sock.Send(h.hdr[:], p) {
+				queued = true
+				continue
+			}
+			// The rings are full: this one goes through the kernel.
+		}
+		if queued {
+			x.flush(true)
+			queued = false
+		}
+		n, err := x.raw.Write(bufs[k:k+1], offset)
+		x.txRaw.Add(uint64(n))
+		if err != nil {
+			return k, err
+		}
+	}
+	x.flush(queued)
+	return len(bufs), nil
+}
+
+// flush sends the queued frames; a failure (the slave is down) leaves
+// them queued and is counted.
+func (x *XDPUnderlay) flush(queued bool) {
+	if queued && x.sock.Flush() != nil {
+		x.txErrs.Add(1)
+	}
+}
+
+// need asks follow to look up the next hop towards dst, without waiting.
+func (x *XDPUnderlay) need(dst []byte) {
+	select {
+	case x.want <- netip.AddrFrom4([4]byte(dst)):
+	default:
+	}
+}
+
+// wanted returns the destinations to know the next hops of: the peers
+// and extra, those Write asked for.
+func (x *XDPUnderlay) wanted(extra map[netip.Addr]bool) []netip.Addr {
+	x.mu.Lock()
+	out := slices.Clone(x.peers)
+	x.mu.Unlock()
+	for a := range extra {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// follow keeps the next hops fresh until Close.
+func (x *XDPUnderlay) follow() {
+	defer x.wg.Done()
+	tick := time.NewTicker(hopRefresh)
+	defer tick.Stop()
+	extra := map[netip.Addr]bool{}
+	for {
+		select {
+		case <-x.done:
+			return
+		case a := <-x.want:
+			extra[a] = true
+		case <-x.kick:
+		case <-tick.C:
+			// Those Write asked for that are no peers (a removed
+			// one) are forgotten now and then.
+			clear(extra)
+		}
+		x.refresh(x.wanted(extra))
+	}
+}
+
+// refresh looks up the next hops towards dsts and replaces the table.
+func (x *XDPUnderlay) refresh(dsts []netip.Addr) {
+	t := &hopTable{hops: make(map[uint32]*hop, len(dsts))}
+	defer func() { x.hops.Store(t) }()
+	l, err := x.nl.LinkByIndex(x.slave)
+	if err != nil {
+		return // all through the kernel
+	}
+	src := l.Attrs().HardwareAddr
+	up := l.Attrs().Flags&net.FlagUp != 0
+	neighs, err := x.nl.NeighList(x.slave, netlink.FAMILY_V4)
+	if err != nil {
+		return
+	}
+	old := x.hops.Load()
+	x.mu.Lock()
+	local := x.local
+	x.mu.Unlock()
+	for _, dst := range dsts {
+		h := &hop{}
+		t.hops[key(dst.As4())] = h
+		h.why = x.nextHop(h, dst, local, src, up, l.Attrs().MTU, neighs)
+		if h.xdp {
+			if o := old.hops[key(dst.As4())]; o != nil && !o.xdp {
+				x.log.Debug("peer's packets take AF_XDP", "peer", dst)
+			}
+		}
+	}
+}
+
+// nextHop fills h in for dst and returns why its packets cannot take
+// AF_XDP, or "".
+func (x *XDPUnderlay) nextHop(h *hop, dst, local netip.Addr, src net.HardwareAddr, up bool, mtu int, neighs []netlink.Neigh) string {
+	if len(src) != 6 || !up {
+		return "slave down or without a MAC"
+	}
+	opts := &netlink.RouteGetOptions{}
+	if local.IsValid() {
+		opts.SrcAddr = local.AsSlice()
+	}
+	routes, err := x.nl.RouteGetWithOptions(dst.AsSlice(), opts)
+	if err != nil || len(routes) == 0 {
+		return "no route"
+	}
+	r := routes[0]
+	switch {
+	case r.Type == unix.RTN_LOCAL:
+		return "peer is an address of this host"
+	case r.Type != unix.RTN_UNICAST:
+		return "no unicast route"
+	case r.LinkIndex != x.slave:
+		return "peer is reached through another interface"
+	}
+	next := dst
+	if gw, ok := netip.AddrFromSlice(r.Gw.To4()); ok && r.Gw != nil {
+		next = gw
+	}
+	var mac net.HardwareAddr
+	stale := false
+	for _, n := range neighs {
+		if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok && ip == next && n.LinkIndex == x.slave {
+			if n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) != 0 && len(n.HardwareAddr) == 6 {
+				mac = n.HardwareAddr
+				stale = n.State&netlink.NUD_STALE != 0
+			}
+			break
+		}
+	}
+	if mac == nil {
+		return "next hop " + next.String() + " not resolved"
+	}
+	// The kernel's path MTU; without a probe, the route's or the
+	// slave's.
+	h.pmtu = mtu
+	if r.MTU > 0 {
+		h.pmtu = min(r.MTU, mtu)
+	}
+	if x.pathMTU != nil {
+		if m, err := x.pathMTU(dst); err == nil {
+			h.pmtu = m
+		}
+	}
+	copy(h.hdr[0:6], mac)
+	copy(h.hdr[6:12], src)
+	h.hdr[12], h.hdr[13] = 0x08, 0x00
+	h.xdp = true
+	// The kernel sees none of our packets: a stale entry would stay
+	// stale, its MAC unchecked. One packet through the kernel makes it
+	// probe the neighbour.
+	h.nudge.Store(stale)
+	return ""
+}
+
+// Stats returns the underlay's counters.
+func (x *XDPUnderlay) Stats() XDPStats {
+	s := x.sockStats()
+	return XDPStats{RxXDP: s.Received, TxXDP: s.Sent, TxRaw: x.txRaw.Load(), RxRaw: x.rxRaw.Load(), Dropped: s.Dropped}
+}
+
+func (x *XDPUnderlay) sockStats() xdp.Stats {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.statsLocked()
+}
+
+// statsLocked sums the sockets' counters; x.mu is held.
+func (x *XDPUnderlay) statsLocked() xdp.Stats {
+	if x.closed {
+		return x.final
+	}
+	var st xdp.Stats
+	for _, sk := range x.socks {
+		if sk != nil {
+			s := sk.Stats()
+			st.Received += s.Received
+			st.Sent += s.Sent
+			st.Dropped += s.Dropped
+			st.TxInvalid += s.TxInvalid
+		}
+	}
+	return st
+}
+
+// closeSockets closes the AF_XDP sockets.
+func (x *XDPUnderlay) closeSockets() error {
+	var errs []error
+	for _, sk := range x.socks {
+		if sk != nil {
+			errs = append(errs, sk.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Drops returns the packets the kernel dropped before the loop read
+// them: the raw sockets' queue overflows and the AF_XDP socket's.
+func (x *XDPUnderlay) Drops() uint64 {
+	return x.raw.Drops() + x.sockStats().Dropped
+}
+
+// Close implements Underlay: it detaches the XDP program and closes the
+// sockets. Pending and later Read and Write calls return an error
+// wrapping os.ErrClosed.
+func (x *XDPUnderlay) Close() error {
+	if !x.wclosed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(x.done)
+	// The program first: the kernel passes the peers' packets to the
+	// stack again.
+	x.mu.Lock()
+	perr := x.prog.Close()
+	x.mu.Unlock()
+	eerr := x.ep.Close()  // wakes Read
+	rerr := x.raw.Close() // wakes a Write blocked in it
+	// Lock order: rmu, wmu, mu. Read and Write take no other.
+	x.rmu.Lock()
+	x.wmu.Lock()
+	x.mu.Lock()
+	x.final = x.statsLocked()
+	x.closed = true
+	serr := x.closeSockets()
+	x.mu.Unlock()
+	x.wmu.Unlock()
+	x.rmu.Unlock()
+	x.wg.Wait()
+	x.nl.Close()
+	x.release()
+	return errors.Join(perr, eerr, rerr, serr)
+}
+
+// pickUnderlay returns the underlay c.Underlay asks for over ru, the
+// tunnel's raw underlay: ru itself for UnderlayRaw, or when UnderlayAuto
+// finds that AF_XDP cannot run (UnderlayInfo.Fallback says why), an
+// XDPUnderlay over it otherwise. UnderlayXDP that cannot run is an error
+// wrapping ErrBadUnderlay.
+func pickUnderlay(c *LinkConfig, ru *RawUnderlay, log *slog.Logger) (Underlay, UnderlayInfo, error) {
+	if c.Underlay == UnderlayRaw {
+		return ru, UnderlayInfo{Kind: UnderlayRaw}, nil
+	}
+	if c.Local.Is6() {
+		// The XDP programs and the Ethernet path carry IPv4 outer
+		// packets; a tunnel over IPv6 (RFC 2473) stays on raw sockets.
+		const why = "AF_XDP carries IPv4 outer packets only: a tunnel over IPv6 runs on raw sockets"
+		if c.Underlay == UnderlayXDP {
+			return nil, UnderlayInfo{}, fmt.Errorf("%w: xdp: %s", ErrBadUnderlay, why)
+		}
+		return ru, UnderlayInfo{Kind: UnderlayRaw, Fallback: why}, nil
+	}
+	var peers []netip.Addr
+	for _, p := range c.peers() {
+		peers = append(peers, p.Addr)
+	}
+	x, err := ListenXDP(c.Name, c.Slave, ru, c.Protocol, c.Local, peers, c.PathMTU, log)
+	if err == nil {
+		return x, UnderlayInfo{Kind: UnderlayXDP}, nil
+	}
+	if c.Underlay == UnderlayXDP {
+		return nil, UnderlayInfo{}, fmt.Errorf("%w: xdp: %w", ErrBadUnderlay, err)
+	}
+	log.Info("tunnel on raw sockets, not AF_XDP", "why", err)
+	return ru, UnderlayInfo{Kind: UnderlayRaw, Fallback: err.Error()}, nil
+}
