@@ -66,3 +66,76 @@ func Fragment(pkt IPv4, mtu int, bufs [][]byte, off int) (int, error) {
 	}
 	return n, nil
 }
+
+// FragmentHeaderLen is the length of an IPv6 Fragment header (RFC 8200
+// section 4.5).
+const FragmentHeaderLen = 8
+
+// FragmentCountIPv6 returns how many fragments of at most mtu bytes
+// FragmentIPv6 cuts an IPv6 packet of size bytes (fixed header included,
+// no extension header) into; 0 when mtu leaves no room for 8 bytes of
+// payload.
+func FragmentCountIPv6(size, mtu int) int {
+	per := (mtu - IPv6HeaderLen - FragmentHeaderLen) &^ 7
+	switch {
+	case per < 8:
+		return 0
+	case size <= mtu:
+		return 1
+	}
+	return (size - IPv6HeaderLen + per - 1) / per
+}
+
+// FragmentIPv6 splits pkt, a valid IPv6 packet without extension headers
+// (an outer header Encap or EncapIPv6 wrote), into fragments of at most
+// mtu bytes (RFC 8200 section 4.5), as a tunnel entry point does with a
+// tunnel packet larger than the path MTU (RFC 2473 section 7): each
+// carries pkt's header with its Payload Length set and Next Header 44,
+// then a Fragment header naming pkt's Next Header, the offset, the M flag
+// and id, and a part of the payload, a multiple of 8 bytes but for the
+// last. Fragment k is written at bufs[k][off:] and bufs[k] is resliced to
+// its end; it returns how many it wrote. A pkt of at most mtu bytes is one
+// packet, a copy without a Fragment header. It fails with ErrTooBig when
+// pkt is not such a packet, when mtu leaves no room for 8 bytes of
+// payload, or when bufs are too few or too short. It does not allocate.
+func FragmentIPv6(pkt IPv6, mtu int, id uint32, bufs [][]byte, off int) (int, error) {
+	if pkt.Valid() != nil || isExtensionHeader(pkt.NextHeader()) {
+		return 0, ErrTooBig
+	}
+	pkt = pkt[:pkt.Len()]
+	n := FragmentCountIPv6(len(pkt), mtu)
+	switch {
+	case n == 0 || n > len(bufs):
+		return 0, ErrTooBig
+	case n == 1:
+		if len(bufs[0]) < off+len(pkt) {
+			return 0, ErrTooBig
+		}
+		bufs[0] = bufs[0][:off+copy(bufs[0][off:], pkt)]
+		return 1, nil
+	}
+	payload := pkt[IPv6HeaderLen:]
+	per := (mtu - IPv6HeaderLen - FragmentHeaderLen) &^ 7
+	for k := range n {
+		part := payload[k*per : min((k+1)*per, len(payload))]
+		size := IPv6HeaderLen + FragmentHeaderLen + len(part)
+		if len(bufs[k]) < off+size {
+			return 0, ErrTooBig
+		}
+		f := bufs[k][off : off+size]
+		copy(f, pkt[:IPv6HeaderLen])
+		binary.BigEndian.PutUint16(f[v6PayloadLenOffset:], uint16(size-IPv6HeaderLen))
+		f[v6NextHeaderOffset] = nhFragment
+		fh := f[IPv6HeaderLen:]
+		fh[0], fh[1] = pkt.NextHeader(), 0
+		om := uint16(k * per) // a multiple of 8: the offset in 8-byte units, shifted by 3
+		if k < n-1 {
+			om |= 1 // M: more fragments
+		}
+		binary.BigEndian.PutUint16(fh[2:], om)
+		binary.BigEndian.PutUint32(fh[4:], id)
+		copy(fh[FragmentHeaderLen:], part)
+		bufs[k] = bufs[k][:off+size]
+	}
+	return n, nil
+}

@@ -165,9 +165,9 @@ func key(a [4]byte) uint32 { return inet.Key(a) }
 // local underlay address: an IPv4 unicast address outside 0.0.0.0/8,
 // 127.0.0.0/8, multicast (224/4), the reserved 240/4 and the limited
 // broadcast address; or an IPv6 unicast address but ::, ::1, multicast,
-// link-local and IPv4-mapped ones (RFC 4291 section 2.4), which only a
-// vif's own address may be so far (peers and the local underlay address
-// are IPv4). New, SetAddrs and Up refuse other addresses, and the ARP
+// link-local and IPv4-mapped ones (RFC 4291 section 2.4); a tunnel's local
+// and peer addresses are all of one family. New, SetAddrs and Up refuse
+// other addresses, and the ARP
 // proxy (package arpproxy) refuses to answer for them.
 func IsHostAddr(a netip.Addr) bool {
 	if a.Is6() && !a.Is4In6() {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -189,6 +190,16 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 			pkts[j] = benchUDP6(tb, own6, hostB6, size)
 		case "decap6":
 			pkts[j] = encap6(tb, localB, localA, benchUDP6(tb, hostB6, own6, size))
+		case "encap4in6":
+			pkts[j] = benchUDP(tb, addrA, other, size)
+		case "encap6in6":
+			pkts[j] = benchUDP6(tb, own6, hostB6, size)
+		case "fragment6in6": // over a path MTU of 1280: two fragments each
+			pkts[j] = benchUDP6(tb, own6, hostB6, 1280)
+		case "decap4in6":
+			pkts[j] = encapOver6(tb, peer6B, local6A, benchUDP(tb, addrB, addrA, size))
+		case "decap6in6":
+			pkts[j] = encapOver6(tb, peer6B, local6A, benchUDP6(tb, hostB6, own6, size))
 		case "loopback":
 			pkts[j] = benchUDP(tb, other, addrA, size)
 		case "range6": // to addresses all over an IPv6 range, looped back
@@ -213,20 +224,27 @@ func newBenchRig(tb testing.TB, dir string, size, batch int) *benchRig {
 		cfg = &vif.Config{Addrs: hosts(addrA, own6), Local: localA,
 			Peers: []vif.Peer{{Addr: localB, Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:b::/64")}}}}
 	}
+	if strings.HasSuffix(dir, "in6") {
+		cfg = over6Cfg()
+	}
 	if dir == "range6" || dir == "decaprange6" {
 		cfg = &vif.Config{Ranges: []netip.Prefix{range6}, Exclude: []netip.Addr{range6Excluded}, Local: localA,
 			Peers: []vif.Peer{{Addr: localB, Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:b::/64")}}}}
 	}
 	switch dir {
-	case "encap", "encap6":
+	case "encap", "encap6", "encap4in6", "encap6in6":
 		tunDev.src, under.sink = r.src, r.sink
+	case "fragment6in6":
+		tunDev.src, under.sink = r.src, r.sink
+		cfg.PathMTU = func(netip.Addr) (int, error) { return 1280, nil }
+		r.perPacket = 2
 	case "fragment":
 		tunDev.src, under.sink = r.src, r.sink
 		cfg.PathMTU = func(netip.Addr) (int, error) { return 1000, nil }
 		r.perPacket = 2
 	case "loopback", "range6":
 		tunDev.src, tunDev.sink = r.src, r.sink
-	case "decap", "decap6", "decaprange6":
+	case "decap", "decap6", "decap4in6", "decap6in6", "decaprange6":
 		under.src, tunDev.sink = r.src, r.sink
 	}
 	ifc, err := vif.New(tunDev, under, cfg)
@@ -259,7 +277,7 @@ func (r *benchRig) close(tb testing.TB) {
 // BenchmarkLoop measures the packet loop per packet, in each direction,
 // for small and full-size packets. One op is one packet.
 func BenchmarkLoop(b *testing.B) {
-	for _, dir := range []string{"encap", "decap", "loopback", "encap6", "decap6", "range6", "decaprange6"} {
+	for _, dir := range []string{"encap", "decap", "loopback", "encap6", "decap6", "range6", "decaprange6", "encap4in6", "decap4in6", "encap6in6", "decap6in6"} {
 		for _, size := range []int{64, 1400} {
 			for _, batch := range []int{1, 128} {
 				b.Run(fmt.Sprintf("%s/size=%d/batch=%d", dir, size, batch), func(b *testing.B) {
@@ -281,7 +299,8 @@ func TestLoopZeroAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation counting runs batches through the loop")
 	}
-	for _, dir := range []string{"encap", "fragment", "decap", "loopback", "encap6", "decap6", "range6", "decaprange6"} {
+	for _, dir := range []string{"encap", "fragment", "decap", "loopback", "encap6", "decap6",
+		"encap4in6", "decap4in6", "encap6in6", "decap6in6", "fragment6in6", "range6", "decaprange6"} {
 		t.Run(dir, func(t *testing.T) {
 			r := newBenchRig(t, dir, 1400, 64)
 			defer r.close(t)

@@ -41,8 +41,10 @@ type Config struct {
 	// the slave's segment. The vif daemon adds those its probe finds.
 	Exclude []netip.Addr `json:"exclude,omitempty"`
 	// Local is this host's underlay address, the outer source of
-	// encapsulated packets. New requires it with a Peer; Up defaults it to
-	// the slave's first IPv4 address.
+	// encapsulated packets, IPv4 or IPv6: the tunnel's underlay family
+	// (RFC 2473 over IPv6), which every peer's address must share. New
+	// requires it with a Peer; Up defaults it to the slave's first IPv4
+	// address, or its first global IPv6 address when the peers are IPv6.
 	Local netip.Addr `json:"local,omitzero"`
 	// Peer is the underlay address of the tunnel's other end when there
 	// is one: the peer of every IPv4 packet that is not looped back, and
@@ -63,8 +65,12 @@ type Config struct {
 	// net.ipv6.conf.all.forwarding=1). Empty by default: a vif relays
 	// nothing (CVE-2020-10136).
 	Forward []netip.Prefix `json:"forward,omitempty"`
-	// Protocol is the outer IP protocol, ipip.ProtoIPIP (94, the default
-	// when zero) or ipip.ProtoIPinIP (4).
+	// Protocol is the outer IP protocol of IPv4 inner packets,
+	// ipip.ProtoIPIP (94, the default when zero over IPv4) or
+	// ipip.ProtoIPinIP (4). Over an IPv6 underlay it is 4, the default
+	// there: protocol 94 is an IPv4 encapsulation, and asking for it with
+	// an IPv6 local or peer address fails with ErrProtocolFamily. IPv6
+	// inner packets are always carried as protocol 41.
 	Protocol uint8 `json:"protocol,omitempty"`
 	// TTL is the outer TTL; zero means ipip.DefaultTTL. InheritTTL copies
 	// the inner TTL instead.
@@ -160,6 +166,14 @@ var (
 	ErrBadAddress = errors.New("vif: not a unicast address")
 	// ErrBadProtocol is returned for a protocol other than 94 or 4.
 	ErrBadProtocol = errors.New("vif: protocol must be 94 or 4")
+	// ErrProtocolFamily is returned for protocol 94 with an IPv6 underlay
+	// (local or peer address): 94 was defined for IPv4 only; over IPv6
+	// IPv4 is carried as protocol 4 (RFC 2473).
+	ErrProtocolFamily = errors.New("vif: protocol 94 is IPv4-only")
+	// ErrFamily is returned when a tunnel's addresses are not all of one
+	// family: the local address and every peer's are IPv4, or all are
+	// IPv6.
+	ErrFamily = errors.New("vif: the local and peer addresses of a tunnel must be of one family")
 	// ErrNoLocal is returned when a peer is set without a local address.
 	ErrNoLocal = errors.New("vif: a peer needs a local underlay address")
 	// ErrBadName is returned for an interface name that Linux would refuse.
@@ -188,12 +202,60 @@ func CheckName(name string) error {
 	return nil
 }
 
-// protocol returns the outer protocol, its default filled in.
+// protocol returns the outer protocol, its default filled in: 94 over
+// IPv4, 4 over IPv6.
 func (c *Config) protocol() uint8 {
 	if c.Protocol == 0 {
+		if c.underlay6() {
+			return ipip.ProtoIPinIP
+		}
 		return ipip.ProtoIPIP
 	}
 	return c.Protocol
+}
+
+// underlay6 reports whether c's tunnel runs over IPv6: its local address
+// is IPv6, or without one its first peer's.
+func (c *Config) underlay6() bool {
+	switch {
+	case c.Local.IsValid():
+		return c.Local.Is6()
+	case c.Peer.IsValid():
+		return c.Peer.Is6()
+	}
+	return len(c.Peers) > 0 && c.Peers[0].Addr.Is6()
+}
+
+// family names the underlay's IP version.
+func family(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// protocolFamilyError is the error for protocol 94 over the IPv6 underlay
+// address a: it says what to ask for instead.
+func protocolFamilyError(a netip.Addr) error {
+	return fmt.Errorf("%w: the tunnel's underlay is IPv6 (%s), which carries IPv4 as protocol 4 (RFC 2473): use --proto 4, or no --proto", ErrProtocolFamily, a)
+}
+
+// checkFamily returns an error wrapping ErrFamily unless local (if valid)
+// and every peer of peers are addresses of one family.
+func checkFamily(peers []Peer, local netip.Addr) error {
+	first := local
+	what := "the local address"
+	for _, p := range peers {
+		if !first.IsValid() {
+			first, what = p.Addr, "peer "+p.Addr.String()
+			continue
+		}
+		if p.Addr.Is4() != first.Is4() {
+			return fmt.Errorf("%w: peer %s is %s, %s (%s) is %s: a tunnel runs over IPv4 or over IPv6, not both (make another vif for the other)",
+				ErrFamily, p.Addr, family(p.Addr.Is6()), what, first, family(first.Is6()))
+		}
+	}
+	return nil
 }
 
 // check validates c, its defaults filled in, as New needs it.
@@ -227,6 +289,16 @@ func (c *Config) check() error {
 		return ErrBadProtocol
 	}
 	peers := c.peers()
+	if err := checkFamily(peers, c.Local); err != nil {
+		return err
+	}
+	if c.protocol() == ipip.ProtoIPIP && c.underlay6() {
+		a := c.Local
+		if !a.IsValid() {
+			a = peers[0].Addr
+		}
+		return protocolFamilyError(a)
+	}
 	if err := checkPeers(peers, c.Local); err != nil {
 		return err
 	}
@@ -244,7 +316,7 @@ func (c *Config) check() error {
 	if len(peers) > 0 && !c.Local.IsValid() {
 		return ErrNoLocal
 	}
-	if c.Local.IsValid() && (!IsHostAddr(c.Local) || !c.Local.Is4()) {
+	if c.Local.IsValid() && (!IsHostAddr(c.Local) || c.Local.Zone() != "") {
 		return fmt.Errorf("%w: local %s", ErrBadAddress, c.Local)
 	}
 	return nil
@@ -334,6 +406,30 @@ func edgeOf(p netip.Prefix) string {
 		return "broadcast"
 	}
 	return ""
+}
+
+// DefaultMTU returns the MTU Resolve gives c's vif over a slave of MTU
+// slaveMTU: the slave's less the outer header, 20 bytes or over an IPv6
+// underlay 40 (RFC 2473 section 6.7), at most MaxMTU; but 1280 at least
+// for a tunnel that carries IPv6 (an IPv6 address, route or peer prefix),
+// which offers IPv6 its minimum MTU whatever the path, in outer fragments
+// (RFC 2473 section 7.1, RFC 4213 section 3.2); the kernel turns IPv6
+// off on a smaller device.
+func (c *LinkConfig) DefaultMTU(slaveMTU int) int {
+	outer := ipip.IPv4MinLen
+	if c.underlay6() {
+		outer = ipip.IPv6HeaderLen
+	}
+	m := min(slaveMTU-outer, MaxMTU) // loopback's 65536 leaves no room
+	if m >= ipip.IPv6MinMTU || !c.HasTunnel() {
+		return m
+	}
+	six := func(p netip.Prefix) bool { return p.Addr().Is6() }
+	if slices.ContainsFunc(c.Addrs, six) || slices.ContainsFunc(c.Routes, six) ||
+		slices.ContainsFunc(c.peers(), func(p Peer) bool { return slices.ContainsFunc(p.Prefixes, six) }) {
+		return ipip.IPv6MinMTU
+	}
+	return m
 }
 
 // clone returns a copy of c that shares no slice with it.

@@ -35,8 +35,8 @@
 //
 // The loop runs one goroutine per direction and allocates its buffers once:
 // in steady state it does not allocate. Packets are read at offset
-// Headroom so that the outer header (20 bytes) and the TUN's virtio header
-// (10 bytes) are written in place; a tun.Device or Underlay given to New
+// Headroom so that the outer header (20 bytes, 40 over an IPv6 underlay)
+// and the TUN's virtio header (10 bytes) are written in place; a tun.Device or Underlay given to New
 // must accept that offset. Methods of Interface are safe for concurrent
 // use; Close is idempotent and undoes everything the interface installed.
 package vif

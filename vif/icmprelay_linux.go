@@ -34,7 +34,11 @@ type icmpRelay struct {
 // startICMPRelay opens the relay's socket on slave and starts it; Close of
 // the interface stops it.
 func (i *Interface) startICMPRelay(slave string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMP)
+	family, proto := unix.AF_INET, unix.IPPROTO_ICMP
+	if i.under6 {
+		family, proto = unix.AF_INET6, unix.IPPROTO_ICMPV6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
 	if err != nil {
 		return fmt.Errorf("vif: ICMP relay socket: %w", err)
 	}
@@ -44,12 +48,31 @@ func (i *Interface) startICMPRelay(slave string) error {
 			return fmt.Errorf("vif: ICMP relay socket: %w", err)
 		}
 	}
+	if i.under6 {
+		// Only the errors the relay acts on wake it, not neighbour
+		// discovery (a set bit blocks a type).
+		var f unix.ICMPv6Filter
+		for k := range f.Data {
+			f.Data[k] = ^uint32(0)
+		}
+		for _, t := range []int{ipip.ICMPv6DestUnreach, ipip.ICMPv6PacketTooBig, icmpv6TimeExceeded, icmpv6ParamProblem} {
+			f.Data[t>>5] &^= 1 << (t & 31)
+		}
+		if err := unix.SetsockoptICMPv6Filter(fd, unix.SOL_ICMPV6, unix.ICMPV6_FILTER, &f); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("vif: ICMPv6 relay socket: %w", err)
+		}
+	}
 	r := &icmpRelay{f: os.NewFile(uintptr(fd), "icmp-relay"), done: make(chan struct{})}
 	if r.rc, err = r.f.SyscallConn(); err != nil {
 		r.f.Close()
 		return err
 	}
-	go i.relayICMP(r)
+	if i.under6 {
+		go i.relayICMPv6(r)
+	} else {
+		go i.relayICMP(r)
+	}
 	i.closers = append(i.closers, func() error {
 		err := r.f.Close()
 		<-r.done
@@ -225,4 +248,149 @@ func (i *Interface) routedTo(dst netip.Addr, tab *peerTable, p *peer) bool {
 		}
 	}
 	return false
+}
+
+// Over an IPv6 underlay (RFC 2473 section 8) the relay reads ICMPv6
+// errors about our tunnel packets (the quoted outer header is ours: local
+// to a peer, next header 4 or 41, or a first outer fragment of one) and
+// sends the original sender what its packet earned:
+//
+//	packet too big                     -> adopt the path MTU (no less
+//	                                      than 1280, RFC 8201), then Packet
+//	                                      Too Big with the tunnel MTU (at
+//	                                      least 1280) for an IPv6 packet
+//	                                      over both, fragmentation needed
+//	                                      for an IPv4 one with DF
+//	destination unreachable, no route  -> IPv6: address unreachable;
+//	                                      IPv4: network unreachable
+//	other destination unreachable,     -> IPv6: address unreachable;
+//	time exceeded, parameter problem      IPv4: host unreachable
+//	anything else                      -> nothing
+//
+// A raw ICMPv6 socket reads the message without its IPv6 header.
+
+// ICMPv6 error types (RFC 4443 section 2.1).
+const (
+	icmpv6TimeExceeded = 3
+	icmpv6ParamProblem = 4
+)
+
+// relayICMPv6 is the relay's goroutine over an IPv6 underlay.
+func (i *Interface) relayICMPv6(r *icmpRelay) {
+	defer close(r.done)
+	buf := make([]byte, 1500)
+	quote := make([]byte, ipip.ICMPv6MaxErrorLen)
+	out := [][]byte{make([]byte, Headroom+max(ipip.ICMPMaxErrorLen, ipip.ICMPv6MaxErrorLen))}
+	var lim icmpLimiter
+	for {
+		n, err := r.f.Read(buf)
+		if err != nil {
+			if isClosed(err) {
+				return
+			}
+			continue
+		}
+		inner, typ, code, mtu, p, ok := i.tunnelError6(buf[:n])
+		if !ok {
+			continue
+		}
+		if typ == ipip.ICMPv6PacketTooBig {
+			mtu = i.learnPathMTU(p, mtu)
+		}
+		var msg []byte
+		b := out[0]
+		if inner[0]>>4 == 4 {
+			in := ipip.IPv4(inner)
+			var c uint8 = ipip.ICMPHostUnreach
+			switch {
+			case typ == ipip.ICMPv6PacketTooBig && (!in.DF() || int(in.TotalLen()) <= mtu):
+				continue // fragmented from now on; its sender resends
+			case typ == ipip.ICMPv6PacketTooBig:
+				c = ipip.ICMPFragNeeded
+			case typ == ipip.ICMPv6DestUnreach && code == ipip.ICMPv6NoRoute:
+				c = ipip.ICMPNetUnreach
+			}
+			if !ipip.ErrorAllowed(in) || !lim.allow(nanotime()) {
+				continue
+			}
+			msg = ipip.Unreachable(b[Headroom:], in.DstBytes(), in, c, mtu)
+		} else {
+			// The quote is cut short: give the copy the payload length
+			// of what is left, so that it reads as a whole packet.
+			q := quote[:copy(quote, inner)]
+			binary.BigEndian.PutUint16(q[4:], uint16(len(q)-ipip.IPv6HeaderLen))
+			in := ipip.IPv6(q)
+			set := i.addrs.Load()
+			var t uint8 = ipip.ICMPv6DestUnreach
+			if typ == ipip.ICMPv6PacketTooBig {
+				if l := int(binary.BigEndian.Uint16(inner[4:])) + ipip.IPv6HeaderLen; l <= ipip.IPv6MinMTU || l <= mtu {
+					continue // fragmented from now on (RFC 2473 section 7.1)
+				}
+				t = ipip.ICMPv6PacketTooBig
+			}
+			if !set.hasSrc6 || !ipip.ErrorAllowedIPv6(in, t) || !lim.allow(nanotime()) {
+				continue
+			}
+			if t == ipip.ICMPv6PacketTooBig {
+				msg = ipip.PacketTooBig(b[Headroom:], set.src6, in, mtu)
+			} else {
+				msg = ipip.UnreachableIPv6(b[Headroom:], set.src6, in, ipip.ICMPv6AddrUnreach)
+			}
+		}
+		out[0] = b[:Headroom+len(msg)]
+		if _, err := i.dev.Write(out, Headroom); err == nil {
+			i.rx.icmpSent.Add(1)
+		}
+		out[0] = b[:cap(b)]
+	}
+}
+
+// tunnelError6 parses msg, an ICMPv6 message, and reports whether it is an
+// error about one of this tunnel's IPv6 packets that must be relayed; then
+// it returns the quoted inner packet (IPv4 or IPv6, cut short), the type
+// and code, the MTU of a Packet Too Big, and the peer the packet went to.
+func (i *Interface) tunnelError6(msg []byte) (inner []byte, typ, code uint8, mtu int, p *peer, ok bool) {
+	if len(msg) < 8+ipip.IPv6HeaderLen {
+		return nil, 0, 0, 0, nil, false
+	}
+	typ, code = msg[0], msg[1]
+	switch typ {
+	case ipip.ICMPv6DestUnreach, ipip.ICMPv6PacketTooBig, icmpv6TimeExceeded, icmpv6ParamProblem:
+	default:
+		return nil, 0, 0, 0, nil, false
+	}
+	quoted := ipip.IPv6(msg[8:])
+	tab := i.peers.Load()
+	p = tab.byAddr6(quoted.DstBytes())
+	if quoted.Version() != 6 || p == nil || quoted.Src() != i.Local() {
+		return nil, 0, 0, 0, nil, false
+	}
+	nh, rest := quoted.NextHeader(), quoted[ipip.IPv6HeaderLen:]
+	if nh == nhFragment {
+		// One of our outer fragments: the first one quotes the inner
+		// header; later ones quote none.
+		if len(rest) < ipip.FragmentHeaderLen || binary.BigEndian.Uint16(rest[2:])&^7 != 0 {
+			return nil, 0, 0, 0, nil, false
+		}
+		nh, rest = rest[0], rest[ipip.FragmentHeaderLen:]
+	}
+	var dst netip.Addr
+	switch {
+	case nh == ipip.ProtoIPv6 && len(rest) >= ipip.IPv6HeaderLen && rest[0]>>4 == 6:
+		dst = ipip.IPv6(rest).Dst()
+	case nh == i.proto && len(rest) >= ipip.IPv4MinLen && rest[0]>>4 == 4 &&
+		ipip.IPv4(rest).HeaderLen() >= ipip.IPv4MinLen && len(rest) >= ipip.IPv4(rest).HeaderLen():
+		dst = ipip.IPv4(rest).Dst()
+	default:
+		return nil, 0, 0, 0, nil, false
+	}
+	if !i.routedTo(dst, tab, p) {
+		// Anyone can forge the quote: relay only errors about packets
+		// that could have gone through this tunnel.
+		return nil, 0, 0, 0, nil, false
+	}
+	if typ == ipip.ICMPv6PacketTooBig {
+		mtu = int(min(binary.BigEndian.Uint32(msg[4:]), 1<<16))
+	}
+	return rest, typ, code, mtu, p, true
 }

@@ -1,7 +1,9 @@
 package vif
 
 import (
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net"
 	"os"
 	"syscall"
@@ -54,7 +56,9 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	errRun := 0
 	var lastProbe int64
 	i.frags.size = size
+	i.frags.id = rand.Uint32() // IPv6 fragment IDs (RFC 7739)
 	local := i.local.Load()
+	hl := i.outer() // the outer header's length
 
 	for {
 		if m := int(i.devMTU.Load()); m > size {
@@ -62,7 +66,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			// it (allocated once per change, not per packet).
 			size = m
 			bufs, sizes = newBufs(bs, size)
-			i.frags = fragPool{size: size}
+			i.frags = fragPool{size: size, id: i.frags.id}
 		}
 		n, err := i.dev.Read(bufs, sizes, Headroom)
 		if err != nil {
@@ -129,7 +133,8 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			buf := bufs[j][:Headroom+sizes[j]]
 			if sizes[j] >= ipv6HeaderLen && buf[Headroom]>>4 == 6 {
 				// IPv6 is looped back for the vif's own addresses and
-				// tunnelled in IPv4 (6in4) to the peers of its prefixes.
+				// tunnelled to the peers of its prefixes (6in4, or 6in6
+				// over an IPv6 underlay).
 				if set.has6([16]byte(buf[Headroom+24 : Headroom+40])) {
 					loop = append(loop, buf)
 					loopBytes += uint64(sizes[j])
@@ -146,13 +151,13 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				pc.pkts++
 				pc.bytes += uint64(len(out))
 				if sizes[j] > int(p.st.pmtu.Load()) {
-					// At most IPv6MinMTU long and sent without DF:
-					// in fragments of the path MTU (RFC 4213
-					// section 3.2.2).
+					// At most IPv6MinMTU long (and over IPv4 sent
+					// without DF): in fragments of the path MTU (RFC
+					// 4213 section 3.2.2, RFC 2473 section 7.1).
 					send = i.fragment(send, out, int(p.st.pmtu.Load()))
 					continue
 				}
-				send = append(send, buf[:Headroom-ipip.IPv4MinLen+len(out)])
+				send = append(send, buf[:Headroom-hl+len(out)])
 				continue
 			}
 			h := ipip.IPv4(buf[Headroom:])
@@ -222,12 +227,13 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			if sizes[j] > pmtu {
 				// Without DF (the outer DF is copied from the inner)
 				// the packet goes out in fragments of the path MTU, as
-				// RFC 2003 section 5.1 wants; the raw socket would not
-				// fragment it.
+				// RFC 2003 section 5.1 wants (over IPv6, fragments of
+				// the outer IPv6 packet, RFC 2473 section 7.2); the
+				// raw socket would not fragment it.
 				send = i.fragment(send, out, pmtu)
 				continue
 			}
-			send = append(send, buf[:Headroom-ipip.IPv4MinLen+len(out)])
+			send = append(send, buf[:Headroom-hl+len(out)])
 		}
 
 		pc.flushTx()
@@ -249,15 +255,15 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 }
 
 // tx6 classifies the IPv6 packet buf[Headroom:], n bytes read from the
-// TUN and not for the vif, and encapsulates it in IPv4 (6in4, RFC 4213)
-// to its peer: it returns the outer packet, which starts
-// ipip.IPv4MinLen bytes before Headroom, and the peer, or nil when it
-// dropped the packet (counted, and answered with an ICMPv6 error where
-// RFC 4213 wants one). The inner hop limit is left as the kernel set it
-// when it routed the packet into the vif: the tunnel is one hop (RFC 4213
-// section 3.3). It is called by the tx goroutine only and does not
-// allocate.
-func (i *Interface) tx6(enc *ipip.Encapsulator, set *addrSet, tab *peerTable, buf []byte, n int) (ipip.IPv4, *peer) {
+// TUN and not for the vif, and encapsulates it to its peer, in IPv4 (6in4,
+// RFC 4213) or IPv6 (6in6, RFC 2473) as the underlay is: it returns the
+// outer packet, which starts i.outer() bytes before Headroom, and the peer,
+// or nil when it dropped the packet (counted, and answered with an ICMPv6
+// error where RFC 4213 or RFC 2473 wants one). The inner hop limit is
+// left as the kernel set it when it routed the packet into the vif: the
+// tunnel is one hop (RFC 4213 section 3.3, RFC 2473 section 3.1). It is
+// called by the tx goroutine only and does not allocate.
+func (i *Interface) tx6(enc *ipip.Encapsulator, set *addrSet, tab *peerTable, buf []byte, n int) ([]byte, *peer) {
 	c := &i.tx
 	h := ipip.IPv6(buf[Headroom:])
 	if err := h.Valid(); err != nil {
@@ -271,6 +277,11 @@ func (i *Interface) tx6(enc *ipip.Encapsulator, set *addrSet, tab *peerTable, bu
 		c.drops[dropNoPeer].Add(1)
 		i.icmp6Error(set, h, ipip.ICMPv6DestUnreach, 0)
 		return nil, nil
+	case tab.byAddr6(dst) != nil:
+		// A peer's own underlay address routed into the tunnel
+		// (6in6): every packet to it would loop (RFC 2473 section 8).
+		c.drops[dropLoop].Add(1)
+		return nil, nil
 	case !enc.Src.IsValid():
 		c.drops[dropNoLocal].Add(1)
 		i.icmp6Error(set, h, ipip.ICMPv6DestUnreach, 0)
@@ -279,10 +290,11 @@ func (i *Interface) tx6(enc *ipip.Encapsulator, set *addrSet, tab *peerTable, bu
 	if pmtu := int(p.st.pmtu.Load()); n > pmtu && n > ipip.IPv6MinMTU {
 		// Too big for the path to the peer: IPv6 routers do not
 		// fragment, the sender does, told the tunnel's MTU (RFC 4213
-		// section 3.2.2, RFC 8201). Up to IPv6MinMTU the outer packet
-		// is fragmented instead: no IPv6 link may refuse 1280 bytes.
+		// section 3.2.2, RFC 2473 section 7.1, RFC 8201), never less
+		// than IPv6MinMTU. Up to IPv6MinMTU the outer packet is
+		// fragmented instead: no IPv6 link may refuse 1280 bytes.
 		c.drops[dropTooBig].Add(1)
-		i.icmp6Error(set, h, ipip.ICMPv6PacketTooBig, pmtu)
+		i.icmp6Error(set, h, ipip.ICMPv6PacketTooBig, max(pmtu, ipip.IPv6MinMTU))
 		return nil, nil
 	}
 	enc.Dst = p.Addr
@@ -291,13 +303,13 @@ func (i *Interface) tx6(enc *ipip.Encapsulator, set *addrSet, tab *peerTable, bu
 		c.codec[err.(ipip.Error)].Add(1)
 		return nil, nil
 	}
-	return ipip.IPv4(out), p
+	return out, p
 }
 
 // send writes encapsulated packets to the underlay, skipping any packet it
 // refuses, and counts them. It returns false when the underlay is closed.
 func (i *Interface) send(pkts [][]byte) bool {
-	const off = Headroom - ipip.IPv4MinLen
+	off := Headroom - i.outer()
 	c := &i.tx
 	for len(pkts) > 0 {
 		k, err := i.under.Write(pkts, off)
@@ -310,6 +322,11 @@ func (i *Interface) send(pkts [][]byte) bool {
 		switch {
 		case err != nil && isClosed(err):
 			return false
+		case err != nil && errors.Is(err, syscall.EMSGSIZE) && k < len(pkts) && i.under6:
+			var ok bool
+			if k, ok = i.tooBig6(pkts, k); !ok {
+				return false
+			}
 		case err != nil && errors.Is(err, syscall.EMSGSIZE) && k < len(pkts):
 			// The kernel learnt a smaller path MTU to the peer (an
 			// ICMP "fragmentation needed" from a router on the way):
@@ -361,30 +378,100 @@ func (i *Interface) send(pkts [][]byte) bool {
 	return true
 }
 
+// tooBig6 handles pkts[k], which the IPv6 underlay refused as larger than
+// the path MTU to its peer (EMSGSIZE), as send does over IPv4: it adopts
+// the kernel's path MTU, then sends the packet in outer fragments or tells
+// its sender the tunnel MTU (RFC 2473 section 7). It returns the index of
+// the packet that send goes on with, and false when the underlay is
+// closed.
+func (i *Interface) tooBig6(pkts [][]byte, k int) (int, bool) {
+	const off = Headroom - ipip.IPv6HeaderLen
+	c := &i.tx
+	outer := ipip.IPv6(pkts[k][off:])
+	p := i.peers.Load().byAddr6(outer.DstBytes())
+	if p == nil { // removed meanwhile
+		c.drops[dropUnderlayWrite].Add(1)
+		return k + 1, true
+	}
+	pmtu := i.probePathMTU(p)
+	inner := pkts[k][off+ipip.IPv6HeaderLen:]
+	switch outer.NextHeader() {
+	case nhFragment:
+		// One of our fragments, cut for a larger MTU: the packet is
+		// lost; skip its other fragments here.
+		c.drops[dropTooBig].Add(1)
+		id := fragID(outer)
+		for k+1 < len(pkts) && fragID(pkts[k+1][off:]) == id {
+			k++
+		}
+	case ipip.ProtoIPv6:
+		if n := len(inner); n > ipip.IPv6MinMTU || n <= pmtu {
+			c.drops[dropTooBig].Add(1)
+			i.icmp6Error(i.addrs.Load(), ipip.IPv6(inner), ipip.ICMPv6PacketTooBig, max(pmtu, ipip.IPv6MinMTU))
+		} else if frags := i.fragment(nil, outer, pmtu); len(frags) > 0 && !i.send(frags) {
+			return k, false
+		}
+	default:
+		if in := ipip.IPv4(inner); in.DF() || len(inner) <= pmtu {
+			c.drops[dropTooBig].Add(1)
+			i.icmpError(in, ipip.ICMPFragNeeded, pmtu)
+		} else if frags := i.fragment(nil, outer, pmtu); len(frags) > 0 && !i.send(frags) {
+			return k, false
+		}
+	}
+	return k + 1, true
+}
+
+// nhFragment is the Next Header value of an IPv6 Fragment header.
+const nhFragment = 44
+
+// fragID returns the Identification of the outer IPv6 fragment pkt, or 0
+// when it is not one.
+func fragID(pkt []byte) uint32 {
+	if len(pkt) < ipip.IPv6HeaderLen+ipip.FragmentHeaderLen || ipip.IPv6(pkt).NextHeader() != nhFragment {
+		return 0
+	}
+	return binary.BigEndian.Uint32(pkt[ipip.IPv6HeaderLen+4:])
+}
+
 // fragPool holds the buffers of outer fragments, for the tx goroutine
 // only: grown when a batch needs more, kept for the next ones, so that
 // steady fragmenting does not allocate.
 type fragPool struct {
 	bufs [][]byte
-	used int // buffers taken in this batch
-	size int // the device MTU the buffers are sized for
+	used int    // buffers taken in this batch
+	size int    // the device MTU the buffers are sized for
+	id   uint32 // the last IPv6 fragment Identification
 }
 
 // fragment appends to send the fragments of the encapsulated packet out,
-// each at most pmtu plus the outer header long (RFC 791 section 3.2).
-func (i *Interface) fragment(send [][]byte, out ipip.IPv4, pmtu int) [][]byte {
-	const off = Headroom - ipip.IPv4MinLen
+// each at most pmtu plus the outer header long: IPv4 fragments (RFC 791
+// section 3.2), or over IPv6 fragments with a Fragment header (RFC 8200
+// section 4.5).
+func (i *Interface) fragment(send [][]byte, out []byte, pmtu int) [][]byte {
+	off := Headroom - i.outer()
 	p := &i.frags
-	mtu := pmtu + ipip.IPv4MinLen
-	n := ipip.FragmentCount(len(out), mtu)
+	mtu := pmtu + i.outer()
+	var n int
+	if i.under6 {
+		n = ipip.FragmentCountIPv6(len(out), mtu)
+	} else {
+		n = ipip.FragmentCount(len(out), mtu)
+	}
 	for len(p.bufs) < p.used+n {
-		p.bufs = append(p.bufs, make([]byte, off+p.size+2*ipip.IPv4MinLen))
+		p.bufs = append(p.bufs, make([]byte, Headroom+p.size+2*ipip.IPv6HeaderLen))
 	}
 	free := p.bufs[p.used : p.used+n]
 	for k := range free {
 		free[k] = free[k][:cap(free[k])]
 	}
-	n, err := ipip.Fragment(out, mtu, free, off)
+	var err error
+	if i.under6 {
+		p.id++
+		n, err = ipip.FragmentIPv6(ipip.IPv6(out), mtu, p.id, free, off)
+	} else {
+		n, err = ipip.Fragment(ipip.IPv4(out), mtu, free, off)
+	}
 	if err != nil {
 		i.tx.codec[err.(ipip.Error)].Add(1)
 		return send
@@ -434,6 +521,23 @@ func (i *Interface) rxLoop() {
 		var bytes uint64
 		for j := 0; j < n; j++ {
 			pkt := bufs[j][Headroom : Headroom+sizes[j]]
+			if i.under6 {
+				inner, p := i.rxOver6(set, tab, pkt)
+				if inner == nil {
+					continue
+				}
+				if p != pc.p {
+					pc.flushRx()
+					pc.p = p
+				}
+				pc.pkts++
+				pc.bytes += uint64(len(inner))
+				// The inner packet follows the 40-byte outer header:
+				// slide the window as below.
+				write = append(write, bufs[j][ipip.IPv6HeaderLen:Headroom+ipip.IPv6HeaderLen+len(inner)])
+				bytes += uint64(len(inner))
+				continue
+			}
 			outer := ipip.IPv4(pkt)
 			var p *peer
 			if len(pkt) >= ipip.IPv4MinLen {
@@ -518,22 +622,78 @@ func (i *Interface) rxLoop() {
 // (RFC 4213 section 3.6). It is called by the rx goroutine only and does
 // not allocate.
 func (i *Interface) rx6(set *addrSet, tab *peerTable, p *peer, pkt []byte) []byte {
-	c := &i.rx
 	inner, err := ipip.Decap(pkt, ipip.ProtoIPv6)
 	if err != nil {
-		c.codec[err.(ipip.Error)].Add(1)
+		i.rx.codec[err.(ipip.Error)].Add(1)
 		return nil
 	}
-	ih := ipip.IPv6(inner)
-	if !set.has6(ih.DstBytes()) && (i.forward == nil || !i.forward.Lookup(ih.Dst())) {
-		c.drops[dropNotLocal].Add(1)
-		return nil
-	}
-	if src := ih.SrcBytes(); set.badSource6(src) || tab.lookup6(src) != p {
-		c.drops[dropBadSource].Add(1)
+	if !i.check6(set, tab, p, ipip.IPv6(inner)) {
 		return nil
 	}
 	return inner
+}
+
+// check6 reports whether the decapsulated IPv6 packet ih from the peer p
+// may be delivered, and counts it when not: the rules of rx6.
+func (i *Interface) check6(set *addrSet, tab *peerTable, p *peer, ih ipip.IPv6) bool {
+	c := &i.rx
+	if !set.has6(ih.DstBytes()) && (i.forward == nil || !i.forward.Lookup(ih.Dst())) {
+		c.drops[dropNotLocal].Add(1)
+		return false
+	}
+	if src := ih.SrcBytes(); set.badSource6(src) || tab.lookup6(src) != p {
+		c.drops[dropBadSource].Add(1)
+		return false
+	}
+	return true
+}
+
+// rxOver6 checks and decapsulates the packet pkt read from an IPv6
+// underlay (RFC 2473): IPv4 inside (next header 4) or IPv6 (41). It
+// returns the inner packet, a sub-slice of pkt that starts after the
+// 40-byte outer header, and the peer it came from, or nil when it dropped
+// the packet (counted). The rules are the IPv4 underlay's: the outer
+// source must be a peer; one level is undone (ipip.DecapIPv6, which also
+// applies RFC 6040 from the outer Traffic Class and refuses inner packets
+// whose TTL or Hop Limit is 0); the inner destination must be the vif's
+// or forwarded; the inner source must be the peer's by longest-prefix
+// match and plausible. It is called by the rx goroutine only and does not
+// allocate.
+func (i *Interface) rxOver6(set *addrSet, tab *peerTable, pkt []byte) ([]byte, *peer) {
+	c := &i.rx
+	var p *peer
+	if len(pkt) >= ipip.IPv6HeaderLen {
+		p = tab.byAddr6(ipip.IPv6(pkt).SrcBytes())
+	}
+	if p == nil {
+		c.drops[dropNotPeer].Add(1)
+		return nil, nil
+	}
+	proto := i.proto
+	if ipip.IPv6(pkt).NextHeader() == ipip.ProtoIPv6 {
+		proto = ipip.ProtoIPv6
+	}
+	inner, err := ipip.DecapIPv6(pkt, proto)
+	if err != nil {
+		c.codec[err.(ipip.Error)].Add(1)
+		return nil, nil
+	}
+	if proto == ipip.ProtoIPv6 {
+		if !i.check6(set, tab, p, ipip.IPv6(inner)) {
+			return nil, nil
+		}
+		return inner, p
+	}
+	ih := ipip.IPv4(inner)
+	if !set.has(key(ih.DstBytes())) && (i.forward == nil || !i.forward.Lookup(ih.Dst())) {
+		c.drops[dropNotLocal].Add(1)
+		return nil, nil
+	}
+	if set.badSource(ih.SrcBytes()) || tab.lookup(ih.SrcBytes()) != p {
+		c.drops[dropBadSource].Add(1)
+		return nil, nil
+	}
+	return inner, p
 }
 
 // txRoute is the tx loop's last lookup: the peer of destination dst, and

@@ -3,6 +3,7 @@ package vif
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -54,7 +55,7 @@ var ErrNoPeer = errors.New("vif: no such peer")
 // changes; SetPeer puts a new peer in its place, which keeps the counters.
 type peer struct {
 	Peer
-	key uint32 // Addr
+	key uint32 // Addr, when it is IPv4
 	st  *peerState
 }
 
@@ -68,10 +69,13 @@ type peerState struct {
 }
 
 // peerTable is an immutable snapshot of the peers, replaced as a whole.
+// A tunnel's peers are all of one family, that of its local address
+// (checkFamily), but the table holds either.
 type peerTable struct {
 	route *bart.Table[*peer] // inner destination -> peer
-	addrs *inet.Set          // the peers' addresses
-	list  []*peer            // in the order of addrs
+	addrs *inet.Set          // the IPv4 peers' addresses
+	list  []*peer            // the IPv4 peers in the order of addrs, then the IPv6 ones in address order
+	by6   map[[16]byte]*peer // the IPv6 peers; nil without
 }
 
 // newPeerTable builds the table of peers, which checkPeers has found
@@ -83,16 +87,46 @@ func newPeerTable(peers []Peer, mtu int) *peerTable {
 		addrs[k] = p.Addr
 	}
 	t.addrs = inet.NewSet(addrs...)
-	t.list = make([]*peer, t.addrs.Len())
+	t.list = make([]*peer, t.addrs.Len(), len(peers))
 	for _, c := range peers {
-		p := &peer{Peer: clonePeer(c), key: inet.Key(c.Addr.As4()), st: &peerState{}}
+		p := &peer{Peer: clonePeer(c), st: &peerState{}}
 		p.st.pmtu.Store(int32(mtu))
 		for _, pfx := range c.Prefixes {
 			t.route.Insert(pfx.Masked(), p)
 		}
-		t.list[t.addrs.Index(c.Addr)] = p
+		if c.Addr.Is4() {
+			p.key = inet.Key(c.Addr.As4())
+			t.list[t.addrs.Index(c.Addr)] = p
+			continue
+		}
+		if t.by6 == nil {
+			t.by6 = map[[16]byte]*peer{}
+		}
+		t.by6[c.Addr.As16()] = p
+		t.list = append(t.list, p)
 	}
+	slices.SortFunc(t.list[t.addrs.Len():], func(a, b *peer) int { return a.Addr.Compare(b.Addr) })
 	return t
+}
+
+// byAddr6 returns the peer whose underlay address is the IPv6 address a,
+// or nil. It does not allocate.
+func (t *peerTable) byAddr6(a [16]byte) *peer {
+	if t == nil {
+		return nil
+	}
+	return t.by6[a]
+}
+
+// find returns the peer whose underlay address is a, or nil.
+func (t *peerTable) find(a netip.Addr) *peer {
+	if a.Is4() {
+		return t.byAddr(inet.Key(a.As4()))
+	}
+	if a.Is6() {
+		return t.byAddr6(a.As16())
+	}
+	return nil
 }
 
 // byAddr returns the peer whose underlay address has key k, or nil.
@@ -143,11 +177,14 @@ var ErrBadPeer = errors.New("vif: bad peer")
 // underlay address (the tunnel would carry its own packets). IPv6 prefixes
 // are checked by badPrefix6.
 func checkPeers(peers []Peer, local netip.Addr) error {
+	if err := checkFamily(peers, local); err != nil {
+		return err
+	}
 	seen := map[netip.Addr]bool{}
 	owner := map[netip.Prefix]netip.Addr{}
 	for _, p := range peers {
 		switch {
-		case !IsHostAddr(p.Addr) || !p.Addr.Is4():
+		case !IsHostAddr(p.Addr) || p.Addr.Zone() != "":
 			return fmt.Errorf("%w: peer %s", ErrBadAddress, p.Addr)
 		case seen[p.Addr]:
 			return fmt.Errorf("%w: %s given twice", ErrBadPeer, p.Addr)
@@ -278,24 +315,23 @@ func (i *Interface) SetPeer(p Peer) error {
 		return err
 	}
 	t := i.peers.Load()
-	k := inet.Key(p.Addr.As4())
 	for _, pfx := range p.Prefixes {
-		if q, ok := t.route.Get(pfx.Masked()); ok && q.key != k {
+		if q, ok := t.route.Get(pfx.Masked()); ok && q.Addr != p.Addr {
 			return fmt.Errorf("%w: prefix %s given to peers %s and %s (a prefix has one peer)", ErrBadPeer, pfx.Masked(), q.Addr, p.Addr)
 		}
 		if pfx.Bits() == 0 {
 			continue
 		}
 		for _, q := range t.list {
-			if q.key != k && pfx.Contains(q.Addr) {
+			if q.Addr != p.Addr && pfx.Contains(q.Addr) {
 				return fmt.Errorf("%w %s: prefix %s holds peer %s's underlay address: the tunnel would carry its own packets", ErrBadPeer, p.Addr, pfx, q.Addr)
 			}
 		}
 	}
-	if pfx, q, ok := t.route.LookupPrefixLPM(netip.PrefixFrom(p.Addr, 32)); ok && pfx.Bits() > 0 && q.key != k {
+	if pfx, q, ok := t.route.LookupPrefixLPM(netip.PrefixFrom(p.Addr, p.Addr.BitLen())); ok && pfx.Bits() > 0 && q.Addr != p.Addr {
 		return fmt.Errorf("%w: %s is in prefix %s of peer %s: the tunnel would carry its own packets", ErrBadPeer, p.Addr, pfx, q.Addr)
 	}
-	old := t.byAddr(k)
+	old := t.find(p.Addr)
 	var before []netip.Prefix
 	if old != nil {
 		before = old.Prefixes
@@ -312,7 +348,7 @@ func (i *Interface) SetPeer(p Peer) error {
 	nt := t.with(p, int(i.devMTU.Load()))
 	i.peers.Store(nt)
 	if old == nil {
-		i.probePathMTU(nt.byAddr(k))
+		i.probePathMTU(nt.find(p.Addr))
 	}
 	return i.syncOffload()
 }
@@ -328,8 +364,8 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 	defer i.peersMu.Unlock()
 	defer i.followPeers()
 	t := i.peers.Load()
-	old := t.byAddr(inet.Key(addr.As4()))
-	if !addr.Is4() || old == nil {
+	old := t.find(addr)
+	if old == nil {
 		return fmt.Errorf("%w: %s", ErrNoPeer, addr)
 	}
 	if i.peerRoutes != nil {
@@ -346,9 +382,11 @@ func (i *Interface) RemovePeer(addr netip.Addr) error {
 // prefixes (a new peer if there is none); the other peers, and most of
 // the route table, are shared with t.
 func (t *peerTable) with(c Peer, mtu int) *peerTable {
-	k := inet.Key(c.Addr.As4())
-	old := t.byAddr(k)
-	p := &peer{Peer: clonePeer(c), key: k}
+	old := t.find(c.Addr)
+	p := &peer{Peer: clonePeer(c)}
+	if c.Addr.Is4() {
+		p.key = inet.Key(c.Addr.As4())
+	}
 	if old != nil {
 		p.st = old.st
 	} else {
@@ -364,15 +402,25 @@ func (t *peerTable) with(c Peer, mtu int) *peerTable {
 	for _, pfx := range c.Prefixes {
 		route = route.InsertPersist(pfx.Masked(), p)
 	}
-	n := &peerTable{route: route}
-	if old != nil {
-		n.addrs = t.addrs
+	n := &peerTable{route: route, addrs: t.addrs, by6: t.by6}
+	switch {
+	case old != nil:
 		n.list = slices.Clone(t.list)
-		n.list[t.addrs.IndexKey(k)] = p
-	} else {
+		n.list[slices.Index(t.list, old)] = p
+	case c.Addr.Is4():
 		var at int
 		n.addrs, at = t.addrs.With(c.Addr)
 		n.list = slices.Insert(slices.Clone(t.list), at, p)
+	default:
+		at, _ := slices.BinarySearchFunc(t.list[t.addrs.Len():], c.Addr, func(q *peer, a netip.Addr) int { return q.Addr.Compare(a) })
+		n.list = slices.Insert(slices.Clone(t.list), t.addrs.Len()+at, p)
+	}
+	if c.Addr.Is6() {
+		n.by6 = maps.Clone(t.by6)
+		if n.by6 == nil {
+			n.by6 = map[[16]byte]*peer{}
+		}
+		n.by6[c.Addr.As16()] = p
 	}
 	return n
 }
@@ -383,8 +431,15 @@ func (t *peerTable) without(p *peer) *peerTable {
 	for _, pfx := range p.Prefixes {
 		route = route.DeletePersist(pfx.Masked())
 	}
-	at := t.addrs.IndexKey(p.key)
-	return &peerTable{route: route, addrs: t.addrs.Without(at), list: slices.Delete(slices.Clone(t.list), at, at+1)}
+	at := slices.Index(t.list, p)
+	n := &peerTable{route: route, addrs: t.addrs, by6: t.by6, list: slices.Delete(slices.Clone(t.list), at, at+1)}
+	if p.Addr.Is4() {
+		n.addrs = t.addrs.Without(t.addrs.IndexKey(p.key))
+	} else {
+		n.by6 = maps.Clone(t.by6)
+		delete(n.by6, p.Addr.As16())
+	}
+	return n
 }
 
 // routeChanges returns the prefixes (but 0.0.0.0/0 and ::/0) that the peers after

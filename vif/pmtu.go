@@ -8,8 +8,9 @@ import (
 
 // Path MTU soft state (RFC 2003 section 5.1). The tunnel MTU (inner
 // packets) is the device's MTU, lowered to the underlay's path MTU towards
-// the peer minus the outer header, as routers inside the tunnel report it
-// (learnPathMTU) and the kernel's path MTU cache confirms (probePathMTU).
+// the peer minus the outer header (20 bytes over IPv4, 40 over IPv6, RFC
+// 2473 section 6.7), as routers inside the tunnel report it (learnPathMTU)
+// and the kernel's path MTU cache confirms (probePathMTU).
 
 // minPathMTU is the smallest underlay path MTU the tunnel adopts: Linux's
 // own floor (net.ipv4.route.min_pmtu, 552), so that a forged
@@ -35,7 +36,7 @@ func (i *Interface) probePathMTU(p *peer) int {
 	if err != nil {
 		return cur
 	}
-	t := min(max(m-ipip.IPv4MinLen, MinMTU), int(i.devMTU.Load()))
+	t := min(max(m-i.outer(), MinMTU), int(i.devMTU.Load()))
 	i.setPathMTU(p, cur, t)
 	return t
 }
@@ -46,7 +47,13 @@ func (i *Interface) probePathMTU(p *peer) int {
 func (i *Interface) learnPathMTU(p *peer, reported int) int {
 	t := i.probePathMTU(p)
 	if reported > 0 {
-		if r := min(max(reported, minPathMTU)-ipip.IPv4MinLen, int(i.devMTU.Load())); r < t {
+		floor := minPathMTU
+		if i.under6 {
+			// No IPv6 link is smaller (RFC 8200 section 5); a Packet
+			// Too Big below it is ignored (RFC 8201 section 4).
+			floor = ipip.IPv6MinMTU
+		}
+		if r := min(max(reported, floor)-i.outer(), int(i.devMTU.Load())); r < t {
 			i.setPathMTU(p, t, r)
 			t = r
 		}

@@ -22,9 +22,21 @@ const underlayBufSize = 7 << 20
 // defaultUnderlayBatch is how many packets one recvmmsg/sendmmsg moves.
 const defaultUnderlayBatch = 128
 
-// RawUnderlay is the production Underlay: raw IPv4 sockets bound to the
+// RawUnderlay is the production Underlay: raw IP sockets bound to the
 // slave interface, moving packets in batches with recvmmsg and sendmmsg.
-// Read and Write do not allocate.
+// Read and Write do not allocate. The sockets are IPv4 or IPv6, as the
+// local address is: a tunnel's underlay has one family.
+//
+// Over IPv6 (RFC 2473) Linux never hands the IPv6 header to a raw socket's
+// reader, so Read rebuilds it in front of the payload, which it receives
+// IPv6HeaderLen bytes into bufs[i][offset:]: the source from the socket
+// address, the destination from IPV6_PKTINFO, the Traffic Class (ECN, RFC
+// 6040) from IPV6_TCLASS and the Hop Limit from IPV6_HOPLIMIT, the Next
+// Header being the socket's protocol. The kernel has processed any
+// extension header and reassembled fragments by then; the Flow Label
+// reads 0. Writing sets IPV6_HDRINCL (Linux 4.5 and later), so that the
+// loop writes the whole outer IPv6 header, Traffic Class, Flow Label and
+// Hop Limit included, as IP_HDRINCL lets it over IPv4.
 //
 // Reading uses two raw sockets, one for the tunnel's IP protocol (94 or 4)
 // and one for IPv6 in IPv4 (41, RFC 4213): the kernel hands them every
@@ -47,6 +59,7 @@ const defaultUnderlayBatch = 128
 type RawUnderlay struct {
 	slave int // the slave's interface index, which a rename keeps; 0: none
 	proto int
+	v6    bool // the sockets are IPv6
 
 	// receiving: the sockets are replaced by SetLocal
 	rx       atomic.Pointer[rxSockets]
@@ -61,6 +74,9 @@ type RawUnderlay struct {
 	rnext    int  // the socket Read tries first
 	rfn      func(fd uintptr) bool
 	rcfn     func(fd uintptr)
+	rproto   uint8                   // the protocol of the socket read last
+	rnames   []unix.RawSockaddrInet6 // IPv6: each packet's source
+	rcmsgs   []byte                  // IPv6: each packet's control messages, rcmsgLen bytes each
 
 	// sending
 	mu      sync.Mutex // guards wfd, wold, wbusy and closing
@@ -69,6 +85,7 @@ type RawUnderlay struct {
 	wbusy   bool // Write is using a socket
 	closing bool
 	wnames  []unix.RawSockaddrInet4 // each packet's destination
+	wnames6 []unix.RawSockaddrInet6 // the same over IPv6
 	whdrs   []unix.Mmsghdr
 	wiovs   []unix.Iovec
 }
@@ -77,8 +94,9 @@ var _ Underlay = (*RawUnderlay)(nil)
 
 // rxSocket is the receiving socket of a RawUnderlay.
 type rxSocket struct {
-	f  *os.File
-	rc syscall.RawConn
+	f     *os.File
+	rc    syscall.RawConn
+	proto uint8
 }
 
 // rxSockets are the receiving sockets of a RawUnderlay: the tunnel's
@@ -142,7 +160,7 @@ func (rx *rxSockets) epollCtl(ep syscall.RawConn, op int) error {
 }
 
 func newRxSocket(fd int, proto int) (*rxSocket, error) {
-	s := &rxSocket{f: os.NewFile(uintptr(fd), fmt.Sprintf("ipip%d", proto))}
+	s := &rxSocket{f: os.NewFile(uintptr(fd), fmt.Sprintf("ipip%d", proto)), proto: uint8(proto)}
 	var err error
 	if s.rc, err = s.f.SyscallConn(); err != nil {
 		s.f.Close()
@@ -152,18 +170,22 @@ func newRxSocket(fd int, proto int) (*rxSocket, error) {
 }
 
 // ListenUnderlay opens the raw IP sockets of a tunnel: protocol proto (94
-// or 4), bound to the interface slave (by its index, which a rename keeps)
-// and to the address local. Each packet written goes to the destination
-// of its outer header: one underlay serves every peer. slave may be empty
-// to leave the sockets unbound to a device. It needs CAP_NET_RAW (and
+// or 4) and 41, bound to the interface slave (by its index, which a rename
+// keeps) and to the address local, IPv4 or IPv6 (where proto must be 4:
+// ErrProtocolFamily). Each packet written goes to the destination of its
+// outer header: one underlay serves every peer. slave may be empty to
+// leave the sockets unbound to a device. It needs CAP_NET_RAW (and
 // CAP_NET_ADMIN for the larger socket buffers, which it asks for and does
 // without when refused).
 func ListenUnderlay(slave string, proto uint8, local netip.Addr) (*RawUnderlay, error) {
 	if proto != ipip.ProtoIPIP && proto != ipip.ProtoIPinIP {
 		return nil, ErrBadProtocol
 	}
-	if !local.Is4() {
+	if !local.IsValid() || local.Is4In6() || local.Zone() != "" {
 		return nil, fmt.Errorf("%w: underlay endpoint %v", ErrBadAddress, local)
+	}
+	if local.Is6() && proto == ipip.ProtoIPIP {
+		return nil, protocolFamilyError(local)
 	}
 	idx, err := ifIndex(slave)
 	if err != nil {
@@ -200,17 +222,24 @@ func ListenUnderlay(slave string, proto uint8, local netip.Addr) (*RawUnderlay, 
 		return nil, err
 	}
 	u := &RawUnderlay{
-		ep:     ep,
-		eprc:   eprc,
-		slave:  idx,
-		proto:  int(proto),
-		rhdrs:  make([]unix.Mmsghdr, defaultUnderlayBatch),
-		riovs:  make([]unix.Iovec, defaultUnderlayBatch),
-		wfd:    wfd,
-		wold:   -1,
-		wnames: make([]unix.RawSockaddrInet4, defaultUnderlayBatch),
-		whdrs:  make([]unix.Mmsghdr, defaultUnderlayBatch),
-		wiovs:  make([]unix.Iovec, defaultUnderlayBatch),
+		ep:    ep,
+		eprc:  eprc,
+		slave: idx,
+		proto: int(proto),
+		rhdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
+		riovs: make([]unix.Iovec, defaultUnderlayBatch),
+		wfd:   wfd,
+		wold:  -1,
+		whdrs: make([]unix.Mmsghdr, defaultUnderlayBatch),
+		wiovs: make([]unix.Iovec, defaultUnderlayBatch),
+		v6:    local.Is6(),
+	}
+	if u.v6 {
+		u.wnames6 = make([]unix.RawSockaddrInet6, defaultUnderlayBatch)
+		u.rnames = make([]unix.RawSockaddrInet6, defaultUnderlayBatch)
+		u.rcmsgs = make([]byte, defaultUnderlayBatch*rcmsgLen)
+	} else {
+		u.wnames = make([]unix.RawSockaddrInet4, defaultUnderlayBatch)
 	}
 	u.rx.Store(rx)
 	u.rfn = u.poll
@@ -222,10 +251,16 @@ func ListenUnderlay(slave string, proto uint8, local netip.Addr) (*RawUnderlay, 
 	// The write headers never change but for their buffers and the
 	// destinations.
 	for i := range u.whdrs {
-		u.wnames[i].Family = unix.AF_INET
 		h := &u.whdrs[i].Hdr
-		h.Name = (*byte)(unsafe.Pointer(&u.wnames[i]))
-		h.Namelen = unix.SizeofSockaddrInet4
+		if u.v6 {
+			u.wnames6[i].Family = unix.AF_INET6
+			h.Name = (*byte)(unsafe.Pointer(&u.wnames6[i]))
+			h.Namelen = unix.SizeofSockaddrInet6
+		} else {
+			u.wnames[i].Family = unix.AF_INET
+			h.Name = (*byte)(unsafe.Pointer(&u.wnames[i]))
+			h.Namelen = unix.SizeofSockaddrInet4
+		}
 		h.Iov = &u.wiovs[i]
 		h.SetIovlen(1)
 	}
@@ -252,7 +287,13 @@ func bindSocket(fd, slave int, local netip.Addr) error {
 			return fmt.Errorf("bind to interface %d: %w", slave, err)
 		}
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: local.As4()}); err != nil {
+	var sa unix.Sockaddr
+	if local.Is6() {
+		sa = &unix.SockaddrInet6{Addr: local.As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Addr: local.As4()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
 		if errors.Is(err, unix.EADDRNOTAVAIL) {
 			return fmt.Errorf("bind to %s: not an address of this host: %w", local, err)
 		}
@@ -261,11 +302,18 @@ func bindSocket(fd, slave int, local netip.Addr) error {
 	return nil
 }
 
-// rawSocket opens a raw IPv4 socket for protocol proto bound to the
-// interface with index slave and to local, with a large buffer set through
-// force (or, without CAP_NET_ADMIN, plain).
+// rawSocket opens a raw IP socket, IPv4 or IPv6 as local is, for protocol
+// proto bound to the interface with index slave and to local, with a large
+// buffer set through force (or, without CAP_NET_ADMIN, plain). An IPv6
+// socket for IPPROTO_RAW sends whole packets (IPV6_HDRINCL); one for
+// another protocol receives the control messages Read rebuilds the IPv6
+// header from.
 func rawSocket(slave, proto, flags, force, plain int, local netip.Addr) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|flags, proto)
+	family := unix.AF_INET
+	if local.Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC|flags, proto)
 	if err != nil {
 		return -1, fmt.Errorf("vif: raw socket for protocol %d: %w", proto, err)
 	}
@@ -276,8 +324,21 @@ func rawSocket(slave, proto, flags, force, plain int, local netip.Addr) (int, er
 		}
 		return -1, fmt.Errorf("vif: underlay: %w", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_HDRINCL, 1); err != nil {
-		return fail("IP_HDRINCL", err)
+	switch {
+	case family == unix.AF_INET:
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_HDRINCL, 1); err != nil {
+			return fail("IP_HDRINCL", err)
+		}
+	case proto == unix.IPPROTO_RAW:
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_HDRINCL, 1); err != nil {
+			return fail("IPV6_HDRINCL (Linux 4.5 or later)", err)
+		}
+	default:
+		for _, opt := range [...]int{unix.IPV6_RECVPKTINFO, unix.IPV6_RECVTCLASS, unix.IPV6_RECVHOPLIMIT} {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, opt, 1); err != nil {
+				return fail("IPV6_RECVPKTINFO, IPV6_RECVTCLASS, IPV6_RECVHOPLIMIT", err)
+			}
+		}
 	}
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, underlayBufSize) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, underlayBufSize)
@@ -296,6 +357,15 @@ func (u *RawUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 	n := min(len(bufs), len(u.rhdrs))
 	for i := 0; i < n; i++ {
 		b := bufs[i][offset:]
+		if u.v6 {
+			// The payload goes after the room for the header.
+			b = b[ipip.IPv6HeaderLen:]
+			h := &u.rhdrs[i].Hdr
+			h.Name = (*byte)(unsafe.Pointer(&u.rnames[i]))
+			h.Namelen = unix.SizeofSockaddrInet6
+			h.Control = &u.rcmsgs[i*rcmsgLen]
+			h.SetControllen(rcmsgLen)
+		}
 		u.riovs[i].Base = &b[0]
 		u.riovs[i].SetLen(len(b))
 		u.rhdrs[i].Hdr.Flags = 0
@@ -311,9 +381,57 @@ func (u *RawUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 	}
 	for i := 0; i < u.rn; i++ {
 		sizes[i] = int(u.rhdrs[i].Len)
+		if u.v6 {
+			sizes[i] = u.header6(bufs[i][offset:], i)
+		}
 	}
 	return u.rn, nil
 }
+
+// rcmsgLen is the room for one packet's control messages over IPv6:
+// IPV6_PKTINFO (20 bytes of data), IPV6_TCLASS and IPV6_HOPLIMIT (4
+// each), each after a 16-byte header and padded to 8 bytes: 40+24+24.
+const rcmsgLen = 128
+
+// header6 writes the outer IPv6 header of packet i, whose payload recvmmsg
+// put at b[IPv6HeaderLen:], into b[:IPv6HeaderLen], from its socket address
+// and control messages, and returns the packet's length. A payload cut
+// short (MSG_TRUNC) gets a Payload Length past what b holds, which the
+// codec refuses (ErrTotalLen).
+func (u *RawUnderlay) header6(b []byte, i int) int {
+	h := &u.rhdrs[i].Hdr
+	n := int(u.rhdrs[i].Len)
+	f := ipip.IPv6Fields{PayloadLen: uint16(n), NextHeader: u.rproto, Src: u.rnames[i].Addr}
+	if h.Flags&unix.MSG_TRUNC != 0 || n > ipip.MaxPacketLen {
+		f.PayloadLen = ipip.MaxPacketLen
+	}
+	c := u.rcmsgs[i*rcmsgLen : i*rcmsgLen+min(int(h.Controllen), rcmsgLen)]
+	for len(c) >= unix.SizeofCmsghdr {
+		m := (*unix.Cmsghdr)(unsafe.Pointer(&c[0]))
+		l := int(m.Len)
+		if l < unix.SizeofCmsghdr || l > len(c) {
+			break
+		}
+		data := c[unix.SizeofCmsghdr:l]
+		if m.Level == unix.IPPROTO_IPV6 {
+			switch {
+			case m.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+				f.Dst = [16]byte(data[:16])
+			case m.Type == unix.IPV6_TCLASS && len(data) >= 4:
+				f.TrafficClass = uint8(*(*int32)(unsafe.Pointer(&data[0])))
+			case m.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
+				f.HopLimit = uint8(*(*int32)(unsafe.Pointer(&data[0])))
+			}
+		}
+		c = c[min(cmsgAlign(l), len(c)):]
+	}
+	ipip.IPv6(b).Encode(&f)
+	return ipip.IPv6HeaderLen + n
+}
+
+// cmsgAlign rounds a control message's length up to the alignment of the
+// next one.
+func cmsgAlign(l int) int { return (l + unix.SizeofPtr - 1) &^ (unix.SizeofPtr - 1) }
 
 // poll reads from the receiving sockets, the one that was not read last
 // first; it returns false, to wait for the epoll instance, when neither
@@ -326,6 +444,7 @@ func (u *RawUnderlay) poll(uintptr) bool {
 	for k := range rx {
 		at := (u.rnext + k) % len(rx)
 		u.rgot = false
+		u.rproto = rx[at].proto
 		if rx[at].rc.Control(u.rcfn) == nil && u.rgot {
 			u.rnext = (at + 1) % len(rx)
 			return true
@@ -375,7 +494,10 @@ func (u *RawUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 			b := bufs[sent+i][offset:]
 			u.wiovs[i].Base = &b[0]
 			u.wiovs[i].SetLen(len(b))
-			if len(b) >= ipip.IPv4MinLen {
+			switch {
+			case u.v6 && len(b) >= ipip.IPv6HeaderLen:
+				u.wnames6[i].Addr = [16]byte(b[24:40])
+			case !u.v6 && len(b) >= ipip.IPv4MinLen:
 				u.wnames[i].Addr = [4]byte(b[16:20])
 			}
 		}
@@ -481,8 +603,8 @@ func (s *rxSocket) drops() uint64 {
 // new sockets cannot be opened (local is not an address of this host),
 // leaving the old ones in use, and os.ErrClosed after Close.
 func (u *RawUnderlay) SetLocal(local netip.Addr) error {
-	if !local.Is4() {
-		return fmt.Errorf("%w: underlay endpoint %v", ErrBadAddress, local)
+	if !local.IsValid() || local.Is6() != u.v6 || local.Is4In6() || local.Zone() != "" {
+		return fmt.Errorf("%w: underlay endpoint %v (the underlay is %s)", ErrBadAddress, local, family(u.v6))
 	}
 	rx, err := openRx(u.slave, u.proto, local)
 	if err != nil {

@@ -1,7 +1,10 @@
 package vif_test
 
 import (
+	"bytes"
+	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/vif-project/vif/ipip"
@@ -106,6 +109,71 @@ func BenchmarkRawUnderlay(b *testing.B) {
 	}
 }
 
+// BenchmarkRawUnderlayIPv6 is BenchmarkRawUnderlay over an IPv6 underlay
+// (6in6): the kernel's raw IPv6 path, and the header Read rebuilds.
+func BenchmarkRawUnderlayIPv6(b *testing.B) {
+	for _, size := range []int{64, 1400} {
+		b.Run(map[int]string{64: "size=64", 1400: "size=1400"}[size], func(b *testing.B) {
+			ua, ub, _ := underlayHosts6(b)
+			la, lb := netip.MustParseAddr("2001:db8:ffff:1::1"), netip.MustParseAddr("2001:db8:ffff:1::2")
+			e := &ipip.Encapsulator{Src: la, Dst: lb}
+			var pkts, rbufs [][]byte
+			for range 64 {
+				inner := benchUDP6(b, own6, hostB6, size)
+				buf := make([]byte, vif.Headroom+len(inner))
+				copy(buf[vif.Headroom:], inner)
+				if _, err := e.EncapIPv6(buf, vif.Headroom); err != nil {
+					b.Fatal(err)
+				}
+				pkts = append(pkts, buf)
+				rbufs = append(rbufs, make([]byte, vif.Headroom+2048))
+			}
+			sizes := make([]int, len(pkts))
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for done := 0; done < b.N; done += len(pkts) {
+				n := min(len(pkts), b.N-done)
+				if k, err := ua.Write(pkts[:n], vif.Headroom-ipip.IPv6HeaderLen); err != nil || k != n {
+					b.Fatalf("Write = %d, %v", k, err)
+				}
+				for got := 0; got < n; {
+					k, err := ub.Read(rbufs[got:n], sizes[got:n], vif.Headroom)
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += k
+				}
+			}
+		})
+	}
+}
+
+// underlayHosts6 opens the raw-socket underlays of two hosts joined by a
+// veth with IPv6 addresses (2001:db8:ffff:1::1 in a, ::2 in b).
+func underlayHosts6(tb testing.TB) (a, b *vif.RawUnderlay, hb *nstest.Host) {
+	tb.Helper()
+	n := nstest.New(tb)
+	ha, hb := n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
+	aIf, bIf := n.Link(ha, hb, "2001:db8:ffff:1::1/64", "2001:db8:ffff:1::2/64")
+	open := func(h *nstest.Host, slave, local string) *vif.RawUnderlay {
+		var u *vif.RawUnderlay
+		if err := h.Do(func() (err error) {
+			u, err = vif.ListenUnderlay(slave, ipip.ProtoIPinIP, netip.MustParseAddr(local))
+			return err
+		}); err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { u.Close() })
+		return u
+	}
+	a, b = open(ha, aIf.Name(), "2001:db8:ffff:1::1"), open(hb, bIf.Name(), "2001:db8:ffff:1::2")
+	if out, err := ha.Run("ping", "-6", "-c", "1", "-W", "2", "2001:db8:ffff:1::2"); err != nil {
+		tb.Fatalf("%v\n%s", err, out)
+	}
+	return a, b, hb
+}
+
 // TestRawUnderlay6in4 checks that one Read receives both the tunnel's
 // protocol and 6in4 (protocol 41), and that SetLocal keeps both.
 func TestRawUnderlay6in4(t *testing.T) {
@@ -140,4 +208,101 @@ func TestRawUnderlay6in4(t *testing.T) {
 	if d := b.Drops(); d != 0 {
 		t.Errorf("drops %d", d)
 	}
+}
+
+// TestRawUnderlayIPv6 checks the IPv6 underlay (RFC 2473): one Read
+// receives 4in6 and 6in6 as complete outer packets, the IPv6 header
+// rebuilt from the socket's control messages (addresses, next header,
+// traffic class with ECN, hop limit) in front of the payload; protocol 94
+// is refused; SetLocal stays within the family; no allocations.
+func TestRawUnderlayIPv6(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
+	aIf, bIf := n.Link(ha, hb, "2001:db8:ffff:1::1/64", "2001:db8:ffff:1::2/64")
+	la, lb := netip.MustParseAddr("2001:db8:ffff:1::1"), netip.MustParseAddr("2001:db8:ffff:1::2")
+	open := func(h *nstest.Host, slave string, local netip.Addr) *vif.RawUnderlay {
+		var u *vif.RawUnderlay
+		if err := h.Do(func() (err error) {
+			u, err = vif.ListenUnderlay(slave, ipip.ProtoIPinIP, local)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { u.Close() })
+		return u
+	}
+	a, b := open(ha, aIf.Name(), la), open(hb, bIf.Name(), lb)
+	if err := ha.Do(func() error {
+		_, err := vif.ListenUnderlay(aIf.Name(), ipip.ProtoIPIP, la)
+		return err
+	}); !errors.Is(err, vif.ErrProtocolFamily) {
+		t.Errorf("protocol 94 over IPv6: %v", err)
+	}
+
+	e := &ipip.Encapsulator{Src: la, Dst: lb, TTL: 33}
+	var pkts, rbufs, inners [][]byte
+	for k := range 8 {
+		inner := udp(t, addrA, addrB, "four")
+		inner[1] = 0xb8 | byte(ipip.ECT0) // DSCP 46, ECT(0)
+		ipip.IPv4(inner).SetChecksum()
+		if k%2 == 1 {
+			inner = udp6(t, own6, hostB6, "six")
+		}
+		buf := make([]byte, vif.Headroom+len(inner))
+		copy(buf[vif.Headroom:], inner)
+		var err error
+		if k%2 == 1 {
+			_, err = e.EncapIPv6(buf, vif.Headroom)
+		} else {
+			_, err = e.Encap(buf, vif.Headroom)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkts, inners = append(pkts, buf), append(inners, inner)
+		rbufs = append(rbufs, make([]byte, vif.Headroom+2048))
+	}
+	sizes := make([]int, len(pkts))
+	trip := func() {
+		t.Helper()
+		if k, err := a.Write(pkts, vif.Headroom-ipip.IPv6HeaderLen); err != nil || k != len(pkts) {
+			t.Fatalf("Write = %d, %v", k, err)
+		}
+		for got := 0; got < len(pkts); {
+			k, err := b.Read(rbufs[got:], sizes[got:], vif.Headroom)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += k
+		}
+	}
+	trip()
+	protos := map[uint8]int{}
+	for k := range pkts {
+		h := ipip.IPv6(rbufs[k][vif.Headroom : vif.Headroom+sizes[k]])
+		if h.Valid() != nil || h.Src() != la || h.Dst() != lb || h.HopLimit() != 33 || h.Len() != len(h) {
+			t.Fatalf("packet %d: rebuilt header %x", k, h[:40])
+		}
+		in := h[ipip.IPv6HeaderLen:]
+		if !bytes.Equal(in, inners[slices.IndexFunc(inners, func(b []byte) bool { return bytes.Equal(b, in) })]) {
+			t.Fatalf("packet %d: payload not one that was sent", k)
+		}
+		if h.NextHeader() == ipip.ProtoIPinIP && (h.TrafficClass() != 0xba || h.ECN() != ipip.ECT0) {
+			t.Errorf("4in6 traffic class %#x, want the inner TOS 0xba", h.TrafficClass())
+		}
+		protos[h.NextHeader()]++
+	}
+	if protos[ipip.ProtoIPinIP] != 4 || protos[ipip.ProtoIPv6] != 4 {
+		t.Errorf("received next headers %v, want 4: 4, 41: 4", protos)
+	}
+	if allocs := testing.AllocsPerRun(50, trip); allocs != 0 {
+		t.Errorf("%v allocations per batch of %d packets, want 0", allocs, len(pkts))
+	}
+	if err := hb.Do(func() error { return b.SetLocal(netip.MustParseAddr("198.18.0.2")) }); !errors.Is(err, vif.ErrBadAddress) {
+		t.Errorf("SetLocal to an IPv4 address: %v", err)
+	}
+	if err := hb.Do(func() error { return b.SetLocal(lb) }); err != nil {
+		t.Fatal(err)
+	}
+	trip()
 }

@@ -23,9 +23,10 @@ import (
 
 // Resolve checks c and returns it with its defaults filled in, as Up
 // would use it, without creating anything: the slave (the interface of
-// the IPv4 default route, when a peer or Publish needs one), the local
-// address (the slave's first IPv4 address, with a peer), the MTU and the
-// protocol. It looks the host up in the calling thread's network
+// the IPv4 default route, when a peer or Publish needs one; of the IPv6
+// one for IPv6 peers), the local address (the slave's first IPv4 address,
+// with a peer; its first global IPv6 address for IPv6 peers), the MTU
+// (the slave's minus the outer header, 20 or 40 bytes) and the protocol. It looks the host up in the calling thread's network
 // namespace. Errors wrap ErrBadName, ErrExists (the name is taken),
 // ErrNoAddress, ErrBadAddress, ErrBadProtocol, ErrNoSlave or ErrBadMTU.
 func (c LinkConfig) Resolve() (LinkConfig, error) {
@@ -55,7 +56,7 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		return c, err
 	}
 	if c.Slave == "" && (c.HasTunnel() || c.Publish) {
-		s, err := defaultSlave(nl)
+		s, err := defaultSlave(nl, c.underlay6())
 		if err != nil {
 			return c, err
 		}
@@ -70,7 +71,7 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		slaveMTU = slave.Attrs().MTU
 	}
 	if c.MTU == 0 {
-		c.MTU = min(slaveMTU-20, MaxMTU) // loopback's 65536 leaves no room
+		c.MTU = c.DefaultMTU(slaveMTU)
 	}
 	if c.MTU < MinMTU || c.MTU > MaxMTU {
 		return c, fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, c.MTU, MinMTU, MaxMTU)
@@ -98,7 +99,7 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		}
 	}
 	if c.HasTunnel() && !c.Local.IsValid() {
-		l, err := primaryAddr(nl, c.Slave)
+		l, err := primaryAddr(nl, c.Slave, c.underlay6())
 		if err != nil {
 			return c, err
 		}
@@ -807,26 +808,44 @@ func notSubnetEdge(nl *netlink.Handle, slave string, addrs []netip.Prefix) error
 	return nil
 }
 
-func primaryAddr(nl *netlink.Handle, name string) (netip.Addr, error) {
+func primaryAddr(nl *netlink.Handle, name string, v6 bool) (netip.Addr, error) {
 	link, err := nl.LinkByName(name)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%w: %s", ErrNoSlave, name)
 	}
-	list, err := nl.AddrList(link, netlink.FAMILY_V4)
+	fam := netlink.FAMILY_V4
+	if v6 {
+		fam = netlink.FAMILY_V6
+	}
+	list, err := nl.AddrList(link, fam)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("vif: addresses of %s: %w", name, err)
 	}
 	for _, a := range list {
+		if v6 {
+			// A global address, usable: not link-local, nor still
+			// tentative (DAD) or deprecated.
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if ok && ip.Is6() && !ip.Is4In6() && IsHostAddr(ip) && a.Flags&(unix.IFA_F_TENTATIVE|unix.IFA_F_DADFAILED|unix.IFA_F_DEPRECATED) == 0 {
+				return ip, nil
+			}
+			continue
+		}
 		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
 			return ip, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("vif: %s has no IPv4 address to use as the local tunnel endpoint (set one, or pass --local)", name)
+	return netip.Addr{}, fmt.Errorf("vif: %s has no %s address to use as the local tunnel endpoint (set one, or pass --local)", name, family(v6))
 }
 
-// defaultSlave returns the interface of the IPv4 default route.
-func defaultSlave(nl *netlink.Handle) (string, error) {
-	routes, err := nl.RouteList(nil, netlink.FAMILY_V4)
+// defaultSlave returns the interface of the IPv4 default route, or of the
+// IPv6 one.
+func defaultSlave(nl *netlink.Handle, v6 bool) (string, error) {
+	fam := netlink.FAMILY_V4
+	if v6 {
+		fam = netlink.FAMILY_V6
+	}
+	routes, err := nl.RouteList(nil, fam)
 	if err != nil {
 		return "", fmt.Errorf("vif: list routes: %w", err)
 	}
@@ -838,7 +857,7 @@ func defaultSlave(nl *netlink.Handle) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("%w: there is no IPv4 default route to take the slave from (pass --slave IFACE)", ErrNoSlave)
+	return "", fmt.Errorf("%w: there is no %s default route to take the slave from (pass --slave IFACE)", ErrNoSlave, family(v6))
 }
 
 func isZeroMask(m net.IPMask) bool {

@@ -15,8 +15,8 @@ import (
 )
 
 // Headroom is the number of bytes the packet loop leaves in front of every
-// packet it reads, so that the outer IPIP header (20 bytes) and the TUN's
-// virtio header (10 bytes) are written in place.
+// packet it reads, so that the outer header (20 bytes over IPv4, 40 over
+// IPv6) and the TUN's virtio header (10 bytes) are written in place.
 const Headroom = 64
 
 // MinMTU and MaxMTU bound a vif's MTU: the IPv4 minimum (RFC 791) and the
@@ -40,11 +40,13 @@ const maxPacket = ipip.MaxPacketLen
 // both, and must make them return an error that wraps net.ErrClosed or
 // os.ErrClosed.
 type Underlay interface {
-	// Read reads up to len(bufs) IPv4 packets, outer header included, into
-	// bufs[i][offset:] and sets sizes[i]. It blocks until at least one
-	// packet is available and returns the number read.
+	// Read reads up to len(bufs) packets, outer header included, into
+	// bufs[i][offset:] and sets sizes[i]. The outer header is IPv4, or
+	// IPv6 for a tunnel whose local address is IPv6 (the loop leaves
+	// Headroom, at least 40 bytes, in front). It blocks until at least
+	// one packet is available and returns the number read.
 	Read(bufs [][]byte, sizes []int, offset int) (int, error)
-	// Write sends the complete IPv4 packets bufs[i][offset:], any number
+	// Write sends the complete IP packets bufs[i][offset:], any number
 	// of them, and returns how many were sent. When it fails on one packet
 	// it returns the count sent before it and the error; the loop drops
 	// that packet and calls Write again with the rest.
@@ -66,7 +68,10 @@ type Interface struct {
 
 	link  LinkConfig // as resolved: what Link returns, but Peer and Peers
 	proto uint8
-	addrs atomic.Pointer[addrSet]
+	// under6 says the underlay is IPv6 (RFC 2473): the local address
+	// and every peer's are, and the outer header is 40 bytes long.
+	under6 bool
+	addrs  atomic.Pointer[addrSet]
 
 	// peers is read by the loop per batch; SetPeer and RemovePeer
 	// replace it under peersMu, and tell peerRoutes (set by Up) which
@@ -168,11 +173,12 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 		log = slog.New(slog.DiscardHandler)
 	}
 	i := &Interface{
-		dev:   dev,
-		under: under,
-		log:   log,
-		proto: proto,
-		done:  make(chan struct{}),
+		dev:    dev,
+		under:  under,
+		log:    log,
+		proto:  proto,
+		under6: cfg.underlay6(),
+		done:   make(chan struct{}),
 	}
 	i.deviceMTU = dev.MTU
 	i.link.Config = *cfg
@@ -209,6 +215,15 @@ func newInterface(dev tun.Device, under Underlay, cfg *Config) (*Interface, erro
 	i.local.Store(&local)
 	i.bound = local
 	return i, nil
+}
+
+// outer returns the length of the outer header: ipip.IPv4MinLen, or
+// ipip.IPv6HeaderLen over an IPv6 underlay.
+func (i *Interface) outer() int {
+	if i.under6 {
+		return ipip.IPv6HeaderLen
+	}
+	return ipip.IPv4MinLen
 }
 
 // start starts the packet loop and the device's follower.
@@ -262,15 +277,16 @@ func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
 // new address; nothing tells it.
 //
 // It returns ErrNoTunnel for an interface without a tunnel, an error
-// wrapping ErrBadAddress for an address that is not a unicast IPv4
-// address, or the underlay's error binding to it, in which case the
-// previous address stays in use.
+// wrapping ErrBadAddress for an address that is not a unicast address of
+// the underlay's family (IPv4, or IPv6 for a tunnel made with an IPv6
+// local address), or the underlay's error binding to it, in which case
+// the previous address stays in use.
 func (i *Interface) SetLocal(local netip.Addr) error {
 	if i.under == nil {
 		return ErrNoTunnel
 	}
-	if local.IsValid() && (!IsHostAddr(local) || !local.Is4()) {
-		return fmt.Errorf("%w: local %s", ErrBadAddress, local)
+	if local.IsValid() && (!IsHostAddr(local) || local.Is6() != i.under6 || local.Zone() != "") {
+		return fmt.Errorf("%w: local %s (the tunnel's underlay is %s)", ErrBadAddress, local, family(i.under6))
 	}
 	i.localMu.Lock()
 	defer i.localMu.Unlock()

@@ -91,8 +91,8 @@ func TestIPv6Addresses(t *testing.T) {
 	if !vif.IsHostAddr(own) || vif.IsHostAddr(netip.MustParseAddr("fe80::1")) {
 		t.Error("IsHostAddr of IPv6 addresses")
 	}
-	// Peers and the local underlay address stay IPv4.
-	if err := r.ifc.SetPeer(vif.Peer{Addr: other6}); !errors.Is(err, vif.ErrBadAddress) {
+	// A tunnel's peers are of its local address's family (IPv4 here).
+	if err := r.ifc.SetPeer(vif.Peer{Addr: other6}); !errors.Is(err, vif.ErrFamily) {
 		t.Errorf("an IPv6 peer: %v", err)
 	}
 }

@@ -756,6 +756,15 @@ func pickUnderlay(c *LinkConfig, ru *RawUnderlay, log *slog.Logger) (Underlay, U
 	if c.Underlay == UnderlayRaw {
 		return ru, UnderlayInfo{Kind: UnderlayRaw}, nil
 	}
+	if c.Local.Is6() {
+		// The XDP programs and the Ethernet path carry IPv4 outer
+		// packets; a tunnel over IPv6 (RFC 2473) stays on raw sockets.
+		const why = "AF_XDP carries IPv4 outer packets only: a tunnel over IPv6 runs on raw sockets"
+		if c.Underlay == UnderlayXDP {
+			return nil, UnderlayInfo{}, fmt.Errorf("%w: xdp: %s", ErrBadUnderlay, why)
+		}
+		return ru, UnderlayInfo{Kind: UnderlayRaw, Fallback: why}, nil
+	}
 	var peers []netip.Addr
 	for _, p := range c.peers() {
 		peers = append(peers, p.Addr)

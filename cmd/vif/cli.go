@@ -174,7 +174,8 @@ func parseAddr(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// parseHost parses a unicast IPv4 underlay address (--peer, --local).
+// parseHost parses a unicast IPv4 or IPv6 underlay address (--peer,
+// --local).
 func parseHost(flagName, s string) (netip.Addr, error) {
 	a, err := config.ParseUnderlay("--"+flagName, s)
 	if err != nil {

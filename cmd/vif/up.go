@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/vif"
 )
 
@@ -78,6 +79,10 @@ keeps its vifs; they resume when it comes back up.`,
   # a tunnel: 198.51.100.0/24 is reached through the peer 198.18.0.2
   vif up vif0 192.0.2.1 --slave eth0 --peer 198.18.0.2 --route 198.51.100.0/24
 
+  # the same over an IPv6 underlay (RFC 2473: IPv4 inside as protocol 4,
+  # IPv6 inside as 41)
+  vif up vif0 192.0.2.1 2001:db8:a::1 --slave eth0 --peer 2001:db8:ffff::2=198.51.100.0/24,2001:db8:b::/64
+
   # under systemd or in a container
   vif up vif0 192.0.2.1 --foreground`,
 		SuggestFor:        []string{"add", "create", "start"},
@@ -94,12 +99,12 @@ keeps its vifs; they resume when it comes back up.`,
 	fs.StringVar(&f.slave, "slave", "", "tunnel over and publish the addresses on the physical interface `IFACE` (default: the interface of the default route)")
 	fs.StringArrayVar(&f.peers, "peer", nil, "a tunnel peer `ADDR[=PREFIX,...]`: its underlay address, and the networks behind it (repeatable; without prefixes, the peer of every destination the others don't take)")
 	fs.StringArrayVar(&f.forward, "forward", nil, "hand decapsulated packets for `PREFIX` to the kernel to route on, besides those for the vif's addresses (repeatable; default: none, no relay)")
-	fs.StringVar(&f.local, "local", "", "outer source address `ADDR` (default: the slave's primary IPv4 address)")
+	fs.StringVar(&f.local, "local", "", "outer source address `ADDR`, IPv4 or IPv6 as the peers are (default: the slave's primary IPv4 address, or its first global IPv6 address for IPv6 peers)")
 	fs.StringArrayVar(&f.routes, "route", nil, "route `PREFIX` into the vif, towards the peer (repeatable)")
-	fs.StringVar(&f.proto, "proto", "", "outer IP protocol, `94|4`: 94 (IPIP, the default) or 4 (RFC 2003)")
+	fs.StringVar(&f.proto, "proto", "", "outer IP protocol of IPv4, `94|4`: 94 (IPIP, the default) or 4 (RFC 2003); over an IPv6 underlay only 4 (RFC 2473), the default there")
 	fs.StringVar(&f.underlay, "underlay", "", "carry the tunnel over `xdp|raw`: xdp (AF_XDP sockets, past the kernel's IP stack; tcpdump and netfilter on the slave do not see the tunnel) or raw (raw IP sockets through the IP stack); default: xdp where it works, else raw")
 	fs.BoolVar(&f.offload, "offload", false, "move the common case into the kernel: tc programs encapsulate to the peers and decapsulate from them, and hand everything else to vif (needs CAP_BPF and Linux 6.6; the tunnel runs over raw sockets)")
-	fs.StringVar(&f.mtu, "mtu", "", "the MTU `N` of the vif (default: the slave's MTU minus 20)")
+	fs.StringVar(&f.mtu, "mtu", "", "the MTU `N` of the vif (default: the slave's MTU minus 20, or minus 40 over an IPv6 underlay)")
 	fs.BoolVar(&f.noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
 	fs.BoolVar(&f.defaultRoute, "default-route", false, "allow routing 0.0.0.0/0 into the vif (--route 0.0.0.0/0 or ADDR/0): all of the host's traffic without a better route goes into the tunnel")
 	fs.BoolVar(&f.isRange, "range", false, "each ADDR/LEN is a whole range of addresses (IPv4 /8 or longer, IPv6 /48 or longer): made local with one route and published, but an IPv4 range's network and broadcast addresses, an IPv6 range's Subnet-Router anycast address (its first) and the addresses a probe finds in use (IPv4 up to a /22, IPv6 up to a /120; of a larger IPv6 range only those in the slave's neighbour table are probed)")
@@ -187,6 +192,13 @@ func (f *upFlags) config(args []string) (*upConfig, error) {
 	if c.req.Protocol, err = parseProto(f.proto); err != nil {
 		return nil, err
 	}
+	if c.req.Protocol == ipip.ProtoIPIP {
+		for _, a := range append([]netip.Addr{c.req.Local, c.req.Peer}, peerAddrs(c.req.Peers)...) {
+			if a.Is6() {
+				return nil, usagef("--proto 94 with the IPv6 underlay address %s: protocol 94 is defined over IPv4 only; over IPv6, IPv4 is carried as protocol 4 (RFC 2473): use --proto 4, or leave --proto out", a)
+			}
+		}
+	}
 	if c.req.MTU, err = parseMTU(f.mtu); err != nil {
 		return nil, err
 	}
@@ -236,8 +248,17 @@ func runUp(ctx context.Context, c *upConfig, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// peerAddrs returns the addresses of peers.
+func peerAddrs(peers []vif.Peer) []netip.Addr {
+	out := make([]netip.Addr, len(peers))
+	for k, p := range peers {
+		out[k] = p.Addr
+	}
+	return out
+}
+
 // protocols names the outer protocols of st's tunnel: its protocol for
-// IPv4 and, when a peer has IPv6 prefixes, 41 for IPv6 (6in4).
+// IPv4 and, when a peer has IPv6 prefixes, 41 for IPv6 (6in4 or 6in6).
 func protocols(st daemon.VifStatus) string {
 	for _, p := range st.Peers {
 		if slices.ContainsFunc(p.Prefixes, func(q netip.Prefix) bool { return q.Addr().Is6() }) {

@@ -29,6 +29,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/vif"
 )
 
@@ -133,7 +134,7 @@ func ParsePrefix(what, s string) (netip.Prefix, error) {
 
 func (x prefix) MarshalText() ([]byte, error) { return netip.Prefix(x).MarshalText() }
 
-// unicast is an underlay address: a unicast IPv4 address.
+// unicast is an underlay address: a unicast IPv4 or IPv6 address.
 type unicast netip.Addr
 
 func (u *unicast) UnmarshalText(b []byte) error {
@@ -143,11 +144,12 @@ func (u *unicast) UnmarshalText(b []byte) error {
 }
 
 // ParseUnderlay parses an underlay address (a peer, the local address):
-// a unicast IPv4 address; errors name it as what ("--peer").
+// a unicast IPv4 or IPv6 address (a tunnel over IPv6, RFC 2473), not
+// IPv4-mapped, link-local nor zoned; errors name it as what ("--peer").
 func ParseUnderlay(what, s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return netip.Addr{}, fmt.Errorf("bad %s %q: give an IPv4 address such as 198.18.0.2", what, s)
+	if err != nil || a.Is4In6() || a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("bad %s %q: give an IPv4 or IPv6 address such as 198.18.0.2 or 2001:db8:ffff::2", what, s)
 	}
 	if !vif.IsHostAddr(a) {
 		return netip.Addr{}, fmt.Errorf("bad %s %q: it must be a unicast address", what, s)
@@ -233,7 +235,7 @@ func (v vifTable) spec(name string) (daemon.Spec, error) {
 		return s, keyErrorf("protocol", "bad protocol %d: use 94 (IPIP, the default) or 4 (RFC 2003)", v.Protocol)
 	}
 	if v.MTU != 0 && (v.MTU < vif.MinMTU || v.MTU > vif.MaxMTU) {
-		return s, keyErrorf("mtu", "bad mtu %d: use a number from %d to %d, or leave it out for the slave's MTU minus 20", v.MTU, vif.MinMTU, vif.MaxMTU)
+		return s, keyErrorf("mtu", "bad mtu %d: use a number from %d to %d, or leave it out for the slave's MTU minus 20 (40 over IPv6)", v.MTU, vif.MinMTU, vif.MaxMTU)
 	}
 	if !v.DefaultRoute {
 		for _, p := range slices.Concat(s.Routes, s.Addrs) {
@@ -265,6 +267,22 @@ func (v vifTable) spec(name string) (daemon.Spec, error) {
 			continue
 		}
 		s.Peers = append(s.Peers, vif.Peer{Addr: a, Prefixes: prefixes(p.AllowedIPs)})
+	}
+	// A tunnel runs over one family, that of its local address (RFC
+	// 2473 over IPv6), where protocol 94, an IPv4 encapsulation, is not
+	// used.
+	first := s.Local
+	for _, p := range v.Peer {
+		a := netip.Addr(p.Address)
+		switch {
+		case !first.IsValid():
+			first = a
+		case a.Is6() != first.Is6():
+			return s, keyErrorf("peer", "peer %s and %s are not of one family: a tunnel runs over IPv4 or over IPv6, not both (make another vif for the other)", a, first)
+		}
+	}
+	if first.Is6() && s.Protocol == ipip.ProtoIPIP {
+		return s, keyErrorf("protocol", "protocol 94 is defined over IPv4 only; over IPv6 (%s) IPv4 is carried as protocol 4 (RFC 2473): use protocol = 4, or leave it out", first)
 	}
 	return s, nil
 }

@@ -44,7 +44,7 @@ func TestParseExample(t *testing.T) {
 
 // Format writes what Parse reads back the same, for every key.
 func TestFormatRoundTrip(t *testing.T) {
-	for _, name := range []string{"example.toml", "all-keys.toml", "ipv6.toml"} {
+	for _, name := range []string{"example.toml", "all-keys.toml", "ipv6.toml", "over-ipv6.toml"} {
 		specs, err := Parse(name, readSeed(t, name))
 		if err != nil {
 			t.Fatal(err)
@@ -66,6 +66,10 @@ func TestFormatRoundTrip(t *testing.T) {
 		six[1].Forward[0].String() != "2001:db8:f::/64" || six[1].Routes[0].String() != "2001:db8:d::/64" ||
 		six[0].Name != "hosting6" || len(six[0].Ranges) != 1 || six[0].Ranges[0].String() != "2001:db8:1::/64" {
 		t.Errorf("ipv6.toml: %+v, %v", six, err)
+	}
+	over6, err := Parse("over-ipv6.toml", readSeed(t, "over-ipv6.toml"))
+	if err != nil || len(over6) != 1 || over6[0].Local.String() != "2001:db8:ffff::1" || over6[0].Peers[0].Addr.String() != "2001:db8:ffff::2" {
+		t.Errorf("over-ipv6.toml: %+v, %v", over6, err)
 	}
 	specs, _ := Parse("all-keys.toml", readSeed(t, "all-keys.toml"))
 	v := specs[0]
@@ -103,6 +107,9 @@ func TestParseErrors(t *testing.T) {
 		{"[vif.a1]\nranges = [\"203.0.113.0/25\"]\n[vif.a2]\nranges = [\"203.0.113.0/24\"]\n", "x:3: vif a2: address 203.0.113.0/24 is also vif a1's"},
 		{"[vif.a1]\naddresses = [\"2001:db8:1::5\"]\n[vif.a2]\nranges = [\"2001:db8:1::/64\"]\n", "x:2: vif a1: address 2001:db8:1::5/128 is also vif a2's"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nlocal = \"198.18.0.1\"\n[[vif.vif0.peer]]\naddress = \"198.18.0.1\"\n", "x:4: vif vif0: peer 198.18.0.1 is the local address"},
+		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nlocal = \"fe80::1\"\n", "x:3:9: bad address \"fe80::1\""},
+		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nlocal = \"2001:db8:ffff::1\"\n[[vif.vif0.peer]]\naddress = \"198.18.0.2\"\n", "x:4: vif vif0: peer 198.18.0.2 and 2001:db8:ffff::1 are not of one family"},
+		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nprotocol = 94\n[[vif.vif0.peer]]\naddress = \"2001:db8:ffff::2\"\n", "x:3: vif vif0: protocol 94 is defined over IPv4 only"},
 	} {
 		_, err := Parse("x", []byte(tc.in))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/vif"
 )
 
@@ -144,7 +145,7 @@ func recreate(cur, want Spec, tunnel bool) string {
 		return "slave"
 	case cur.Local != want.Local:
 		return "local address"
-	case protocol(cur.Protocol) != protocol(want.Protocol):
+	case protocolOf(cur) != protocolOf(want):
 		return "protocol"
 	case !sameSet(cur.Ranges, want.Ranges):
 		return "ranges"
@@ -248,10 +249,11 @@ func (d *Daemon) change(e *entry, cur, want Spec, probe bool, note func(string, 
 }
 
 // defaultMTU is the MTU vif up gives a vif without --mtu: its slave's
-// MTU minus the outer header (vif.LinkConfig.Resolve).
+// MTU minus the outer header (vif.LinkConfig.DefaultMTU).
 func (d *Daemon) defaultMTU(e *entry) int {
 	if m := d.ifMTU(e.slaveIndex); m > 0 {
-		return min(m-20, vif.MaxMTU)
+		l := e.ifc.Link()
+		return l.DefaultMTU(m)
 	}
 	return 1480
 }
@@ -275,7 +277,7 @@ func (d *Daemon) specLocked(e *entry, names map[int]string) Spec {
 	s := Spec{
 		LinkConfig: vif.LinkConfig{
 			Name: e.name, Routes: l.Routes, MTU: mtu, Publish: e.arp != nil, Underlay: l.Underlay, Offload: l.Offload,
-			Config: vif.Config{Addrs: slices.Clone(e.addrs), Ranges: l.Ranges, Forward: l.Forward, Protocol: protocol(l.Protocol)},
+			Config: vif.Config{Addrs: slices.Clone(e.addrs), Ranges: l.Ranges, Forward: l.Forward, Protocol: l.Protocol},
 		},
 		Force: e.force, OuterFragments: e.outerFragments,
 	}
@@ -311,12 +313,25 @@ func peersOf(s Spec) map[netip.Addr][]netip.Prefix {
 	return m
 }
 
-// protocol is p with the library's default: 94.
-func protocol(p uint8) uint8 {
-	if p == 0 {
-		return 94
+// protocolOf is the outer protocol of s's tunnel with the library's
+// default: 94 over IPv4, 4 over IPv6 (an IPv6 local address, or else
+// peer).
+func protocolOf(s Spec) uint8 {
+	if s.Protocol != 0 {
+		return s.Protocol
 	}
-	return p
+	a := s.Local
+	switch {
+	case a.IsValid():
+	case s.Peer.IsValid():
+		a = s.Peer
+	case len(s.Peers) > 0:
+		a = s.Peers[0].Addr
+	}
+	if a.Is6() {
+		return ipip.ProtoIPinIP
+	}
+	return ipip.ProtoIPIP
 }
 
 func holdsAddr(ps []netip.Prefix, a netip.Addr) bool {

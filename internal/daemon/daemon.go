@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/vif-project/vif/arpproxy"
+	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/ndpproxy"
 	"github.com/vif-project/vif/vif"
 )
@@ -42,7 +43,7 @@ func (e *ownedError) Is(target error) bool { return target == ErrOwned }
 // rather than failing on the host: the command can say what to fix.
 func Refused(err error) bool {
 	for _, e := range []error{ErrBadRequest, ErrUnknown, ErrTaken, ErrOwned, ErrMTU, arpproxy.ErrInUse, arpproxy.ErrInterface, ndpproxy.ErrInUse, ndpproxy.ErrInterface,
-		vif.ErrNoAddress, vif.ErrBadAddress, vif.ErrBadProtocol, vif.ErrNoLocal, vif.ErrBadName, vif.ErrExists,
+		vif.ErrNoAddress, vif.ErrBadAddress, vif.ErrBadProtocol, vif.ErrProtocolFamily, vif.ErrFamily, vif.ErrNoLocal, vif.ErrBadName, vif.ErrExists,
 		vif.ErrNoSlave, vif.ErrBadMTU, vif.ErrBadRange, vif.ErrBadPeer, vif.ErrNoTunnel, vif.ErrNoPeer} {
 		if errors.Is(err, e) {
 			return true
@@ -406,7 +407,7 @@ func (d *Daemon) bringUp(s Spec, probe bool) (VifStatus, error) {
 	}
 	slaveIdx := d.watchSlave(c)
 	if cfg.MTU != 0 && c.HasTunnel() {
-		if err := d.checkMTU(c.Slave, slaveIdx, cfg.MTU, s.OuterFragments); err != nil {
+		if err := d.checkMTU(c.Slave, slaveIdx, cfg.MTU, &c, s.OuterFragments); err != nil {
 			return VifStatus{}, err
 		}
 	}
@@ -980,7 +981,7 @@ func (d *Daemon) SetMTU(name string, mtu int, outerFragments bool) error {
 		return err
 	}
 	if l := e.ifc.Link(); l.HasTunnel() {
-		if err := d.checkMTU(l.Slave, e.slaveIndex, mtu, outerFragments); err != nil {
+		if err := d.checkMTU(l.Slave, e.slaveIndex, mtu, &l, outerFragments); err != nil {
 			return err
 		}
 	}
@@ -1010,17 +1011,29 @@ func (d *Daemon) RemovePeer(name string, addr netip.Addr) error {
 // ErrMTU is returned for a tunnel's MTU larger than its slave carries.
 var ErrMTU = errors.New("MTU larger than the slave carries")
 
-// checkMTU refuses the MTU mtu for a tunnel over the slave name (index
-// idx) if its packets, with the 20-byte outer header, would not fit the
-// slave's MTU: each would go in outer fragments (RFC 2003 section 5.1),
-// or be refused with DF set. allow accepts it.
-func (d *Daemon) checkMTU(name string, idx, mtu int, allow bool) error {
+// checkMTU refuses the MTU mtu for the tunnel l over the slave name
+// (index idx) if its packets, with the outer header (20 bytes over IPv4,
+// 40 over IPv6), would not fit the slave's MTU: each would go in outer
+// fragments (RFC 2003 section 5.1, RFC 2473 section 7), or be refused
+// with DF set. allow accepts it, and so does the default MTU of a tunnel
+// carrying IPv6 (at least 1280: vif.LinkConfig.DefaultMTU).
+func (d *Daemon) checkMTU(name string, idx, mtu int, l *vif.LinkConfig, allow bool) error {
 	m := d.ifMTU(idx)
-	if allow || m == 0 || mtu <= m-20 {
+	if allow || m == 0 || mtu <= l.DefaultMTU(m) {
 		return nil
 	}
-	return mtuError(fmt.Sprintf("MTU %d is more than %s carries inside a tunnel (%d: its MTU %d minus the 20-byte outer header), so larger packets would go in outer fragments; use an MTU of %d or less, or pass --outer-fragments if that is what you want",
-		mtu, name, m-20, m, m-20))
+	outer := outerLen(l.Local)
+	return mtuError(fmt.Sprintf("MTU %d is more than %s carries inside a tunnel (%d: its MTU %d minus the %d-byte outer header), so larger packets would go in outer fragments; use an MTU of %d or less, or pass --outer-fragments if that is what you want",
+		mtu, name, m-outer, m, outer, max(m-outer, l.DefaultMTU(m))))
+}
+
+// outerLen returns the length of the outer header of a tunnel whose
+// local address is local: 20 bytes over IPv4, 40 over IPv6 (RFC 2473).
+func outerLen(local netip.Addr) int {
+	if local.Is6() {
+		return ipip.IPv6HeaderLen
+	}
+	return ipip.IPv4MinLen
 }
 
 // mtuError is an ErrMTU that says what to do.

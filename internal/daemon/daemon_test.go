@@ -813,3 +813,48 @@ func TestResync(t *testing.T) {
 		t.Errorf("after everything came back: %+v", st[0])
 	}
 }
+
+// A tunnel over IPv6 whose local address vif chose follows the slave's
+// global IPv6 addresses: never to its link-local or IPv4 ones.
+func TestLocalFollowsHostIPv6(t *testing.T) {
+	r := newRig(t)
+	old, renumbered := netip.MustParseAddr("2001:db8:ffff:1::1"), netip.MustParseAddr("2001:db8:ffff:2::1")
+	c := linkCfg("vif0", "192.0.2.1")
+	c.Peer = netip.MustParseAddr("2001:db8:ffff:1::2")
+	r.d.resolve = func(c vif.LinkConfig) (vif.LinkConfig, error) {
+		c.Slave = "eth9"
+		if !c.Local.IsValid() {
+			c.Local = old
+		}
+		return c, nil
+	}
+	r.d.Up(Spec{LinkConfig: c})
+	slave, l0 := r.ifs["eth9"], r.links["vif0"]
+	r.addrs[slave] = []netip.Prefix{netip.MustParsePrefix("198.18.0.1/24"), netip.MustParsePrefix("fe80::1/64"), netip.PrefixFrom(old, 64)}
+	event := func(p netip.Prefix, added bool) {
+		t.Helper()
+		if added {
+			r.addrs[slave] = append(r.addrs[slave], p)
+		} else {
+			r.addrs[slave] = slices.DeleteFunc(r.addrs[slave], func(q netip.Prefix) bool { return q == p })
+		}
+		r.d.addrChanged(slave, p, added)
+		r.d.followLocal(r.d.localConcerned(slave, p.Addr()), r.d.hostAddrs())
+	}
+	event(netip.PrefixFrom(renumbered, 64), true)
+	event(netip.PrefixFrom(old, 64), false)
+	if l0.Local() != renumbered {
+		t.Errorf("after renumbering: local %v, want %v", l0.Local(), renumbered)
+	}
+	event(netip.PrefixFrom(renumbered, 64), false)
+	if l0.Local().IsValid() {
+		t.Errorf("slave with only link-local and IPv4 addresses: local %v, want paused", l0.Local())
+	}
+	if !strings.Contains(r.log.String(), "slave has no global IPv6 address left") {
+		t.Errorf("log:\n%s", r.log.String())
+	}
+	event(netip.PrefixFrom(old, 64), true)
+	if l0.Local() != old {
+		t.Errorf("address back: local %v", l0.Local())
+	}
+}

@@ -6,12 +6,14 @@ import (
 	"slices"
 	"time"
 
+	"github.com/vif-project/vif/vif"
 	"github.com/vishvananda/netlink"
 )
 
 // A tunnel's local address (the outer source, which the peer sends to)
 // follows the host. Without --local, vif chose the slave's first IPv4
-// address, and keeps using the slave's: when DHCP or an operator
+// address (its first global IPv6 address for a tunnel over IPv6), and
+// keeps using the slave's, of that family: when DHCP or an operator
 // renumbers the slave, the tunnel moves to its new address (the peer must
 // be told; nothing in IPIP can). With --local, the operator chose the
 // address, and vif never picks another: while it is gone from the host the
@@ -36,8 +38,12 @@ func (d *Daemon) followLocal(es []*entry, host map[int][]netip.Prefix) {
 			l.Slave = n // as it is called now
 		}
 		cur := e.ifc.Local() // zero while paused
-		// The underlay is IPv4: the slave's IPv4 addresses, primary first.
-		slave := slices.DeleteFunc(slices.Clone(host[e.slaveIndex]), func(p netip.Prefix) bool { return !p.Addr().Is4() })
+		// The slave's addresses of the underlay's family, primary
+		// first: IPv4, or global IPv6 ones (not link-local).
+		v6 := l.Local.Is6()
+		slave := slices.DeleteFunc(slices.Clone(host[e.slaveIndex]), func(p netip.Prefix) bool {
+			return p.Addr().Is6() != v6 || !vif.IsHostAddr(p.Addr())
+		})
 		var want netip.Addr
 		switch {
 		case e.localGiven:
@@ -64,7 +70,11 @@ func (d *Daemon) followLocal(es []*entry, host map[int][]netip.Prefix) {
 			d.log.Warn("local address gone from the host: tunnel paused until it returns (packets to the peer are dropped as tx_no_local)",
 				"vif", e.name, "local", l.Local)
 		case !want.IsValid():
-			d.log.Warn("slave has no IPv4 address left: tunnel paused until it gets one (packets to the peer are dropped as tx_no_local)",
+			fam := "IPv4"
+			if v6 {
+				fam = "global IPv6"
+			}
+			d.log.Warn("slave has no "+fam+" address left: tunnel paused until it gets one (packets to the peer are dropped as tx_no_local)",
 				"vif", e.name, "slave", l.Slave, "local", l.Local)
 		case want == l.Local:
 			d.log.Info("local address back: tunnel resumed", "vif", e.name, "local", want)

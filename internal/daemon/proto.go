@@ -288,8 +288,8 @@ func DecodeRequest(b []byte) (Request, error) {
 		if r.Name == "" || n != 1 {
 			return Request{}, fmt.Errorf("%w: set needs a name and one change: a peer, an address, a route or an MTU", ErrBadRequest)
 		}
-		if r.Peer != nil && !r.Peer.Addr.Is4() {
-			return Request{}, fmt.Errorf("%w: the peer's address is not IPv4", ErrBadRequest)
+		if r.Peer != nil && (!r.Peer.Addr.IsValid() || r.Peer.Addr.Is4In6()) {
+			return Request{}, fmt.Errorf("%w: the peer's address is not IPv4 nor IPv6", ErrBadRequest)
 		}
 		var ps []netip.Prefix
 		if r.Peer != nil {

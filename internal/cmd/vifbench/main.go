@@ -15,6 +15,13 @@
 //
 //   - tcp1, tcp4: TCP with one and -streams streams, Gbit/s received
 //     (iperf3 -J);
+//   - tcp6in4, tcp6in6: TCP over IPv6 with one stream, through vif0 as
+//     6in4 (RFC 4213: vif0 also holds 2001:db8:a::1 and b's peer
+//     2001:db8:b::/64) and through a second vif, vif1 (2001:db8:c::1 and
+//     2001:db8:d::1), over the veth's IPv6 addresses (2001:db8:ffff::1
+//     and ::2) as 6in6 (RFC 2473); the veth path is IPv6 to
+//     2001:db8:ffff::2. vif1 is served by the same process as vif0 (vif
+//     up without --foreground joins it), so the CPU figures count both;
 //   - udp: UDP with -udp-len byte payloads sent flat out (-b 0), packets per
 //     second delivered to the receiver, and the loss;
 //   - ping: ICMP echo round-trip time, average of -ping-count pings sent
@@ -30,7 +37,8 @@
 // the vif median to the veth median, as a text table or, with -markdown,
 // as a Markdown table. -compare OLD measures further vif binaries (say, a
 // build of the previous commit) in their own namespace pairs, in the same
-// rotation, for before/after figures that share the machine's load.
+// rotation, for before/after figures that share the machine's load (a
+// binary that predates tunnels over IPv6 needs -tests without tcp6in6).
 // Everything happens inside its own namespaces, which it deletes on exit,
 // also on SIGINT and SIGTERM.
 //
@@ -87,6 +95,7 @@ type options struct {
 	gogc       string
 	hold       bool
 	role       string
+	ipv6       bool // an IPv6 test is asked for: the testbed has IPv6
 }
 
 func main() {
@@ -102,7 +111,7 @@ func main() {
 	flag.IntVar(&o.udpLen, "udp-len", 64, "UDP payload length in bytes")
 	flag.StringVar(&o.udpRate, "udp-rate", "0", "UDP offered rate for iperf3 -b (0: as fast as the sender can)")
 	flag.IntVar(&o.pingCount, "ping-count", 50, "pings per ping measurement (10 ms apart)")
-	flag.StringVar(&tests, "tests", "tcp1,tcp4,udp,ping,ceiling", "comma-separated measurements: tcp1, tcp4, udp, ping, ceiling")
+	flag.StringVar(&tests, "tests", "tcp1,tcp4,tcp6in4,tcp6in6,udp,ping,ceiling", "comma-separated measurements: tcp1, tcp4, tcp6in4, tcp6in6, udp, ping, ceiling")
 	flag.BoolVar(&o.markdown, "markdown", false, "print the result as a Markdown table")
 	flag.BoolVar(&o.verbose, "v", false, "print every measurement and the vifs' final counters")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "directory the vifs write CPU profiles to (VIF_CPUPROFILE)")
@@ -131,6 +140,8 @@ func main() {
 	for _, t := range o.tests {
 		switch t {
 		case "tcp1", "tcp4", "udp", "ping", "ceiling":
+		case "tcp6in4", "tcp6in6":
+			o.ipv6 = true
 		default:
 			fmt.Fprintf(os.Stderr, "vifbench: unknown test %q\n", t)
 			os.Exit(2)

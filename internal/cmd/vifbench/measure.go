@@ -82,6 +82,12 @@ func tests(o *options) []test {
 		"tcp4": {"tcp4", fmt.Sprintf("TCP %d streams", o.streams), "Gbit/s", true, func(ctx context.Context, tb *testbed, o *options, dst string) (sample, error) {
 			return iperfTCP(ctx, tb, o, dst, o.streams)
 		}},
+		"tcp6in4": {"tcp6in4", "TCP 1 stream, IPv6: 6in4", "Gbit/s", true, func(ctx context.Context, tb *testbed, o *options, dst string) (sample, error) {
+			return iperfTCP(ctx, tb, o, dst6(dst, vifB6in4), 1)
+		}},
+		"tcp6in6": {"tcp6in6", "TCP 1 stream, IPv6: 6in6", "Gbit/s", true, func(ctx context.Context, tb *testbed, o *options, dst string) (sample, error) {
+			return iperfTCP(ctx, tb, o, dst6(dst, vifB6in6), 1)
+		}},
 		"udp":  {"udp", fmt.Sprintf("UDP %d B delivered", o.udpLen), "kpps", true, iperfUDP},
 		"ping": {"ping", "ping RTT avg", "µs", false, ping},
 		// run is not used: measureAll measures the ceiling once a round.
@@ -92,6 +98,15 @@ func tests(o *options) []test {
 		out = append(out, all[k])
 	}
 	return out
+}
+
+// dst6 is the IPv6 destination of an IPv6 test on the path whose IPv4
+// destination is dst: the veth's IPv6 address on the veth, vif on a vif.
+func dst6(dst, vif string) string {
+	if dst == underB {
+		return underB6
+	}
+	return vif
 }
 
 // measureAll runs every test o.rounds times on each path, alternating

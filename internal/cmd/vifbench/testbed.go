@@ -18,6 +18,19 @@ const (
 	underB = "198.18.0.2"
 	vifA   = "192.0.2.1"
 	vifB   = "198.51.100.1"
+
+	// With IPv6 tests: the veth's IPv6 addresses (the underlay of 6in6),
+	// vif0's IPv6 addresses (6in4) and vif1's (6in6).
+	underA6  = "2001:db8:ffff::1"
+	underB6  = "2001:db8:ffff::2"
+	vifA6in4 = "2001:db8:a::1"
+	vifB6in4 = "2001:db8:b::1"
+	vifA6in6 = "2001:db8:c::1"
+	vifB6in6 = "2001:db8:d::1"
+	netA6in4 = "2001:db8:a::/64"
+	netB6in4 = "2001:db8:b::/64"
+	netA6in6 = "2001:db8:c::/64"
+	netB6in6 = "2001:db8:d::/64"
 )
 
 // testbed is two namespaces joined by a veth, with a vif in each, built
@@ -47,11 +60,19 @@ func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
 	}
 	err := tb.p.Run(func() {
 		n := nstest.NewNamed(tb.p, "vb-")
-		tb.a, tb.b = n.Host("a"), n.Host("b")
+		var hopts []nstest.HostOption
+		if o.ipv6 {
+			hopts = append(hopts, nstest.WithIPv6())
+		}
+		tb.a, tb.b = n.Host("a", hopts...), n.Host("b", hopts...)
 		tb.nsA, tb.nsB = tb.a.Netns(), tb.b.Netns()
 		// A single veth pair, the physical limit the yardsticks measure
 		// against; a wire namespace in between would add a bridge's cost.
 		n.Link(tb.a, tb.b, underA+"/24", underB+"/24", nstest.WithoutWire())
+		if o.ipv6 {
+			tb.a.AddAddr("eth0", underA6+"/64")
+			tb.b.AddAddr("eth0", underB6+"/64")
+		}
 
 		var env []string
 		if o.gomaxprocs != "" {
@@ -64,9 +85,11 @@ func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
 			name              string
 			h                 *nstest.Host
 			addr, peer, route string
+			addr6, net6       string // 6in4
+			vif1, under6, on6 string // 6in6
 		}{
-			{"a", tb.a, vifA, underB, "198.51.100.0/24"},
-			{"b", tb.b, vifB, underA, "192.0.2.0/24"},
+			{"a", tb.a, vifA, underB, "198.51.100.0/24", vifA6in4, netB6in4, vifA6in6, underB6, netB6in6},
+			{"b", tb.b, vifB, underA, "192.0.2.0/24", vifB6in4, netA6in4, vifB6in6, underA6, netA6in6},
 		} {
 			e := env
 			if o.cpuprofile != "" {
@@ -75,11 +98,27 @@ func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
 			// env execs the vif: the process is the vif's.
 			args := append(e, bin, "up", "vif0", s.addr, "--slave", "eth0", "--peer", s.peer,
 				"--route", s.route, "--proto", proto, "--foreground", "--no-arp-proxy")
+			if o.ipv6 {
+				// The peer keeps every IPv4 destination and takes the
+				// other side's IPv6 network too (6in4).
+				args = append(e, bin, "up", "vif0", s.addr, s.addr6, "--slave", "eth0", "--peer", s.peer+"="+s.route+","+s.net6,
+					"--proto", proto, "--foreground", "--no-arp-proxy")
+			}
 			args = append(args, v.args...)
 			p := &proc{Proc: s.h.Start("env", args...), name: tag + "-" + s.name}
 			tb.vifs = append(tb.vifs, p)
 			if err := p.WaitFor(`msg="vif up"`, 10*time.Second); err != nil {
 				tb.p.Fatalf("vif in %s: %v", s.h.Netns(), err)
+			}
+			if o.ipv6 {
+				// 6in6: a second vif, over the veth's IPv6 addresses,
+				// served by the foreground process above.
+				// (Its underlay is left to choose: a tunnel over IPv6
+				// runs on raw sockets.)
+				if out, err := s.h.RunContext(ctx, bin, "up", "vif1", s.vif1, "--slave", "eth0",
+					"--peer", s.under6+"="+s.on6, "--no-arp-proxy"); err != nil {
+					tb.p.Fatalf("vif1 in %s: %v\n%s", s.h.Netns(), err, out)
+				}
 			}
 		}
 		iperf := tb.b.Start("iperf3", "-s", "--forceflush")
@@ -89,6 +128,13 @@ func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
 		// The tunnel must carry traffic before anything is measured.
 		if out, err := tb.a.RunContext(ctx, "ping", "-c", "3", "-i", "0.2", "-W", "2", vifB); err != nil {
 			tb.p.Fatalf("no ping through the tunnel: %v\n%s", err, out)
+		}
+		if o.ipv6 {
+			for _, dst := range []string{vifB6in4, vifB6in6} {
+				if out, err := tb.a.RunContext(ctx, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", dst); err != nil {
+					tb.p.Fatalf("no ping -6 %s through the tunnel: %v\n%s", dst, err, out)
+				}
+			}
 		}
 	})
 	return tb, err
