@@ -95,6 +95,8 @@ type Interface struct {
 	tx txCounters
 	rx rxCounters
 
+	capt captures // the running captures (capture.go)
+
 	// Path MTU soft state (RFC 2003 section 5.1): devMTU is the device's,
 	// as it changes (followDevice); each peer has its own tunnel MTU (<=
 	// devMTU).
