@@ -172,7 +172,7 @@ func TestRunUsage(t *testing.T) {
 		t.Errorf("no command: err %v, want a usage error and the usage on stderr only; stdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
 	for _, tt := range []struct{ cmd, want string }{
-		{"frob", `unknown command "frob": use up, down, set, show, apply, serve or demo (see "vif help")`},
+		{"frob", `unknown command "frob": use up, down, set, show, capture, apply, serve or demo (see "vif help")`},
 		{"dwon", `unknown command "dwon": did you mean "down"? (see "vif help")`},
 		{"ls", `did you mean "show"?`},
 		{"s", `did you mean "set", "show" or "serve"?`},
