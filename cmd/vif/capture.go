@@ -48,9 +48,10 @@ receives them (encapsulated: outer IP header first), to FILE in pcap format
 (link type RAW), for tcpdump, tshark or Wireshark. Received packets are
 captured before they are checked: those the vif then drops are there too.
 
-With the AF_XDP underlay the tunnel's packets bypass the host's IP stack
-and tcpdump on the slave interface does not see them: capture does,
-whatever the underlay.
+With the raw underlay, tcpdump on the slave interface shows these packets
+too; with the AF_XDP underlay they bypass the host's IP stack and tcpdump
+on the slave shows nothing of the tunnel. capture shows them whatever the
+underlay. (The inner packets are on the vif itself: tcpdump -ni NAME.)
 
 The capture stops after -c COUNT packets, after --duration D, on Ctrl-C
 (SIGINT) or SIGTERM, and when the vif goes (then with an error). At the
