@@ -104,6 +104,11 @@ func ReadFrame(r io.Reader) (Frame, error) {
 	return f, nil
 }
 
+// maxCaptures bounds the captures a daemon serves at once: each holds a
+// connection of the control socket, which serves control.DefaultMaxConns
+// at once.
+const maxCaptures = 8
+
 // capturer is a link that can be captured: a *vif.Interface.
 type capturer interface {
 	Capture(*vif.CaptureOptions) (*vif.Capture, error)
@@ -143,14 +148,20 @@ func (d *Daemon) capture(p control.Peer, req Request) (Response, control.Stream)
 	if err != nil {
 		return failed(fmt.Errorf("%w: %v", ErrBadRequest, err)), nil
 	}
+	if d.captures.Add(1) > maxCaptures {
+		d.captures.Add(-1)
+		return failed(fmt.Errorf("%d captures run in this network namespace already: stop one first", maxCaptures)), nil
+	}
 	c, err := ci.Capture(&vif.CaptureOptions{Direction: dir})
 	if errors.Is(err, vif.ErrNoTunnel) {
 		err = fmt.Errorf("%w: %s has no peer, so nothing crosses its underlay", vif.ErrNoTunnel, req.Name)
 	}
 	if err != nil {
+		d.captures.Add(-1)
 		return failed(err), nil
 	}
 	return Response{OK: true}, func(ctx context.Context, conn net.Conn) {
+		defer d.captures.Add(-1)
 		d.streamCapture(ctx, conn, c, req.Name)
 	}
 }

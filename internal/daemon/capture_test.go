@@ -171,6 +171,26 @@ func TestCaptureStream(t *testing.T) {
 	if !strings.Contains(r.log.String(), "op=capture vif=cap0") {
 		t.Errorf("the capture is not audited:\n%s", r.log.String())
 	}
+	// The daemon serves maxCaptures at once.
+	var conns []*control.Conn
+	for range maxCaptures {
+		_, c := startCapture(t, p, "cap0", "")
+		conns = append(conns, c)
+	}
+	if resp, _ := startCapture(t, p, "cap0", ""); resp.OK || !strings.Contains(resp.Error, "stop one first") {
+		t.Errorf("capture past maxCaptures: %+v, want refused", resp)
+	}
+	for _, c := range conns {
+		c.CloseWrite()
+		readEnd(t, c)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for r.d.captures.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d captures still counted", r.d.captures.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	// The tap is off again: as many captures as ever can start.
 	for range vif.MaxCaptures {
 		c, err := cl.ifc.Capture(nil)
