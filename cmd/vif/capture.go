@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/google/gopacket"
@@ -193,14 +194,13 @@ func copyCapture(ctx context.Context, conn *control.Conn, out io.Writer, o captu
 	// Stopping is asking the daemon to: it stops the tap and answers with
 	// the end frame, which says how many packets it dropped.
 	stopped := make(chan struct{})
+	var once sync.Once
 	stop := func() {
-		select {
-		case <-stopped:
-		default:
+		once.Do(func() {
 			close(stopped)
 			conn.CloseWrite()
 			conn.SetReadDeadline(time.Now().Add(captureEndWait))
-		}
+		})
 	}
 	var timer <-chan time.Time
 	if o.duration > 0 {
