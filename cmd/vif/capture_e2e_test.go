@@ -39,6 +39,23 @@ func pingUntil(h *nstest.Host, addr string, stop <-chan struct{}) <-chan struct{
 	return done
 }
 
+// runCaptureOn starts vif capture args on h and waits until the daemon,
+// the "vif up --foreground" d, has taken its request.
+func runCaptureOn(t *testing.T, h *nstest.Host, d *nstest.Proc, args ...string) *nstest.Proc {
+	t.Helper()
+	before := strings.Count(d.Output(), "op=capture")
+	p := h.Start(vifBin, append([]string{"capture"}, args...)...)
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(d.Output(), "op=capture") == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not take vif capture %v:\n%s", args, p.Output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // for the tap to be set
+	return p
+}
+
 // readCapture reads a pcap that vif capture wrote.
 func readCapture(t *testing.T, r io.Reader) []gopacket.Packet {
 	t.Helper()
@@ -158,8 +175,7 @@ func TestCapture(t *testing.T) {
 
 	// SIGINT: the capture ends well.
 	file = filepath.Join(dir, "sigint.pcap")
-	p = tp.a.Start(vifBin, "capture", "vif0", "-w", file)
-	time.Sleep(300 * time.Millisecond)
+	p = runCaptureOn(t, tp.a, tp.pa, "vif0", "-w", file)
 	if err := tp.a.Ping(tp.addrB, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -190,8 +206,7 @@ func TestCapture(t *testing.T) {
 	}
 
 	// The vif goes: the capture ends, not well, in one line.
-	p = tp.a.Start(vifBin, "capture", "vif0", "-w", filepath.Join(dir, "gone.pcap"))
-	time.Sleep(300 * time.Millisecond)
+	p = runCaptureOn(t, tp.a, tp.pa, "vif0", "-w", filepath.Join(dir, "gone.pcap"))
 	tp.a.MustRun("ip", "link", "del", "vif0")
 	err = p.Wait(10 * time.Second)
 	out = strings.TrimSpace(p.Output())
