@@ -11,9 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 	"github.com/spf13/cobra"
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
@@ -29,10 +26,6 @@ type captureOptions struct {
 	direction string
 	timeout   time.Duration
 }
-
-// captureSnapLen is the snapshot length the pcap header announces: more
-// than the largest IP packet, so nothing is cut.
-const captureSnapLen = 262144
 
 // captureEndWait bounds the wait for the daemon's last word once the
 // command asked it to stop.
@@ -187,8 +180,8 @@ func startCapture(ctx context.Context, name string, o captureOptions) (*control.
 func copyCapture(ctx context.Context, conn *control.Conn, out io.Writer, o captureOptions) (uint64, daemon.CaptureEnd, error) {
 	var end daemon.CaptureEnd
 	bw := bufio.NewWriterSize(out, 64<<10)
-	pw := pcapgo.NewWriter(bw)
-	if err := pw.WriteFileHeader(captureSnapLen, layers.LinkTypeRaw); err != nil {
+	pw := &pcapWriter{w: bw}
+	if err := pw.writeHeader(); err != nil {
 		return 0, end, err
 	}
 	// Stopping is asking the daemon to: it stops the tap and answers with
@@ -246,8 +239,7 @@ func copyCapture(ctx context.Context, conn *control.Conn, out io.Writer, o captu
 				continue // after the count, or the stop: not asked for
 			default:
 			}
-			ci := gopacket.CaptureInfo{Timestamp: f.Time, CaptureLength: len(f.Data), Length: len(f.Data)}
-			if err := pw.WritePacket(ci, f.Data); err != nil {
+			if err := pw.writePacket(f.Time, f.Data, len(f.Data)); err != nil {
 				return packets, end, err
 			}
 			packets++

@@ -7,7 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,5 +63,37 @@ func TestCaptureRefusesTerminal(t *testing.T) {
 	err = run(context.Background(), []string{"capture", "vif0"}, pts, &bytes.Buffer{})
 	if exitCode(err) != 2 || !strings.Contains(err.Error(), "use -w FILE, or pipe it to tcpdump -nr -") {
 		t.Errorf("vif capture to a terminal: %v, want a usage error", err)
+	}
+}
+
+// The pcap vif capture writes is what gopacket's reader reads.
+func TestPcapWriter(t *testing.T) {
+	var b bytes.Buffer
+	w := &pcapWriter{w: &b}
+	if err := w.writeHeader(); err != nil {
+		t.Fatal(err)
+	}
+	when := time.Unix(1700000000, 123456789)
+	pkts := [][]byte{{0x45, 0, 0, 20}, bytes.Repeat([]byte{0x60}, 1500)}
+	for _, p := range pkts {
+		if err := w.writePacket(when, p, len(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := pcapgo.NewReader(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LinkType() != layers.LinkTypeRaw || r.Snaplen() != pcapMaxSnapLen {
+		t.Errorf("link type %v, snap length %d; want RAW, %d", r.LinkType(), r.Snaplen(), pcapMaxSnapLen)
+	}
+	for _, want := range pkts {
+		data, ci, err := r.ReadPacketData()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, want) || ci.Length != len(want) || !ci.Timestamp.Equal(when.Truncate(time.Microsecond)) {
+			t.Errorf("read %d bytes at %v (length %d), want %d at %v", len(data), ci.Timestamp, ci.Length, len(want), when)
+		}
 	}
 }
