@@ -31,6 +31,14 @@
 // counted by reason (Stats); the loop never logs per packet and never
 // stops for a bad one.
 //
+// # Seeing the tunnel
+//
+// Interface.Capture copies the outer packets at the boundary between the
+// loop and the underlay — after encapsulation, before decapsulation — to
+// a channel, whatever the underlay: an underlay that bypasses the host's
+// IP stack (AF_XDP) hides them from tcpdump on the slave. While no capture
+// runs this costs the loop one atomic load per batch.
+//
 // # Concurrency, buffers and headroom
 //
 // The loop runs one goroutine per direction and allocates its buffers once:

@@ -313,6 +313,9 @@ func (i *Interface) send(pkts [][]byte) bool {
 	c := &i.tx
 	for len(pkts) > 0 {
 		k, err := i.under.Write(pkts, off)
+		if caps := i.capt.list.Load(); caps != nil {
+			tap(*caps, Out, pkts[:min(k, len(pkts))], nil, off)
+		}
 		var bytes uint64
 		for _, p := range pkts[:k] {
 			bytes += uint64(len(p) - off)
@@ -514,6 +517,9 @@ func (i *Interface) rxLoop() {
 			continue
 		}
 		errRun = 0
+		if caps := i.capt.list.Load(); caps != nil {
+			tap(*caps, In, bufs[:n], sizes, Headroom)
+		}
 
 		set, tab := i.addrs.Load(), i.peers.Load()
 		from, owner := rxFrom{}, rxFrom{}

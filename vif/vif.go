@@ -103,6 +103,8 @@ type Interface struct {
 	// off is the in-kernel fast path (LinkConfig.Offload), nil without.
 	off atomic.Pointer[offloadState]
 
+	capt captures // the running captures (capture.go)
+
 	// Path MTU soft state (RFC 2003 section 5.1): devMTU is the device's,
 	// as it changes (followDevice); each peer has its own tunnel MTU (<=
 	// devMTU).

@@ -108,7 +108,7 @@ Every command takes --netns NS to act in another network namespace.`,
 	root.Flags().BoolVar(&showVersion, "version", false, "show the version and the source revision")
 	root.PersistentFlags().String("netns", "", "act in the network namespace `NS`: a name, as in \"ip netns\", or a path to one")
 	root.RegisterFlagCompletionFunc("netns", completeNetns)
-	root.AddCommand(upCmd(runUp), downCmd(), setCmd(), showCmd(), applyCmd(), serveCmd(), demoCmd(), completionCmd(),
+	root.AddCommand(upCmd(runUp), downCmd(), setCmd(), showCmd(), captureCmd(), applyCmd(), serveCmd(), demoCmd(), completionCmd(),
 		daemonCmd(), versionCmd(), manCmd())
 	root.SetHelpCommand(helpCmd())
 	return root

@@ -181,7 +181,7 @@ func TestRunUsage(t *testing.T) {
 		t.Errorf("no command: err %v, want a usage error and the usage on stderr only; stdout:\n%s\nstderr:\n%s", err, out.String(), errb.String())
 	}
 	for _, tt := range []struct{ cmd, want string }{
-		{"frob", `unknown command "frob": use up, down, set, show, apply, serve or demo (see "vif help")`},
+		{"frob", `unknown command "frob": use up, down, set, show, capture, apply, serve or demo (see "vif help")`},
 		{"dwon", `unknown command "dwon": did you mean "down"? (see "vif help")`},
 		{"ls", `did you mean "show"?`},
 		{"s", `did you mean "set", "show" or "serve"?`},
@@ -220,6 +220,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"set", "--help"}, []string{"vif set NAME CHANGE [flags]", "peer ADDR allowed-ips", "vif set vif0 mtu 1400", "--force"}},
 		{[]string{"down", "--help"}, []string{"vif down NAME [flags]", "vif down vif0"}},
 		{[]string{"demo", "--help"}, []string{"vif demo", "sudo vif demo"}},
+		{[]string{"capture", "--help"}, []string{"vif capture NAME [flags]", "-c, --count COUNT", "--duration D", "-w, --write FILE", "--direction", "vif capture vif0 | tcpdump -nr -", "AF_XDP"}},
 		{[]string{"help", "completion"}, []string{"vif completion bash > /etc/bash_completion.d/vif"}},
 	} {
 		var out, errb bytes.Buffer
@@ -376,7 +377,7 @@ func TestMan(t *testing.T) {
 	if err := run(context.Background(), []string{"man", dir}, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for _, page := range []string{"vif.1", "vif-up.1", "vif-down.1", "vif-set.1", "vif-show.1", "vif-demo.1", "vif-completion.1"} {
+	for _, page := range []string{"vif.1", "vif-up.1", "vif-down.1", "vif-set.1", "vif-show.1", "vif-capture.1", "vif-demo.1", "vif-completion.1"} {
 		if _, err := os.Stat(filepath.Join(dir, page)); err != nil {
 			t.Error(err)
 		}

@@ -118,7 +118,7 @@ func logTo(path string) error {
 // is being served and no vif is left, and a command whose connection was
 // queued but never taken retries against a new daemon.
 func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.Listener, info daemon.Info, stay bool) error {
-	srv := &control.Server{Handler: d.Handler(info), Log: log}
+	srv := &control.Server{StreamHandler: d.StreamHandler(info), Log: log}
 	served := make(chan struct{})
 	go func() {
 		srv.Serve(ln)

@@ -96,7 +96,7 @@ func unknownCommand(root *cobra.Command, name string) error {
 	if len(names) > 0 {
 		return usagef("unknown command %q: did you mean %s? (see \"vif help\")", name, orList(names, "\"", "\""))
 	}
-	return usagef("unknown command %q: use up, down, set, show, apply, serve or demo (see \"vif help\")", name)
+	return usagef("unknown command %q: use up, down, set, show, capture, apply, serve or demo (see \"vif help\")", name)
 }
 
 // flagError turns a flag that cobra could not parse into a one-line

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"syscall"
@@ -91,6 +92,53 @@ type greeting struct {
 // ErrNotRunning, ErrRetry, ErrPermission (wrapped), *ImpostorError,
 // *NoAnswerError, or others that say what failed.
 func Call(ctx context.Context, p Paths, req []byte) ([]byte, error) {
+	line, c, err := call(ctx, p, req, false)
+	if c != nil {
+		c.Close()
+	}
+	return line, err
+}
+
+// A Conn is the client's side of a connection whose answer goes on with
+// a stream (a server's Stream): read the stream from it, close its
+// writing half (CloseWrite) to ask the server to end it, and Close it.
+type Conn struct {
+	c *net.UnixConn
+	r *bufio.Reader
+}
+
+// Read reads the stream.
+func (c *Conn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// Buffered returns how many bytes of the stream can be read without
+// waiting for the server.
+func (c *Conn) Buffered() int { return c.r.Buffered() }
+
+// SetReadDeadline sets the deadline of Read, as net.Conn's does.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
+
+// CloseWrite tells the server that the client is done: the stream ends.
+func (c *Conn) CloseWrite() error { return c.c.CloseWrite() }
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// CallStream is Call for a request whose answer goes on with a stream:
+// when it returns no error, the stream follows the answer on the
+// returned Conn, which the caller must close. ctx bounds the wait for the
+// answer only.
+func CallStream(ctx context.Context, p Paths, req []byte) ([]byte, *Conn, error) {
+	line, c, err := call(ctx, p, req, true)
+	if err != nil && c != nil {
+		c.Close()
+		c = nil
+	}
+	return line, c, err
+}
+
+// call is Call, and CallStream with stream: it returns the connection,
+// when it opened one, which the caller closes.
+func call(ctx context.Context, p Paths, req []byte, stream bool) ([]byte, *Conn, error) {
 	start := time.Now()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", p.Socket)
@@ -98,29 +146,31 @@ func Call(ctx context.Context, p Paths, req []byte) ([]byte, error) {
 		switch {
 		case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
 			if beaconHolder(p) != 0 {
-				return nil, ErrRetry // it runs, and is putting its files back
+				return nil, nil, ErrRetry // it runs, and is putting its files back
 			}
-			return nil, ErrNotRunning
+			return nil, nil, ErrNotRunning
 		case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
-			return nil, fmt.Errorf("%w on %s: only root may command vif; run it with sudo", ErrPermission, p.Socket)
+			return nil, nil, fmt.Errorf("%w on %s: only root may command vif; run it with sudo", ErrPermission, p.Socket)
 		case errors.Is(err, syscall.EAGAIN): // the queue is full
-			return nil, ErrRetry
+			return nil, nil, ErrRetry
 		case ctx.Err() != nil:
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("control: %w", err)
+		return nil, nil, fmt.Errorf("control: %w", err)
 	}
 	c := conn.(*net.UnixConn)
-	defer c.Close()
+	lr := &io.LimitedReader{R: c, N: maxResponse}
+	r := bufio.NewReader(lr)
+	cc := &Conn{c: c, r: r}
 	if _, err := checkDir(p.Dir); err != nil {
-		return nil, err
+		return nil, cc, err
 	}
 	peer, err := peerOf(c)
 	if err != nil {
-		return nil, err
+		return nil, cc, err
 	}
 	if peer.UID != os.Geteuid() {
-		return nil, &ImpostorError{Socket: p.Socket, Peer: peer, Who: describe(peer.PID)}
+		return nil, cc, &ImpostorError{Socket: p.Socket, Peer: peer, Who: describe(peer.PID)}
 	}
 
 	// Ctrl-C ends the wait at once, the deadline through the connection's.
@@ -144,26 +194,25 @@ func Call(ctx context.Context, p Paths, req []byte) ([]byte, error) {
 			Interrupted: errors.Is(ctx.Err(), context.Canceled)}
 	}
 
-	r := bufio.NewReader(io.LimitReader(c, maxResponse))
 	line, err := r.ReadBytes('\n')
 	if err != nil {
 		if e := noAnswer(err); e != nil {
-			return nil, e
+			return nil, cc, e
 		}
-		return nil, ErrRetry // closed ungreeted: never served
+		return nil, cc, ErrRetry // closed ungreeted: never served
 	}
 	var g greeting
 	if err := json.Unmarshal(line, &g); err != nil {
-		return nil, fmt.Errorf("control: the vif daemon, %s, sent a bad greeting: %v", describe(peer.PID), err)
+		return nil, cc, fmt.Errorf("control: the vif daemon, %s, sent a bad greeting: %v", describe(peer.PID), err)
 	}
 	if g.Error != "" {
-		return nil, fmt.Errorf("%w: %s", ErrPermission, g.Error)
+		return nil, cc, fmt.Errorf("%w: %s", ErrPermission, g.Error)
 	}
 	if _, err := c.Write(append(req, '\n')); err != nil {
 		if e := noAnswer(err); e != nil {
-			return nil, e
+			return nil, cc, e
 		}
-		return nil, fmt.Errorf("control: sending the request: %w", err)
+		return nil, cc, fmt.Errorf("control: sending the request: %w", err)
 	}
 	taken = true
 	if hasDeadline && ctx.Err() == nil {
@@ -172,9 +221,15 @@ func Call(ctx context.Context, p Paths, req []byte) ([]byte, error) {
 	line, err = r.ReadBytes('\n')
 	if err != nil {
 		if e := noAnswer(err); e != nil {
-			return nil, e
+			return nil, cc, e
 		}
-		return nil, fmt.Errorf("the vif daemon, %s, closed the connection without answering (%v); see its log: %s", describe(peer.PID), err, p.Log)
+		return nil, cc, fmt.Errorf("the vif daemon, %s, closed the connection without answering (%v); see its log: %s", describe(peer.PID), err, p.Log)
 	}
-	return line[:len(line)-1], nil
+	if stream {
+		// The stream is not an answer: no limit, no deadline.
+		stop()
+		lr.N = math.MaxInt64
+		c.SetDeadline(time.Time{})
+	}
+	return line[:len(line)-1], cc, nil
 }

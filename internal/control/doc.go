@@ -24,5 +24,8 @@
 // client's request and the server's response. A connection that closes
 // before the greeting was never served, so the client may safely retry it
 // (the daemon was exiting); once the greeting is sent the server answers
-// before it exits.
+// before it exits. A request the server answers with a Stream (such as a
+// packet capture) goes on after the response with the stream, until the
+// client closes its writing half (CallStream, Conn.CloseWrite) or the
+// server ends it.
 package control

@@ -2,6 +2,7 @@ package control
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,12 +40,28 @@ const maxRefusalUIDs = 16
 // request's deadline is the client's business.
 type Handler func(p Peer, req []byte) []byte
 
+// A Stream goes on with a connection after its answer line: it writes to
+// c what the request asked for until it is done, and the server then
+// closes c. The client writes nothing after its request; it closes its
+// writing half, or the whole connection, to ask for the end, so that
+// reading c returns io.EOF or an error: a Stream must then return
+// promptly. ctx is done when the server is closed (Close). A Stream is
+// called even when its answer could not be sent, with c closed, so that
+// it can release what it holds.
+type Stream func(ctx context.Context, c net.Conn)
+
+// A StreamHandler answers like a Handler, and returns a Stream to go on
+// with the connection after the answer, or nil.
+type StreamHandler func(p Peer, req []byte) ([]byte, Stream)
+
 // A Server serves control requests on a Listener. Only peers of the
 // server's own effective uid (root for a daemon) are served; others get a
 // one-line refusal and are counted in a summary logged at most every 10 s.
 // Set the fields before Serve; its methods are safe for concurrent use.
 type Server struct {
 	Handler Handler
+	// StreamHandler, if set, answers instead of Handler.
+	StreamHandler StreamHandler
 	// Log receives the refusal summaries and accept errors; nil discards.
 	Log *slog.Logger
 	// MaxConns and RequestTimeout default to DefaultMaxConns and
@@ -55,6 +72,8 @@ type Server struct {
 	initOnce sync.Once
 	sem      chan struct{}
 	idle     chan struct{}
+	ctx      context.Context // of the Streams, canceled by Close
+	cancel   context.CancelFunc
 
 	mu      sync.Mutex
 	ln      *Listener
@@ -80,6 +99,7 @@ func (s *Server) init() {
 		}
 		s.sem = make(chan struct{}, s.MaxConns)
 		s.idle = make(chan struct{}, 1)
+		s.ctx, s.cancel = context.WithCancel(context.Background())
 	})
 }
 
@@ -164,9 +184,25 @@ func (s *Server) serve(c *net.UnixConn, p Peer) {
 		return // silent, slow, unterminated or oversized: closed unanswered
 	}
 	c.SetDeadline(time.Time{})
-	resp := s.Handler(p, req[:len(req)-1])
+	var (
+		resp   []byte
+		stream Stream
+	)
+	if s.StreamHandler != nil {
+		resp, stream = s.StreamHandler(p, req[:len(req)-1])
+	} else {
+		resp = s.Handler(p, req[:len(req)-1])
+	}
 	c.SetWriteDeadline(time.Now().Add(s.RequestTimeout))
-	c.Write(append(resp, '\n'))
+	_, err = c.Write(append(resp, '\n'))
+	if stream == nil {
+		return
+	}
+	if err != nil {
+		c.Close() // the stream finds it so, and releases what it holds
+	}
+	c.SetWriteDeadline(time.Time{})
+	stream(s.ctx, c)
 }
 
 // refuse answers a peer that may not command the daemon, closes c and
@@ -238,6 +274,7 @@ func (s *Server) Close(timeout time.Duration) {
 
 func (s *Server) closeLocked() {
 	s.closing = true
+	s.cancel()
 	if s.ln != nil {
 		s.ln.Close()
 	}

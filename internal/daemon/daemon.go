@@ -70,6 +70,8 @@ type Daemon struct {
 	// localPending is set while a look at the host's addresses for the
 	// tunnels' local addresses is scheduled (local.go).
 	localPending atomic.Bool
+	// captures counts the capture streams being served (capture.go).
+	captures atomic.Int32
 
 	// What the daemon asks of the host: the vif library and the ARP
 	// proxy; tests replace them with doubles that need no root.

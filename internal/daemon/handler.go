@@ -93,6 +93,8 @@ func (d *Daemon) answer(p control.Peer, b []byte, info Info) Response {
 			return r
 		}
 		return Response{OK: true, Changes: changes, Daemon: &info}
+	case OpCapture:
+		return Response{Error: "capture is served by a daemon's StreamHandler only"}
 	default: // OpShow
 		vifs, err := d.show(req.Name, req.Config)
 		if err != nil {

@@ -25,6 +25,9 @@ const (
 	OpSet  = "set"
 	// OpApply brings the namespace's vifs to Request.Vifs (Daemon.Apply).
 	OpApply = "apply"
+	// OpCapture streams the outer packets of the vif Request.Name
+	// (capture.go); only StreamHandler serves it.
+	OpCapture = "capture"
 )
 
 // maxRequest bounds a request's size; a larger one is refused.
@@ -56,6 +59,8 @@ type Request struct {
 	Vifs []Spec `json:"vifs,omitempty"`
 	// Config, for show, asks for each vif's Spec (VifStatus.Config).
 	Config bool `json:"config,omitempty"`
+	// Direction, for capture, is "in", "out" or "both" (empty).
+	Direction string `json:"direction,omitempty"`
 	// Deadline, if set, is when the command stops waiting: a request
 	// taken later is refused without effect.
 	Deadline time.Time `json:"deadline,omitzero"`
@@ -305,6 +310,13 @@ func DecodeRequest(b []byte) (Request, error) {
 			if !p.IsValid() || p.Addr().Is4In6() {
 				return Request{}, fmt.Errorf("%w: prefix %v is not IPv4 nor IPv6", ErrBadRequest, p)
 			}
+		}
+	case OpCapture:
+		if r.Name == "" {
+			return Request{}, fmt.Errorf("%w: capture needs a name", ErrBadRequest)
+		}
+		if _, err := vif.ParseDirection(r.Direction); err != nil {
+			return Request{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 		}
 	case OpShow:
 	default:
