@@ -100,47 +100,27 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 		if !ok {
 			continue
 		}
+		set := i.addrs.Load()
+		if !i.relayAllowed(e, set, quote6[:]) {
+			continue
+		}
+		if e.code == ipip.ICMPFragNeeded {
+			e.mtu = i.learnPathMTU(e.peer, e.mtu)
+		}
+		if !lim.allow(nanotime()) {
+			i.rx.icmpLimited.Add(1)
+			continue
+		}
 		var msg []byte
-		if e.inner6 == nil {
-			if !ipip.ErrorAllowed(e.inner) {
-				continue
-			}
-			if e.code == ipip.ICMPFragNeeded {
-				e.mtu = i.learnPathMTU(e.peer, e.mtu)
-			}
-			if !lim.allow(nanotime()) {
-				i.rx.icmpLimited.Add(1)
-				continue
-			}
-			msg = ipip.Unreachable(out[0][Headroom:], e.inner.DstBytes(), e.inner, e.code, e.mtu)
-		} else {
-			// The quote is cut short: the RFC 4443 section 2.4(e) check
-			// reads a copy whose payload length ends where the quote does.
-			q := ipip.IPv6(quote6[:copy(quote6[:], e.inner6)])
-			binary.BigEndian.PutUint16(q[4:], uint16(len(q)-ipip.IPv6HeaderLen))
-			set := i.addrs.Load()
-			typ := ipip.ICMPv6DestUnreach
-			if e.code == ipip.ICMPFragNeeded {
-				typ = ipip.ICMPv6PacketTooBig
-			}
-			if !set.hasSrc6 || !ipip.ErrorAllowedIPv6(q, uint8(typ)) {
-				continue
-			}
-			if e.code == ipip.ICMPFragNeeded {
-				e.mtu = i.learnPathMTU(e.peer, e.mtu)
-			}
-			if !lim.allow(nanotime()) {
-				i.rx.icmpLimited.Add(1)
-				continue
-			}
-			switch e.code {
-			case ipip.ICMPFragNeeded:
-				msg = ipip.PacketTooBig(out[0][Headroom:], set.src6, e.inner6, e.mtu)
-			case ipip.ICMPNetUnreach:
-				msg = ipip.UnreachableIPv6(out[0][Headroom:], set.src6, e.inner6, ipip.ICMPv6NoRoute)
-			default:
-				msg = ipip.UnreachableIPv6(out[0][Headroom:], set.src6, e.inner6, ipip.ICMPv6AddrUnreach)
-			}
+		switch dst := out[0][Headroom:]; {
+		case e.inner6 == nil:
+			msg = ipip.Unreachable(dst, e.inner.DstBytes(), e.inner, e.code, e.mtu)
+		case e.code == ipip.ICMPFragNeeded:
+			msg = ipip.PacketTooBig(dst, set.src6, e.inner6, e.mtu)
+		case e.code == ipip.ICMPNetUnreach:
+			msg = ipip.UnreachableIPv6(dst, set.src6, e.inner6, ipip.ICMPv6NoRoute)
+		default:
+			msg = ipip.UnreachableIPv6(dst, set.src6, e.inner6, ipip.ICMPv6AddrUnreach)
 		}
 		b := out[0]
 		out[0] = b[:Headroom+len(msg)]
@@ -149,6 +129,24 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 		}
 		out[0] = b[:cap(b)]
 	}
+}
+
+// relayAllowed reports whether an error may be sent about e's inner
+// packet: RFC 1812's rules for IPv4, RFC 4443 section 2.4(e)'s for IPv6,
+// which needs a vif IPv6 address to send from. The IPv6 quote is cut
+// short: the check reads a copy, in scratch, whose payload length ends
+// where the quote does.
+func (i *Interface) relayAllowed(e tunnelError, set *addrSet, scratch []byte) bool {
+	if e.inner6 == nil {
+		return ipip.ErrorAllowed(e.inner)
+	}
+	q := ipip.IPv6(scratch[:copy(scratch, e.inner6)])
+	binary.BigEndian.PutUint16(q[4:], uint16(len(q)-ipip.IPv6HeaderLen))
+	typ := uint8(ipip.ICMPv6DestUnreach)
+	if e.code == ipip.ICMPFragNeeded {
+		typ = ipip.ICMPv6PacketTooBig
+	}
+	return set.hasSrc6 && ipip.ErrorAllowedIPv6(q, typ)
 }
 
 // A tunnelError is an ICMP error about one of the tunnel's packets, to be
