@@ -155,7 +155,7 @@ func measureAll(ctx context.Context, tbs []*testbed, o *options) (*results, erro
 						cores += (cpuSeconds(v.Pid()) - cpu0[k]) / el
 					}
 					res.add(t.name+" vif CPU", "cores", false, pi, cores)
-					if w := syscw(p.tb.vifs[1].Pid()) - writes0; w > 0 && s.pkts > 0 {
+					if w := syscw(p.tb.vifs[1].Pid()) - writes0; w > 0 && s.pkts > 0 && !p.tb.offload {
 						// GRO on the decap side: how many packets
 						// each TUN write carries.
 						res.add(t.name+" decap packets per TUN write", "pkts", true, pi, s.pkts/float64(w))

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,7 @@ type testbed struct {
 	nsA, nsB string
 	vifs     []*proc
 	label    string // of its variant
+	offload  bool   // the kernel carries the tunnel: TUN writes are rare
 }
 
 // proc is a background process in a namespace, with a label.
@@ -53,7 +55,7 @@ type proc struct {
 // names the vifs' CPU profiles. The testbed it returns, also with an
 // error, must be closed.
 func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
-	tb := &testbed{p: nstest.NewProgram(os.Stderr), label: v.label}
+	tb := &testbed{p: nstest.NewProgram(os.Stderr), label: v.label, offload: slices.Contains(v.args, "--offload")}
 	bin, tag, proto := v.bin, v.label, v.proto
 	if proto == "" {
 		proto = o.proto
