@@ -57,6 +57,11 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	}
 	if c.Slave == "" && (c.HasTunnel() || c.Publish) {
 		s, err := defaultSlave(nl, c.underlay6())
+		if err != nil && !c.HasTunnel() {
+			// Publishing only: an IPv6-only host has its slave where
+			// its IPv6 default route goes.
+			s, err = defaultSlave(nl, true)
+		}
 		if err != nil {
 			return c, err
 		}

@@ -101,3 +101,20 @@ func pingOnce6(h *nstest.Host, addr string, timeout time.Duration) bool {
 	_, err := h.Run("ping", "-6", "-n", "-c", "1", "-W", fmt.Sprintf("%.1f", timeout.Seconds()), addr)
 	return err == nil
 }
+
+// On an IPv6-only host (no IPv4 default route), vif up without --slave
+// publishes an IPv6 address on the interface of the IPv6 default route.
+func TestIPv6OnlyHostDefaultSlave(t *testing.T) {
+	n := nstest.New(t)
+	a, b := n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
+	aIf, _ := n.Link(a, b, "2001:db8:ff::1/64", "2001:db8:ff::2/64")
+	a.IP("-6", "route", "add", "default", "via", "2001:db8:ff::2", "dev", aIf.Name())
+	out := vifCmd(t, a, "up", "v6", "2001:db8::10")
+	t.Cleanup(func() { stopDaemon(a) })
+	if !strings.Contains(out, "on "+aIf.Name()) {
+		t.Errorf("vif up printed %q; want the IPv6 default route's interface %s as the slave", out, aIf.Name())
+	}
+	if st := vifStatus(t, a, "v6"); st.Slave != aIf.Name() {
+		t.Errorf("slave %q, want %s", st.Slave, aIf.Name())
+	}
+}
