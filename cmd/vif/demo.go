@@ -163,7 +163,7 @@ func (d *demoRun) run() error {
 	if _, err := d.vif(b, "up", "vif0", "203.0.113.129", "--slave", "eth0", "--peer", "198.18.1.1", "--route", "203.0.113.0/25"); err != nil {
 		return errors.New("vif up on b failed")
 	}
-	tap, err := b.Tap(94)
+	tap, err := d.lab.Tap(b, 94)
 	if err != nil {
 		return err
 	}
@@ -180,13 +180,13 @@ func (d *demoRun) run() error {
 		d.check(err == nil, "a pings 203.0.113.129 (b's vif) through the tunnel: %s", result(rtt, err))
 	}
 	n := tap.Stop()
-	d.check(n >= 2*ok && ok > 0, "b's eth0 saw %d IP protocol 94 packets (echo requests in, replies out)", n)
+	d.check(n >= 2*ok && ok > 0, "the segment saw %d IP protocol 94 packets to and from b (echo requests in, replies out)", n)
 	if sa, err := d.status(a, "vif2"); err == nil {
-		d.say("   a/vif2: %d encapsulated, %d decapsulated, %d dropped", sa.Counters.EncapsulatedPackets,
+		d.say("   a/vif2 (underlay %s): %d encapsulated, %d decapsulated, %d dropped", sa.Underlay.Kind, sa.Counters.EncapsulatedPackets,
 			sa.Counters.DecapsulatedPackets, sa.Counters.Dropped)
 	}
 	if sb, err := d.status(b, "vif0"); err == nil {
-		d.say("   b/vif0: %d encapsulated, %d decapsulated, %d dropped", sb.Counters.EncapsulatedPackets,
+		d.say("   b/vif0 (underlay %s): %d encapsulated, %d decapsulated, %d dropped", sb.Underlay.Kind, sb.Counters.EncapsulatedPackets,
 			sb.Counters.DecapsulatedPackets, sb.Counters.Dropped)
 	}
 

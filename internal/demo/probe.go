@@ -67,7 +67,7 @@ func (h *Host) ping(dst netip.Addr, seq int) (time.Duration, error) {
 	return rtt, err
 }
 
-// Tap counts IPv4 packets of one IP protocol on the host's eth0.
+// Tap counts IPv4 packets of one IP protocol on a segment's port.
 type Tap struct {
 	conn  *packet.Conn
 	n     atomic.Int64
@@ -75,11 +75,13 @@ type Tap struct {
 	proto uint8
 }
 
-// Tap starts counting packets of IP protocol proto on eth0.
-func (h *Host) Tap(proto uint8) (*Tap, error) {
+// Tap starts counting packets of IP protocol proto that h sends and
+// receives, on the segment's port facing h: on the wire, as a switch sees
+// them. The host's own eth0 would not show what its AF_XDP sockets move.
+func (l *Lab) Tap(h *Host, proto uint8) (*Tap, error) {
 	t := &Tap{done: make(chan struct{}), proto: proto}
-	err := h.Do(func() error {
-		ifi, err := net.InterfaceByName("eth0")
+	err := in(l.seg, func() error {
+		ifi, err := net.InterfaceByName("p-" + h.Name)
 		if err != nil {
 			return err
 		}
