@@ -202,6 +202,37 @@ func CheckName(name string) error {
 	return nil
 }
 
+// CheckUnderlay returns an error wrapping ErrBadUnderlay when c's
+// Underlay and Offload cannot carry its tunnel on any host: an unknown
+// Underlay; UnderlayXDP or Offload without a tunnel, or for a tunnel over
+// IPv6 (both carry IPv4 outer packets only); Offload over UnderlayXDP (the
+// programs hand what they do not carry to the loop through the raw
+// underlay's sockets, which an XDP program on the slave would bypass).
+// Resolve and Up call it; whether AF_XDP runs on the slave only Up finds.
+func (c *LinkConfig) CheckUnderlay() error {
+	switch c.Underlay {
+	case UnderlayAuto, UnderlayXDP, UnderlayRaw:
+	default:
+		return fmt.Errorf("%w %q: use %q or %q, or none to choose", ErrBadUnderlay, c.Underlay, UnderlayXDP, UnderlayRaw)
+	}
+	if c.Underlay != UnderlayXDP && !c.Offload {
+		return nil
+	}
+	what := "--underlay xdp"
+	if c.Offload {
+		what = "--offload"
+	}
+	switch {
+	case !c.HasTunnel():
+		return fmt.Errorf("%w: %s needs a tunnel: give a peer", ErrBadUnderlay, what)
+	case c.underlay6():
+		return fmt.Errorf("%w: %s carries tunnels over IPv4 only; leave it out for a tunnel over IPv6", ErrBadUnderlay, what)
+	case c.Offload && c.Underlay == UnderlayXDP:
+		return fmt.Errorf("%w: --offload runs over the raw underlay, its slow path: leave --underlay xdp out", ErrBadUnderlay)
+	}
+	return nil
+}
+
 // protocol returns the outer protocol, its default filled in: 94 over
 // IPv4, 4 over IPv6.
 func (c *Config) protocol() uint8 {

@@ -170,25 +170,3 @@ func (i *Interface) offloadPassed() map[string]uint64 {
 	}
 	return o.off.Passed()
 }
-
-// resolveOffload checks LinkConfig.Offload against the rest of c: the
-// programs need a tunnel, and the userspace slow path they hand packets
-// to must see them: the raw underlay, whose socket gets what the slave's
-// program passes (an XDP underlay would take the peers' packets before
-// it runs).
-func resolveOffload(c *LinkConfig) error {
-	if !c.Offload {
-		return nil
-	}
-	if !c.HasTunnel() {
-		return fmt.Errorf("%w: the offload needs a tunnel (a peer or a local address)", ErrBadUnderlay)
-	}
-	switch c.Underlay {
-	case UnderlayAuto:
-		c.Underlay = UnderlayRaw
-	case UnderlayRaw:
-	default:
-		return fmt.Errorf("%w %q: the offload's slow path is the raw underlay", ErrBadUnderlay, c.Underlay)
-	}
-	return nil
-}

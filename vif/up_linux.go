@@ -47,13 +47,11 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		return c, fmt.Errorf("%w: %s", ErrExists, c.Name)
 	}
 	c.Protocol = c.protocol()
-	switch c.Underlay {
-	case UnderlayAuto, UnderlayXDP, UnderlayRaw:
-	default:
-		return c, fmt.Errorf("%w %q: use %q or %q, or none to choose", ErrBadUnderlay, c.Underlay, UnderlayXDP, UnderlayRaw)
-	}
-	if err := resolveOffload(&c); err != nil {
+	if err := c.CheckUnderlay(); err != nil {
 		return c, err
+	}
+	if c.Offload && c.Underlay == UnderlayAuto {
+		c.Underlay = UnderlayRaw // the offload's slow path
 	}
 	if c.Slave == "" && (c.HasTunnel() || c.Publish) {
 		s, err := defaultSlave(nl, c.underlay6())

@@ -284,6 +284,13 @@ func (v vifTable) spec(name string) (daemon.Spec, error) {
 	if first.Is6() && s.Protocol == ipip.ProtoIPIP {
 		return s, keyErrorf("protocol", "protocol 94 is defined over IPv4 only; over IPv6 (%s) IPv4 is carried as protocol 4 (RFC 2473): use protocol = 4, or leave it out", first)
 	}
+	if err := s.CheckUnderlay(); err != nil {
+		key := "underlay"
+		if s.Offload {
+			key = "offload"
+		}
+		return s, keyErrorf(key, "%s", strings.TrimPrefix(err.Error(), "vif: "))
+	}
 	return s, nil
 }
 
