@@ -108,6 +108,10 @@ func Open(ifindex, queue int, cfg *Config) (s *Socket, err error) {
 	}
 	reg := unix.XDPUmemReg{Addr: uint64(uintptr(unsafe.Pointer(&s.umem[0]))), Len: uint64(len(s.umem)), Size: uint32(c.FrameSize)}
 	if err := setsockopt(s.rxfd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+		if errors.Is(err, unix.ENOBUFS) {
+			// The kernel charges the UMEM to RLIMIT_MEMLOCK.
+			return nil, fmt.Errorf("xdp: register UMEM of %d MiB: %w: the locked-memory limit is too small (ulimit -l; LimitMEMLOCK= under systemd)", len(s.umem)>>20, err)
+		}
 		return nil, fmt.Errorf("xdp: register UMEM: %w", err)
 	}
 	size := uint32(c.RingSize)
