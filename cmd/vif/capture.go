@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -102,9 +103,12 @@ func runCapture(ctx context.Context, args []string, o captureOptions, stdout, st
 		return err
 	}
 	defer conn.Close()
+	if resp, err := call(ctx, daemon.Request{Op: daemon.OpShow, Name: name}, o.timeout, nil); err == nil && len(resp.Vifs) == 1 && resp.Vifs[0].Offload {
+		fmt.Fprintf(stderr, "vif capture: %s runs --offload: the packets the kernel carries are not captured (tcpdump on the slave sees them)\n", name)
+	}
 	out := stdout
 	if o.write != "" && o.write != "-" {
-		f, err := os.Create(o.write)
+		f, err := createPcap(o.write)
 		if err != nil {
 			return err
 		}
@@ -125,6 +129,37 @@ func runCapture(ctx context.Context, args []string, o captureOptions, stdout, st
 	}
 	_, err = fmt.Fprintf(stderr, "%d packets captured, %d dropped\n", packets, end.Dropped)
 	return err
+}
+
+// createPcap opens path for a capture, which holds the tunnel's traffic:
+// a new file is readable by its owner only; a symbolic link is not
+// followed and a file of another user not written (another user could
+// read it, or have planted it).
+func createPcap(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, usagef("%s is a symbolic link: give the file itself (-w)", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+			f.Close()
+			return nil, usagef("%s belongs to user %d: write the capture, which holds the tunnel's traffic, to a file of your own (-w)", path, st.Uid)
+		}
+		if fi.Mode().IsRegular() {
+			if err = f.Truncate(0); err == nil {
+				err = f.Chmod(0o600)
+			}
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // startCapture asks the daemon for a capture of name and returns the

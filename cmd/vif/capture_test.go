@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,6 +95,58 @@ func TestPcapWriter(t *testing.T) {
 		}
 		if !bytes.Equal(data, want) || ci.Length != len(want) || !ci.Timestamp.Equal(when.Truncate(time.Microsecond)) {
 			t.Errorf("read %d bytes at %v (length %d), want %d at %v", len(data), ci.Timestamp, ci.Length, len(want), when)
+		}
+	}
+}
+
+// A capture holds the tunnel's traffic: its file is the owner's only, a
+// symbolic link is not followed, another user's file is not written.
+func TestCreatePcap(t *testing.T) {
+	dir := t.TempDir()
+	f, err := createPcap(filepath.Join(dir, "new.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if fi, err := os.Stat(filepath.Join(dir, "new.pcap")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("new capture file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	own := filepath.Join(dir, "own.pcap")
+	if err := os.WriteFile(own, []byte("old contents"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := createPcap(own); err != nil {
+		t.Errorf("own file refused: %v", err)
+	} else {
+		f.Close()
+		if fi, err := os.Stat(own); err != nil || fi.Size() != 0 || fi.Mode().Perm() != 0o600 {
+			t.Errorf("own file after createPcap: size %d mode %v (%v); want 0, 0600", fi.Size(), fi.Mode(), err)
+		}
+	}
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.pcap")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := createPcap(link); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("createPcap through a symbolic link: %v; want refused", err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "secret" {
+		t.Errorf("the link's target was written: %q", b)
+	}
+	if os.Geteuid() == 0 {
+		other := filepath.Join(dir, "other.pcap")
+		if err := os.WriteFile(other, nil, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := createPcap(other); err == nil || !strings.Contains(err.Error(), "belongs to user 65534") {
+			t.Errorf("createPcap of another user's file: %v; want refused", err)
 		}
 	}
 }
