@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vif-project/vif/internal/control"
 	"github.com/vif-project/vif/internal/daemon"
+	"golang.org/x/sys/unix"
 )
 
 // Default deadlines of the commands (--timeout).
@@ -129,6 +131,15 @@ func spawnDaemon(verbose bool) (<-chan string, error) {
 	cmd.Stderr = w
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// The daemon outlives this command: it must not hold the descriptors
+	// this command inherited (a pipe a caller waits on to close, a make
+	// jobserver). Go passes only stdin, stdout and stderr; the others
+	// are closed at exec.
+	if err := unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("starting the vif daemon: %w", err)
+	}
 	err = cmd.Start()
 	w.Close()
 	if err != nil {

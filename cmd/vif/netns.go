@@ -101,6 +101,9 @@ func inNetns(ns string, args []string) error {
 		}
 		cmd := exec.Command(exe, args...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		// The child is this command: killed, it must not go on alone
+		// (this thread lives until the child ends).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 		if err := cmd.Start(); err != nil {
 			errc <- err
 			return
