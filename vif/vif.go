@@ -257,11 +257,15 @@ func (i *Interface) start() {
 
 // SetAddrs replaces the interface's own addresses in the packet loop (not
 // on the device). It is safe to call while the loop runs; the loop sees
-// either the old or the new set.
+// either the old or the new set. No addresses leave the interface only
+// its ranges: nothing else is looped back or decapsulated to, as when
+// another tool removed every address from the device.
 func (i *Interface) SetAddrs(addrs []netip.Prefix) error {
-	c := Config{Addrs: addrs}
-	if err := c.check(); err != nil {
-		return err
+	if len(addrs) > 0 {
+		c := Config{Addrs: addrs}
+		if err := c.check(); err != nil {
+			return err
+		}
 	}
 	i.changeMu.Lock()
 	defer i.changeMu.Unlock()

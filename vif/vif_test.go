@@ -430,8 +430,15 @@ func TestSetAddrs(t *testing.T) {
 			t.Errorf("SetAddrs(%v) = %v, want ErrBadAddress", bad, err)
 		}
 	}
-	if err := r.ifc.SetAddrs(nil); !errors.Is(err, vif.ErrNoAddress) {
-		t.Errorf("SetAddrs(nil) = %v, want ErrNoAddress", err)
+	// No address left (another tool removed them all from the device):
+	// nothing is decapsulated to the old ones any more.
+	if err := r.ifc.SetAddrs(nil); err != nil {
+		t.Fatalf("SetAddrs(nil) = %v", err)
+	}
+	r.under.Inject(encap(t, localB, localA, ipip.ProtoIPIP, udp(t, other, addrA, "no longer ours")))
+	waitStats(t, r.ifc, "rx_not_local after SetAddrs(nil)", func(s vif.Stats) bool { return s.Drops["rx_not_local"] == 1 })
+	if p, ok := r.tun.Recv(50 * time.Millisecond); ok {
+		t.Errorf("a packet for a removed address was delivered: %x", p)
 	}
 }
 

@@ -198,9 +198,9 @@ func (d *Daemon) addrChanged(idx int, p netip.Prefix, added bool) {
 	name := e.name
 	d.mu.Unlock()
 
-	if len(have) > 0 {
-		e.ifc.SetAddrs(have)
-	}
+	// With none left the loop owns none either: it must not go on
+	// decapsulating to an address the host no longer has.
+	e.ifc.SetAddrs(have)
 	if e.arp != nil {
 		if added {
 			e.arp.Add(p.Addr())
