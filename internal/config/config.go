@@ -23,6 +23,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -358,9 +359,34 @@ func decodeError(name string, err error) error {
 		msg = fmt.Sprintf("unknown key %q (the keys are the long flags of \"vif up\"; see \"vif apply --help\")", k[len(k)-1])
 	}
 	if k := de.Key(); len(k) > 0 && strings.HasPrefix(msg, "cannot decode TOML") {
-		msg = fmt.Sprintf("%s: %s", k[len(k)-1], msg)
+		msg = fmt.Sprintf("%s: %s", k[len(k)-1], typeMismatch(msg))
 	}
 	return fmt.Errorf("%s:%d:%d: %s", name, row, col, msg)
+}
+
+var mismatchRE = regexp.MustCompile(`^cannot decode TOML (\w+) into (?:struct field \S+ of type|a Go value of type) (\S+)`)
+
+// typeMismatch says the decoder's "cannot decode TOML string into struct
+// field config.vifTable.Offload of type bool" in the file's terms.
+func typeMismatch(msg string) string {
+	m := mismatchRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	var want string
+	switch t := m[2]; {
+	case t == "bool":
+		want = "true or false"
+	case t == "int" || strings.HasPrefix(t, "uint"):
+		want = "a number"
+	case strings.HasPrefix(t, "[]"):
+		want = `a list, such as ["192.0.2.1"]`
+	case t == "string":
+		want = `a string in quotes`
+	default:
+		want = "an address or prefix in quotes"
+	}
+	return fmt.Sprintf("give %s, not a TOML %s", want, m[1])
 }
 
 // lines maps dotted key paths ("vif.vif0.mtu") to the line they are on.
