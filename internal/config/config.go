@@ -30,6 +30,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 	"github.com/vif-project/vif/internal/daemon"
+	"github.com/vif-project/vif/internal/inet"
 	"github.com/vif-project/vif/ipip"
 	"github.com/vif-project/vif/vif"
 )
@@ -153,7 +154,11 @@ func ParseUnderlay(what, s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("bad %s %q: give an IPv4 or IPv6 address such as 198.18.0.2 or 2001:db8:ffff::2", what, s)
 	}
 	if !vif.IsHostAddr(a) {
-		return netip.Addr{}, fmt.Errorf("bad %s %q: it must be a unicast address", what, s)
+		why := inet.Why(a)
+		if a.Is6() {
+			why = inet.Why6(a)
+		}
+		return netip.Addr{}, fmt.Errorf("bad %s %q: the address is %s; a tunnel endpoint is a unicast address of the underlay, such as 198.18.0.2 or 2001:db8:ffff::2", what, s, why)
 	}
 	return a, nil
 }
