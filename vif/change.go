@@ -85,6 +85,14 @@ func (i *Interface) RemoveAddr(p netip.Prefix) error {
 	return nil
 }
 
+// routeExistsError is the host's refusal of a route another one of the
+// same prefix holds.
+type routeExistsError struct{ p netip.Prefix }
+
+func (e routeExistsError) Error() string {
+	return fmt.Sprintf("vif: a route for %s exists already on this host (ip route show %s)", e.p, e.p)
+}
+
 // AddRoute routes the prefix p into the running vif, towards its peers
 // (as LinkConfig.Routes); RemoveRoute removes such a route. They return
 // ErrNoHost for an Interface made by New.
@@ -97,6 +105,11 @@ func (i *Interface) AddRoute(p netip.Prefix) error {
 	defer i.changeMu.Unlock()
 	cur := *i.routes.Load()
 	if slices.Contains(cur, p) {
+		// Installed once; put it back if another tool (or the kernel,
+		// flushing the routes of a removed address) took it away.
+		if err := i.host.addRoute(p); err != nil && !errors.As(err, new(routeExistsError)) {
+			return err
+		}
 		return nil
 	}
 	if err := checkRoute(p, i.peers.Load().peers(), i.link.Ranges); err != nil {

@@ -399,7 +399,7 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 				}
 				if err := nl.RouteAdd(route(p)); err != nil {
 					if errors.Is(err, unix.EEXIST) {
-						return fmt.Errorf("vif: a route for %s exists already on this host (ip route show %s)", p, p)
+						return routeExistsError{p}
 					}
 					return fmt.Errorf("vif: add route %s via %s: %w", p, c.Name, err)
 				}

@@ -8,9 +8,11 @@ package main
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -555,5 +557,33 @@ func TestHostChangeInPlace(t *testing.T) {
 	}
 	if out, err := s.a.Run(vifBin, "set", "vif0", "addr", "del", "192.0.2.1"); err == nil || !strings.Contains(out, "last address") {
 		t.Errorf("removing the last address: %v, %q", err, out)
+	}
+}
+
+// Removing a vif's address makes the kernel flush the routes through it,
+// silently and after it announces the address gone: vif show must say
+// they are missing, and "vif set NAME route add" must put one back.
+func TestRoutesFlushedWithAddress(t *testing.T) {
+	n := nstest.New(t)
+	a, b := n.Host("a"), n.Host("b")
+	aIf, _ := n.Link(a, b, "198.18.0.2/24", "198.18.0.1/24")
+	vifCmd(t, a, "up", "rt", "192.0.2.100", "--slave", aIf.Name(), "--peer", "198.18.0.1=198.51.100.0/26",
+		"--route", "198.51.100.64/26", "--force", "--no-arp-proxy")
+	t.Cleanup(func() { stopDaemon(a) })
+	a.IP("addr", "del", "192.0.2.100/32", "dev", "rt")
+	deadline := time.Now().Add(3 * time.Second)
+	for !slices.Contains(vifStatus(t, a, "rt").RoutesMissing, netip.MustParsePrefix("198.51.100.64/26")) {
+		if time.Now().After(deadline) {
+			t.Fatalf("vif show does not list the flushed route as missing: %+v", vifStatus(t, a, "rt"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.IP("addr", "add", "192.0.2.100/32", "dev", "rt")
+	vifCmd(t, a, "set", "rt", "route", "add", "198.51.100.64/26")
+	if out := a.IP("route", "show", "198.51.100.64/26"); !strings.Contains(out, "dev rt") {
+		t.Errorf("vif set route add did not put the route back: %q", out)
+	}
+	if st := vifStatus(t, a, "rt"); slices.Contains(st.RoutesMissing, netip.MustParsePrefix("198.51.100.64/26")) {
+		t.Errorf("the route is back but vif show lists it missing: %+v", st.RoutesMissing)
 	}
 }

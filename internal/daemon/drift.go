@@ -84,8 +84,12 @@ func (d *Daemon) subscribeAddrs(done <-chan struct{}) (<-chan struct{}, error) {
 				d.addrChanged(u.LinkIndex, p, u.NewAddr)
 				if !u.NewAddr {
 					// The kernel may have flushed routes through the
-					// interface with the address, without a word.
+					// interface with the address, without a word, and
+					// does so after it announces the address gone: look
+					// now and once more a little later.
 					d.routesAt(u.LinkIndex)
+					idx := u.LinkIndex
+					time.AfterFunc(routeFlushDelay, func() { d.routesAt(idx) })
 				}
 				if len(d.localConcerned(u.LinkIndex, p.Addr())) > 0 {
 					d.scheduleFollowLocal()
@@ -113,6 +117,11 @@ func (d *Daemon) subscribeRoutes(done <-chan struct{}) (<-chan struct{}, error) 
 	}()
 	return ended, nil
 }
+
+// routeFlushDelay is how long after an address is announced removed the
+// routes through its interface are looked at again: the kernel flushes
+// them after the announcement.
+const routeFlushDelay = 250 * time.Millisecond
 
 // routesAt checks the routes of the vif with interface index idx, if it is
 // one.
