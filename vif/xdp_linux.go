@@ -40,7 +40,8 @@ const ethHeaderLen = 14
 // packets take AF_XDP), reached through another interface or an address
 // of this host, and packets too large for a frame. Read reads both the
 // socket's rx ring and the raw sockets, which receive what the program
-// passes to the kernel (fragments, packets on a queue without a socket).
+// passes to the kernel (fragments, packets on a queue without a socket,
+// frames longer than a socket's frame can hold).
 //
 // As the kernel no longer refuses a packet larger than the path MTU
 // towards its peer, Write does, with the error the raw socket gives
@@ -228,11 +229,19 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 		}
 	}
 	err = nil
-	if a.MTU+ethHeaderLen > x.sock.MaxFrame() {
-		// Still useful: larger packets take the raw socket.
-		log.Info("slave MTU larger than an AF_XDP frame: larger packets go through the kernel", "mtu", a.MTU, "frame", x.sock.MaxFrame())
+	// The program passes the frames a socket cannot take to the kernel:
+	// the raw sockets receive them.
+	maxRx := x.sock.MaxRxFrame()
+	for _, sk := range x.socks {
+		if sk != nil {
+			maxRx = min(maxRx, sk.MaxRxFrame())
+		}
 	}
-	x.prog, err = xdp.Attach(x.slave)
+	if a.MTU+ethHeaderLen > min(maxRx, x.sock.MaxFrame()) {
+		// Still useful: larger packets take the raw sockets.
+		log.Info("slave MTU larger than an AF_XDP frame: larger packets go through the kernel", "mtu", a.MTU, "rxframe", maxRx, "txframe", x.sock.MaxFrame())
+	}
+	x.prog, err = xdp.Attach(x.slave, maxRx)
 	if err != nil {
 		if errors.Is(err, xdp.ErrOtherProgram) {
 			return nil, &errXDP{fmt.Sprintf("slave %s has another XDP program; only one can be attached", a.Name)}

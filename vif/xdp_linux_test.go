@@ -782,3 +782,49 @@ func BenchmarkUnderlayPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestXDPJumbo pings with packets larger than an AF_XDP frame through a
+// tunnel over a slave of MTU 9000, both ends on AF_XDP: the program
+// passes them to the kernel, where the raw sockets receive them, instead
+// of steering them to the socket, which would drop them. Small packets
+// still take AF_XDP.
+func TestXDPJumbo(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24", nstest.WithMTU(9000))
+	ia := upIn(t, ha, vif.LinkConfig{Name: "vif0", Slave: aIf.Name(), Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, Peer: xdpB},
+		Routes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
+	ib := upIn(t, hb, vif.LinkConfig{Name: "vif0", Slave: bIf.Name(), Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, Peer: xdpA},
+		Routes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	if err := ha.Ping("198.51.100.1", 3); err != nil {
+		t.Fatalf("small ping through the tunnel: %v", err)
+	}
+	small, _ := vif.XDPStatsOf(ib)
+	if small.RxXDP < 2 {
+		t.Errorf("b received %+v after small pings: want them through AF_XDP", small)
+	}
+	out, err := ha.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-M", "do", "-s", "8000", "198.51.100.1")
+	if err != nil || !strings.Contains(out, " 0% packet loss") {
+		t.Fatalf("ping -s 8000 through the tunnel: %v\n%s", err, out)
+	}
+	sa, _ := vif.XDPStatsOf(ia)
+	sb, _ := vif.XDPStatsOf(ib)
+	t.Logf("a: %+v", sa)
+	t.Logf("b: %+v", sb)
+	if sb.RxRaw-small.RxRaw < 3 || sa.RxRaw < 3 {
+		t.Errorf("the large packets did not come through the raw sockets: a %+v, b %+v", sa, sb)
+	}
+	if sa.Dropped != 0 || sb.Dropped != 0 {
+		t.Errorf("AF_XDP sockets dropped packets: a %d, b %d", sa.Dropped, sb.Dropped)
+	}
+	// Small packets still take AF_XDP.
+	if err := ha.Ping("198.51.100.1", 3); err != nil {
+		t.Fatalf("small ping after the large ones: %v", err)
+	}
+	after, _ := vif.XDPStatsOf(ib)
+	if after.RxXDP-sb.RxXDP < 3 {
+		t.Errorf("b received %d small packets through AF_XDP, want 3 (%+v)", after.RxXDP-sb.RxXDP, after)
+	}
+}
