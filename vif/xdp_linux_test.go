@@ -828,3 +828,113 @@ func TestXDPJumbo(t *testing.T) {
 		t.Errorf("b received %d small packets through AF_XDP, want 3 (%+v)", after.RxXDP-sb.RxXDP, after)
 	}
 }
+
+// TestXDPSharedPeer brings up two vifs on each end of a link, with the
+// same peer, local address and protocol: the first owns the slave's
+// AF_XDP sockets, the second runs on raw sockets. The owner's program
+// must leave the shared peer's packets to the kernel, where both vifs'
+// raw sockets get them, or the second vif receives nothing; and it must
+// follow the other vif's peers, its coming and going, and the owner's.
+func TestXDPSharedPeer(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
+	pfx := netip.MustParsePrefix
+	up := func(h *nstest.Host, name, slave, addr string, peer netip.Addr, behind string) *vif.Interface {
+		return upIn(t, h, vif.LinkConfig{Name: name, Slave: slave,
+			Config: vif.Config{Addrs: []netip.Prefix{pfx(addr + "/32")},
+				Peers: []vif.Peer{{Addr: peer, Prefixes: []netip.Prefix{pfx(behind + "/32")}}}}})
+	}
+	vv := up(ha, "vv", aIf.Name(), "192.0.2.50", xdpB, "192.0.2.60")
+	vw := up(ha, "vw", aIf.Name(), "192.0.2.51", xdpB, "192.0.2.61")
+	up(hb, "vv", bIf.Name(), "192.0.2.60", xdpA, "192.0.2.50")
+	up(hb, "vw", bIf.Name(), "192.0.2.61", xdpA, "192.0.2.51")
+	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "198.18.0.2") || !strings.Contains(u.Shared, "vw") {
+		t.Errorf("owner's underlay %+v: want xdp, 198.18.0.2 shared with vw", u)
+	}
+	if u := vw.Underlay(); u.Kind != vif.UnderlayRaw || !strings.Contains(u.Fallback, "in use by vif vv") {
+		t.Errorf("second vif's underlay %+v: want raw, in use by vif vv", u)
+	}
+	ping := func(what, addr string) {
+		t.Helper()
+		if err := ha.Ping(addr, 3); err != nil {
+			t.Fatalf("%s: ping %s: %v", what, addr, err)
+		}
+	}
+	ping("shared peer", "192.0.2.61")
+	ping("shared peer", "192.0.2.60")
+
+	// The second vif drops the peer: the owner steers its packets to
+	// AF_XDP again.
+	if err := vw.RemovePeer(xdpB); err != nil {
+		t.Fatal(err)
+	}
+	if u := vv.Underlay(); u.Shared != "" {
+		t.Errorf("after the other vif removed the peer: shared %q, want none", u.Shared)
+	}
+	before, _ := vif.XDPStatsOf(vv)
+	ping("peer not shared", "192.0.2.60")
+	after, _ := vif.XDPStatsOf(vv)
+	if after.RxXDP-before.RxXDP < 3 {
+		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+	}
+	// Set again, shared again.
+	if err := vw.SetPeer(vif.Peer{Addr: xdpB, Prefixes: []netip.Prefix{pfx("192.0.2.61/32")}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := vv.Underlay(); !strings.Contains(u.Shared, "vw") {
+		t.Errorf("after the other vif set the peer again: shared %q, want with vw", u.Shared)
+	}
+	ping("peer shared again", "192.0.2.61")
+
+	// The owner goes: the other stays on raw sockets and still
+	// receives; a new vif owns the slave, and leaves the shared peer to
+	// the kernel.
+	vv.Close()
+	ping("after the owner closed", "192.0.2.61")
+	vx := up(ha, "vx", aIf.Name(), "192.0.2.50", xdpB, "192.0.2.60")
+	if u := vx.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "vw") {
+		t.Errorf("new owner's underlay %+v: want xdp, shared with vw", u)
+	}
+	ping("with a new owner", "192.0.2.61")
+	ping("with a new owner", "192.0.2.60")
+
+	// The other vif goes: the owner steers the peer's packets again.
+	vw.Close()
+	if u := vx.Underlay(); u.Shared != "" {
+		t.Errorf("after the other vif closed: shared %q, want none", u.Shared)
+	}
+	before, _ = vif.XDPStatsOf(vx)
+	ping("alone", "192.0.2.60")
+	after, _ = vif.XDPStatsOf(vx)
+	if after.RxXDP-before.RxXDP < 3 {
+		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+	}
+}
+
+// TestXDPSharedPeerRaw is TestXDPSharedPeer with the second vif on raw
+// sockets by choice (UnderlayRaw), brought up before the owner: the
+// owner's program leaves their shared peer to the kernel all the same.
+func TestXDPSharedPeerRaw(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
+	pfx := netip.MustParsePrefix
+	up := func(h *nstest.Host, name, slave, u, addr string, peer netip.Addr, behind string) *vif.Interface {
+		return upIn(t, h, vif.LinkConfig{Name: name, Slave: slave, Underlay: u,
+			Config: vif.Config{Addrs: []netip.Prefix{pfx(addr + "/32")},
+				Peers: []vif.Peer{{Addr: peer, Prefixes: []netip.Prefix{pfx(behind + "/32")}}}}})
+	}
+	up(ha, "vr", aIf.Name(), vif.UnderlayRaw, "192.0.2.51", xdpB, "192.0.2.61")
+	vv := up(ha, "vv", aIf.Name(), vif.UnderlayXDP, "192.0.2.50", xdpB, "192.0.2.60")
+	up(hb, "vv", bIf.Name(), vif.UnderlayXDP, "192.0.2.60", xdpA, "192.0.2.50")
+	up(hb, "vr", bIf.Name(), vif.UnderlayRaw, "192.0.2.61", xdpA, "192.0.2.51")
+	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "vr") {
+		t.Errorf("owner's underlay %+v: want xdp, shared with vr", u)
+	}
+	for _, addr := range []string{"192.0.2.61", "192.0.2.60"} {
+		if err := ha.Ping(addr, 3); err != nil {
+			t.Fatalf("ping %s: %v", addr, err)
+		}
+	}
+}
