@@ -925,7 +925,7 @@ func TestXDPSharedPeerRaw(t *testing.T) {
 			Config: vif.Config{Addrs: []netip.Prefix{pfx(addr + "/32")},
 				Peers: []vif.Peer{{Addr: peer, Prefixes: []netip.Prefix{pfx(behind + "/32")}}}}})
 	}
-	up(ha, "vr", aIf.Name(), vif.UnderlayRaw, "192.0.2.51", xdpB, "192.0.2.61")
+	vr := up(ha, "vr", aIf.Name(), vif.UnderlayRaw, "192.0.2.51", xdpB, "192.0.2.61")
 	vv := up(ha, "vv", aIf.Name(), vif.UnderlayXDP, "192.0.2.50", xdpB, "192.0.2.60")
 	up(hb, "vv", bIf.Name(), vif.UnderlayXDP, "192.0.2.60", xdpA, "192.0.2.50")
 	up(hb, "vr", bIf.Name(), vif.UnderlayRaw, "192.0.2.61", xdpA, "192.0.2.51")
@@ -936,5 +936,20 @@ func TestXDPSharedPeerRaw(t *testing.T) {
 		if err := ha.Ping(addr, 3); err != nil {
 			t.Fatalf("ping %s: %v", addr, err)
 		}
+	}
+	// The steering follows either's local address.
+	ha.AddAddr(aIf.Name(), "198.18.0.5/24")
+	other := netip.MustParseAddr("198.18.0.5")
+	if err := ha.Do(func() error { return vr.SetLocal(other) }); err != nil {
+		t.Fatal(err)
+	}
+	if u := vv.Underlay(); u.Shared != "" {
+		t.Errorf("after the other vif moved to %s: shared %q, want none", other, u.Shared)
+	}
+	if err := ha.Do(func() error { return vv.SetLocal(other) }); err != nil {
+		t.Fatal(err)
+	}
+	if u := vv.Underlay(); !strings.Contains(u.Shared, "vr") {
+		t.Errorf("after the owner moved to %s too: shared %q, want with vr", other, u.Shared)
 	}
 }
