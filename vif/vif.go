@@ -316,10 +316,20 @@ type UnderlayInfo struct {
 	// Fallback says why the tunnel is not on UnderlayXDP when it was
 	// left to choose (UnderlayAuto).
 	Fallback string `json:"fallback,omitempty"`
+	// Shared names the peers whose packets another vif on the slave
+	// receives too (same peer, local address and protocol): UnderlayXDP
+	// leaves them to the kernel, where both vifs' raw sockets get them.
+	Shared string `json:"shared,omitempty"`
 }
 
 // Underlay returns what carries the tunnel's outer packets.
-func (i *Interface) Underlay() UnderlayInfo { return i.underlay }
+func (i *Interface) Underlay() UnderlayInfo {
+	u := i.underlay
+	if s, ok := i.under.(interface{ sharedNote() string }); ok {
+		u.Shared = s.sharedNote()
+	}
+	return u
+}
 
 // Local returns the tunnel's local underlay address in use: the zero Addr
 // without a peer, or while the tunnel is paused (SetLocal).

@@ -40,7 +40,9 @@ const ethHeaderLen = 14
 // packets take AF_XDP), reached through another interface or an address
 // of this host, and packets too large for a frame. Read reads both the
 // socket's rx ring and the raw sockets, which receive what the program
-// passes to the kernel (fragments, packets on a queue without a socket).
+// passes to the kernel (fragments, packets on a queue without a socket,
+// frames longer than a socket's frame can hold, and the packets of a peer
+// another vif on the slave receives too: see xdpSlaves).
 //
 // As the kernel no longer refuses a packet larger than the path MTU
 // towards its peer, Write does, with the error the raw socket gives
@@ -85,13 +87,16 @@ type XDPUnderlay struct {
 	wg      sync.WaitGroup
 	log     *slog.Logger
 
-	mu      sync.Mutex // guards local, peers, closed and the program's peers
-	local   netip.Addr
-	peers   []netip.Addr
-	closed  bool
-	final   xdp.Stats // the socket's, when Close closed it
-	release func()    // gives the slave back to the registry
-	rxRaw   atomic.Uint64
+	mu        sync.Mutex // guards local, peers, closed and the program's peers
+	local     netip.Addr
+	peers     []netip.Addr
+	steered   map[xdpPair][]uint8 // what the program's map holds
+	shared    string              // the peers left to the kernel, for an operator
+	unsteered bool                // the program is closed
+	closed    bool
+	final     xdp.Stats // the socket's, when Close closed it
+	key       xdpSlave  // the slave in the registry
+	rxRaw     atomic.Uint64
 }
 
 var _ Underlay = (*XDPUnderlay)(nil)
@@ -127,18 +132,6 @@ type XDPStats struct {
 	Dropped uint64
 }
 
-// xdpSlaves are the slaves whose AF_XDP sockets a vif of this process
-// owns, by network namespace and interface index: the name of that vif.
-var xdpSlaves = struct {
-	sync.Mutex
-	m map[xdpSlave]string
-}{m: map[xdpSlave]string{}}
-
-type xdpSlave struct {
-	netns   uint64
-	ifindex int
-}
-
 // errXDP is a reason the XDP underlay cannot run, in words for an
 // operator.
 type errXDP struct{ why string }
@@ -162,7 +155,7 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 		return nil, fmt.Errorf("vif: netlink: %w", err)
 	}
 	x = &XDPUnderlay{raw: ru, slave: ru.slave, proto: proto, nl: nl, pathMTU: pathMTU, log: log, local: local,
-		peers: slices.Clone(peers), want: make(chan netip.Addr, 64), kick: make(chan struct{}, 1), done: make(chan struct{})}
+		peers: slices.Clone(peers), steered: map[xdpPair][]uint8{}, want: make(chan netip.Addr, 64), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	x.hops.Store(&hopTable{})
 	var undo []func()
 	defer func() {
@@ -181,24 +174,17 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 	if a.EncapType != "ether" || len(a.HardwareAddr) != 6 {
 		return nil, &errXDP{fmt.Sprintf("slave %s is not an Ethernet interface", a.Name)}
 	}
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
-		return nil, fmt.Errorf("vif: network namespace: %w", err)
+	if x.key, err = slaveKey(x.slave); err != nil {
+		return nil, err
 	}
-	key := xdpSlave{st.Ino, x.slave}
 	xdpSlaves.Lock()
-	owner, taken := xdpSlaves.m[key]
-	if !taken {
-		xdpSlaves.m[key] = name
+	owner := slaveUseLocked(x.key).owner
+	if owner == "" {
+		xdpSlaves.m[x.key].owner = name
 	}
 	xdpSlaves.Unlock()
-	if taken {
+	if owner != "" {
 		return nil, &errXDP{fmt.Sprintf("slave %s's AF_XDP sockets are in use by vif %s", a.Name, owner)}
-	}
-	x.release = func() {
-		xdpSlaves.Lock()
-		delete(xdpSlaves.m, key)
-		xdpSlaves.Unlock()
 	}
 	undo = append(undo, x.release)
 	if a.Xdp != nil && a.Xdp.Attached {
@@ -228,11 +214,19 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 		}
 	}
 	err = nil
-	if a.MTU+ethHeaderLen > x.sock.MaxFrame() {
-		// Still useful: larger packets take the raw socket.
-		log.Info("slave MTU larger than an AF_XDP frame: larger packets go through the kernel", "mtu", a.MTU, "frame", x.sock.MaxFrame())
+	// The program passes the frames a socket cannot take to the kernel:
+	// the raw sockets receive them.
+	maxRx := x.sock.MaxRxFrame()
+	for _, sk := range x.socks {
+		if sk != nil {
+			maxRx = min(maxRx, sk.MaxRxFrame())
+		}
 	}
-	x.prog, err = xdp.Attach(x.slave)
+	if a.MTU+ethHeaderLen > min(maxRx, x.sock.MaxFrame()) {
+		// Still useful: larger packets take the raw sockets.
+		log.Info("slave MTU larger than an AF_XDP frame: larger packets go through the kernel", "mtu", a.MTU, "rxframe", maxRx, "txframe", x.sock.MaxFrame())
+	}
+	x.prog, err = xdp.Attach(x.slave, maxRx)
 	if err != nil {
 		if errors.Is(err, xdp.ErrOtherProgram) {
 			return nil, &errXDP{fmt.Sprintf("slave %s has another XDP program; only one can be attached", a.Name)}
@@ -248,10 +242,18 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 			return nil, &errXDP{err.Error()}
 		}
 	}
-	for _, p := range peers {
-		if err := x.accept(p, local, true); err != nil {
-			return nil, &errXDP{err.Error()}
-		}
+	// The peers' packets that no other vif of the slave needs go to
+	// the sockets; from now on the others' changes steer again.
+	xdpSlaves.Lock()
+	x.mu.Lock()
+	err = x.steerLocked()
+	if err == nil {
+		xdpSlaves.m[x.key].x = x
+	}
+	x.mu.Unlock()
+	xdpSlaves.Unlock()
+	if err != nil {
+		return nil, &errXDP{err.Error()}
 	}
 
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -323,37 +325,36 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 	return x, nil
 }
 
-// accept steers the packets of peer to local to the socket, or stops.
-func (x *XDPUnderlay) accept(peer, local netip.Addr, on bool) error {
-	if !peer.Is4() || !local.Is4() {
-		return nil
+// release gives the slave back to the registry: the program steers no
+// more, and the next vif brought up on the slave may own it.
+func (x *XDPUnderlay) release() {
+	xdpSlaves.Lock()
+	defer xdpSlaves.Unlock()
+	if u := xdpSlaves.m[x.key]; u != nil {
+		if u.x == x {
+			u.x = nil
+		}
+		u.owner = ""
+		tidyLocked(x.key)
 	}
-	if !on {
-		return x.prog.Accept(peer, local)
-	}
-	return x.prog.Accept(peer, local, x.proto, ipip.ProtoIPv6)
 }
 
-// SetPeers steers the packets of peers, and no others, to the socket.
-// Interface calls it as its peers change (SetPeer, RemovePeer).
+// SetPeers steers the packets of peers, and no others, to the socket,
+// but for those another vif of the slave receives too. Interface calls it
+// as its peers change (SetPeer, RemovePeer).
 func (x *XDPUnderlay) SetPeers(peers []netip.Addr) {
+	xdpSlaves.Lock()
+	defer xdpSlaves.Unlock()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.closed {
 		return
 	}
-	for _, p := range x.peers {
-		if !slices.Contains(peers, p) {
-			_ = x.accept(p, x.local, false)
-		}
-	}
-	for _, p := range peers {
-		if err := x.accept(p, x.local, true); err != nil {
-			// Its packets go through the kernel: still delivered.
-			x.log.Warn("XDP steering of a peer failed", "peer", p, "err", err)
-		}
-	}
 	x.peers = slices.Clone(peers)
+	if err := x.steerLocked(); err != nil {
+		// Their packets go through the kernel: still delivered.
+		x.log.Warn("XDP steering of the peers failed", "err", err)
+	}
 	x.poke()
 }
 
@@ -363,16 +364,17 @@ func (x *XDPUnderlay) SetLocal(local netip.Addr) error {
 	if err := x.raw.SetLocal(local); err != nil {
 		return err
 	}
+	xdpSlaves.Lock()
+	defer xdpSlaves.Unlock()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.closed {
 		return os.ErrClosed
 	}
-	for _, p := range x.peers {
-		_ = x.accept(p, x.local, false)
-		_ = x.accept(p, local, true)
-	}
 	x.local = local
+	if err := x.steerLocked(); err != nil {
+		x.log.Warn("XDP steering of the peers failed", "err", err)
+	}
 	x.poke()
 	return nil
 }
@@ -728,6 +730,7 @@ func (x *XDPUnderlay) Close() error {
 	// stack again.
 	x.mu.Lock()
 	perr := x.prog.Close()
+	x.unsteered = true
 	x.mu.Unlock()
 	eerr := x.ep.Close()  // wakes Read
 	rerr := x.raw.Close() // wakes a Write blocked in it
@@ -753,6 +756,18 @@ func (x *XDPUnderlay) Close() error {
 // XDPUnderlay over it otherwise. UnderlayXDP that cannot run is an error
 // wrapping ErrBadUnderlay.
 func pickUnderlay(c *LinkConfig, ru *RawUnderlay, log *slog.Logger) (Underlay, UnderlayInfo, error) {
+	var peers []netip.Addr
+	for _, p := range c.peers() {
+		peers = append(peers, p.Addr)
+	}
+	if c.Underlay == UnderlayRaw && c.Local.Is4() {
+		// Another vif's XDP program must leave its packets alone.
+		m, err := joinRaw(c.Name, ru, c.Protocol, c.Local, peers, log)
+		if err != nil {
+			return nil, UnderlayInfo{}, err
+		}
+		return m, UnderlayInfo{Kind: UnderlayRaw}, nil
+	}
 	if c.Underlay == UnderlayRaw {
 		return ru, UnderlayInfo{Kind: UnderlayRaw}, nil
 	}
@@ -765,10 +780,6 @@ func pickUnderlay(c *LinkConfig, ru *RawUnderlay, log *slog.Logger) (Underlay, U
 		}
 		return ru, UnderlayInfo{Kind: UnderlayRaw, Fallback: why}, nil
 	}
-	var peers []netip.Addr
-	for _, p := range c.peers() {
-		peers = append(peers, p.Addr)
-	}
 	x, err := ListenXDP(c.Name, c.Slave, ru, c.Protocol, c.Local, peers, c.PathMTU, log)
 	if err == nil {
 		return x, UnderlayInfo{Kind: UnderlayXDP}, nil
@@ -777,5 +788,9 @@ func pickUnderlay(c *LinkConfig, ru *RawUnderlay, log *slog.Logger) (Underlay, U
 		return nil, UnderlayInfo{}, fmt.Errorf("%w: xdp: %w", ErrBadUnderlay, err)
 	}
 	log.Info("tunnel on raw sockets, not AF_XDP", "why", err)
-	return ru, UnderlayInfo{Kind: UnderlayRaw, Fallback: err.Error()}, nil
+	m, jerr := joinRaw(c.Name, ru, c.Protocol, c.Local, peers, log)
+	if jerr != nil {
+		return nil, UnderlayInfo{}, jerr
+	}
+	return m, UnderlayInfo{Kind: UnderlayRaw, Fallback: err.Error()}, nil
 }

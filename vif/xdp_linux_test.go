@@ -782,3 +782,174 @@ func BenchmarkUnderlayPingPong(b *testing.B) {
 		})
 	}
 }
+
+// TestXDPJumbo pings with packets larger than an AF_XDP frame through a
+// tunnel over a slave of MTU 9000, both ends on AF_XDP: the program
+// passes them to the kernel, where the raw sockets receive them, instead
+// of steering them to the socket, which would drop them. Small packets
+// still take AF_XDP.
+func TestXDPJumbo(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24", nstest.WithMTU(9000))
+	ia := upIn(t, ha, vif.LinkConfig{Name: "vif0", Slave: aIf.Name(), Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, Peer: xdpB},
+		Routes: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
+	ib := upIn(t, hb, vif.LinkConfig{Name: "vif0", Slave: bIf.Name(), Underlay: vif.UnderlayXDP,
+		Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("198.51.100.1/32")}, Peer: xdpA},
+		Routes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	if err := ha.Ping("198.51.100.1", 3); err != nil {
+		t.Fatalf("small ping through the tunnel: %v", err)
+	}
+	small, _ := vif.XDPStatsOf(ib)
+	if small.RxXDP < 2 {
+		t.Errorf("b received %+v after small pings: want them through AF_XDP", small)
+	}
+	out, err := ha.Run("ping", "-n", "-c", "3", "-i", "0.2", "-W", "2", "-M", "do", "-s", "8000", "198.51.100.1")
+	if err != nil || !strings.Contains(out, " 0% packet loss") {
+		t.Fatalf("ping -s 8000 through the tunnel: %v\n%s", err, out)
+	}
+	sa, _ := vif.XDPStatsOf(ia)
+	sb, _ := vif.XDPStatsOf(ib)
+	t.Logf("a: %+v", sa)
+	t.Logf("b: %+v", sb)
+	if sb.RxRaw-small.RxRaw < 3 || sa.RxRaw < 3 {
+		t.Errorf("the large packets did not come through the raw sockets: a %+v, b %+v", sa, sb)
+	}
+	if sa.Dropped != 0 || sb.Dropped != 0 {
+		t.Errorf("AF_XDP sockets dropped packets: a %d, b %d", sa.Dropped, sb.Dropped)
+	}
+	// Small packets still take AF_XDP.
+	if err := ha.Ping("198.51.100.1", 3); err != nil {
+		t.Fatalf("small ping after the large ones: %v", err)
+	}
+	after, _ := vif.XDPStatsOf(ib)
+	if after.RxXDP-sb.RxXDP < 3 {
+		t.Errorf("b received %d small packets through AF_XDP, want 3 (%+v)", after.RxXDP-sb.RxXDP, after)
+	}
+}
+
+// TestXDPSharedPeer brings up two vifs on each end of a link, with the
+// same peer, local address and protocol: the first owns the slave's
+// AF_XDP sockets, the second runs on raw sockets. The owner's program
+// must leave the shared peer's packets to the kernel, where both vifs'
+// raw sockets get them, or the second vif receives nothing; and it must
+// follow the other vif's peers, its coming and going, and the owner's.
+func TestXDPSharedPeer(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
+	pfx := netip.MustParsePrefix
+	up := func(h *nstest.Host, name, slave, addr string, peer netip.Addr, behind string) *vif.Interface {
+		return upIn(t, h, vif.LinkConfig{Name: name, Slave: slave,
+			Config: vif.Config{Addrs: []netip.Prefix{pfx(addr + "/32")},
+				Peers: []vif.Peer{{Addr: peer, Prefixes: []netip.Prefix{pfx(behind + "/32")}}}}})
+	}
+	vv := up(ha, "vv", aIf.Name(), "192.0.2.50", xdpB, "192.0.2.60")
+	vw := up(ha, "vw", aIf.Name(), "192.0.2.51", xdpB, "192.0.2.61")
+	up(hb, "vv", bIf.Name(), "192.0.2.60", xdpA, "192.0.2.50")
+	up(hb, "vw", bIf.Name(), "192.0.2.61", xdpA, "192.0.2.51")
+	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "198.18.0.2") || !strings.Contains(u.Shared, "vw") {
+		t.Errorf("owner's underlay %+v: want xdp, 198.18.0.2 shared with vw", u)
+	}
+	if u := vw.Underlay(); u.Kind != vif.UnderlayRaw || !strings.Contains(u.Fallback, "in use by vif vv") {
+		t.Errorf("second vif's underlay %+v: want raw, in use by vif vv", u)
+	}
+	ping := func(what, addr string) {
+		t.Helper()
+		if err := ha.Ping(addr, 3); err != nil {
+			t.Fatalf("%s: ping %s: %v", what, addr, err)
+		}
+	}
+	ping("shared peer", "192.0.2.61")
+	ping("shared peer", "192.0.2.60")
+
+	// The second vif drops the peer: the owner steers its packets to
+	// AF_XDP again.
+	if err := vw.RemovePeer(xdpB); err != nil {
+		t.Fatal(err)
+	}
+	if u := vv.Underlay(); u.Shared != "" {
+		t.Errorf("after the other vif removed the peer: shared %q, want none", u.Shared)
+	}
+	before, _ := vif.XDPStatsOf(vv)
+	ping("peer not shared", "192.0.2.60")
+	after, _ := vif.XDPStatsOf(vv)
+	if after.RxXDP-before.RxXDP < 3 {
+		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+	}
+	// Set again, shared again.
+	if err := vw.SetPeer(vif.Peer{Addr: xdpB, Prefixes: []netip.Prefix{pfx("192.0.2.61/32")}}); err != nil {
+		t.Fatal(err)
+	}
+	if u := vv.Underlay(); !strings.Contains(u.Shared, "vw") {
+		t.Errorf("after the other vif set the peer again: shared %q, want with vw", u.Shared)
+	}
+	ping("peer shared again", "192.0.2.61")
+
+	// The owner goes: the other stays on raw sockets and still
+	// receives; a new vif owns the slave, and leaves the shared peer to
+	// the kernel.
+	vv.Close()
+	ping("after the owner closed", "192.0.2.61")
+	vx := up(ha, "vx", aIf.Name(), "192.0.2.50", xdpB, "192.0.2.60")
+	if u := vx.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "vw") {
+		t.Errorf("new owner's underlay %+v: want xdp, shared with vw", u)
+	}
+	ping("with a new owner", "192.0.2.61")
+	ping("with a new owner", "192.0.2.60")
+
+	// The other vif goes: the owner steers the peer's packets again.
+	vw.Close()
+	if u := vx.Underlay(); u.Shared != "" {
+		t.Errorf("after the other vif closed: shared %q, want none", u.Shared)
+	}
+	before, _ = vif.XDPStatsOf(vx)
+	ping("alone", "192.0.2.60")
+	after, _ = vif.XDPStatsOf(vx)
+	if after.RxXDP-before.RxXDP < 3 {
+		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+	}
+}
+
+// TestXDPSharedPeerRaw is TestXDPSharedPeer with the second vif on raw
+// sockets by choice (UnderlayRaw), brought up before the owner: the
+// owner's program leaves their shared peer to the kernel all the same.
+func TestXDPSharedPeerRaw(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
+	pfx := netip.MustParsePrefix
+	up := func(h *nstest.Host, name, slave, u, addr string, peer netip.Addr, behind string) *vif.Interface {
+		return upIn(t, h, vif.LinkConfig{Name: name, Slave: slave, Underlay: u,
+			Config: vif.Config{Addrs: []netip.Prefix{pfx(addr + "/32")},
+				Peers: []vif.Peer{{Addr: peer, Prefixes: []netip.Prefix{pfx(behind + "/32")}}}}})
+	}
+	vr := up(ha, "vr", aIf.Name(), vif.UnderlayRaw, "192.0.2.51", xdpB, "192.0.2.61")
+	vv := up(ha, "vv", aIf.Name(), vif.UnderlayXDP, "192.0.2.50", xdpB, "192.0.2.60")
+	up(hb, "vv", bIf.Name(), vif.UnderlayXDP, "192.0.2.60", xdpA, "192.0.2.50")
+	up(hb, "vr", bIf.Name(), vif.UnderlayRaw, "192.0.2.61", xdpA, "192.0.2.51")
+	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "vr") {
+		t.Errorf("owner's underlay %+v: want xdp, shared with vr", u)
+	}
+	for _, addr := range []string{"192.0.2.61", "192.0.2.60"} {
+		if err := ha.Ping(addr, 3); err != nil {
+			t.Fatalf("ping %s: %v", addr, err)
+		}
+	}
+	// The steering follows either's local address.
+	ha.AddAddr(aIf.Name(), "198.18.0.5/24")
+	other := netip.MustParseAddr("198.18.0.5")
+	if err := ha.Do(func() error { return vr.SetLocal(other) }); err != nil {
+		t.Fatal(err)
+	}
+	if u := vv.Underlay(); u.Shared != "" {
+		t.Errorf("after the other vif moved to %s: shared %q, want none", other, u.Shared)
+	}
+	if err := ha.Do(func() error { return vv.SetLocal(other) }); err != nil {
+		t.Fatal(err)
+	}
+	if u := vv.Underlay(); !strings.Contains(u.Shared, "vr") {
+		t.Errorf("after the owner moved to %s too: shared %q, want with vr", other, u.Shared)
+	}
+}

@@ -186,6 +186,9 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 		} else {
 			fmt.Fprintf(w, "  underlay: %s%s\n", u.Kind, offload)
 		}
+		if u.Shared != "" {
+			fmt.Fprintf(w, "  underlay: %s\n", u.Shared)
+		}
 	}
 	for _, p := range st.Peers {
 		fmt.Fprintf(w, "  peer %s: %s  path mtu %d; sent %d packets, %s; received %d packets, %s\n",

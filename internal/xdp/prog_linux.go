@@ -51,9 +51,13 @@ func protoBit(proto uint8) uint32 { return 1 << (proto & 31) }
 // Attach loads the program and attaches it to the interface with index
 // ifindex, in the calling thread's network namespace: in the driver's
 // receive path where the driver has one, in the generic path otherwise.
-// It returns an error wrapping ErrOtherProgram when the interface has an
-// XDP program already. It needs CAP_BPF and CAP_NET_ADMIN.
-func Attach(ifindex int) (p *Program, err error) {
+// Frames longer than maxFrame bytes (from the Ethernet header on) are
+// passed to the kernel, never steered: maxFrame is the longest frame the
+// sockets can receive (Socket.MaxRxFrame), as the kernel drops a longer
+// one it steered to a socket. It returns an error wrapping
+// ErrOtherProgram when the interface has an XDP program already. It
+// needs CAP_BPF and CAP_NET_ADMIN.
+func Attach(ifindex, maxFrame int) (p *Program, err error) {
 	p = &Program{}
 	defer func() {
 		if err != nil {
@@ -72,7 +76,7 @@ func Attach(ifindex int) (p *Program, err error) {
 		Name:         "vif_steer",
 		Type:         ebpf.XDP,
 		License:      "Dual MIT/GPL",
-		Instructions: steer(p.pairs.FD(), p.xsks.FD()),
+		Instructions: steer(p.pairs.FD(), p.xsks.FD(), maxFrame),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("xdp: load program: %w", err)
@@ -101,9 +105,10 @@ func Attach(ifindex int) (p *Program, err error) {
 	return nil, fmt.Errorf("xdp: attach to interface %d: %w", ifindex, err)
 }
 
-// steer returns the program's instructions. Registers: R6 the context,
-// R2 the packet's start (R8 across a call), R7 its protocol.
-func steer(pairs, xsks int) asm.Instructions {
+// steer returns the program's instructions; frames longer than maxFrame
+// are passed. Registers: R6 the context, R2 the packet's start (R8 across
+// a call), R7 its protocol.
+func steer(pairs, xsks, maxFrame int) asm.Instructions {
 	ne := binary.NativeEndian
 	ethIPv4 := int32(ne.Uint16([]byte{0x08, 0x00}))  // EtherType as loaded
 	fragMask := int32(ne.Uint16([]byte{0x3f, 0xff})) // MF and the offset
@@ -119,6 +124,11 @@ func steer(pairs, xsks int) asm.Instructions {
 		asm.Mov.Reg(asm.R4, asm.R2),
 		asm.Add.Imm(asm.R4, eth+20),
 		asm.JGT.Reg(asm.R4, asm.R3, pass),
+		// A frame longer than the sockets' frames: the kernel would
+		// drop it at the socket (rx_dropped); the raw sockets take it.
+		asm.Mov.Reg(asm.R4, asm.R3),
+		asm.Sub.Reg(asm.R4, asm.R2),
+		asm.JGT.Imm(asm.R4, int32(maxFrame), pass),
 		asm.LoadMem(asm.R4, asm.R2, 12, asm.Half),
 		asm.JNE.Imm(asm.R4, ethIPv4, pass),
 		asm.LoadMem(asm.R4, asm.R2, eth, asm.Byte),

@@ -13,11 +13,16 @@ import (
 // of protocol proto, and 20 bytes of payload; mod changes it before the
 // header's checksum is computed.
 func frame(src, dst string, proto uint8, mod func(f []byte)) []byte {
-	f := make([]byte, 14+20+20)
+	return frameLen(src, dst, proto, 14+20+20, mod)
+}
+
+// frameLen is frame with a frame of n bytes.
+func frameLen(src, dst string, proto uint8, n int, mod func(f []byte)) []byte {
+	f := make([]byte, n)
 	binary.BigEndian.PutUint16(f[12:], 0x0800)
 	ip := f[14:]
 	ip[0] = 0x45
-	binary.BigEndian.PutUint16(ip[2:], 40)
+	binary.BigEndian.PutUint16(ip[2:], uint16(n-14))
 	ip[6] = 0x40 // DF
 	ip[8] = 64
 	ip[9] = proto
@@ -60,10 +65,13 @@ func TestSteer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer devs.Close()
+	// The bound on steered frames; the kernel's test run keeps frames
+	// up to about 3.5 KB linear, so a smaller one than a socket's.
+	const maxFrame = 1500
 	if err := devs.Put(uint32(0), uint32(1)); err != nil { // lo
 		t.Fatal(err)
 	}
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual MIT/GPL", Instructions: steer(pairs.FD(), devs.FD())})
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual MIT/GPL", Instructions: steer(pairs.FD(), devs.FD(), maxFrame)})
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -93,6 +101,8 @@ func TestSteer(t *testing.T) {
 		{"bad checksum", badSum(frame("198.18.0.2", "198.18.0.1", 94, nil)), pass},
 		{"total length past the frame", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 41 }), pass},
 		{"total length below the header", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 19 }), pass},
+		{"longest frame a socket takes", frameLen("198.18.0.2", "198.18.0.1", 94, maxFrame, nil), redirect},
+		{"frame longer than a socket takes", frameLen("198.18.0.2", "198.18.0.1", 94, maxFrame+1, nil), pass},
 		{"header only, padded", frame("198.18.0.2", "198.18.0.1", 94, func(f []byte) { f[14+3] = 20 }), redirect},
 	}
 	for _, tt := range tests {

@@ -278,6 +278,15 @@ func (s *Socket) Receive(bufs [][]byte, sizes []int, offset, skip int) int {
 	return int(n)
 }
 
+// xdpPacketHeadroom is the kernel's XDP_PACKET_HEADROOM: it keeps that
+// much of each receiving frame in front of the packet.
+const xdpPacketHeadroom = 256
+
+// MaxRxFrame is the longest frame the socket can receive: its frame size
+// less the headroom the kernel keeps in front of the packet (the UMEM's
+// own headroom is 0). The kernel drops a longer frame steered to it.
+func (s *Socket) MaxRxFrame() int { return int(s.frameSize) - xdpPacketHeadroom }
+
 // MaxFrame is the longest frame Send takes.
 func (s *Socket) MaxFrame() int { return int(s.frameSize) }
 

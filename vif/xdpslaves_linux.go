@@ -1,0 +1,259 @@
+package vif
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/vif-project/vif/ipip"
+	"golang.org/x/sys/unix"
+)
+
+// xdpSlaves is what the vifs of this process do with each slave, by
+// network namespace and interface index: the vif that owns its AF_XDP
+// sockets and XDP program, and the tunnels of the others, on raw sockets.
+// Its lock comes before an XDPUnderlay's mu.
+//
+// The owner's program must not take a packet another vif needs: the
+// packets of a (peer, local, protocol) that another vif of the slave also
+// receives are left to the kernel (XDP_PASS), where every raw socket of
+// that protocol bound to local gets a copy, the owner's own included
+// (its underlay reads both), and each vif's loop keeps what is its own.
+// When the owner goes away, no other vif takes AF_XDP over: they stay on
+// raw sockets, and the next vif brought up on the slave owns it.
+var xdpSlaves = struct {
+	sync.Mutex
+	m map[xdpSlave]*slaveUse
+}{m: map[xdpSlave]*slaveUse{}}
+
+type xdpSlave struct {
+	netns   uint64
+	ifindex int
+}
+
+// slaveUse is the vifs on one slave.
+type slaveUse struct {
+	owner string       // the vif owning the AF_XDP sockets, or ""
+	x     *XDPUnderlay // its underlay while it steers, or nil
+	raw   map[*rawMember]struct{}
+}
+
+// slaveKey returns the registry's key of the slave with index ifindex in
+// the calling thread's network namespace.
+func slaveKey(ifindex int) (xdpSlave, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return xdpSlave{}, fmt.Errorf("vif: network namespace: %w", err)
+	}
+	return xdpSlave{st.Ino, ifindex}, nil
+}
+
+// slaveUseLocked returns key's entry, made if there is none; xdpSlaves is
+// locked.
+func slaveUseLocked(key xdpSlave) *slaveUse {
+	u := xdpSlaves.m[key]
+	if u == nil {
+		u = &slaveUse{raw: map[*rawMember]struct{}{}}
+		xdpSlaves.m[key] = u
+	}
+	return u
+}
+
+// tidyLocked forgets key's entry when nothing uses the slave; xdpSlaves is
+// locked.
+func tidyLocked(key xdpSlave) {
+	if u := xdpSlaves.m[key]; u != nil && u.owner == "" && u.x == nil && len(u.raw) == 0 {
+		delete(xdpSlaves.m, key)
+	}
+}
+
+// resteerLocked recomputes the owner's steering after another vif's
+// tunnel changed; xdpSlaves is locked.
+func resteerLocked(key xdpSlave) {
+	u := xdpSlaves.m[key]
+	if u == nil || u.x == nil {
+		return
+	}
+	x := u.x
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if err := x.steerLocked(); err != nil {
+		x.log.Warn("XDP steering failed", "err", err)
+	}
+}
+
+// sharersLocked returns the vifs other than the owner that receive the
+// packets from peer to local of protocol proto; xdpSlaves is locked.
+func (u *slaveUse) sharersLocked(peer, local netip.Addr, proto uint8) []string {
+	var out []string
+	for m := range u.raw {
+		if m.local == local && (m.proto == proto || proto == ipip.ProtoIPv6) && slices.Contains(m.peers, peer) && !slices.Contains(out, m.name) {
+			out = append(out, m.name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// xdpPair is an (outer source, outer destination) the program steers.
+type xdpPair struct{ peer, local netip.Addr }
+
+// steerLocked puts the program's map in step with the peers, the local
+// address and the other vifs of the slave: the packets of each peer to
+// local of the tunnel's protocol and of 6in4 go to the sockets unless
+// another vif receives them too. xdpSlaves and x.mu are locked.
+func (x *XDPUnderlay) steerLocked() error {
+	if x.unsteered {
+		return nil
+	}
+	u := xdpSlaves.m[x.key]
+	want := map[xdpPair][]uint8{}
+	var shared []string
+	if x.local.Is4() {
+		protos := []uint8{x.proto}
+		if x.proto != ipip.ProtoIPv6 {
+			protos = append(protos, ipip.ProtoIPv6)
+		}
+		for _, p := range x.peers {
+			if !p.Is4() {
+				continue
+			}
+			var steer []uint8
+			var with []string
+			for _, pr := range protos {
+				var ws []string
+				if u != nil {
+					ws = u.sharersLocked(p, x.local, pr)
+				}
+				if len(ws) == 0 {
+					steer = append(steer, pr)
+				}
+				for _, w := range ws {
+					if !slices.Contains(with, w) {
+						with = append(with, w)
+					}
+				}
+			}
+			if len(steer) > 0 {
+				want[xdpPair{p, x.local}] = steer
+			}
+			if len(with) > 0 {
+				slices.Sort(with)
+				shared = append(shared, fmt.Sprintf("%s (with vif %s)", p, strings.Join(with, ", ")))
+			}
+		}
+	}
+	var errs []error
+	for k := range x.steered {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		if err := x.prog.Accept(k.peer, k.local); err != nil {
+			errs = append(errs, err) // tried again next time
+			continue
+		}
+		delete(x.steered, k)
+	}
+	for k, protos := range want {
+		if slices.Equal(x.steered[k], protos) {
+			continue
+		}
+		if err := x.prog.Accept(k.peer, k.local, protos...); err != nil {
+			// Its packets go through the kernel: still delivered.
+			errs = append(errs, err)
+			delete(x.steered, k)
+			continue
+		}
+		x.steered[k] = protos
+	}
+	x.shared = ""
+	if len(shared) > 0 {
+		x.shared = "peer " + strings.Join(shared, ", ") + " shared with another vif on the slave: its packets go through the kernel, not AF_XDP"
+	}
+	return errors.Join(errs...)
+}
+
+// sharedNote says which peers' packets the program leaves to the kernel
+// because another vif receives them too, or "".
+func (x *XDPUnderlay) sharedNote() string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.shared
+}
+
+// A rawMember is the raw underlay of a vif that does not own its slave's
+// AF_XDP sockets (another vif does, or it runs on raw sockets by choice):
+// it tells the registry its tunnel, so that the owner's program leaves
+// the packets it needs to the kernel.
+type rawMember struct {
+	*RawUnderlay
+	key   xdpSlave
+	name  string
+	proto uint8
+	log   *slog.Logger
+	// guarded by xdpSlaves
+	local netip.Addr
+	peers []netip.Addr
+	gone  bool
+}
+
+// joinRaw registers ru, the raw underlay of the vif name, and returns it
+// wrapped. It works in the calling thread's network namespace.
+func joinRaw(name string, ru *RawUnderlay, proto uint8, local netip.Addr, peers []netip.Addr, log *slog.Logger) (*rawMember, error) {
+	key, err := slaveKey(ru.slave)
+	if err != nil {
+		return nil, err
+	}
+	m := &rawMember{RawUnderlay: ru, key: key, name: name, proto: proto, log: log, local: local, peers: slices.Clone(peers)}
+	xdpSlaves.Lock()
+	defer xdpSlaves.Unlock()
+	slaveUseLocked(key).raw[m] = struct{}{}
+	resteerLocked(key)
+	return m, nil
+}
+
+// SetPeers implements peerFollower.
+func (m *rawMember) SetPeers(peers []netip.Addr) {
+	xdpSlaves.Lock()
+	defer xdpSlaves.Unlock()
+	if m.gone {
+		return
+	}
+	m.peers = slices.Clone(peers)
+	resteerLocked(m.key)
+}
+
+// SetLocal binds the raw underlay to local (RawUnderlay.SetLocal) and
+// tells the registry.
+func (m *rawMember) SetLocal(local netip.Addr) error {
+	if err := m.RawUnderlay.SetLocal(local); err != nil {
+		return err
+	}
+	xdpSlaves.Lock()
+	defer xdpSlaves.Unlock()
+	if !m.gone {
+		m.local = local
+		resteerLocked(m.key)
+	}
+	return nil
+}
+
+// Close implements Underlay: the vif leaves the registry, and the raw
+// underlay is closed.
+func (m *rawMember) Close() error {
+	xdpSlaves.Lock()
+	if !m.gone {
+		m.gone = true
+		if u := xdpSlaves.m[m.key]; u != nil {
+			delete(u.raw, m)
+			resteerLocked(m.key)
+			tidyLocked(m.key)
+		}
+	}
+	xdpSlaves.Unlock()
+	return m.RawUnderlay.Close()
+}
