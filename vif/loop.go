@@ -144,12 +144,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				if out == nil {
 					continue
 				}
-				if p != pc.p {
-					pc.flushTx()
-					pc.p = p
-				}
-				pc.pkts++
-				pc.bytes += uint64(len(out))
+				pc.addTx(p, len(out))
 				if sizes[j] > int(p.st.pmtu.Load()) {
 					// At most IPv6MinMTU long (and over IPv4 sent
 					// without DF): in fragments of the path MTU (RFC
@@ -218,12 +213,7 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 				c.codec[err.(ipip.Error)].Add(1)
 				continue
 			}
-			if p != pc.p {
-				pc.flushTx()
-				pc.p = p
-			}
-			pc.pkts++
-			pc.bytes += uint64(len(out))
+			pc.addTx(p, len(out))
 			if sizes[j] > pmtu {
 				// Without DF (the outer DF is copied from the inner)
 				// the packet goes out in fragments of the path MTU, as
@@ -532,12 +522,7 @@ func (i *Interface) rxLoop() {
 				if inner == nil {
 					continue
 				}
-				if p != pc.p {
-					pc.flushRx()
-					pc.p = p
-				}
-				pc.pkts++
-				pc.bytes += uint64(len(inner))
+				pc.addRx(p, len(inner))
 				// The inner packet follows the 40-byte outer header:
 				// slide the window as below.
 				write = append(write, bufs[j][ipip.IPv6HeaderLen:Headroom+ipip.IPv6HeaderLen+len(inner)])
@@ -561,12 +546,7 @@ func (i *Interface) rxLoop() {
 				if inner == nil {
 					continue
 				}
-				if p != pc.p {
-					pc.flushRx()
-					pc.p = p
-				}
-				pc.pkts++
-				pc.bytes += uint64(len(inner))
+				pc.addRx(p, len(inner))
 				ihl := outer.HeaderLen()
 				write = append(write, bufs[j][ihl:Headroom+ihl+len(inner)])
 				bytes += uint64(len(inner))
@@ -592,12 +572,7 @@ func (i *Interface) rxLoop() {
 				c.drops[dropBadSource].Add(1)
 				continue
 			}
-			if p != pc.p {
-				pc.flushRx()
-				pc.p = p
-			}
-			pc.pkts++
-			pc.bytes += uint64(len(inner))
+			pc.addRx(p, len(inner))
 			// Slide the window so the inner packet starts at Headroom:
 			// the TUN write needs a common offset, and this costs no copy.
 			ihl := outer.HeaderLen()
@@ -723,6 +698,27 @@ type rxFrom struct {
 type peerCount struct {
 	p           *peer
 	pkts, bytes uint64
+}
+
+// addTx counts a packet of n bytes sent to p, flushing the count of the
+// previous peer when p is another.
+func (c *peerCount) addTx(p *peer, n int) {
+	if p != c.p {
+		c.flushTx()
+		c.p = p
+	}
+	c.pkts++
+	c.bytes += uint64(n)
+}
+
+// addRx counts a packet of n bytes received from p, as addTx.
+func (c *peerCount) addRx(p *peer, n int) {
+	if p != c.p {
+		c.flushRx()
+		c.p = p
+	}
+	c.pkts++
+	c.bytes += uint64(n)
 }
 
 func (c *peerCount) flushTx() {
