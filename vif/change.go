@@ -10,6 +10,7 @@ import (
 // hostOps change the host under an Interface made by Up: its device's
 // addresses, routes through it and MTU.
 type hostOps struct {
+	checkPeer          func(netip.Addr) error // refuses a peer the slave's subnets make a broadcast
 	addAddr, delAddr   func(netip.Prefix) error
 	addRoute, delRoute func(netip.Prefix) error
 	setMTU             func(int) error

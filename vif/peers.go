@@ -314,6 +314,11 @@ func (i *Interface) SetPeer(p Peer) error {
 	if err := checkOwn([]Peer{p}, i.Addrs(), i.link.Ranges); err != nil {
 		return err
 	}
+	if i.host != nil {
+		if err := i.host.checkPeer(p.Addr); err != nil {
+			return err
+		}
+	}
 	t := i.peers.Load()
 	for _, pfx := range p.Prefixes {
 		if q, ok := t.route.Get(pfx.Masked()); ok && q.Addr != p.Addr {

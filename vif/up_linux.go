@@ -100,6 +100,13 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		if err := notSubnetEdge(nl, c.Slave, c.Addrs); err != nil {
 			return c, err
 		}
+		var peers []netip.Addr
+		for _, p := range c.peers() {
+			peers = append(peers, p.Addr)
+		}
+		if err := peerNotSubnetEdge(nl, c.Slave, peers); err != nil {
+			return c, err
+		}
 	}
 	if c.HasTunnel() && !c.Local.IsValid() {
 		l, err := primaryAddr(nl, c.Slave, c.underlay6())
@@ -370,7 +377,25 @@ func Up(cfg *LinkConfig) (ifc *Interface, err error) {
 	route := func(p netip.Prefix) *netlink.Route {
 		return &netlink.Route{LinkIndex: index, Dst: prefixNet(p.Masked()), Scope: netlink.SCOPE_LINK}
 	}
+	slaveIndex := 0 // followed by index: the slave may be renamed
+	if c.Slave != "" {
+		if l, err := nl.LinkByName(c.Slave); err == nil {
+			slaveIndex = l.Attrs().Index
+		}
+	}
 	ifc.host = &hostOps{
+		checkPeer: func(a netip.Addr) error {
+			if slaveIndex == 0 {
+				return nil
+			}
+			return withNL(func() error {
+				l, err := nl.LinkByIndex(slaveIndex)
+				if err != nil {
+					return nil // the slave is gone; the daemon follows that
+				}
+				return peerNotSubnetEdge(nl, l.Attrs().Name, []netip.Addr{a})
+			})
+		},
 		addAddr: func(p netip.Prefix) error {
 			return withNL(func() error {
 				if err := checkHostAddrs(nl, []netip.Prefix{p}, nil, netip.Addr{}, index); err != nil {
@@ -785,13 +810,38 @@ func checkHostAddrs(nl *netlink.Handle, addrs, ranges []netip.Prefix, local neti
 // addrs is the network or broadcast address of a subnet of the slave:
 // neighbours take it for the whole segment, not for a host.
 func notSubnetEdge(nl *netlink.Handle, slave string, addrs []netip.Prefix) error {
+	as := make([]netip.Addr, len(addrs))
+	for k, p := range addrs {
+		as[k] = p.Addr()
+	}
+	a, why, subnet, err := subnetEdge(nl, slave, as)
+	if err == nil && why != "" {
+		err = fmt.Errorf("%w: %s is the %s address of %s's subnet %s (pick a host address)", ErrBadAddress, a, why, slave, subnet)
+	}
+	return err
+}
+
+// peerNotSubnetEdge refuses a peer that is the network or broadcast
+// address of one of the slave's IPv4 subnets: every host there would get
+// the tunnel's packets.
+func peerNotSubnetEdge(nl *netlink.Handle, slave string, peers []netip.Addr) error {
+	a, why, subnet, err := subnetEdge(nl, slave, peers)
+	if err == nil && why != "" {
+		err = fmt.Errorf("%w: %s is the %s address of %s's subnet %s: a peer is one host", ErrBadPeer, a, why, slave, subnet)
+	}
+	return err
+}
+
+// subnetEdge returns the first of addrs that is the network or broadcast
+// address (why) of an IPv4 subnet of slave's, and that subnet.
+func subnetEdge(nl *netlink.Handle, slave string, addrs []netip.Addr) (netip.Addr, string, netip.Prefix, error) {
 	link, err := nl.LinkByName(slave)
 	if err != nil {
-		return fmt.Errorf("%w: %s", ErrNoSlave, slave)
+		return netip.Addr{}, "", netip.Prefix{}, fmt.Errorf("%w: %s", ErrNoSlave, slave)
 	}
 	list, err := nl.AddrList(link, netlink.FAMILY_V4)
 	if err != nil {
-		return fmt.Errorf("vif: addresses of %s: %w", slave, err)
+		return netip.Addr{}, "", netip.Prefix{}, fmt.Errorf("vif: addresses of %s: %w", slave, err)
 	}
 	for _, a := range list {
 		ip, ok := netip.AddrFromSlice(a.IP.To4())
@@ -801,14 +851,14 @@ func notSubnetEdge(nl *netlink.Handle, slave string, addrs []netip.Prefix) error
 		bits, _ := a.Mask.Size()
 		subnet := netip.PrefixFrom(ip, bits).Masked()
 		for _, p := range addrs {
-			if subnet.Contains(p.Addr()) {
-				if why := edgeOf(netip.PrefixFrom(p.Addr(), bits)); why != "" {
-					return fmt.Errorf("%w: %s is the %s address of %s's subnet %s (pick a host address)", ErrBadAddress, p.Addr(), why, slave, subnet)
+			if subnet.Contains(p) {
+				if why := edgeOf(netip.PrefixFrom(p, bits)); why != "" {
+					return p, why, subnet, nil
 				}
 			}
 		}
 	}
-	return nil
+	return netip.Addr{}, "", netip.Prefix{}, nil
 }
 
 func primaryAddr(nl *netlink.Handle, name string, v6 bool) (netip.Addr, error) {

@@ -231,6 +231,7 @@ func TestUpErrorsInNamespace(t *testing.T) {
 		{"a local address not on the host", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--local", "198.18.0.9"}, "not an address of this host"},
 		{"a peer inside a route", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "198.18.0.0/16"}, "inside --route 198.18.0.0/16"},
 		{"the slave subnet's broadcast address", []string{"vif0", "198.18.0.255", "--slave", hIf.Name()}, "broadcast address of " + hIf.Name() + "'s subnet"},
+		{"the slave subnet's broadcast address as a peer", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.255"}, "198.18.0.255 is the broadcast address of " + hIf.Name() + "'s subnet 198.18.0.0/24: a peer is one host"},
 		{"loopback as the slave", []string{"vif0", "192.0.2.1", "--slave", "lo"}, "pick an Ethernet --slave, or pass --no-arp-proxy"},
 		{"a default route without asking", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "0.0.0.0/0"}, "--default-route"},
 		{"a link-local route", []string{"vif0", "192.0.2.1", "--slave", hIf.Name(), "--peer", "198.18.0.2", "--route", "fe80::/10"}, "--route fe80::/10 is link-local"},
@@ -265,6 +266,11 @@ func TestUpErrorsInNamespace(t *testing.T) {
 	}
 	// With a daemon running, the error comes from the daemon.
 	vifCmd(t, h, "up", "vif0", "192.0.2.1", "--slave", hIf.Name())
+	vifCmd(t, h, "up", "vif5", "192.0.2.5", "--slave", hIf.Name(), "--peer", "198.18.0.2=198.51.100.0/28")
+	if out, err := h.Run(vifBin, "set", "vif5", "peer", "198.18.0.0", "allowed-ips", "198.51.100.64/28"); err == nil || !strings.Contains(out, "198.18.0.0 is the network address of "+hIf.Name()+"'s subnet") {
+		t.Errorf("vif set peer to the slave subnet's network address: err %v, output %q; want it refused", err, out)
+	}
+	vifCmd(t, h, "down", "vif5")
 	if out, err := h.Run(vifBin, "down", "vif9"); err == nil || !strings.Contains(out, "no such vif: vif9") {
 		t.Errorf("down of an unknown vif with a daemon: err %v, output %q", err, out)
 	}
