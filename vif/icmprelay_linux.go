@@ -122,26 +122,39 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 		default:
 			msg = ipip.UnreachableIPv6(dst, set.src6, e.inner6, ipip.ICMPv6AddrUnreach)
 		}
-		b := out[0]
-		out[0] = b[:Headroom+len(msg)]
-		if _, err := i.dev.Write(out, Headroom); err == nil {
-			i.rx.icmpSent.Add(1)
-		}
-		out[0] = b[:cap(b)]
+		i.writeRelayed(out, msg)
 	}
+}
+
+// writeRelayed writes msg, built in out[0][Headroom:], into the TUN and
+// counts it.
+func (i *Interface) writeRelayed(out [][]byte, msg []byte) {
+	b := out[0]
+	out[0] = b[:Headroom+len(msg)]
+	if _, err := i.dev.Write(out, Headroom); err == nil {
+		i.rx.icmpSent.Add(1)
+	}
+	out[0] = b[:cap(b)]
+}
+
+// wholeQuote copies the quoted IPv6 packet inner, cut short by the ICMP
+// error that quotes it, into scratch with the payload length of what is
+// left, so that it reads as a whole packet (for ErrorAllowedIPv6).
+func wholeQuote(scratch, inner []byte) ipip.IPv6 {
+	q := scratch[:copy(scratch, inner)]
+	binary.BigEndian.PutUint16(q[4:], uint16(len(q)-ipip.IPv6HeaderLen))
+	return ipip.IPv6(q)
 }
 
 // relayAllowed reports whether an error may be sent about e's inner
 // packet: RFC 1812's rules for IPv4, RFC 4443 section 2.4(e)'s for IPv6,
 // which needs a vif IPv6 address to send from. The IPv6 quote is cut
-// short: the check reads a copy, in scratch, whose payload length ends
-// where the quote does.
+// short: the check reads its wholeQuote in scratch.
 func (i *Interface) relayAllowed(e tunnelError, set *addrSet, scratch []byte) bool {
 	if e.inner6 == nil {
 		return ipip.ErrorAllowed(e.inner)
 	}
-	q := ipip.IPv6(scratch[:copy(scratch, e.inner6)])
-	binary.BigEndian.PutUint16(q[4:], uint16(len(q)-ipip.IPv6HeaderLen))
+	q := wholeQuote(scratch, e.inner6)
 	typ := uint8(ipip.ICMPv6DestUnreach)
 	if e.code == ipip.ICMPFragNeeded {
 		typ = ipip.ICMPv6PacketTooBig
@@ -296,7 +309,7 @@ func (i *Interface) relayICMPv6(r *icmpRelay) {
 			mtu = i.learnPathMTU(p, mtu)
 		}
 		var msg []byte
-		b := out[0]
+		dst := out[0][Headroom:]
 		if inner[0]>>4 == 4 {
 			in := ipip.IPv4(inner)
 			var c uint8 = ipip.ICMPHostUnreach
@@ -311,13 +324,9 @@ func (i *Interface) relayICMPv6(r *icmpRelay) {
 			if !ipip.ErrorAllowed(in) || !lim.allow(nanotime()) {
 				continue
 			}
-			msg = ipip.Unreachable(b[Headroom:], in.DstBytes(), in, c, mtu)
+			msg = ipip.Unreachable(dst, in.DstBytes(), in, c, mtu)
 		} else {
-			// The quote is cut short: give the copy the payload length
-			// of what is left, so that it reads as a whole packet.
-			q := quote[:copy(quote, inner)]
-			binary.BigEndian.PutUint16(q[4:], uint16(len(q)-ipip.IPv6HeaderLen))
-			in := ipip.IPv6(q)
+			in := wholeQuote(quote, inner)
 			set := i.addrs.Load()
 			var t uint8 = ipip.ICMPv6DestUnreach
 			if typ == ipip.ICMPv6PacketTooBig {
@@ -330,16 +339,12 @@ func (i *Interface) relayICMPv6(r *icmpRelay) {
 				continue
 			}
 			if t == ipip.ICMPv6PacketTooBig {
-				msg = ipip.PacketTooBig(b[Headroom:], set.src6, in, mtu)
+				msg = ipip.PacketTooBig(dst, set.src6, in, mtu)
 			} else {
-				msg = ipip.UnreachableIPv6(b[Headroom:], set.src6, in, ipip.ICMPv6AddrUnreach)
+				msg = ipip.UnreachableIPv6(dst, set.src6, in, ipip.ICMPv6AddrUnreach)
 			}
 		}
-		out[0] = b[:Headroom+len(msg)]
-		if _, err := i.dev.Write(out, Headroom); err == nil {
-			i.rx.icmpSent.Add(1)
-		}
-		out[0] = b[:cap(b)]
+		i.writeRelayed(out, msg)
 	}
 }
 
