@@ -107,8 +107,7 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 		if e.code == ipip.ICMPFragNeeded {
 			e.mtu = i.learnPathMTU(e.peer, e.mtu)
 		}
-		if !lim.allow(nanotime()) {
-			i.rx.icmpLimited.Add(1)
+		if !i.relayLimit(&lim) {
 			continue
 		}
 		var msg []byte
@@ -124,6 +123,16 @@ func (i *Interface) relayICMP(r *icmpRelay) {
 		}
 		i.writeRelayed(out, msg)
 	}
+}
+
+// relayLimit reports whether lim lets a relayed error go now, and counts
+// it as icmp_limited when not.
+func (i *Interface) relayLimit(lim *icmpLimiter) bool {
+	if lim.allow(nanotime()) {
+		return true
+	}
+	i.rx.icmpLimited.Add(1)
+	return false
 }
 
 // writeRelayed writes msg, built in out[0][Headroom:], into the TUN and
@@ -321,7 +330,7 @@ func (i *Interface) relayICMPv6(r *icmpRelay) {
 			case typ == ipip.ICMPv6DestUnreach && code == ipip.ICMPv6NoRoute:
 				c = ipip.ICMPNetUnreach
 			}
-			if !ipip.ErrorAllowed(in) || !lim.allow(nanotime()) {
+			if !ipip.ErrorAllowed(in) || !i.relayLimit(&lim) {
 				continue
 			}
 			msg = ipip.Unreachable(dst, in.DstBytes(), in, c, mtu)
@@ -335,7 +344,7 @@ func (i *Interface) relayICMPv6(r *icmpRelay) {
 				}
 				t = ipip.ICMPv6PacketTooBig
 			}
-			if !set.hasSrc6 || !ipip.ErrorAllowedIPv6(in, t) || !lim.allow(nanotime()) {
+			if !set.hasSrc6 || !ipip.ErrorAllowedIPv6(in, t) || !i.relayLimit(&lim) {
 				continue
 			}
 			if t == ipip.ICMPv6PacketTooBig {
