@@ -481,6 +481,7 @@ func (x *XDPUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	t := x.hops.Load()
 	queued := false
+	firstQueued := 0 // the first packet queued since the last flush
 	var last *hop
 	lastKey := uint32(0)
 	for k := 0; k < len(bufs); k++ {
@@ -501,13 +502,16 @@ func (x *XDPUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 				return k, os.NewSyscallError("sendmmsg", unix.EMSGSIZE)
 			}
 			if x.sock.Send(h.hdr[:], p) {
+				if !queued {
+					firstQueued = k
+				}
 				queued = true
 				continue
 			}
 			x.flush(queued)
 			queued = false
 			if x.sock.Send(h.hdr[:], p) {
-				queued = true
+				firstQueued, queued = k, true
 				continue
 			}
 			// The rings are full: this one goes through the kernel.
@@ -522,16 +526,26 @@ func (x *XDPUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 			return k, err
 		}
 	}
-	x.flush(queued)
+	if err := x.flush(queued); err != nil {
+		// The kernel refused the batch's last frames (the slave went
+		// down before the next hops knew): report the first of them
+		// failed, as the raw socket would, rather than as sent.
+		return firstQueued, err
+	}
 	return len(bufs), nil
 }
 
 // flush sends the queued frames; a failure (the slave is down) leaves
-// them queued and is counted.
-func (x *XDPUnderlay) flush(queued bool) {
-	if queued && x.sock.Flush() != nil {
+// them queued, is counted and returned.
+func (x *XDPUnderlay) flush(queued bool) error {
+	if !queued {
+		return nil
+	}
+	err := x.sock.Flush()
+	if err != nil {
 		x.txErrs.Add(1)
 	}
+	return err
 }
 
 // need asks follow to look up the next hop towards dst, without waiting.
