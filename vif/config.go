@@ -204,10 +204,11 @@ func CheckName(name string) error {
 
 // CheckUnderlay returns an error wrapping ErrBadUnderlay when c's
 // Underlay and Offload cannot carry its tunnel on any host: an unknown
-// Underlay; UnderlayXDP or Offload without a tunnel, or for a tunnel over
-// IPv6 (both carry IPv4 outer packets only); Offload over UnderlayXDP (the
-// programs hand what they do not carry to the loop through the raw
-// underlay's sockets, which an XDP program on the slave would bypass).
+// Underlay; UnderlayXDP or Offload without a tunnel; Offload for a tunnel
+// over IPv6 (its programs carry IPv4 outer packets only); Offload over
+// UnderlayXDP (the programs hand what they do not carry to the loop
+// through the raw underlay's sockets, which an XDP program on the slave
+// would bypass).
 // Resolve and Up call it; whether AF_XDP runs on the slave only Up finds.
 func (c *LinkConfig) CheckUnderlay() error {
 	switch c.Underlay {
@@ -225,7 +226,7 @@ func (c *LinkConfig) CheckUnderlay() error {
 	switch {
 	case !c.HasTunnel():
 		return fmt.Errorf("%w: %s needs a tunnel: give a peer", ErrBadUnderlay, what)
-	case c.underlay6():
+	case c.Offload && c.underlay6():
 		return fmt.Errorf("%w: %s carries tunnels over IPv4 only; leave it out for a tunnel over IPv6", ErrBadUnderlay, what)
 	case c.Offload && c.Underlay == UnderlayXDP:
 		return fmt.Errorf("%w: --offload runs over the raw underlay, its slow path: leave --underlay xdp out", ErrBadUnderlay)

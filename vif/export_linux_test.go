@@ -17,7 +17,19 @@ func XDPHopOf(i *Interface, peer [4]byte) string {
 	if !ok {
 		return "not xdp"
 	}
-	h := x.hops.Load().hops[key(peer)]
+	return hopWhy(x.hops.Load().hops[key(peer)])
+}
+
+// XDPHop6Of is XDPHopOf for an IPv6 peer.
+func XDPHop6Of(i *Interface, peer [16]byte) string {
+	x, ok := i.under.(*XDPUnderlay)
+	if !ok {
+		return "not xdp"
+	}
+	return hopWhy(x.hops.Load().hops6[peer])
+}
+
+func hopWhy(h *hop) string {
 	if h == nil {
 		return "unknown"
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/vif-project/vif/ipip"
@@ -213,7 +214,8 @@ func TestRawUnderlay6in4(t *testing.T) {
 // TestRawUnderlayIPv6 checks the IPv6 underlay (RFC 2473): one Read
 // receives 4in6 and 6in6 as complete outer packets, the IPv6 header
 // rebuilt from the socket's control messages (addresses, next header,
-// traffic class with ECN, hop limit) in front of the payload; protocol 94
+// traffic class with ECN, flow label, hop limit) in front of the payload,
+// the bytes that were sent; protocol 94
 // is refused; SetLocal stays within the family; no allocations.
 func TestRawUnderlayIPv6(t *testing.T) {
 	n := nstest.New(t)
@@ -242,11 +244,11 @@ func TestRawUnderlayIPv6(t *testing.T) {
 	e := &ipip.Encapsulator{Src: la, Dst: lb, TTL: 33}
 	var pkts, rbufs, inners [][]byte
 	for k := range 8 {
-		inner := udp(t, addrA, addrB, "four")
+		inner := udp(t, addrA, addrB, "four"+strconv.Itoa(k))
 		inner[1] = 0xb8 | byte(ipip.ECT0) // DSCP 46, ECT(0)
 		ipip.IPv4(inner).SetChecksum()
 		if k%2 == 1 {
-			inner = udp6(t, own6, hostB6, "six")
+			inner = udp6(t, own6, hostB6, "six"+strconv.Itoa(k))
 		}
 		buf := make([]byte, vif.Headroom+len(inner))
 		copy(buf[vif.Headroom:], inner)
@@ -259,6 +261,7 @@ func TestRawUnderlayIPv6(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		buf[vif.Headroom-ipip.IPv6HeaderLen+3] = byte(k + 1) // a flow label
 		pkts, inners = append(pkts, buf), append(inners, inner)
 		rbufs = append(rbufs, make([]byte, vif.Headroom+2048))
 	}
@@ -284,8 +287,14 @@ func TestRawUnderlayIPv6(t *testing.T) {
 			t.Fatalf("packet %d: rebuilt header %x", k, h[:40])
 		}
 		in := h[ipip.IPv6HeaderLen:]
-		if !bytes.Equal(in, inners[slices.IndexFunc(inners, func(b []byte) bool { return bytes.Equal(b, in) })]) {
+		j := slices.IndexFunc(inners, func(b []byte) bool { return bytes.Equal(b, in) })
+		if j < 0 {
 			t.Fatalf("packet %d: payload not one that was sent", k)
+		}
+		// The header as it was sent, byte for byte (the flow label
+		// too, from IPV6_FLOWINFO): what the AF_XDP underlay reads.
+		if sent := pkts[j][vif.Headroom-ipip.IPv6HeaderLen : vif.Headroom]; !bytes.Equal(h[:ipip.IPv6HeaderLen], sent) {
+			t.Errorf("packet %d: rebuilt header\n %x\nwant\n %x", k, h[:ipip.IPv6HeaderLen], sent)
 		}
 		if h.NextHeader() == ipip.ProtoIPinIP && (h.TrafficClass() != 0xba || h.ECN() != ipip.ECT0) {
 			t.Errorf("4in6 traffic class %#x, want the inner TOS 0xba", h.TrafficClass())

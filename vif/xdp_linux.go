@@ -47,8 +47,15 @@ const ethHeaderLen = 14
 // As the kernel no longer refuses a packet larger than the path MTU
 // towards its peer, Write does, with the error the raw socket gives
 // (EMSGSIZE): the loop's path MTU handling is the same on both. The path
-// MTU is the kernel's (learnt from ICMP "fragmentation needed", which the
-// program passes to the kernel), looked up every hopRefresh.
+// MTU is the kernel's (learnt from ICMP "fragmentation needed", or ICMPv6
+// Packet Too Big over IPv6, which the program passes to the kernel),
+// looked up every hopRefresh.
+//
+// Over IPv6 (RFC 2473) the same holds: the next hop is the route's
+// gateway or the peer, its MAC from the neighbour discovery table; outer
+// fragments, which carry a Fragment header, go through the raw socket;
+// Read hands the loop each packet's IPv6 header as it arrived, as the raw
+// underlay rebuilds it.
 type XDPUnderlay struct {
 	raw   *RawUnderlay
 	sock  *xdp.Socket   // queue 0's, which also sends
@@ -102,15 +109,26 @@ type XDPUnderlay struct {
 var _ Underlay = (*XDPUnderlay)(nil)
 
 // hopTable is what Write knows of the peers' next hops: replaced whole,
-// never changed.
+// never changed. A map per family, keyed by the address as it sits in the
+// outer header, so that Write looks a packet's peer up without building
+// a key that allocates.
 type hopTable struct {
-	hops map[uint32]*hop // by peer address (key)
+	hops  map[uint32]*hop   // IPv4, by peer address (key)
+	hops6 map[[16]byte]*hop // IPv6, by peer address
+}
+
+// lookup returns the hop towards a, or nil.
+func (t *hopTable) lookup(a netip.Addr) *hop {
+	if a.Is4() {
+		return t.hops[key(a.As4())]
+	}
+	return t.hops6[a.As16()]
 }
 
 // hop is how to send to one peer.
 type hop struct {
 	xdp  bool
-	hdr  [ethHeaderLen]byte // next hop's MAC, the slave's, IPv4
+	hdr  [ethHeaderLen]byte // next hop's MAC, the slave's, the EtherType (IPv4 or IPv6)
 	pmtu int                // the path MTU, outer packets
 	// nudge sends the next packet through the kernel, which then
 	// checks a stale neighbour entry (and keeps it fresh).
@@ -430,11 +448,15 @@ func (x *XDPUnderlay) poll(uintptr) bool {
 			if n := sk.Receive(x.rbufs, x.rsizes, x.roff, ethHeaderLen); n > 0 {
 				// A frame may be padded past its packet (a short
 				// one on Ethernet): the kernel would trim it. The
-				// program let only total lengths the frame holds
-				// through.
+				// program let only total lengths (IPv4) and
+				// payload lengths (IPv6) the frame holds through.
 				for k := range n {
-					if x.rsizes[k] >= ipip.IPv4MinLen {
-						x.rsizes[k] = min(x.rsizes[k], int(ipip.IPv4(x.rbufs[k][x.roff:]).TotalLen()))
+					b := x.rbufs[k][x.roff:]
+					switch {
+					case x.rsizes[k] >= ipip.IPv6HeaderLen && b[0]>>4 == 6:
+						x.rsizes[k] = min(x.rsizes[k], ipip.IPv6(b).Len())
+					case x.rsizes[k] >= ipip.IPv4MinLen:
+						x.rsizes[k] = min(x.rsizes[k], int(ipip.IPv4(b).TotalLen()))
 					}
 				}
 				x.rn, x.rerr = n, nil
@@ -448,24 +470,14 @@ func (x *XDPUnderlay) poll(uintptr) bool {
 // readNow is one recvmmsg on the raw receiving sockets without waiting:
 // ok is false when they had nothing.
 func (u *RawUnderlay) readNow(bufs [][]byte, sizes []int, offset int) (n int, ok bool, err error) {
-	n = min(len(bufs), len(u.rhdrs))
-	for i := 0; i < n; i++ {
-		b := bufs[i][offset:]
-		u.riovs[i].Base = &b[0]
-		u.riovs[i].SetLen(len(b))
-		u.rhdrs[i].Hdr.Flags = 0
-		u.rhdrs[i].Len = 0
-	}
-	u.rn = n
+	u.rn = u.prepRead(bufs, offset)
 	if !u.poll(0) {
 		return 0, false, nil
 	}
 	if u.rerr != nil {
 		return 0, true, os.NewSyscallError("recvmmsg", u.rerr)
 	}
-	for i := 0; i < u.rn; i++ {
-		sizes[i] = int(u.rhdrs[i].Len)
-	}
+	u.readSizes(bufs, sizes, offset)
 	return u.rn, true, nil
 }
 
@@ -482,19 +494,32 @@ func (x *XDPUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 	t := x.hops.Load()
 	queued := false
 	firstQueued := 0 // the first packet queued since the last flush
-	var last *hop
+	var last, last6 *hop
 	lastKey := uint32(0)
+	var lastKey6 [16]byte
 	for k := 0; k < len(bufs); k++ {
 		p := bufs[k][offset:]
 		var h *hop
-		if len(p) >= ipip.IPv4MinLen && p[0] == 0x45 && !ipip.IPv4(p).IsFragment() {
+		switch {
+		case len(p) >= ipip.IPv4MinLen && p[0] == 0x45 && !ipip.IPv4(p).IsFragment():
 			dk := key([4]byte(p[16:20]))
 			if last != nil && dk == lastKey {
 				h = last
 			} else if h = t.hops[dk]; h == nil {
-				x.need(p[16:20])
+				x.need(netip.AddrFrom4([4]byte(p[16:20])))
 			}
 			last, lastKey = h, dk
+		case len(p) >= ipip.IPv6HeaderLen && p[0]>>4 == 6 && (p[6] == ipip.ProtoIPinIP || p[6] == ipip.ProtoIPv6):
+			// RFC 2473 without extension headers: an outer fragment
+			// (Next Header 44) goes through the raw socket, as an
+			// IPv4 one does.
+			dk := [16]byte(p[24:40])
+			if last6 != nil && dk == lastKey6 {
+				h = last6
+			} else if h = t.hops6[dk]; h == nil {
+				x.need(netip.AddrFrom16(dk))
+			}
+			last6, lastKey6 = h, dk
 		}
 		if h != nil && h.xdp && len(p)+ethHeaderLen <= x.sock.MaxFrame() && !(h.nudge.Load() && h.nudge.CompareAndSwap(true, false)) {
 			if len(p) > h.pmtu {
@@ -549,9 +574,9 @@ func (x *XDPUnderlay) flush(queued bool) error {
 }
 
 // need asks follow to look up the next hop towards dst, without waiting.
-func (x *XDPUnderlay) need(dst []byte) {
+func (x *XDPUnderlay) need(dst netip.Addr) {
 	select {
-	case x.want <- netip.AddrFrom4([4]byte(dst)):
+	case x.want <- dst:
 	default:
 	}
 }
@@ -594,7 +619,7 @@ func (x *XDPUnderlay) follow() {
 
 // refresh looks up the next hops towards dsts and replaces the table.
 func (x *XDPUnderlay) refresh(dsts []netip.Addr) {
-	t := &hopTable{hops: make(map[uint32]*hop, len(dsts))}
+	t := &hopTable{hops: map[uint32]*hop{}, hops6: map[[16]byte]*hop{}}
 	defer func() { x.hops.Store(t) }()
 	l, err := x.nl.LinkByIndex(x.slave)
 	if err != nil {
@@ -602,9 +627,16 @@ func (x *XDPUnderlay) refresh(dsts []netip.Addr) {
 	}
 	src := l.Attrs().HardwareAddr
 	up := l.Attrs().Flags&net.FlagUp != 0
-	neighs, err := x.nl.NeighList(x.slave, netlink.FAMILY_V4)
-	if err != nil {
-		return
+	// The neighbour tables of the families asked for: ARP's, and
+	// neighbour discovery's (RFC 4861) over IPv6.
+	var neighs [2][]netlink.Neigh // IPv4, IPv6
+	for k, fam := range [2]int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		if !slices.ContainsFunc(dsts, func(a netip.Addr) bool { return a.Is4() == (k == 0) }) {
+			continue
+		}
+		if neighs[k], err = x.nl.NeighList(x.slave, fam); err != nil {
+			return
+		}
 	}
 	old := x.hops.Load()
 	x.mu.Lock()
@@ -612,10 +644,16 @@ func (x *XDPUnderlay) refresh(dsts []netip.Addr) {
 	x.mu.Unlock()
 	for _, dst := range dsts {
 		h := &hop{}
-		t.hops[key(dst.As4())] = h
-		h.why = x.nextHop(h, dst, local, src, up, l.Attrs().MTU, neighs)
+		ns := neighs[0]
+		if dst.Is4() {
+			t.hops[key(dst.As4())] = h
+		} else {
+			t.hops6[dst.As16()] = h
+			ns = neighs[1]
+		}
+		h.why = x.nextHop(h, dst, local, src, up, l.Attrs().MTU, ns)
 		if h.xdp {
-			if o := old.hops[key(dst.As4())]; o != nil && !o.xdp {
+			if o := old.lookup(dst); o != nil && !o.xdp {
 				x.log.Debug("peer's packets take AF_XDP", "peer", dst)
 			}
 		}
@@ -645,14 +683,19 @@ func (x *XDPUnderlay) nextHop(h *hop, dst, local netip.Addr, src net.HardwareAdd
 	case r.LinkIndex != x.slave:
 		return "peer is reached through another interface"
 	}
+	if dst.Is4() != local.Is4() && local.IsValid() {
+		return "peer and local address of different families"
+	}
+	// The gateway, or the peer itself on the link; over IPv6 the
+	// neighbour discovery table's (RFC 4861), the same NUD states.
 	next := dst
-	if gw, ok := netip.AddrFromSlice(r.Gw.To4()); ok && r.Gw != nil {
+	if gw := ipOf(r.Gw, dst.Is4()); gw.IsValid() && !gw.IsUnspecified() {
 		next = gw
 	}
 	var mac net.HardwareAddr
 	stale := false
 	for _, n := range neighs {
-		if ip, ok := netip.AddrFromSlice(n.IP.To4()); ok && ip == next && n.LinkIndex == x.slave {
+		if ip := ipOf(n.IP, dst.Is4()); ip.IsValid() && ip == next && n.LinkIndex == x.slave {
 			if n.State&(netlink.NUD_REACHABLE|netlink.NUD_STALE|netlink.NUD_DELAY|netlink.NUD_PROBE|netlink.NUD_PERMANENT) != 0 && len(n.HardwareAddr) == 6 {
 				mac = n.HardwareAddr
 				stale = n.State&netlink.NUD_STALE != 0
@@ -677,12 +720,28 @@ func (x *XDPUnderlay) nextHop(h *hop, dst, local netip.Addr, src net.HardwareAdd
 	copy(h.hdr[0:6], mac)
 	copy(h.hdr[6:12], src)
 	h.hdr[12], h.hdr[13] = 0x08, 0x00
+	if dst.Is6() {
+		h.hdr[12], h.hdr[13] = 0x86, 0xdd
+	}
 	h.xdp = true
 	// The kernel sees none of our packets: a stale entry would stay
 	// stale, its MAC unchecked. One packet through the kernel makes it
 	// probe the neighbour.
 	h.nudge.Store(stale)
 	return ""
+}
+
+// ipOf returns ip as an IPv4 address (v4) or an IPv6 one, or the zero
+// Addr when it is not of that family.
+func ipOf(ip net.IP, v4 bool) netip.Addr {
+	if v4 {
+		a, _ := netip.AddrFromSlice(ip.To4())
+		return a
+	}
+	if len(ip) != net.IPv6len || ip.To4() != nil {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16([16]byte(ip))
 }
 
 // Stats returns the underlay's counters.
@@ -774,25 +833,13 @@ func pickUnderlay(c *LinkConfig, ru *RawUnderlay, log *slog.Logger) (Underlay, U
 	for _, p := range c.peers() {
 		peers = append(peers, p.Addr)
 	}
-	if c.Underlay == UnderlayRaw && c.Local.Is4() {
+	if c.Underlay == UnderlayRaw {
 		// Another vif's XDP program must leave its packets alone.
 		m, err := joinRaw(c.Name, ru, c.Protocol, c.Local, peers, log)
 		if err != nil {
 			return nil, UnderlayInfo{}, err
 		}
 		return m, UnderlayInfo{Kind: UnderlayRaw}, nil
-	}
-	if c.Underlay == UnderlayRaw {
-		return ru, UnderlayInfo{Kind: UnderlayRaw}, nil
-	}
-	if c.Local.Is6() {
-		// The XDP programs and the Ethernet path carry IPv4 outer
-		// packets; a tunnel over IPv6 (RFC 2473) stays on raw sockets.
-		const why = "AF_XDP carries IPv4 outer packets only: a tunnel over IPv6 runs on raw sockets"
-		if c.Underlay == UnderlayXDP {
-			return nil, UnderlayInfo{}, fmt.Errorf("%w: xdp: %s", ErrBadUnderlay, why)
-		}
-		return ru, UnderlayInfo{Kind: UnderlayRaw, Fallback: why}, nil
 	}
 	x, err := ListenXDP(c.Name, c.Slave, ru, c.Protocol, c.Local, peers, c.PathMTU, log)
 	if err == nil {

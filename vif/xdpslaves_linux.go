@@ -104,8 +104,9 @@ type xdpPair struct{ peer, local netip.Addr }
 
 // steerLocked puts the program's map in step with the peers, the local
 // address and the other vifs of the slave: the packets of each peer to
-// local of the tunnel's protocol and of 6in4 go to the sockets unless
-// another vif receives them too. xdpSlaves and x.mu are locked.
+// local of the tunnel's protocol and of IPv6 inside (41: 6in4, or 6in6
+// over IPv6) go to the sockets unless another vif receives them too.
+// xdpSlaves and x.mu are locked.
 func (x *XDPUnderlay) steerLocked() error {
 	if x.unsteered {
 		return nil
@@ -113,13 +114,15 @@ func (x *XDPUnderlay) steerLocked() error {
 	u := xdpSlaves.m[x.key]
 	want := map[xdpPair][]uint8{}
 	var shared []string
-	if x.local.Is4() {
+	if x.local.IsValid() {
+		// The tunnel's protocol and 6in4, or over IPv6 (RFC 2473)
+		// 4in6 (the tunnel's protocol is 4 there) and 6in6: both 41.
 		protos := []uint8{x.proto}
 		if x.proto != ipip.ProtoIPv6 {
 			protos = append(protos, ipip.ProtoIPv6)
 		}
 		for _, p := range x.peers {
-			if !p.Is4() {
+			if p.Is4() != x.local.Is4() {
 				continue
 			}
 			var steer []uint8
