@@ -32,9 +32,7 @@ func xdpPair6(tb testing.TB, pathMTU func(netip.Addr) (int, error)) (a, b *vif.X
 	n := nstest.New(tb)
 	ha, hb := n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
 	aIf, bIf = n.Link(ha, hb, xdp6A.String()+"/64", xdp6B.String()+"/64")
-	if out, err := ha.Run("ping", "-6", "-n", "-c", "1", "-W", "2", xdp6B.String()); err != nil {
-		tb.Fatalf("%v\n%s", err, out)
-	}
+	ping6Until(tb, ha, xdp6B.String())
 	open := func(h *nstest.Host, slave string, local, peer netip.Addr, pathMTU func(netip.Addr) (int, error)) *vif.XDPUnderlay {
 		var x *vif.XDPUnderlay
 		if err := h.Do(func() error {
@@ -268,7 +266,7 @@ func TestXDPTunnelIPv6(t *testing.T) {
 			}
 			// Resolves the next hops (the first packets through the
 			// kernel).
-			ping6("2001:db8:b::1", 1)
+			ping6Until(t, ha, "2001:db8:b::1")
 			if err := ha.Ping("198.51.100.1", 1); err != nil {
 				t.Fatal(err)
 			}
@@ -333,6 +331,23 @@ func TestXDPTunnelIPv6(t *testing.T) {
 			ib.Close()
 			checkNoXDP(t, ha, hb)
 		})
+	}
+}
+
+// ping6Until pings addr from h until it answers, for up to 10 seconds:
+// the first packets wait for neighbour discovery, and duplicate address
+// detection may hold a new address a moment.
+func ping6Until(t testing.TB, h *nstest.Host, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := h.Run("ping", "-6", "-n", "-c", "1", "-W", "1", addr)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ping -6 %s from %v: %v\n%s", addr, h, err, out)
+		}
 	}
 }
 
@@ -415,9 +430,7 @@ func TestXDPPathMTUIPv6(t *testing.T) {
 	ib := upIn(t, hb, vif.LinkConfig{Name: "vif0", Slave: bIf.Name(), Underlay: vif.UnderlayXDP,
 		Config: vif.Config{Addrs: []netip.Prefix{pfx("198.51.100.1/32"), pfx("2001:db8:b::1/128")},
 			Peers: []vif.Peer{{Addr: peerA, Prefixes: []netip.Prefix{pfx("192.0.2.0/24"), pfx("2001:db8:a::/64")}}}}})
-	if out, err := ha.Run("ping", "-6", "-n", "-c", "1", "-W", "2", "2001:db8:b::1"); err != nil { // resolves the router
-		t.Fatalf("%v\n%s", err, out)
-	}
+	ping6Until(t, ha, "2001:db8:b::1") // resolves the router
 	deadline := time.Now().Add(3 * time.Second)
 	for vif.XDPHop6Of(ia, peerB.As16()) != "" && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)

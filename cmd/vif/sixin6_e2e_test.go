@@ -44,11 +44,15 @@ func over6Pair(t *testing.T, opts ...nstest.LinkOption) (a, b *nstest.Host, aIf,
 }
 
 // Ping both ways over IPv4 and IPv6 and a TCP transfer of each, checked by
-// hash, cross the tunnel; on b's slave they are IPv6 packets between the
-// underlay addresses, next header 4 and 41, and nothing else.
+// hash, cross the tunnel; on the wire at b's slave they are IPv6 packets
+// between the underlay addresses, next header 4 and 41, and nothing else.
+// They take AF_XDP (the underlay vif chose over IPv6): b's own packet taps
+// on its slave, which AF_XDP bypasses, see none of them but the first,
+// sent through the kernel while the next hop was not resolved.
 func TestFourAndSixInSix(t *testing.T) {
 	a, b, _, bIf := over6Pair(t)
 	wire := bIf.Capture("ip6")
+	host := bIf.CaptureHost("ip6 and (ip6[6] == 4 or ip6[6] == 41)")
 	for _, p := range []struct {
 		from   *nstest.Host
 		to, v6 string
@@ -84,8 +88,14 @@ func TestFourAndSixInSix(t *testing.T) {
 	if four < 100 || six < 100 || other != 0 {
 		t.Errorf("on the underlay: %d 4in6 (next header 4), %d 6in6 (41), %d others; want 100+, 100+, none", four, six, other)
 	}
+	if seen := len(host.Stop()); seen > 10 {
+		t.Errorf("b's packet taps saw %d of the %d tunnel packets on the wire: want them through AF_XDP", seen, four+six)
+	}
 	for _, h := range []*nstest.Host{a, b} {
 		st := vifStatus(t, h, "vif0")
+		if st.Underlay.Kind != "xdp" {
+			t.Errorf("%v: underlay %+v, want xdp", h, st.Underlay)
+		}
 		if st.Protocol != 4 || !st.Local.Is6() || st.MTU != 1460 {
 			t.Errorf("%v: protocol %d, local %v, MTU %d; want 4, the slave's IPv6 address, 1500 - 40", h, st.Protocol, st.Local, st.MTU)
 		}
@@ -266,6 +276,11 @@ func TestPathMTUDiscoveryOverIPv6(t *testing.T) {
 		"--peer", "2001:db8:ffff:10::1=192.0.2.0/24,2001:db8:a::/64", "--no-arp-proxy")
 	if st := vifStatus(t, b, "vif0"); st.MTU != 1280 {
 		t.Errorf("b's vif over a 1280-byte slave has MTU %d, want 1280", st.MTU)
+	}
+	for _, h := range []*nstest.Host{a, b} {
+		if st := vifStatus(t, h, "vif0"); st.Underlay.Kind != "xdp" {
+			t.Errorf("%v: underlay %+v, want xdp (AF_XDP over IPv6, through a router)", h, st.Underlay)
+		}
 	}
 	if !pingOnce6(a, "2001:db8:b::1", 3*time.Second) {
 		t.Fatal("the tunnel does not work")
