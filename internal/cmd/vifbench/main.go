@@ -18,8 +18,9 @@
 //   - tcp6in4, tcp6in6: TCP over IPv6 with one stream, through vif0 as
 //     6in4 (RFC 4213: vif0 also holds 2001:db8:a::1 and b's peer
 //     2001:db8:b::/64) and through a second vif, vif1 (2001:db8:c::1 and
-//     2001:db8:d::1), over the veth's IPv6 addresses (2001:db8:ffff::1
-//     and ::2) as 6in6 (RFC 2473); the veth path is IPv6 to
+//     2001:db8:d::1), over IPv6 addresses (2001:db8:ffff::1 and ::2) of
+//     a second veth pair, eth1 (-6in6-own-link=false: of eth0), as 6in6
+//     (RFC 2473), on the path's underlay; the veth path is IPv6 to
 //     2001:db8:ffff::2. vif1 is served by the same process as vif0 (vif
 //     up without --foreground joins it), so the CPU figures count both;
 //   - udp: UDP with -udp-len byte payloads sent flat out (-b 0), packets per
@@ -96,6 +97,7 @@ type options struct {
 	hold       bool
 	role       string
 	ipv6       bool // an IPv6 test is asked for: the testbed has IPv6
+	ownLink6   bool // 6in6 runs over a veth pair of its own
 }
 
 func main() {
@@ -118,6 +120,7 @@ func main() {
 	flag.StringVar(&o.gomaxprocs, "vif-gomaxprocs", "", "GOMAXPROCS for the vif processes (default: unset)")
 	flag.StringVar(&o.gogc, "vif-gogc", "", "GOGC for the vif processes (default: unset)")
 	flag.BoolVar(&o.hold, "hold", false, "set up the testbed, print its namespaces and wait for SIGINT without measuring (for perf, tcpdump, ...)")
+	flag.BoolVar(&o.ownLink6, "6in6-own-link", true, "run the 6in6 vif (vif1) over a second veth pair, eth1, so that it owns that slave's AF_XDP sockets; false: over eth0's IPv6 addresses beside vif0, where a vif other than the slave's first runs on raw sockets")
 	flag.StringVar(&o.role, "role", "", "internal: run one side of a measurement inside a namespace")
 	flag.Parse()
 	if runRole(o.role, o.dur) {

@@ -71,7 +71,14 @@ func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
 		// A single veth pair, the physical limit the yardsticks measure
 		// against; a wire namespace in between would add a bridge's cost.
 		n.Link(tb.a, tb.b, underA+"/24", underB+"/24", nstest.WithoutWire())
-		if o.ipv6 {
+		slave6 := "eth0"
+		if o.ipv6 && o.ownLink6 {
+			// 6in6 over a veth pair of its own (eth1), so that its vif
+			// owns that slave's AF_XDP sockets as vif0 owns eth0's:
+			// a second vif on eth0 would run on raw sockets.
+			slave6 = "eth1"
+			n.Link(tb.a, tb.b, underA6+"/64", underB6+"/64", nstest.WithoutWire())
+		} else if o.ipv6 {
 			tb.a.AddAddr("eth0", underA6+"/64")
 			tb.b.AddAddr("eth0", underB6+"/64")
 		}
@@ -114,11 +121,14 @@ func newTestbed(ctx context.Context, o *options, v variant) (*testbed, error) {
 			}
 			if o.ipv6 {
 				// 6in6: a second vif, over the veth's IPv6 addresses,
-				// served by the foreground process above.
-				// (Its underlay is left to choose: a tunnel over IPv6
-				// runs on raw sockets.)
-				if out, err := s.h.RunContext(ctx, bin, "up", "vif1", s.vif1, "--slave", "eth0",
-					"--peer", s.under6+"="+s.on6, "--no-arp-proxy"); err != nil {
+				// served by the foreground process above, on the
+				// variant's underlay (--offload carries IPv4 outer
+				// packets only: that variant's vif1 is left to choose).
+				args := []string{"up", "vif1", s.vif1, "--slave", slave6, "--peer", s.under6 + "=" + s.on6, "--no-arp-proxy"}
+				if len(v.args) > 0 && v.args[0] == "--underlay" {
+					args = append(args, v.args...)
+				}
+				if out, err := s.h.RunContext(ctx, bin, args...); err != nil {
 					tb.p.Fatalf("vif1 in %s: %v\n%s", s.h.Netns(), err, out)
 				}
 			}
