@@ -476,3 +476,48 @@ func TestXDPPathMTUIPv6(t *testing.T) {
 		t.Errorf("a sent %d, b received %d through AF_XDP; want 3", after.TxXDP-before.TxXDP, afterB.RxXDP-beforeB.RxXDP)
 	}
 }
+
+// TestXDPSharedPeerIPv6 is TestXDPSharedPeer over IPv6: two vifs on each
+// end with the same IPv6 peer and local address; the owner of the
+// slave's AF_XDP sockets leaves the shared peer's packets to the kernel,
+// where both vifs' raw sockets get them, and steers them again once the
+// other vif is gone.
+func TestXDPSharedPeerIPv6(t *testing.T) {
+	n := nstest.New(t)
+	ha, hb := n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
+	aIf, bIf := n.Link(ha, hb, xdp6A.String()+"/64", xdp6B.String()+"/64")
+	pfx := netip.MustParsePrefix
+	up := func(h *nstest.Host, name, slave, addr string, peer netip.Addr, behind string) *vif.Interface {
+		return upIn(t, h, vif.LinkConfig{Name: name, Slave: slave,
+			Config: vif.Config{Addrs: []netip.Prefix{pfx(addr + "/32")},
+				Peers: []vif.Peer{{Addr: peer, Prefixes: []netip.Prefix{pfx(behind + "/32")}}}}})
+	}
+	vv := up(ha, "vv", aIf.Name(), "192.0.2.50", xdp6B, "192.0.2.60")
+	vw := up(ha, "vw", aIf.Name(), "192.0.2.51", xdp6B, "192.0.2.61")
+	up(hb, "vv", bIf.Name(), "192.0.2.60", xdp6A, "192.0.2.50")
+	up(hb, "vw", bIf.Name(), "192.0.2.61", xdp6A, "192.0.2.51")
+	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, xdp6B.String()) || !strings.Contains(u.Shared, "vw") {
+		t.Errorf("owner's underlay %+v: want xdp, %s shared with vw", u, xdp6B)
+	}
+	if u := vw.Underlay(); u.Kind != vif.UnderlayRaw || !strings.Contains(u.Fallback, "in use by vif vv") {
+		t.Errorf("second vif's underlay %+v: want raw, in use by vif vv", u)
+	}
+	ping6Until(t, ha, xdp6B.String())
+	for _, addr := range []string{"192.0.2.61", "192.0.2.60"} {
+		if err := ha.Ping(addr, 3); err != nil {
+			t.Fatalf("shared peer: ping %s: %v", addr, err)
+		}
+	}
+	vw.Close()
+	if u := vv.Underlay(); u.Shared != "" {
+		t.Errorf("after the other vif closed: shared %q, want none", u.Shared)
+	}
+	before, _ := vif.XDPStatsOf(vv)
+	if err := ha.Ping("192.0.2.60", 3); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := vif.XDPStatsOf(vv)
+	if after.RxXDP-before.RxXDP < 3 {
+		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+	}
+}
