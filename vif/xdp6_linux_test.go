@@ -106,10 +106,11 @@ func xdpRoundTrip6(tb testing.TB, a, b vif.Underlay, pkts, rbufs [][]byte, sizes
 // sockets, framed on the wire as IPv6 (EtherType 0x86dd) between the
 // slaves' MACs, without allocating. An outer fragment goes through the
 // raw sockets both ways, and the packet the kernel reassembles reaches
-// the loop with the same bytes as one through AF_XDP would.
+// the loop with the same bytes as one through AF_XDP would; so does one
+// behind an extension header, which the kernel processes.
 func TestXDPUnderlayIPv6(t *testing.T) {
 	a, b, aIf, bIf := xdpPair6(t, nil)
-	wire := aIf.Capture("ip6 and (ip6[6] == 4 or ip6[6] == 41 or ip6[6] == 44)")
+	wire := aIf.Capture("ip6 and (ip6[6] == 4 or ip6[6] == 41 or ip6[6] == 44 or ip6[6] == 60)")
 	pkts, rbufs, sizes := underlayBatch6(t, 32, 1400)
 	xdpRoundTrip6(t, a, b, pkts, rbufs, sizes)
 	for k := range pkts {
@@ -144,6 +145,29 @@ func TestXDPUnderlayIPv6(t *testing.T) {
 	if got := rbufs[0][vif.Headroom : vif.Headroom+sizes[0]]; !bytes.Equal(got, whole) {
 		t.Errorf("reassembled packet through the raw socket differs from the whole one:\n got %x\nwant %x", got[:40], whole[:40])
 	}
+
+	// An extension header (Destination Options) before 41: Write sends
+	// it through the raw socket, the program passes it to b's kernel,
+	// which processes it; the raw socket reads the 6in6 packet behind it.
+	opts := make([]byte, vif.Headroom+2048)
+	copy(opts[vif.Headroom-ipip.IPv6HeaderLen:], whole[:ipip.IPv6HeaderLen])
+	copy(opts[vif.Headroom:], []byte{ipip.ProtoIPv6, 0, 1, 4, 0, 0, 0, 0}) // PadN
+	payload := whole[ipip.IPv6HeaderLen:whole.Len()]
+	opts = opts[:vif.Headroom+8+copy(opts[vif.Headroom+8:], payload)]
+	oh := ipip.IPv6(opts[vif.Headroom-ipip.IPv6HeaderLen:])
+	oh[6] = 60
+	oh[4], oh[5] = byte((len(payload)+8)>>8), byte(len(payload)+8)
+	if k, err := a.Write([][]byte{opts}, vif.Headroom-ipip.IPv6HeaderLen); err != nil || k != 1 {
+		t.Fatalf("Write with a destination options header = %d, %v", k, err)
+	}
+	if k, err := b.Read(rbufs[:1], sizes[:1], vif.Headroom); err != nil || k != 1 {
+		t.Fatalf("Read of the packet with a destination options header = %d, %v", k, err)
+	}
+	if got := rbufs[0][vif.Headroom : vif.Headroom+sizes[0]]; !bytes.Equal(got, whole) || b.Stats().RxRaw != 2 || a.Stats().TxRaw != uint64(n)+1 {
+		t.Errorf("packet behind a destination options header: raw %+v, %+v; read\n %x\nwant\n %x", a.Stats(), b.Stats(), got[:40], whole[:40])
+	}
+	n++ // its frame is on the wire with the fragments
+
 	if d := b.Drops(); d != 0 {
 		t.Errorf("drops %d", d)
 	}
@@ -166,12 +190,12 @@ func TestXDPUnderlayIPv6(t *testing.T) {
 				t.Errorf("hop limit %d, traffic class %#x; want 33, 0xb8", ip.HopLimit, ip.TrafficClass)
 			}
 			xdpFrames++
-		case layers.IPProtocolIPv6Fragment:
+		case layers.IPProtocolIPv6Fragment, layers.IPProtocolIPv6Destination:
 			fragFrames++
 		}
 	}
 	if xdpFrames != len(pkts) || fragFrames != n {
-		t.Errorf("on the wire: %d 4in6/6in6 frames, %d fragments; want %d, %d", xdpFrames, fragFrames, len(pkts), n)
+		t.Errorf("on the wire: %d 4in6/6in6 frames, %d fragments and extension headers; want %d, %d", xdpFrames, fragFrames, len(pkts), n)
 	}
 
 	if allocs := testing.AllocsPerRun(50, func() { xdpRoundTrip6(t, a, b, pkts, rbufs, sizes) }); allocs != 0 {
@@ -179,8 +203,8 @@ func TestXDPUnderlayIPv6(t *testing.T) {
 	}
 	sa, sb := a.Stats(), b.Stats()
 	const want = (1 + 1 + 50) * 32 // AllocsPerRun warms up once
-	if sa.TxXDP != want || sa.TxRaw != uint64(n) || sb.RxXDP != want || sb.RxRaw != 1 {
-		t.Errorf("a sent %d through AF_XDP, %d raw; b received %d through AF_XDP, %d raw; want %d, %d, %d, 1", sa.TxXDP, sa.TxRaw, sb.RxXDP, sb.RxRaw, want, n, want)
+	if sa.TxXDP != want || sa.TxRaw != uint64(n) || sb.RxXDP != want || sb.RxRaw != 2 {
+		t.Errorf("a sent %d through AF_XDP, %d raw; b received %d through AF_XDP, %d raw; want %d, %d, %d, 2", sa.TxXDP, sa.TxRaw, sb.RxXDP, sb.RxRaw, want, n, want)
 	}
 }
 
