@@ -1,6 +1,7 @@
 package vif
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -31,10 +32,10 @@ const defaultUnderlayBatch = 128
 // reader, so Read rebuilds it in front of the payload, which it receives
 // IPv6HeaderLen bytes into bufs[i][offset:]: the source from the socket
 // address, the destination from IPV6_PKTINFO, the Traffic Class (ECN, RFC
-// 6040) from IPV6_TCLASS and the Hop Limit from IPV6_HOPLIMIT, the Next
-// Header being the socket's protocol. The kernel has processed any
-// extension header and reassembled fragments by then; the Flow Label
-// reads 0. Writing sets IPV6_HDRINCL (Linux 4.5 and later), so that the
+// 6040) from IPV6_TCLASS, the Flow Label from IPV6_FLOWINFO (sent only when
+// it is not 0) and the Hop Limit from IPV6_HOPLIMIT, the Next Header being
+// the socket's protocol. The kernel has processed any extension header and
+// reassembled fragments by then. Writing sets IPV6_HDRINCL (Linux 4.5 and later), so that the
 // loop writes the whole outer IPv6 header, Traffic Class, Flow Label and
 // Hop Limit included, as IP_HDRINCL lets it over IPv4.
 //
@@ -334,9 +335,9 @@ func rawSocket(slave, proto, flags, force, plain int, local netip.Addr) (int, er
 			return fail("IPV6_HDRINCL (Linux 4.5 or later)", err)
 		}
 	default:
-		for _, opt := range [...]int{unix.IPV6_RECVPKTINFO, unix.IPV6_RECVTCLASS, unix.IPV6_RECVHOPLIMIT} {
+		for _, opt := range [...]int{unix.IPV6_RECVPKTINFO, unix.IPV6_RECVTCLASS, unix.IPV6_RECVHOPLIMIT, ipv6FlowInfo} {
 			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, opt, 1); err != nil {
-				return fail("IPV6_RECVPKTINFO, IPV6_RECVTCLASS, IPV6_RECVHOPLIMIT", err)
+				return fail("IPV6_RECVPKTINFO, IPV6_RECVTCLASS, IPV6_RECVHOPLIMIT, IPV6_FLOWINFO", err)
 			}
 		}
 	}
@@ -389,9 +390,18 @@ func (u *RawUnderlay) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 }
 
 // rcmsgLen is the room for one packet's control messages over IPv6:
-// IPV6_PKTINFO (20 bytes of data), IPV6_TCLASS and IPV6_HOPLIMIT (4
-// each), each after a 16-byte header and padded to 8 bytes: 40+24+24.
+// IPV6_PKTINFO (20 bytes of data), IPV6_TCLASS, IPV6_HOPLIMIT and
+// IPV6_FLOWINFO (4 each), each after a 16-byte header and padded to 8
+// bytes: 40+24+24+24.
 const rcmsgLen = 128
+
+// ipv6FlowInfo is IPV6_FLOWINFO (include/uapi/linux/in6.h), which
+// golang.org/x/sys/unix lacks for Linux. Set on a socket, it asks for the
+// received packets' flow information as a control message of that type:
+// the header's first word, in network byte order, but the version
+// (ip6_datagram_recv_specific_ctl, net/ipv6/datagram.c). Linux sends it
+// only when that is not 0.
+const ipv6FlowInfo = 11
 
 // header6 writes the outer IPv6 header of packet i, whose payload recvmmsg
 // put at b[IPv6HeaderLen:], into b[:IPv6HeaderLen], from its socket address
@@ -421,6 +431,8 @@ func (u *RawUnderlay) header6(b []byte, i int) int {
 				f.TrafficClass = uint8(*(*int32)(unsafe.Pointer(&data[0])))
 			case m.Type == unix.IPV6_HOPLIMIT && len(data) >= 4:
 				f.HopLimit = uint8(*(*int32)(unsafe.Pointer(&data[0])))
+			case m.Type == ipv6FlowInfo && len(data) >= 4:
+				f.FlowLabel = binary.BigEndian.Uint32(data) & 0xfffff
 			}
 		}
 		c = c[min(cmsgAlign(l), len(c)):]

@@ -2,9 +2,11 @@ package vif_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/vif-project/vif/ipip"
@@ -210,10 +212,18 @@ func TestRawUnderlay6in4(t *testing.T) {
 	}
 }
 
+// flowLabel is the flow label TestRawUnderlayIPv6 sends packet k with.
+func flowLabel(k int) uint32 {
+	if k == 3 {
+		return 0
+	}
+	return uint32(0xabcde+k*0x1111) & 0xfffff
+}
+
 // TestRawUnderlayIPv6 checks the IPv6 underlay (RFC 2473): one Read
 // receives 4in6 and 6in6 as complete outer packets, the IPv6 header
 // rebuilt from the socket's control messages (addresses, next header,
-// traffic class with ECN, hop limit) in front of the payload; protocol 94
+// traffic class with ECN, flow label, hop limit) in front of the payload; protocol 94
 // is refused; SetLocal stays within the family; no allocations.
 func TestRawUnderlayIPv6(t *testing.T) {
 	n := nstest.New(t)
@@ -242,11 +252,12 @@ func TestRawUnderlayIPv6(t *testing.T) {
 	e := &ipip.Encapsulator{Src: la, Dst: lb, TTL: 33}
 	var pkts, rbufs, inners [][]byte
 	for k := range 8 {
-		inner := udp(t, addrA, addrB, "four")
+		// Payloads of their own, to tell the packets apart.
+		inner := udp(t, addrA, addrB, "four"+strconv.Itoa(k))
 		inner[1] = 0xb8 | byte(ipip.ECT0) // DSCP 46, ECT(0)
 		ipip.IPv4(inner).SetChecksum()
 		if k%2 == 1 {
-			inner = udp6(t, own6, hostB6, "six")
+			inner = udp6(t, own6, hostB6, "six"+strconv.Itoa(k))
 		}
 		buf := make([]byte, vif.Headroom+len(inner))
 		copy(buf[vif.Headroom:], inner)
@@ -259,6 +270,9 @@ func TestRawUnderlayIPv6(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A flow label of its own on the wire (RFC 6437), 0 for one.
+		w := buf[vif.Headroom-ipip.IPv6HeaderLen:]
+		binary.BigEndian.PutUint32(w, binary.BigEndian.Uint32(w)&^0xfffff|flowLabel(k))
 		pkts, inners = append(pkts, buf), append(inners, inner)
 		rbufs = append(rbufs, make([]byte, vif.Headroom+2048))
 	}
@@ -284,8 +298,12 @@ func TestRawUnderlayIPv6(t *testing.T) {
 			t.Fatalf("packet %d: rebuilt header %x", k, h[:40])
 		}
 		in := h[ipip.IPv6HeaderLen:]
-		if !bytes.Equal(in, inners[slices.IndexFunc(inners, func(b []byte) bool { return bytes.Equal(b, in) })]) {
+		sent := slices.IndexFunc(inners, func(b []byte) bool { return bytes.Equal(b, in) })
+		if sent < 0 {
 			t.Fatalf("packet %d: payload not one that was sent", k)
+		}
+		if sh := ipip.IPv6(pkts[sent][vif.Headroom-ipip.IPv6HeaderLen:]); h.FlowLabel() != flowLabel(sent) || h.TrafficClass() != sh.TrafficClass() {
+			t.Errorf("packet %d: flow label %#x, traffic class %#x; sent with %#x, %#x", k, h.FlowLabel(), h.TrafficClass(), flowLabel(sent), sh.TrafficClass())
 		}
 		if h.NextHeader() == ipip.ProtoIPinIP && (h.TrafficClass() != 0xba || h.ECN() != ipip.ECT0) {
 			t.Errorf("4in6 traffic class %#x, want the inner TOS 0xba", h.TrafficClass())
