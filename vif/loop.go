@@ -61,12 +61,21 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	hl := i.outer() // the outer header's length
 
 	for {
-		if m := int(i.devMTU.Load()); m > size {
-			// The device's MTU was raised: read into buffers that hold
-			// it (allocated once per change, not per packet).
+		m := int(i.devMTU.Load())
+		r := i.grow.Load()
+		if r != nil {
+			m = max(m, r.mtu)
+		}
+		if m > size {
+			// The device's MTU was raised, or is about to be
+			// (growTxBuffers): read into buffers that hold it
+			// (allocated once per change, not per packet).
 			size = m
 			bufs, sizes = newBufs(bs, size)
 			i.frags = fragPool{size: size, id: i.frags.id}
+		}
+		if r != nil && i.grow.CompareAndSwap(r, nil) {
+			close(r.done)
 		}
 		n, err := i.dev.Read(bufs, sizes, Headroom)
 		if err != nil {
@@ -74,6 +83,13 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 			case isClosed(err):
 				i.log.Debug("tun closed, tx loop exits")
 				return
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// growTxBuffers woke the read, which took no packet:
+				// clear the deadline, and take the buffers it asks for.
+				if f := i.dev.File(); f != nil {
+					f.SetReadDeadline(time.Time{})
+				}
+				continue
 			case errors.Is(err, tun.ErrTooManySegments):
 				c.drops[dropTunRead].Add(1)
 				// n packets were still read: handle them.

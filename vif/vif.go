@@ -109,6 +109,7 @@ type Interface struct {
 	// as it changes (followDevice); each peer has its own tunnel MTU (<=
 	// devMTU).
 	devMTU      atomic.Int32
+	grow        atomic.Pointer[growReq] // SetMTU's request to the tx loop (growTxBuffers)
 	pathMTU     func(peer netip.Addr) (int, error)
 	pmtuLogged  atomic.Int64 // nanotime of the last log line about it
 	pmtuChanges atomic.Uint64
