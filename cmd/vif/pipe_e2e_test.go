@@ -50,6 +50,7 @@ func TestClosedStdout(t *testing.T) {
 		{"--netns", h.Netns(), "capture", "vif0"},
 		{"--netns", h.Netns(), "capture", "vif0", "-w", "-"},
 		{"--netns", h.Netns(), "help"},
+		{"demo"}, // stops at its first line, and removes what it made
 	} {
 		if code, stderr := runClosedStdout(t, args...); code != 0 || stderr != "" {
 			t.Errorf("vif %s > closed pipe: exit status %d, stderr %q; want 0 and nothing", strings.Join(args, " "), code, stderr)
