@@ -189,6 +189,15 @@ func (i *Interface) SetMTU(mtu int) error {
 	return nil
 }
 
+// wakeTxLoop ends the tx loop's wait in a read of the TUN, without a
+// packet, with a read deadline in the past; the loop clears it and looks
+// at the MTU again. It reports false for a device without a pollable
+// file.
+func (i *Interface) wakeTxLoop() bool {
+	f := i.dev.File()
+	return f != nil && f.SetReadDeadline(time.Now()) == nil
+}
+
 // growWait bounds how long growTxBuffers waits for the tx loop.
 const growWait = time.Second
 
@@ -210,13 +219,12 @@ func (i *Interface) growTxBuffers(mtu int) {
 	if mtu <= int(i.devMTU.Load()) {
 		return
 	}
-	f := i.dev.File()
-	if f == nil {
+	if i.dev.File() == nil {
 		return
 	}
 	r := &growReq{mtu: mtu, done: make(chan struct{})}
 	i.grow.Store(r)
-	if f.SetReadDeadline(time.Now()) != nil {
+	if !i.wakeTxLoop() {
 		i.grow.CompareAndSwap(r, nil) // not pollable: no wake-up
 		return
 	}

@@ -415,7 +415,16 @@ func (i *Interface) followDevice(events <-chan tun.Event) {
 	for ev := range events {
 		if ev&tun.EventMTUUpdate != 0 {
 			if m, err := i.deviceMTU(); err == nil {
+				old := int(i.devMTU.Load())
 				i.setDevMTU(m)
+				if m > old {
+					// Raised from outside: wake the tx loop, which
+					// waits in a read with buffers of the old MTU,
+					// to take larger ones (see growTxBuffers).
+					// Packets sent before it has them can still
+					// meet the old buffers.
+					i.wakeTxLoop()
+				}
 			}
 			if i.mtuHook != nil {
 				i.mtuHook()
