@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // hostOps change the host under an Interface made by Up: its device's
@@ -178,9 +179,61 @@ func (i *Interface) SetMTU(mtu int) error {
 	}
 	i.changeMu.Lock()
 	defer i.changeMu.Unlock()
+	// The kernel sends packets of the new MTU as soon as it has it: the
+	// loop must be able to read them first.
+	i.growTxBuffers(mtu)
 	if err := i.host.setMTU(mtu); err != nil {
 		return err
 	}
 	i.setDevMTU(mtu) // at once, not when the device's event comes
 	return nil
+}
+
+// wakeTxLoop ends the tx loop's wait in a read of the TUN, without a
+// packet, with a read deadline in the past; the loop clears it and looks
+// at the MTU again. It reports false for a device without a pollable
+// file.
+func (i *Interface) wakeTxLoop() bool {
+	f := i.dev.File()
+	return f != nil && f.SetReadDeadline(time.Now()) == nil
+}
+
+// growWait bounds how long growTxBuffers waits for the tx loop.
+const growWait = time.Second
+
+// A growReq asks the tx loop for read buffers that hold mtu bytes; the
+// loop closes done once it has them.
+type growReq struct {
+	mtu  int
+	done chan struct{}
+}
+
+// growTxBuffers has the tx loop, which waits in a read of the TUN with
+// buffers of the MTU it had, take buffers of mtu before the device's MTU
+// is raised to it: the first packet of the new size would otherwise not
+// fit and be lost (tx_read_error). The read is woken by a deadline in
+// the past, which returns before the kernel hands over a packet, so none
+// is lost. A device without a pollable file (one given to New) keeps the
+// old way: the loop grows its buffers after the first read that fails.
+func (i *Interface) growTxBuffers(mtu int) {
+	if mtu <= int(i.devMTU.Load()) {
+		return
+	}
+	if i.dev.File() == nil {
+		return
+	}
+	r := &growReq{mtu: mtu, done: make(chan struct{})}
+	i.grow.Store(r)
+	if !i.wakeTxLoop() {
+		i.grow.CompareAndSwap(r, nil) // not pollable: no wake-up
+		return
+	}
+	t := time.NewTimer(growWait)
+	defer t.Stop()
+	select {
+	case <-r.done:
+	case <-i.done:
+	case <-t.C:
+		i.log.Warn("the packet loop did not take buffers for the new MTU in time: a first packet of the new size may be dropped", "mtu", mtu)
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +23,32 @@ func newBufs(n, size int) ([][]byte, []int) {
 		bufs[j] = make([]byte, Headroom+size)
 	}
 	return bufs, make([]int, n)
+}
+
+// errSegmentTooLarge is returned by readTUN when the device split a GSO
+// super-packet into segments larger than the buffers.
+var errSegmentTooLarge = errors.New("vif: tun: a GSO segment larger than the read buffers (the MTU was raised)")
+
+// readTUN is dev.Read into bufs at Headroom. wireguard's GSO split
+// (gsoSplit, tun/offload_linux.go) copies each segment into its buffer
+// unchecked: a segment larger than the buffers, which the kernel sends
+// once the MTU is raised from outside (ip link set mtu) and before the
+// loop has grown its buffers, panics in it with a bounds error, and that
+// would end the daemon. readTUN returns that as errSegmentTooLarge
+// instead: the super-packet is lost (TCP sends it again), the loop grows
+// its buffers and goes on. The Read's lock is released by its own defer;
+// any other panic goes on.
+func readTUN(dev tun.Device, bufs [][]byte, sizes []int) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if re, ok := r.(runtime.Error); ok && strings.Contains(re.Error(), "out of range") {
+				n, err = 0, errSegmentTooLarge
+				return
+			}
+			panic(r)
+		}
+	}()
+	return dev.Read(bufs, sizes, Headroom)
 }
 
 // isClosed reports whether err means the device or socket was closed (by
@@ -61,19 +89,35 @@ func (i *Interface) txLoop(enc *ipip.Encapsulator) {
 	hl := i.outer() // the outer header's length
 
 	for {
-		if m := int(i.devMTU.Load()); m > size {
-			// The device's MTU was raised: read into buffers that hold
-			// it (allocated once per change, not per packet).
+		m := int(i.devMTU.Load())
+		r := i.grow.Load()
+		if r != nil {
+			m = max(m, r.mtu)
+		}
+		if m > size {
+			// The device's MTU was raised, or is about to be
+			// (growTxBuffers): read into buffers that hold it
+			// (allocated once per change, not per packet).
 			size = m
 			bufs, sizes = newBufs(bs, size)
 			i.frags = fragPool{size: size, id: i.frags.id}
 		}
-		n, err := i.dev.Read(bufs, sizes, Headroom)
+		if r != nil && i.grow.CompareAndSwap(r, nil) {
+			close(r.done)
+		}
+		n, err := readTUN(i.dev, bufs, sizes)
 		if err != nil {
 			switch {
 			case isClosed(err):
 				i.log.Debug("tun closed, tx loop exits")
 				return
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				// growTxBuffers woke the read, which took no packet:
+				// clear the deadline, and take the buffers it asks for.
+				if f := i.dev.File(); f != nil {
+					f.SetReadDeadline(time.Time{})
+				}
+				continue
 			case errors.Is(err, tun.ErrTooManySegments):
 				c.drops[dropTunRead].Add(1)
 				// n packets were still read: handle them.

@@ -32,7 +32,8 @@ const defaultUnderlayBatch = 128
 // reader, so Read rebuilds it in front of the payload, which it receives
 // IPv6HeaderLen bytes into bufs[i][offset:]: the source from the socket
 // address, the destination from IPV6_PKTINFO, the Traffic Class (ECN, RFC
-// 6040) from IPV6_TCLASS, the Flow Label from IPV6_FLOWINFO and the Hop
+// 6040) from IPV6_TCLASS, the Flow Label from IPV6_FLOWINFO (sent only when
+// not 0) and the Hop
 // Limit from IPV6_HOPLIMIT, the Next Header being the socket's protocol:
 // the bytes the packet arrived with, as the AF_XDP underlay reads them
 // (XDPUnderlay), but that the kernel has processed any extension header
@@ -409,10 +410,12 @@ func (u *RawUnderlay) readSizes(bufs [][]byte, sizes []int, offset int) {
 // bytes: 40+24+24+24.
 const rcmsgLen = 128
 
-// ipv6FlowInfo is IPV6_FLOWINFO (linux/in6.h), which x/sys/unix lacks:
-// set on a socket, the kernel hands each packet's Traffic Class and Flow
-// Label to recvmsg (as the first 32 bits of the header, the version
-// masked out; none when both are 0).
+// ipv6FlowInfo is IPV6_FLOWINFO (include/uapi/linux/in6.h), which
+// golang.org/x/sys/unix lacks for Linux. Set on a socket, it asks for the
+// received packets' flow information as a control message of that type:
+// the header's first word, in network byte order, but the version
+// (ip6_datagram_recv_specific_ctl, net/ipv6/datagram.c). Linux sends it
+// only when that is not 0.
 const ipv6FlowInfo = 11
 
 // header6 writes the outer IPv6 header of packet i, whose payload recvmmsg

@@ -2,6 +2,7 @@ package vif_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"slices"
@@ -211,6 +212,14 @@ func TestRawUnderlay6in4(t *testing.T) {
 	}
 }
 
+// flowLabel is the flow label TestRawUnderlayIPv6 sends packet k with.
+func flowLabel(k int) uint32 {
+	if k == 3 {
+		return 0
+	}
+	return uint32(0xabcde+k*0x1111) & 0xfffff
+}
+
 // TestRawUnderlayIPv6 checks the IPv6 underlay (RFC 2473): one Read
 // receives 4in6 and 6in6 as complete outer packets, the IPv6 header
 // rebuilt from the socket's control messages (addresses, next header,
@@ -244,6 +253,7 @@ func TestRawUnderlayIPv6(t *testing.T) {
 	e := &ipip.Encapsulator{Src: la, Dst: lb, TTL: 33}
 	var pkts, rbufs, inners [][]byte
 	for k := range 8 {
+		// Payloads of their own, to tell the packets apart.
 		inner := udp(t, addrA, addrB, "four"+strconv.Itoa(k))
 		inner[1] = 0xb8 | byte(ipip.ECT0) // DSCP 46, ECT(0)
 		ipip.IPv4(inner).SetChecksum()
@@ -261,7 +271,9 @@ func TestRawUnderlayIPv6(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		buf[vif.Headroom-ipip.IPv6HeaderLen+3] = byte(k + 1) // a flow label
+		// A flow label of its own on the wire (RFC 6437), 0 for one.
+		w := buf[vif.Headroom-ipip.IPv6HeaderLen:]
+		binary.BigEndian.PutUint32(w, binary.BigEndian.Uint32(w)&^0xfffff|flowLabel(k))
 		pkts, inners = append(pkts, buf), append(inners, inner)
 		rbufs = append(rbufs, make([]byte, vif.Headroom+2048))
 	}

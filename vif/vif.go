@@ -109,6 +109,7 @@ type Interface struct {
 	// as it changes (followDevice); each peer has its own tunnel MTU (<=
 	// devMTU).
 	devMTU      atomic.Int32
+	grow        atomic.Pointer[growReq] // SetMTU's request to the tx loop (growTxBuffers)
 	pathMTU     func(peer netip.Addr) (int, error)
 	pmtuLogged  atomic.Int64 // nanotime of the last log line about it
 	pmtuChanges atomic.Uint64
@@ -414,7 +415,16 @@ func (i *Interface) followDevice(events <-chan tun.Event) {
 	for ev := range events {
 		if ev&tun.EventMTUUpdate != 0 {
 			if m, err := i.deviceMTU(); err == nil {
+				old := int(i.devMTU.Load())
 				i.setDevMTU(m)
+				if m > old {
+					// Raised from outside: wake the tx loop, which
+					// waits in a read with buffers of the old MTU,
+					// to take larger ones (see growTxBuffers).
+					// Packets sent before it has them can still
+					// meet the old buffers.
+					i.wakeTxLoop()
+				}
 			}
 			if i.mtuHook != nil {
 				i.mtuHook()

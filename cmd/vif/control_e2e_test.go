@@ -10,7 +10,9 @@ package main
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -522,4 +524,79 @@ func daemonsIn(h *nstest.Host) int {
 		}
 	}
 	return n
+}
+
+// A daemon's files outlive neither it nor its network namespace for long:
+// once its last vif is down it leaves only its log, which stays while the
+// namespace exists (it says why the daemon ended); once the namespace is
+// deleted, the next daemon to start, in any namespace, removes the log.
+func TestControlFilesOfGoneNamespace(t *testing.T) {
+	var rnd [4]byte
+	crand.Read(rnd[:])
+	ns := fmt.Sprintf("vifsweep-%x", rnd)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v\n%s", ns, err, out)
+	}
+	deleted := false
+	t.Cleanup(func() {
+		if !deleted {
+			exec.Command(vifBin, "--netns", ns, "down", "vif0").Run()
+			exec.Command("ip", "netns", "del", ns).Run()
+		}
+	})
+	var st syscall.Stat_t
+	if err := syscall.Stat("/run/netns/"+ns, &st); err != nil {
+		t.Fatal(err)
+	}
+	p := controlPaths(st.Ino)
+	if out, err := exec.Command(vifBin, "--netns", ns, "up", "vif0", "192.0.2.1", "--no-arp-proxy").CombinedOutput(); err != nil {
+		t.Fatalf("vif up in %s: %v\n%s", ns, err, out)
+	}
+	if out, err := exec.Command(vifBin, "--netns", ns, "down", "vif0").CombinedOutput(); err != nil {
+		t.Fatalf("vif down in %s: %v\n%s", ns, err, out)
+	}
+	if _, ok := waitFor(5*time.Second, func() bool { _, err := os.Lstat(p.Lock); return err != nil }); !ok {
+		t.Fatalf("the daemon of %s did not exit with its last vif", ns)
+	}
+	for _, f := range []string{p.Socket, p.Lock} {
+		if _, err := os.Lstat(f); err == nil {
+			t.Errorf("%s left by a daemon that exited", f)
+		}
+	}
+	if _, err := os.Lstat(p.Log); err != nil {
+		t.Fatalf("the log of a daemon whose namespace exists: %v", err)
+	}
+
+	if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns del %s: %v\n%s", ns, err, out)
+	}
+	deleted = true
+	h := nstest.New(t).Host("h")
+	vifCmd(t, h, "up", "vif0", "192.0.2.1", "--no-arp-proxy")
+	t.Cleanup(func() { stopDaemon(h) })
+	if _, err := os.Lstat(p.Log); err == nil {
+		if netnsInUse(st.Ino) {
+			t.Skipf("inode %d is another network namespace's already: its files are kept", st.Ino)
+		}
+		t.Errorf("%s still there after its namespace was deleted and another daemon started", p.Log)
+	}
+}
+
+// netnsInUse reports whether a process is in the network namespace of
+// inode ino, or /run/netns names it.
+func netnsInUse(ino uint64) bool {
+	links, _ := filepath.Glob("/proc/[0-9]*/ns/net")
+	for _, l := range links {
+		if v, _ := os.Readlink(l); v == fmt.Sprintf("net:[%d]", ino) {
+			return true
+		}
+	}
+	names, _ := filepath.Glob("/run/netns/*")
+	for _, n := range names {
+		var st syscall.Stat_t
+		if syscall.Stat(n, &st) == nil && st.Ino == ino {
+			return true
+		}
+	}
+	return false
 }

@@ -28,6 +28,11 @@ const shutdownWait = 5 * time.Second
 // are still in place, and puts them back.
 const healEvery = time.Second
 
+// sweepEvery is how often a daemon clears the control directory of what
+// the daemons of network namespaces since deleted left (their logs), as
+// it does when it starts and when it exits.
+const sweepEvery = 10 * time.Minute
+
 // daemonCmd is the hidden "vif daemon [--verbose]" that "vif up" starts in
 // the background.
 func daemonCmd() *cobra.Command {
@@ -131,6 +136,8 @@ func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.
 	}
 	heal := time.NewTicker(healEvery)
 	defer heal.Stop()
+	sweep := time.NewTicker(sweepEvery)
+	defer sweep.Stop()
 	var healErr string
 	for {
 		select {
@@ -142,6 +149,9 @@ func serve(ctx context.Context, log *slog.Logger, d *daemon.Daemon, ln *control.
 		case <-srv.Idle():
 		case <-d.Changed():
 		case <-idle.C:
+		case <-sweep.C:
+			ln.Sweep()
+			continue
 		case <-heal.C:
 			did, err := ln.Heal()
 			if did != "" {

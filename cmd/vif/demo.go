@@ -49,7 +49,9 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d := &demoRun{ctx: ctx, out: stdout, exe: exe}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d := &demoRun{ctx: ctx, out: stdout, exe: exe, cancel: cancel}
 	lab, err := demo.NewLab()
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -57,6 +59,9 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	d.lab = lab
 	err = d.run()
 	d.cleanup()
+	if d.outErr != nil {
+		return d.outErr // no one reads what it shows: it stopped
+	}
 	if ctx.Err() != nil {
 		return errors.New("demo interrupted; everything it created has been removed")
 	}
@@ -69,9 +74,22 @@ type demoRun struct {
 	exe   string
 	lab   *demo.Lab
 	fails int
+	// cancel stops the demo; outErr is set when stdout's reader went
+	// away (vif demo | head): showing nothing more, it stops and cleans up.
+	cancel context.CancelFunc
+	outErr error
 }
 
-func (d *demoRun) say(format string, args ...any) { fmt.Fprintf(d.out, format+"\n", args...) }
+func (d *demoRun) say(format string, args ...any) { d.print(fmt.Sprintf(format+"\n", args...)) }
+
+// print writes s to the demo's output; when no one reads it any more, it
+// stops the demo.
+func (d *demoRun) print(s string) {
+	if _, err := io.WriteString(d.out, s); err != nil && outputClosed(err) && d.outErr == nil {
+		d.outErr = err
+		d.cancel()
+	}
+}
 
 func (d *demoRun) check(ok bool, format string, args ...any) {
 	mark := "ok  "
@@ -79,7 +97,7 @@ func (d *demoRun) check(ok bool, format string, args ...any) {
 		mark = "FAIL"
 		d.fails++
 	}
-	fmt.Fprintf(d.out, "   [%s] %s\n", mark, fmt.Sprintf(format, args...))
+	d.print(fmt.Sprintf("   [%s] %s\n", mark, fmt.Sprintf(format, args...)))
 }
 
 // vif runs this vif binary inside host h and shows the command line.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/vif-project/vif/vif"
 	"github.com/vif-project/vif/vif/nstest"
 )
 
@@ -116,6 +117,7 @@ func TestTunnelBetweenNamespaces(t *testing.T) {
 				t.Fatalf("ping through the tunnel: %v", err)
 			}
 			echoTCP(t, tp.a, tp.b, tp.addrB, 4<<20)
+			checkXDPCounters(t, tp.a, path)
 
 			pkts := capture.Stop()
 			want := layers.IPProtocol(94)
@@ -353,4 +355,29 @@ func copyExecutable(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o755)
+}
+
+// checkXDPCounters checks that vif show --json reports the AF_XDP
+// underlay's counters for vif0 on h when it runs on AF_XDP, and moved
+// packets both ways, and reports none on another path.
+func checkXDPCounters(t *testing.T, h *nstest.Host, path packetPath) {
+	t.Helper()
+	st := vifStatus(t, h, "vif0")
+	switch x := st.XDP; {
+	case path.underlay != vif.UnderlayXDP:
+		if x != nil {
+			t.Errorf("vif0 on %s reports AF_XDP counters %+v", path.underlay, *x)
+		}
+	case x == nil:
+		t.Errorf("vif0 on AF_XDP: vif show --json has no xdp counters")
+	case x.RxXDP == 0 || x.TxXDP == 0 || x.TxXDP+x.TxRaw != st.Counters.EncapsulatedPackets ||
+		x.RxXDP+x.RxRaw < st.Counters.DecapsulatedPackets:
+		// What the loop sent went out one way or the other; what it
+		// decapsulated came in one way or the other.
+		t.Errorf("vif0 on AF_XDP after a ping and a TCP echo: xdp counters %+v; encapsulated %d, decapsulated %d",
+			*x, st.Counters.EncapsulatedPackets, st.Counters.DecapsulatedPackets)
+	}
+	if out := vifCmd(t, h, "show", "vif0"); (path.underlay == vif.UnderlayXDP) != strings.Contains(out, "  xdp: received ") {
+		t.Errorf("vif show vif0 on %s:\n%s", path.underlay, out)
+	}
 }

@@ -75,6 +75,27 @@ func TestHostVifMTURaised(t *testing.T) {
 	}
 }
 
+// The vif's MTU raised by "vif set NAME mtu N": the first packet larger
+// than the old MTU passes too. The packet loop used to wait for the TUN
+// with buffers of the old size, so that one was lost (tx_read_error).
+func TestSetMTURaised(t *testing.T) {
+	a, b, _, _ := daemonTunnel(t, 9000)
+	for _, h := range []*nstest.Host{b, a} {
+		// Each loop waits in a read at once, as an idle vif does.
+		vifCmd(t, h, "set", "vif0", "mtu", "8980")
+	}
+	for _, size := range []string{"4000", "8952"} {
+		if out, err := a.Run("ping", "-n", "-c", "1", "-W", "2", "-s", size, "-M", "do", "198.51.100.1"); err != nil {
+			t.Errorf("the first %s-byte ping after vif set mtu 8980: %v\n%s", size, err, out)
+		}
+	}
+	for _, h := range []*nstest.Host{a, b} {
+		if st := vifStatus(t, h, "vif0"); st.MTU != 8980 || st.Counters.Drops["tx_read_error"] != 0 {
+			t.Errorf("vif0 on %v: MTU %d, drops %v; want 8980 and no tx_read_error", h, st.MTU, st.Counters.Drops)
+		}
+	}
+}
+
 // Interfaces renamed under the daemon: the slave's responder stays with
 // the interface (not its old name), an interface that takes the old name
 // is a new slave with its own responder, and vif show and vif down follow

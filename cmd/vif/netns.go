@@ -131,6 +131,11 @@ wait:
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGPIPE {
+			// A vif that lets SIGPIPE kill it (an older one) wrote to
+			// a pipe no one reads: quiet, as this vif is about it.
+			return errOutputClosed
+		}
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			// It printed nothing: say what ended it, as a shell would.
 			return fmt.Errorf("vif in network namespace %s ended by %v", ns, ws.Signal())

@@ -44,6 +44,8 @@ The --json form is stable (fields are only ever added):
                             "decapsulated_packets", "decapsulated_bytes",
                             "dropped", "drops": {REASON: N},
                             "icmp_sent", "icmp_limited"},
+               "xdp": {"rx_xdp_packets", "tx_xdp_packets", "rx_raw_packets",
+                       "tx_raw_packets", "dropped_packets"},
                "arp": {"requests", "replies", "probes_answered",
                        "announcements", "not_owned", "conflicts",
                        "rate_limited", "socket_drops", "dropped",
@@ -189,6 +191,11 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 		if u.Shared != "" {
 			fmt.Fprintf(w, "  underlay: %s\n", u.Shared)
 		}
+	}
+	if x := st.XDP; x != nil {
+		// Outer packets, counted by the underlay before the loop's checks.
+		fmt.Fprintf(w, "  xdp: received %d packets, sent %d; by the raw sockets received %d, sent %d; dropped in full rings %d\n",
+			x.RxXDP, x.TxXDP, x.RxRaw, x.TxRaw, x.Dropped)
 	}
 	for _, p := range st.Peers {
 		fmt.Fprintf(w, "  peer %s: %s  path mtu %d; sent %d packets, %s; received %d packets, %s\n",

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,7 +41,8 @@ type Listener struct {
 // p.Socket. It returns ErrRunning if another daemon serves. Close removes
 // the socket and the lock file; the kernel releases the lock if the
 // process dies first, and the next Listen in the directory removes the
-// files such a daemon left.
+// files such a daemon left, its log too once its namespace is gone
+// (sweep).
 func Listen(p Paths) (*Listener, error) {
 	if err := ensureDir(p.Dir); err != nil {
 		return nil, err
@@ -163,7 +163,10 @@ func (l *Listener) Heal() (string, error) {
 }
 
 // Close stops accepting, removes the socket and the lock file where they
-// are still this listener's, and releases the lock.
+// are still this listener's, and releases the lock. It sweeps the
+// directory first, as Listen does: a daemon exiting clears what the
+// daemons of namespaces since gone left (its own log stays, for the next
+// daemon of its namespace).
 func (l *Listener) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -171,6 +174,7 @@ func (l *Listener) Close() error {
 		return nil
 	}
 	l.closed = true
+	sweep(l.paths)
 	err := l.u.Close()
 	if l.beacon != nil {
 		l.beacon.Close()
@@ -226,29 +230,6 @@ func beaconHolder(p Paths) int {
 		return 0
 	}
 	return peer.PID
-}
-
-// sweep removes the socket and lock files that killed daemons (SIGKILL,
-// a crash) left in p.Dir for other namespaces: a lock that no process
-// holds is a dead daemon's. Taking it first makes this safe against a
-// daemon starting meanwhile, which checks that its lock file is still in
-// place once it holds it. Logs are kept.
-func sweep(p Paths) {
-	locks, _ := filepath.Glob(filepath.Join(p.Dir, "net-*.lock"))
-	for _, lock := range locks {
-		if lock == p.Lock {
-			continue
-		}
-		f, err := tryLock(lock, false)
-		if err != nil {
-			continue // held: its daemon runs
-		}
-		if same, _ := samePath(f, lock); same {
-			os.Remove(strings.TrimSuffix(lock, ".lock") + ".sock")
-			os.Remove(lock)
-		}
-		f.Close()
-	}
 }
 
 // ensureDir creates dir with mode 0700, or checks that it is a directory

@@ -107,6 +107,7 @@ type link interface {
 	Link() vif.LinkConfig
 	Underlay() vif.UnderlayInfo
 	Stats() vif.Stats
+	XDPStats() (vif.XDPStats, bool)
 	MTU() int
 	SetAddrs([]netip.Prefix) error
 	Local() netip.Addr
@@ -838,6 +839,9 @@ func (d *Daemon) status(e *entry, names map[int]string) VifStatus {
 			Dropped: s.Dropped(), Drops: s.Drops,
 			ICMPSent: s.ICMPSent, ICMPLimited: s.ICMPLimited,
 		},
+	}
+	if x, ok := e.ifc.XDPStats(); ok {
+		st.XDP = &XDPCounters{RxXDP: x.RxXDP, TxXDP: x.TxXDP, RxRaw: x.RxRaw, TxRaw: x.TxRaw, Dropped: x.Dropped}
 	}
 	peers := e.ifc.Peers()
 	for _, p := range peers {

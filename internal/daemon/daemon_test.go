@@ -32,6 +32,7 @@ type fakeLink struct {
 	done    chan struct{}
 	mu      sync.Mutex
 	closed  int
+	xdp     *vif.XDPStats // the tunnel runs on AF_XDP, with these counters
 }
 
 func (l *fakeLink) Addrs() []netip.Prefix {
@@ -51,7 +52,18 @@ func (l *fakeLink) Underlay() vif.UnderlayInfo {
 	if c := l.Link(); !c.HasTunnel() {
 		return vif.UnderlayInfo{}
 	}
+	if _, ok := l.XDPStats(); ok {
+		return vif.UnderlayInfo{Kind: vif.UnderlayXDP}
+	}
 	return vif.UnderlayInfo{Kind: vif.UnderlayRaw}
+}
+func (l *fakeLink) XDPStats() (vif.XDPStats, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.xdp == nil {
+		return vif.XDPStats{}, false
+	}
+	return *l.xdp, true
 }
 func (l *fakeLink) MTU() int {
 	l.mu.Lock()
@@ -372,6 +384,40 @@ func linkCfg(name string, addrs ...string) vif.LinkConfig {
 		c.Addrs = append(c.Addrs, netip.MustParsePrefix(a+"/32"))
 	}
 	return c
+}
+
+// Show reports the counters of an AF_XDP underlay, under "xdp", for the
+// vifs on one, and only for them.
+func TestShowXDPCounters(t *testing.T) {
+	r := newRig(t)
+	for _, c := range []vif.LinkConfig{linkCfg("vif0", "192.0.2.1"), linkCfg("vif1", "192.0.2.2")} {
+		c.Peer = netip.MustParseAddr("198.18.0.2")
+		if _, err := r.d.Up(Spec{LinkConfig: c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.mu.Lock()
+	r.links["vif0"].xdp = &vif.XDPStats{RxXDP: 1, TxXDP: 2, TxRaw: 3, RxRaw: 4, Dropped: 5}
+	r.mu.Unlock()
+	vifs, err := r.d.Show("")
+	if err != nil || len(vifs) != 2 {
+		t.Fatalf("show: %+v, %v", vifs, err)
+	}
+	want := &XDPCounters{RxXDP: 1, TxXDP: 2, TxRaw: 3, RxRaw: 4, Dropped: 5}
+	if vifs[0].Underlay.Kind != vif.UnderlayXDP || vifs[0].XDP == nil || *vifs[0].XDP != *want {
+		t.Errorf("vif0 on AF_XDP: underlay %+v, xdp %+v; want %+v", vifs[0].Underlay, vifs[0].XDP, want)
+	}
+	if vifs[1].XDP != nil {
+		t.Errorf("vif1 on raw sockets: xdp %+v, want none", vifs[1].XDP)
+	}
+	b, err := json.Marshal(vifs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const field = `"xdp":{"rx_xdp_packets":1,"tx_xdp_packets":2,"rx_raw_packets":4,"tx_raw_packets":3,"dropped_packets":5}`
+	if n := strings.Count(string(b), `"xdp":{`); n != 1 || !strings.Contains(string(b), field) {
+		t.Errorf("show --json: %s\nwant %s once", b, field)
+	}
 }
 
 func TestSharedResponder(t *testing.T) {

@@ -147,6 +147,9 @@ type VifStatus struct {
 	AddrsMissing  []netip.Prefix `json:"addrs_missing,omitempty"`
 	RoutesMissing []netip.Prefix `json:"routes_missing,omitempty"`
 	Counters      Counters       `json:"counters"`
+	// XDP holds the counters of the tunnel's AF_XDP underlay; present
+	// exactly when Underlay.Kind is "xdp".
+	XDP *XDPCounters `json:"xdp,omitempty"`
 	// Warnings say what in the host's settings keeps the vif from
 	// working as configured (vif.HostWarnings), at up.
 	Warnings []string `json:"warnings,omitempty"`
@@ -190,6 +193,24 @@ type Counters struct {
 	// relayed from inside the tunnel; ICMPLimited those rate-limited.
 	ICMPSent    uint64 `json:"icmp_sent"`
 	ICMPLimited uint64 `json:"icmp_limited"`
+}
+
+// XDPCounters are the counters of a vif's AF_XDP underlay (vif.XDPStats),
+// in packets, outer headers included; they are the underlay's and count
+// what the loop then drops too.
+type XDPCounters struct {
+	// RxXDP and TxXDP count outer packets received and sent through the
+	// AF_XDP sockets.
+	RxXDP uint64 `json:"rx_xdp_packets"`
+	TxXDP uint64 `json:"tx_xdp_packets"`
+	// RxRaw counts outer packets received from the raw IP sockets
+	// instead (what the XDP program passed to the kernel); TxRaw those
+	// sent through them (when the Ethernet path cannot take a packet).
+	RxRaw uint64 `json:"rx_raw_packets"`
+	TxRaw uint64 `json:"tx_raw_packets"`
+	// Dropped counts packets the kernel steered to an AF_XDP socket and
+	// dropped, its rings full.
+	Dropped uint64 `json:"dropped_packets"`
 }
 
 // ARPCounters are the counters of an ARP responder.

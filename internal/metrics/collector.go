@@ -75,6 +75,21 @@ var peerMetrics = []metric[daemon.PeerStatus]{
 		func(p *daemon.PeerStatus) float64 { return float64(p.PathMTU) }),
 }
 
+// xdpMetrics are labelled by vif, for the vifs on AF_XDP. They count
+// outer packets as the underlay moves them, before the loop's checks.
+var xdpMetrics = []metric[daemon.XDPCounters]{
+	counter("vif_xdp_received_packets_total", "Outer packets received through the AF_XDP sockets.",
+		func(x *daemon.XDPCounters) uint64 { return x.RxXDP }),
+	counter("vif_xdp_sent_packets_total", "Outer packets sent through the AF_XDP sockets.",
+		func(x *daemon.XDPCounters) uint64 { return x.TxXDP }),
+	counter("vif_xdp_raw_received_packets_total", "Outer packets of an AF_XDP vif received from its raw IP sockets instead (what the XDP program passed to the kernel).",
+		func(x *daemon.XDPCounters) uint64 { return x.RxRaw }),
+	counter("vif_xdp_raw_sent_packets_total", "Outer packets of an AF_XDP vif sent through its raw IP sockets instead.",
+		func(x *daemon.XDPCounters) uint64 { return x.TxRaw }),
+	counter("vif_xdp_ring_dropped_packets_total", "Packets the kernel steered to the AF_XDP sockets and dropped, their rings full.",
+		func(x *daemon.XDPCounters) uint64 { return x.Dropped }),
+}
+
 // arpMetrics are labelled by slave.
 var arpMetrics = []metric[daemon.ARPCounters]{
 	counter("vif_arp_requests_total", "ARP requests received from other hosts, whatever their target.",
@@ -145,6 +160,7 @@ type Collector struct {
 	snapshot   func() ([]daemon.VifStatus, error)
 	vifs       []described[daemon.VifStatus]
 	peers      []described[daemon.PeerStatus]
+	xdps       []described[daemon.XDPCounters]
 	arps       []described[daemon.ARPCounters]
 	ndps       []described[daemon.NDPCounters]
 	ndpDropped *prometheus.Desc
@@ -166,6 +182,7 @@ func NewCollector(snapshot func() ([]daemon.VifStatus, error)) *Collector {
 		snapshot: snapshot,
 		vifs:     describe(vifMetrics, "vif"),
 		peers:    describe(peerMetrics, "vif", "peer"),
+		xdps:     describe(xdpMetrics, "vif"),
 		arps:     describe(arpMetrics, "slave"),
 		ndps:     describe(ndpMetrics, "slave"),
 		ndpDropped: prometheus.NewDesc("vif_ndp_dropped_frames_total", "NDP frames dropped, by reason.",
@@ -214,6 +231,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, m := range c.peers {
 		ch <- m.desc
 	}
+	for _, m := range c.xdps {
+		ch <- m.desc
+	}
 	for _, m := range c.arps {
 		ch <- m.desc
 	}
@@ -248,6 +268,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.info, prometheus.GaugeValue, 1,
 			name, slave, local, strconv.Itoa(int(s.Protocol)), strconv.FormatBool(s.ARPProxy), s.Underlay.Kind, strconv.FormatBool(s.Offload))
 		drops(ch, c.dropped, c.vifReasons, s.Counters.Drops, name)
+		if s.XDP != nil {
+			for _, m := range c.xdps {
+				ch <- prometheus.MustNewConstMetric(m.desc, m.typ, m.value(s.XDP), name)
+			}
+		}
 		for j := range s.Peers {
 			p := &s.Peers[j]
 			for _, m := range c.peers {

@@ -67,7 +67,8 @@ func fixture() []daemon.VifStatus {
 		{
 			Name: "vif1", Addrs: []netip.Prefix{pfx("192.0.2.4/32")}, Slave: "eth0",
 			Local: addr("192.0.2.11"), Peer: addr("192.0.2.30"), Protocol: 94, MTU: 1476, ARPProxy: true,
-			LocalMissing: true,
+			LocalMissing: true, Underlay: vif.UnderlayInfo{Kind: vif.UnderlayXDP},
+			XDP: &daemon.XDPCounters{RxXDP: 231, TxXDP: 232, RxRaw: 233, TxRaw: 234, Dropped: 235},
 			Peers: []daemon.PeerStatus{
 				{Addr: addr("192.0.2.30"), Prefixes: []netip.Prefix{pfx("0.0.0.0/0")},
 					EncapsulatedPackets: 221, EncapsulatedBytes: 2222, DecapsulatedPackets: 223, DecapsulatedBytes: 2224, PathMTU: 1476},
@@ -170,6 +171,13 @@ var (
 		"decapsulated_packets": "vif_peer_decapsulated_packets_total",
 		"decapsulated_bytes":   "vif_peer_decapsulated_bytes_total",
 		"path_mtu":             "vif_peer_path_mtu_bytes",
+	}
+	xdpCounters = map[string]string{
+		"rx_xdp_packets":  "vif_xdp_received_packets_total",
+		"tx_xdp_packets":  "vif_xdp_sent_packets_total",
+		"rx_raw_packets":  "vif_xdp_raw_received_packets_total",
+		"tx_raw_packets":  "vif_xdp_raw_sent_packets_total",
+		"dropped_packets": "vif_xdp_ring_dropped_packets_total",
 	}
 	arpCounters = map[string]string{
 		"requests":        "vif_arp_requests_total",
@@ -323,6 +331,16 @@ func TestShowJSON(t *testing.T) {
 							t.Errorf("vif show --json prints %s; no metric exports it", from)
 						}
 					}
+				}
+			case "xdp":
+				for xk, xv := range val.(map[string]any) {
+					from := from + "." + xk
+					m, ok := xdpCounters[xk]
+					if !ok {
+						t.Errorf("vif show --json prints %s; no metric exports it", from)
+						continue
+					}
+					c.want(m, vl, number(t, xv, from), from)
 				}
 			case "arp", "ndp":
 				al := map[string]string{"slave": slave}

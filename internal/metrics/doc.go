@@ -29,6 +29,16 @@
 //	peers[].decapsulated_bytes     vif_peer_decapsulated_bytes_total{vif,peer}
 //	peers[].path_mtu               vif_peer_path_mtu_bytes{vif,peer}
 //
+// A vif on AF_XDP (underlay.kind "xdp") has its underlay's counters, in
+// outer packets as the underlay moves them, before the packet loop's
+// checks (absent, and not exported, on raw sockets):
+//
+//	xdp.rx_xdp_packets             vif_xdp_received_packets_total{vif}
+//	xdp.tx_xdp_packets             vif_xdp_sent_packets_total{vif}
+//	xdp.rx_raw_packets             vif_xdp_raw_received_packets_total{vif}
+//	xdp.tx_raw_packets             vif_xdp_raw_sent_packets_total{vif}
+//	xdp.dropped_packets            vif_xdp_ring_dropped_packets_total{vif} (rings full)
+//
 // The ARP responder of a slave is shared by the vifs on that slave, so its
 // counters are labelled by slave and exported once per slave:
 //
