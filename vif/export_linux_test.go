@@ -23,3 +23,13 @@ func XDPHopOf(i *Interface, peer [4]byte) string {
 	}
 	return h.why
 }
+
+// XDPInboxOf returns how many of the packets i's XDP underlay received
+// through AF_XDP another vif of the slave took from the rings for it.
+func XDPInboxOf(i *Interface) uint64 {
+	x, ok := i.under.(*XDPUnderlay)
+	if !ok {
+		return 0
+	}
+	return x.rxInbox.Load()
+}

@@ -1,0 +1,257 @@
+package vif_test
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vif-project/vif/ipip"
+	"github.com/vif-project/vif/vif"
+	"github.com/vif-project/vif/vif/nstest"
+)
+
+// transfer sends n random bytes over TCP from src on host from to dst on
+// host to, and returns an error unless the same arrived (by their sha256).
+func transfer(from, to *nstest.Host, src, dst netip.Addr, port, n int) error {
+	var ln net.Listener
+	if err := to.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(dst, uint16(port)).String())
+		return err
+	}); err != nil {
+		return err
+	}
+	defer ln.Close()
+	got := make(chan [32]byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(got)
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		h := sha256.New()
+		io.Copy(h, c)
+		got <- [32]byte(h.Sum(nil))
+	}()
+	var c net.Conn
+	if err := from.Do(func() (err error) {
+		c, err = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 10 * time.Second}).Dial("tcp4", ln.Addr().String())
+		return err
+	}); err != nil {
+		return fmt.Errorf("connect %s to %v: %w", src, ln.Addr(), err)
+	}
+	data := make([]byte, n)
+	rand.Read(data)
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	_, err := c.Write(data)
+	c.Close()
+	if err != nil {
+		return fmt.Errorf("send %s to %s: %w", src, dst, err)
+	}
+	select {
+	case h, ok := <-got:
+		if !ok || h != sha256.Sum256(data) {
+			return fmt.Errorf("%s to %s: the stream arrived changed", src, dst)
+		}
+	case <-time.After(60 * time.Second):
+		return fmt.Errorf("%s to %s: the stream did not arrive", src, dst)
+	}
+	return nil
+}
+
+// sharedPort is host a with vifs on one slave, each tunnelling to a vif of
+// its own peer host on a segment.
+type sharedPort struct {
+	seg    *nstest.Segment
+	ha     *nstest.Host
+	slave  string
+	peers  []*nstest.Host
+	vifs   []*vif.Interface // a's
+	remote []*vif.Interface // the peers'
+	mine   []netip.Addr     // a's vifs' addresses
+	theirs []netip.Addr     // the peers' vifs' addresses
+}
+
+// newSharedPort brings up n vifs on a's slave, the second on protocol 4,
+// the others on 94, each with a peer of its own (198.18.0.2, .3, ...).
+func newSharedPort(t *testing.T, n int) *sharedPort {
+	t.Helper()
+	nt := nstest.New(t)
+	s := &sharedPort{seg: nt.Segment(), ha: nt.Host("a")}
+	s.slave = s.seg.Attach(s.ha, "198.18.0.1/24").Name()
+	pfx := netip.MustParsePrefix
+	for k := range n {
+		h := nt.Host(fmt.Sprintf("p%d", k))
+		ifc := s.seg.Attach(h, fmt.Sprintf("198.18.0.%d/24", k+2))
+		peer := netip.AddrFrom4([4]byte{198, 18, 0, byte(k + 2)})
+		mine := netip.AddrFrom4([4]byte{192, 0, 2, byte(k + 1)})
+		theirs := netip.AddrFrom4([4]byte{198, 51, 100, byte(k + 1)})
+		proto := uint8(ipip.ProtoIPIP)
+		if k == 1 {
+			proto = ipip.ProtoIPinIP
+		}
+		s.peers = append(s.peers, h)
+		s.mine, s.theirs = append(s.mine, mine), append(s.theirs, theirs)
+		s.vifs = append(s.vifs, upIn(t, s.ha, vif.LinkConfig{Name: fmt.Sprintf("v%d", k), Slave: s.slave,
+			Config: vif.Config{Addrs: []netip.Prefix{netip.PrefixFrom(mine, 32)}, Protocol: proto,
+				Peers: []vif.Peer{{Addr: peer, Prefixes: []netip.Prefix{netip.PrefixFrom(theirs, 32)}}}}}))
+		s.remote = append(s.remote, upIn(t, h, vif.LinkConfig{Name: "v0", Slave: ifc.Name(),
+			Config: vif.Config{Addrs: []netip.Prefix{netip.PrefixFrom(theirs, 32)}, Protocol: proto,
+				Peers: []vif.Peer{{Addr: xdpA, Prefixes: []netip.Prefix{pfx(mine.String() + "/32")}}}}}))
+	}
+	return s
+}
+
+// xdpPrograms counts the XDP programs on h's interface ifname.
+func xdpPrograms(t *testing.T, h *nstest.Host, ifname string) int {
+	t.Helper()
+	return strings.Count(h.MustRun("ip", "-d", "link", "show", ifname), "prog/xdp")
+}
+
+// TestXDPSharedPort brings up two and three vifs on one slave, each with
+// its own peer (and the second on another protocol): all of them run on
+// the slave's one AF_XDP port at once, proven by their counters while TCP
+// streams go both ways through each, their peers changing meanwhile. The
+// first vif, which opened the port, goes: the others keep on through
+// AF_XDP. The last one going leaves no program, socket or BPF object.
+func TestXDPSharedPort(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d vifs", n), func(t *testing.T) {
+			s := newSharedPort(t, n)
+			for k, i := range s.vifs {
+				if u := i.Underlay(); u != (vif.UnderlayInfo{Kind: vif.UnderlayXDP}) {
+					t.Errorf("v%d: underlay %+v, want xdp alone", k, u)
+				}
+			}
+			if got := xdpPrograms(t, s.ha, s.slave); got != 1 {
+				t.Errorf("%d XDP programs on the slave, want 1", got)
+			}
+			for _, a := range s.theirs {
+				if err := s.ha.Ping(a.String(), 1); err != nil { // resolves the next hops
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(200 * time.Millisecond)
+			before := make([]vif.XDPStats, n)
+			for k, i := range s.vifs {
+				before[k], _ = vif.XDPStatsOf(i)
+			}
+
+			// Streams both ways through every vif at once, while
+			// their peers are set again and again (steering anew).
+			const size = 4 << 20
+			var wg sync.WaitGroup
+			errs := make(chan error, 2*n)
+			stop := make(chan struct{})
+			for k := range s.vifs {
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					errs <- transfer(s.ha, s.peers[k], s.mine[k], s.theirs[k], 5001, size)
+				}()
+				go func() {
+					defer wg.Done()
+					errs <- transfer(s.peers[k], s.ha, s.theirs[k], s.mine[k], 5002, size)
+				}()
+			}
+			churn := make(chan struct{})
+			go func() {
+				defer close(churn)
+				for {
+					for k, i := range s.vifs {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						p := vif.Peer{Addr: netip.AddrFrom4([4]byte{198, 18, 0, byte(k + 2)}), Prefixes: []netip.Prefix{netip.PrefixFrom(s.theirs[k], 32)}}
+						if err := i.SetPeer(p); err != nil {
+							errs <- err
+						}
+						i.Stats()
+						vif.XDPStatsOf(i)
+						time.Sleep(5 * time.Millisecond)
+					}
+				}
+			}()
+			wg.Wait()
+			close(stop)
+			<-churn
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			handed := uint64(0)
+			for k, i := range s.vifs {
+				st, _ := vif.XDPStatsOf(i)
+				handed += vif.XDPInboxOf(i)
+				t.Logf("v%d: %+v, %d of them taken from the rings by another vif", k, st, vif.XDPInboxOf(i))
+				// 4 MB are some 3000 segments each way.
+				if rx, tx := st.RxXDP-before[k].RxXDP, st.TxXDP-before[k].TxXDP; rx < 2500 || tx < 2500 {
+					t.Errorf("v%d received %d and sent %d packets through AF_XDP, want 2500 or more each way", k, rx, tx)
+				}
+				if st.TxRaw-before[k].TxRaw > 10 {
+					t.Errorf("v%d sent %d packets through the raw socket", k, st.TxRaw-before[k].TxRaw)
+				}
+			}
+			// The vifs read the rings in turn: each takes the
+			// others' packets too, and hands them on.
+			if handed == 0 {
+				t.Errorf("no vif received a packet another vif took from the rings: no demultiplexing")
+			}
+			t.Run("first goes", func(t *testing.T) { sharedFirstGoes(t, s) })
+			if t.Failed() {
+				return
+			}
+			for _, i := range s.vifs {
+				i.Close()
+			}
+			if got := xdpPrograms(t, s.ha, s.slave); got != 0 {
+				t.Errorf("%d XDP programs left on the slave after its last vif went", got)
+			}
+			for _, i := range s.remote {
+				i.Close()
+			}
+			checkNoXDP(t, append([]*nstest.Host{s.ha}, s.peers...)...)
+		})
+	}
+}
+
+// sharedFirstGoes closes the first vif of s: the others keep their
+// tunnels on AF_XDP, and the program stays.
+func sharedFirstGoes(t *testing.T, s *sharedPort) {
+	s.vifs[0].Close()
+	if got := xdpPrograms(t, s.ha, s.slave); got != 1 {
+		t.Errorf("%d XDP programs on the slave after the first vif went, want 1", got)
+	}
+	for k, i := range s.vifs[1:] {
+		k++
+		if u := i.Underlay(); u != (vif.UnderlayInfo{Kind: vif.UnderlayXDP}) {
+			t.Errorf("v%d: underlay %+v, want xdp alone", k, u)
+		}
+		before, _ := vif.XDPStatsOf(i)
+		if err := s.ha.Ping(s.theirs[k].String(), 3); err != nil {
+			t.Fatalf("v%d: %v", k, err)
+		}
+		if err := transfer(s.ha, s.peers[k], s.mine[k], s.theirs[k], 5003, 1<<20); err != nil {
+			t.Error(err)
+		}
+		if err := transfer(s.peers[k], s.ha, s.theirs[k], s.mine[k], 5004, 1<<20); err != nil {
+			t.Error(err)
+		}
+		after, _ := vif.XDPStatsOf(i)
+		if rx, tx := after.RxXDP-before.RxXDP, after.TxXDP-before.TxXDP; rx < 600 || tx < 600 {
+			t.Errorf("v%d received %d and sent %d packets through AF_XDP after the first vif went, want 600 or more", k, rx, tx)
+		}
+	}
+}
