@@ -178,8 +178,11 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	}
 	if u := st.Underlay; u.Kind != "" {
 		offload := ""
+		if u.TransmitOnly {
+			offload = " (transmit)"
+		}
 		if st.Offload {
-			offload = ", offload in the kernel (tc)"
+			offload += ", offload in the kernel (tc)"
 		}
 		if u.Fallback != "" {
 			fmt.Fprintf(w, "  underlay: %s%s (not xdp: %s)\n", u.Kind, offload, u.Fallback)

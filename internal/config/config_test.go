@@ -100,7 +100,7 @@ func TestParseErrors(t *testing.T) {
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nprotocol = 41\n", "x:3: vif vif0: bad protocol 41"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nunderlay = \"dpdk\"\n", "x:3: vif vif0: bad underlay \"dpdk\""},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\noffload = true\n", "x:3: vif vif0: bad underlay: --offload needs a tunnel"},
-		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\noffload = true\nunderlay = \"xdp\"\n[[vif.vif0.peer]]\naddress = \"198.18.0.2\"\n", "x:3: vif vif0: bad underlay: --offload runs over the raw underlay"},
+		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\noffload = true\nunderlay = \"xdp\"\n[[vif.vif0.peer]]\naddress = \"2001:db8:ff::2\"\nallowed-ips = [\"192.0.2.0/28\"]\n", "x:3: vif vif0: bad underlay: --offload carries tunnels over IPv4 only"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nunderlay = \"xdp\"\n[[vif.vif0.peer]]\naddress = \"2001:db8:ff::2\"\nallowed-ips = [\"192.0.2.0/28\"]\n", "x:3: vif vif0: bad underlay: --underlay xdp carries tunnels over IPv4 only"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nmtu = \"big\"\n", "x:3:7: mtu: give a number, not a TOML string"},
 		{"[vif.vif0]\naddresses = [\"192.0.2.1\"]\nforce = \"yes\"\n", "x:3:9: force: give true or false, not a TOML string"},
