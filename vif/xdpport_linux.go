@@ -1,13 +1,16 @@
 package vif
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vif-project/vif/internal/xdp"
 	"github.com/vishvananda/netlink"
@@ -49,11 +52,19 @@ type xdpPort struct {
 }
 
 // xdpRoutes is which member a steered frame is for: replaced whole, never
-// changed.
+// changed but for settled.
 type xdpRoutes struct {
 	only *XDPUnderlay // the only receiving member: every frame is its
 	by   map[xdpTriple]*XDPUnderlay
+	// The frames the program steered before the change may still come:
+	// until settled, the only member's frames are looked up too.
+	made    time.Time
+	settled atomic.Bool
 }
+
+// routesSettle is how long after a change of the members the frames the
+// program steered before it may still be on their way to the rings.
+const routesSettle = 100 * time.Millisecond
 
 // xdpTriple is what the program steers: a peer's packets to a local
 // address of one protocol.
@@ -163,7 +174,7 @@ func (p *xdpPort) detachLocked() error {
 // xdpSlaves is locked.
 func (p *xdpPort) applyLocked(u *slaveUse) error {
 	want := map[xdpPair][]uint8{}
-	r := &xdpRoutes{by: map[xdpTriple]*XDPUnderlay{}}
+	r := &xdpRoutes{by: map[xdpTriple]*XDPUnderlay{}, made: time.Now()}
 	n := 0
 	for x := range u.xdp {
 		if !x.receives() {
@@ -215,7 +226,9 @@ func (p *xdpPort) applyLocked(u *slaveUse) error {
 		}
 		p.steered[k] = protos
 	}
-	p.routes.Store(r)
+	if old := p.routes.Load(); old.only != r.only || !maps.Equal(old.by, r.by) {
+		p.routes.Store(r)
+	}
 	return errors.Join(errs...)
 }
 
@@ -317,8 +330,13 @@ func (x *XDPUnderlay) leave() error {
 func (x *XDPUnderlay) demux(n int) int {
 	r := x.port.routes.Load()
 	if r.only == x {
-		x.rxXDP.Add(uint64(n))
-		return n
+		if r.settled.Load() {
+			x.rxXDP.Add(uint64(n))
+			return n
+		}
+		if time.Since(r.made) > routesSettle {
+			r.settled.Store(true)
+		}
 	}
 	own := 0
 	for k := range n {
@@ -344,9 +362,6 @@ func (x *XDPUnderlay) demux(n int) int {
 // owner returns the member whose (peer, local, protocol) the packet b is,
 // or nil.
 func (r *xdpRoutes) owner(b []byte) *XDPUnderlay {
-	if r.only != nil {
-		return r.only
-	}
 	var t xdpTriple
 	switch {
 	case len(b) >= 20 && b[0]>>4 == 4:
@@ -404,6 +419,8 @@ type xdpInbox struct {
 	slots   [][]byte // made at the first frame
 	sizes   []int
 	head, n int
+	one     [8]byte // an eventfd increment of 1; a field: a local would
+	drained [8]byte // escape to the heap with the race detector
 
 	count   atomic.Int32  // n, read without mu
 	kick    atomic.Bool   // efd was written since the member last read it
@@ -415,7 +432,9 @@ func newInbox(slot int) (*xdpInbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vif: underlay: eventfd: %w", err)
 	}
-	return &xdpInbox{efd: efd, slot: slot}, nil
+	in := &xdpInbox{efd: efd, slot: slot}
+	binary.NativeEndian.PutUint64(in.one[:], 1)
+	return in, nil
 }
 
 // push copies b into the inbox, waking its member when it was empty.
@@ -443,8 +462,7 @@ func (in *xdpInbox) push(b []byte) {
 	in.count.Store(int32(in.n))
 	if in.n == 1 {
 		in.kick.Store(true)
-		one := [8]byte{1}
-		_, _ = unix.Write(in.efd, one[:])
+		_, _ = unix.Write(in.efd, in.one[:])
 	}
 }
 
@@ -464,11 +482,10 @@ func (in *xdpInbox) take(bufs [][]byte, sizes []int, offset int) int {
 
 // drainEventfd resets the eventfd.
 func (in *xdpInbox) drainEventfd() {
-	var b [8]byte
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if !in.closed {
-		_, _ = unix.Read(in.efd, b[:])
+		_, _ = unix.Read(in.efd, in.drained[:])
 	}
 }
 

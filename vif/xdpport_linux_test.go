@@ -1,6 +1,7 @@
 package vif_test
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
@@ -253,5 +254,218 @@ func sharedFirstGoes(t *testing.T, s *sharedPort) {
 		if rx, tx := after.RxXDP-before.RxXDP, after.TxXDP-before.TxXDP; rx < 600 || tx < 600 {
 			t.Errorf("v%d received %d and sent %d packets through AF_XDP after the first vif went, want 600 or more", k, rx, tx)
 		}
+	}
+}
+
+// sharedUnderlays opens, on a, two XDP underlays on one slave, local
+// addresses 198.18.0.1 and .11, both with peer b (198.18.0.2), and on b
+// one with both as peers.
+func sharedUnderlays(t *testing.T) (x1, x2, xb *vif.XDPUnderlay, ha *nstest.Host) {
+	t.Helper()
+	n := nstest.New(t)
+	ha, hb := n.Host("a"), n.Host("b")
+	aIf, bIf := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
+	ha.AddAddr(aIf.Name(), "198.18.0.11/24")
+	for _, a := range []string{"198.18.0.1", "198.18.0.11"} {
+		if err := hb.Ping(a, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(h *nstest.Host, name, slave string, local netip.Addr, peers ...netip.Addr) *vif.XDPUnderlay {
+		var x *vif.XDPUnderlay
+		if err := h.Do(func() error {
+			ru, err := vif.ListenUnderlay(slave, ipip.ProtoIPIP, local)
+			if err != nil {
+				return err
+			}
+			x, err = vif.ListenXDP(name, slave, ru, ipip.ProtoIPIP, local, peers, nil, nil)
+			if err != nil {
+				ru.Close()
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { x.Close() })
+		return x
+	}
+	x1 = open(ha, "v1", aIf.Name(), xdpA, xdpB)
+	x2 = open(ha, "v2", aIf.Name(), xdpA11, xdpB)
+	xb = open(hb, "vb", bIf.Name(), xdpB, xdpA, xdpA11)
+	return x1, x2, xb, ha
+}
+
+var xdpA11 = netip.MustParseAddr("198.18.0.11")
+
+// sharedBatch builds n packets from b, alternately to 198.18.0.1 and .11.
+func sharedBatch(t *testing.T, n int) (pkts, rbufs [][]byte, sizes []int) {
+	pkts, rbufs, sizes = underlayBatch(t, n, 1000)
+	for k, p := range pkts {
+		dst := xdpA
+		if k%2 == 1 {
+			dst = xdpA11
+		}
+		e := &ipip.Encapsulator{Src: xdpB, Dst: dst}
+		if _, err := e.Encap(p, vif.Headroom); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pkts, rbufs, sizes
+}
+
+// TestXDPSharedPortDemux sends batches from b to two underlays of one
+// slave on a: whichever reads the rings hands the other's packets on,
+// each gets its own, whole, and moving them does not allocate.
+func TestXDPSharedPortDemux(t *testing.T) {
+	x1, x2, xb, _ := sharedUnderlays(t)
+	const n = 32
+	pkts, rbufs, sizes := sharedBatch(t, n)
+	round := func(check bool) {
+		if k, err := xb.Write(pkts, vif.Headroom-ipip.IPv4MinLen); err != nil || k != n {
+			t.Fatalf("Write = %d, %v", k, err)
+		}
+		for i, x := range []*vif.XDPUnderlay{x1, x2} {
+			for got := 0; got < n/2; {
+				k, err := x.Read(rbufs[got:n/2], sizes[got:n/2], vif.Headroom)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got += k
+			}
+			if !check {
+				continue
+			}
+			// Its own, whole, in order.
+			for k := range n / 2 {
+				want := pkts[2*k+i][vif.Headroom-ipip.IPv4MinLen:]
+				if got := rbufs[k][vif.Headroom : vif.Headroom+sizes[k]]; !bytes.Equal(got, want) {
+					t.Fatalf("v%d's packet %d: got %d bytes to %v, want %d to %v", i+1, k, len(got), ipip.IPv4(got).Dst(), len(want), ipip.IPv4(want).Dst())
+				}
+			}
+		}
+	}
+	round(true)
+	// The next hops' refresh (every second, for each underlay) allocates
+	// meanwhile: the fewest of three runs.
+	allocs := testing.AllocsPerRun(50, func() { round(false) })
+	for try := 1; try < 3 && allocs != 0; try++ {
+		allocs = min(allocs, testing.AllocsPerRun(50, func() { round(false) }))
+	}
+	if allocs != 0 {
+		t.Errorf("%v allocations per batch of %d packets, want 0", allocs, n)
+	}
+	round(true)
+	s1, s2, sb := x1.Stats(), x2.Stats(), xb.Stats()
+	t.Logf("v1 %+v, v2 %+v", s1, s2)
+	const want = (1 + 1 + 1 + 50) * n / 2 // at least
+	if sb.TxXDP < 2*want || s1.RxXDP != sb.TxXDP/2 || s2.RxXDP != sb.TxXDP/2 {
+		t.Errorf("b sent %d through AF_XDP, a's vifs received %d and %d; want %d, %d, %d", sb.TxXDP, s1.RxXDP, s2.RxXDP, 2*want, want, want)
+	}
+	if s1.InboxDropped+s2.InboxDropped+s1.Unclaimed != 0 || s1.RxRaw+s2.RxRaw != 0 {
+		t.Errorf("dropped or through the kernel: v1 %+v, v2 %+v", s1, s2)
+	}
+}
+
+// TestXDPSharedPortConcurrent runs two underlays of one slave at once:
+// each reads in its own goroutine while both write to b, b writes to
+// both, and their peers are set again and again (for the race detector).
+// The first closes meanwhile: the other keeps receiving its own packets.
+func TestXDPSharedPortConcurrent(t *testing.T) {
+	x1, x2, xb, _ := sharedUnderlays(t)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	var mu sync.Mutex
+	got := map[netip.Addr]int{}
+	wrong := 0
+	read := func(x vif.Underlay, local netip.Addr) {
+		defer wg.Done()
+		bufs, sizes := make([][]byte, 64), make([]int, 64)
+		for k := range bufs {
+			bufs[k] = make([]byte, vif.Headroom+2048)
+		}
+		for {
+			n, err := x.Read(bufs, sizes, vif.Headroom)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			for k := range n {
+				if ipip.IPv4(bufs[k][vif.Headroom:vif.Headroom+sizes[k]]).Dst() != local {
+					wrong++
+				}
+			}
+			got[local] += n
+			mu.Unlock()
+		}
+	}
+	write := func(x vif.Underlay, pkts [][]byte) {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := x.Write(pkts, vif.Headroom-ipip.IPv4MinLen); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	toA, _, _ := sharedBatch(t, 32)
+	toB1, _, _ := underlayBatch(t, 16, 1000) // from 198.18.0.1
+	toB2, _, _ := underlayBatch(t, 16, 1000)
+	for _, p := range toB2 {
+		if _, err := (&ipip.Encapsulator{Src: xdpA11, Dst: xdpB}).Encap(p, vif.Headroom); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Add(6)
+	go read(x1, xdpA)
+	go read(x2, xdpA11)
+	go read(xb, xdpB)
+	go write(xb, toA)
+	go write(x1, toB1)
+	go write(x2, toB2)
+	churn := make(chan struct{})
+	go func() {
+		defer close(churn)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			x1.SetPeers([]netip.Addr{xdpB})
+			x2.SetPeers([]netip.Addr{xdpB})
+			x1.Stats()
+			x2.Drops()
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	count := func(a netip.Addr) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return got[a]
+	}
+	time.Sleep(time.Second)
+	x1.Close()
+	mid := count(xdpA11)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	<-churn
+	x2.Close()
+	xb.Close()
+	wg.Wait()
+	s2 := x2.Stats()
+	t.Logf("received: %v; v2 %+v", got, s2)
+	if got[xdpA] < 1000 || got[xdpA11] < 1000 || got[xdpB] < 1000 {
+		t.Errorf("received %v, want 1000 or more at each", got)
+	}
+	if got[xdpA11]-mid < 500 {
+		t.Errorf("v2 received %d packets after v1 closed, want 500 or more", got[xdpA11]-mid)
+	}
+	if wrong != 0 {
+		t.Errorf("%d packets reached an underlay not theirs", wrong)
 	}
 }
