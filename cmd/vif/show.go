@@ -34,7 +34,7 @@ The --json form is stable (fields are only ever added):
 
     {"vifs": [{"name", "addrs", "ranges", "exclude", "slave", "local", "peer", "protocol", "mtu",
                "routes", "arp_proxy", "local_missing", "addrs_missing",
-               "routes_missing", "forward", "underlay": {"kind", "fallback"}, "offload",
+               "routes_missing", "forward", "underlay": {"kind", "fallback", "transmit_only", "shared"}, "offload",
                "peers": [{"addr", "prefixes", "encapsulated_packets",
                           "encapsulated_bytes", "decapsulated_packets",
                           "decapsulated_bytes", "path_mtu"}],
