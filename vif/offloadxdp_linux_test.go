@@ -40,6 +40,7 @@ func TestOffloadSendsThroughXDP(t *testing.T) {
 		t.Helper()
 		before := xa.Stats()
 		pb := on.ib.Peers()[0]
+		_, brx := loopCounts(on.ib)
 		tcpTransfer(t, on.a, on.b, offVifB, 8<<20)
 		after := xa.Stats()
 		t.Logf("%s: a %+v", what, after)
@@ -54,9 +55,12 @@ func TestOffloadSendsThroughXDP(t *testing.T) {
 		if rx := after.RxXDP - before.RxXDP; rx != 0 {
 			t.Errorf("%s: a received %d packets through AF_XDP, want none (the kernel's)", what, rx)
 		}
-		// b's offload decapsulated them.
+		// b's offload decapsulated them, not its loop.
 		if p := on.ib.Peers()[0]; p.Decapsulated-pb.Decapsulated < 4000 {
 			t.Errorf("%s: b decapsulated %d packets, want the transfer's", what, p.Decapsulated-pb.Decapsulated)
+		}
+		if _, rx := loopCounts(on.ib); rx-brx > 100 {
+			t.Errorf("%s: b's loop decapsulated %d packets of the transfer; want the offload to", what, rx-brx)
 		}
 	}
 	transferXDP("alone")
