@@ -859,7 +859,7 @@ func TestXDPSharedPeer(t *testing.T) {
 	ping("peer not shared", "192.0.2.60")
 	after, _ := vif.XDPStatsOf(vv)
 	if after.RxXDP-before.RxXDP < 3 {
-		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+		t.Errorf("the first vif received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
 	}
 	// Set again, shared again.
 	if err := vw.SetPeer(vif.Peer{Addr: xdpB, Prefixes: []netip.Prefix{pfx("192.0.2.61/32")}}); err != nil {
@@ -890,8 +890,8 @@ func TestXDPSharedPeer(t *testing.T) {
 	if u := vw.Underlay(); !strings.Contains(u.Shared, "vx") {
 		t.Errorf("other vif's underlay %+v: want shared with vx", u)
 	}
-	ping("with a new owner", "192.0.2.61")
-	ping("with a new owner", "192.0.2.60")
+	ping("with a new vif", "192.0.2.61")
+	ping("with a new vif", "192.0.2.60")
 
 	// The other vif goes: the new one steers the peer's packets.
 	vw.Close()
@@ -907,8 +907,8 @@ func TestXDPSharedPeer(t *testing.T) {
 }
 
 // TestXDPSharedPeerRaw is TestXDPSharedPeer with the second vif on raw
-// sockets by choice (UnderlayRaw), brought up before the owner: the
-// owner's program leaves their shared peer to the kernel all the same.
+// sockets by choice (UnderlayRaw), brought up before the one on AF_XDP: the
+// program leaves their shared peer to the kernel all the same.
 func TestXDPSharedPeerRaw(t *testing.T) {
 	n := nstest.New(t)
 	ha, hb := n.Host("a"), n.Host("b")
@@ -924,7 +924,7 @@ func TestXDPSharedPeerRaw(t *testing.T) {
 	up(hb, "vv", bIf.Name(), vif.UnderlayXDP, "192.0.2.60", xdpA, "192.0.2.50")
 	up(hb, "vr", bIf.Name(), vif.UnderlayRaw, "192.0.2.61", xdpA, "192.0.2.51")
 	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "vr") {
-		t.Errorf("owner's underlay %+v: want xdp, shared with vr", u)
+		t.Errorf("the AF_XDP vif's underlay %+v: want xdp, shared with vr", u)
 	}
 	for _, addr := range []string{"192.0.2.61", "192.0.2.60"} {
 		if err := ha.Ping(addr, 3); err != nil {
@@ -944,6 +944,6 @@ func TestXDPSharedPeerRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	if u := vv.Underlay(); !strings.Contains(u.Shared, "vr") {
-		t.Errorf("after the owner moved to %s too: shared %q, want with vr", other, u.Shared)
+		t.Errorf("after the AF_XDP vif moved to %s too: shared %q, want with vr", other, u.Shared)
 	}
 }
