@@ -33,3 +33,6 @@ func XDPInboxOf(i *Interface) uint64 {
 	}
 	return x.rxInbox.Load()
 }
+
+// XDPInboxOfUnderlay is XDPInboxOf for an underlay.
+func XDPInboxOfUnderlay(x *XDPUnderlay) uint64 { return x.rxInbox.Load() }

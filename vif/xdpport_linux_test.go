@@ -260,7 +260,12 @@ func sharedFirstGoes(t *testing.T, s *sharedPort) {
 // sharedUnderlays opens, on a, two XDP underlays on one slave, local
 // addresses 198.18.0.1 and .11, both with peer b (198.18.0.2), and on b
 // one with both as peers.
-func sharedUnderlays(t *testing.T) (x1, x2, xb *vif.XDPUnderlay, ha *nstest.Host) {
+func sharedUnderlays(t testing.TB) (x1, x2, xb *vif.XDPUnderlay, ha *nstest.Host) {
+	return sharedUnderlaysN(t, true)
+}
+
+// sharedUnderlaysN is sharedUnderlays; without second, x2 is nil.
+func sharedUnderlaysN(t testing.TB, second bool) (x1, x2, xb *vif.XDPUnderlay, ha *nstest.Host) {
 	t.Helper()
 	n := nstest.New(t)
 	ha, hb := n.Host("a"), n.Host("b")
@@ -290,7 +295,9 @@ func sharedUnderlays(t *testing.T) (x1, x2, xb *vif.XDPUnderlay, ha *nstest.Host
 		return x
 	}
 	x1 = open(ha, "v1", aIf.Name(), xdpA, xdpB)
-	x2 = open(ha, "v2", aIf.Name(), xdpA11, xdpB)
+	if second {
+		x2 = open(ha, "v2", aIf.Name(), xdpA11, xdpB)
+	}
 	xb = open(hb, "vb", bIf.Name(), xdpB, xdpA, xdpA11)
 	return x1, x2, xb, ha
 }
@@ -298,7 +305,7 @@ func sharedUnderlays(t *testing.T) (x1, x2, xb *vif.XDPUnderlay, ha *nstest.Host
 var xdpA11 = netip.MustParseAddr("198.18.0.11")
 
 // sharedBatch builds n packets from b, alternately to 198.18.0.1 and .11.
-func sharedBatch(t *testing.T, n int) (pkts, rbufs [][]byte, sizes []int) {
+func sharedBatch(t testing.TB, n int) (pkts, rbufs [][]byte, sizes []int) {
 	pkts, rbufs, sizes = underlayBatch(t, n, 1000)
 	for k, p := range pkts {
 		dst := xdpA
@@ -467,5 +474,50 @@ func TestXDPSharedPortConcurrent(t *testing.T) {
 	}
 	if wrong != 0 {
 		t.Errorf("%d packets reached an underlay not theirs", wrong)
+	}
+}
+
+// BenchmarkXDPSharedPort moves batches from b to one underlay on a, alone
+// on its slave's port, and beside another underlay that reads the rings
+// too (idle: every packet is the first's), which then takes some of them
+// and hands them on.
+func BenchmarkXDPSharedPort(b *testing.B) {
+	for _, second := range []bool{false, true} {
+		name := "alone"
+		if second {
+			name = "beside an idle vif"
+		}
+		b.Run(name, func(b *testing.B) {
+			x1, x2, xb, _ := sharedUnderlaysN(b, second)
+			if second {
+				go func() {
+					bufs, sizes := make([][]byte, 64), make([]int, 64)
+					for k := range bufs {
+						bufs[k] = make([]byte, vif.Headroom+2048)
+					}
+					for {
+						if _, err := x2.Read(bufs, sizes, vif.Headroom); err != nil {
+							return
+						}
+					}
+				}()
+			}
+			pkts, rbufs, sizes := underlayBatch(b, 32, 1400)
+			for _, p := range pkts { // from b to the first
+				if _, err := (&ipip.Encapsulator{Src: xdpB, Dst: xdpA}).Encap(p, vif.Headroom); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(32 * 1400)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				xdpRoundTrip(b, xb, x1, pkts, rbufs, sizes)
+			}
+			b.StopTimer()
+			if second {
+				b.ReportMetric(float64(vif.XDPInboxOfUnderlay(x1))/float64(b.N*32), "handed/pkt")
+			}
+		})
 	}
 }
