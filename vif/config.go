@@ -121,9 +121,12 @@ type LinkConfig struct {
 	// programs on the vif's egress and the slave's ingress encapsulate
 	// to the peers and decapsulate from them under the loop's rules, and
 	// hand everything else to the loop (package internal/offload). It
-	// needs a tunnel, CAP_BPF and a kernel with TCX (Linux 6.6), and runs
-	// beside the raw underlay (UnderlayAuto takes it). Stats and Peers
-	// count the offloaded traffic with the loop's.
+	// needs a tunnel, CAP_BPF and a kernel with TCX (Linux 6.6). The
+	// loop's packets leave through AF_XDP where it runs (UnderlayAuto,
+	// UnderlayXDP: transmit only, UnderlayInfo.TransmitOnly) or the raw
+	// socket (UnderlayRaw); the loop receives from the raw sockets, what
+	// the program on the slave's ingress passes. Stats and Peers count
+	// the offloaded traffic with the loop's.
 	Offload bool `json:"offload,omitempty"`
 	// Publisher, when set with Publish, is the ARP proxy to publish
 	// through, such as an *arpproxy.Responder shared by the vifs of one
@@ -205,11 +208,10 @@ func CheckName(name string) error {
 // CheckUnderlay returns an error wrapping ErrBadUnderlay when c's
 // Underlay and Offload cannot carry its tunnel on any host: an unknown
 // Underlay; UnderlayXDP or Offload without a tunnel; Offload for a tunnel
-// over IPv6 (its programs carry IPv4 outer packets only); Offload over
-// UnderlayXDP (the programs hand what they do not carry to the loop
-// through the raw underlay's sockets, which an XDP program on the slave
-// would bypass).
-// Resolve and Up call it; whether AF_XDP runs on the slave only Up finds.
+// over IPv6 (its programs carry IPv4 outer packets only). Offload over
+// UnderlayXDP sends the loop's packets through AF_XDP and receives
+// through the kernel. Resolve and Up call it; whether AF_XDP runs on the
+// slave only Up finds.
 func (c *LinkConfig) CheckUnderlay() error {
 	switch c.Underlay {
 	case UnderlayAuto, UnderlayXDP, UnderlayRaw:
@@ -228,8 +230,6 @@ func (c *LinkConfig) CheckUnderlay() error {
 		return fmt.Errorf("%w: %s needs a tunnel: give a peer", ErrBadUnderlay, what)
 	case c.Offload && c.underlay6():
 		return fmt.Errorf("%w: %s carries tunnels over IPv4 only; leave it out for a tunnel over IPv6", ErrBadUnderlay, what)
-	case c.Offload && c.Underlay == UnderlayXDP:
-		return fmt.Errorf("%w: --offload runs over the raw underlay, its slow path: leave --underlay xdp out", ErrBadUnderlay)
 	}
 	return nil
 }

@@ -35,3 +35,16 @@ func hopWhy(h *hop) string {
 	}
 	return h.why
 }
+
+// XDPInboxOf returns how many of the packets i's XDP underlay received
+// through AF_XDP another vif of the slave took from the rings for it.
+func XDPInboxOf(i *Interface) uint64 {
+	x, ok := i.under.(*XDPUnderlay)
+	if !ok {
+		return 0
+	}
+	return x.rxInbox.Load()
+}
+
+// XDPInboxOfUnderlay is XDPInboxOf for an underlay.
+func XDPInboxOfUnderlay(x *XDPUnderlay) uint64 { return x.rxInbox.Load() }

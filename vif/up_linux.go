@@ -50,9 +50,6 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	if err := c.CheckUnderlay(); err != nil {
 		return c, err
 	}
-	if c.Offload && c.Underlay == UnderlayAuto {
-		c.Underlay = UnderlayRaw // the offload's slow path
-	}
 	if c.Slave == "" && (c.HasTunnel() || c.Publish) {
 		s, err := defaultSlave(nl, c.underlay6())
 		if err != nil && !c.HasTunnel() {

@@ -317,6 +317,12 @@ type UnderlayInfo struct {
 	// Fallback says why the tunnel is not on UnderlayXDP when it was
 	// left to choose (UnderlayAuto).
 	Fallback string `json:"fallback,omitempty"`
+	// TransmitOnly is set when UnderlayXDP only sends: with
+	// LinkConfig.Offload the loop's packets leave through AF_XDP, and
+	// the peers' packets come through the kernel, where the offload's
+	// program on the slave's ingress takes them, and the raw sockets
+	// what it passes.
+	TransmitOnly bool `json:"transmit_only,omitempty"`
 	// Shared names the peers whose packets another vif on the slave
 	// receives too (same peer, local address and protocol): UnderlayXDP
 	// leaves them to the kernel, where both vifs' raw sockets get them.

@@ -44,6 +44,11 @@ const ethHeaderLen = 14
 // frames longer than a socket's frame can hold, and the packets of a peer
 // another vif on the slave receives too: see xdpSlaves).
 //
+// The sockets and the program are the slave's, shared by every
+// XDPUnderlay of the process on it (xdpPort): each vif steers and
+// receives its own peers' packets, sends through the shared socket, and
+// keeps its own next hops and counters.
+//
 // As the kernel no longer refuses a packet larger than the path MTU
 // towards its peer, Write does, with the error the raw socket gives
 // (EMSGSIZE): the loop's path MTU handling is the same on both. The path
@@ -57,18 +62,21 @@ const ethHeaderLen = 14
 // Read hands the loop each packet's IPv6 header as it arrived, as the raw
 // underlay rebuilds it.
 type XDPUnderlay struct {
-	raw   *RawUnderlay
-	sock  *xdp.Socket   // queue 0's, which also sends
-	socks []*xdp.Socket // by receive queue; nil where none could be opened
-	prog  *xdp.Program
-	slave int
-	proto uint8
+	raw    *RawUnderlay
+	port   *xdpPort
+	sock   *xdp.Socket   // the port's queue 0's, which also sends
+	socks  []*xdp.Socket // the port's, by receive queue; none when txOnly
+	in     *xdpInbox     // frames other members took for this one
+	name   string        // the vif's
+	txOnly bool          // sends only: its peers' packets go to the kernel
+	slave  int
+	proto  uint8
 
-	// receiving; rmu and wmu are held by Read and Write (one goroutine
-	// each: uncontended), so that Close frees the socket's memory only
-	// once neither uses it.
+	// receiving; rmu and wmu are held by Read and Write, so that the
+	// port's memory is freed only once neither uses it. wmu is the
+	// port's: the members of the port take turns on its tx ring.
 	rmu    sync.Mutex
-	wmu    sync.Mutex
+	wmu    *sync.Mutex
 	ep     *os.File // epoll: the socket and the raw underlay's epoll
 	eprc   syscall.RawConn
 	rfn    func(uintptr) bool
@@ -83,6 +91,9 @@ type XDPUnderlay struct {
 	hops    atomic.Pointer[hopTable]
 	want    chan netip.Addr // next hops Write found missing
 	txRaw   atomic.Uint64   // packets Write sent through the raw socket
+	txXDP   atomic.Uint64   // packets Write sent through AF_XDP
+	rxXDP   atomic.Uint64   // packets Read received through AF_XDP
+	rxInbox atomic.Uint64   // of which another vif took from the rings
 	txErrs  atomic.Uint64   // failed flushes
 	wclosed atomic.Bool
 
@@ -94,14 +105,17 @@ type XDPUnderlay struct {
 	wg      sync.WaitGroup
 	log     *slog.Logger
 
-	mu        sync.Mutex // guards local, peers, closed and the program's peers
+	// mu guards closed, final, shared and steer; local, peers and
+	// unsteered are written with xdpSlaves and mu held, and read with
+	// either.
+	mu        sync.Mutex
 	local     netip.Addr
 	peers     []netip.Addr
-	steered   map[xdpPair][]uint8 // what the program's map holds
+	steer     map[xdpPair][]uint8 // what this vif has the program steer
 	shared    string              // the peers left to the kernel, for an operator
-	unsteered bool                // the program is closed
+	unsteered bool                // it is leaving: nothing steered to it
 	closed    bool
-	final     xdp.Stats // the socket's, when Close closed it
+	final     xdp.Stats // the port's, when Close left it
 	key       xdpSlave  // the slave in the registry
 	rxRaw     atomic.Uint64
 }
@@ -138,16 +152,27 @@ type hop struct {
 
 // XDPStats are an XDPUnderlay's counters: packets that went through
 // AF_XDP, and those that went through the raw sockets instead.
+//
+// The vif's own are RxXDP, TxXDP, TxRaw, RxRaw and InboxDropped; Dropped
+// and Unclaimed are the slave's AF_XDP port's, shared by all its vifs:
+// each reports the same.
 type XDPStats struct {
-	// RxXDP and TxXDP count packets received and sent through AF_XDP.
+	// RxXDP and TxXDP count the vif's packets received and sent through
+	// AF_XDP.
 	RxXDP, TxXDP uint64
 	// TxRaw counts packets sent through the raw socket instead; RxRaw
 	// those received from the raw sockets (what the XDP program passed
 	// to the kernel).
 	TxRaw, RxRaw uint64
-	// Dropped counts packets the kernel steered to the AF_XDP socket but
-	// dropped (its rings were full).
+	// InboxDropped counts the vif's packets another vif of the slave
+	// took from the rings while the vif's inbox was full.
+	InboxDropped uint64
+	// Dropped counts packets the kernel steered to the slave's AF_XDP
+	// sockets but dropped (their rings were full): the port's.
 	Dropped uint64
+	// Unclaimed counts packets steered to the port that no vif claimed
+	// when they were read (their vif had just gone): the port's.
+	Unclaimed uint64
 }
 
 // errXDP is a reason the XDP underlay cannot run, in words for an
@@ -160,11 +185,21 @@ func (e *errXDP) Error() string { return e.why }
 // raw underlay on slave (which it takes over: Close closes it), for the
 // tunnel's protocol, its local address and its peers. pathMTU returns the
 // kernel's path MTU towards a peer. It works in the calling thread's
-// network namespace. When AF_XDP cannot run on the slave, it returns an
-// error that says why (another XDP program on the slave, no AF_XDP in the
-// kernel, a slave that is not Ethernet, its sockets in use by another
-// vif), and leaves ru as it was.
-func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Addr, peers []netip.Addr, pathMTU func(netip.Addr) (int, error), log *slog.Logger) (x *XDPUnderlay, err error) {
+// network namespace. The first XDPUnderlay on a slave opens its AF_XDP
+// sockets and attaches the program; the others share them. When AF_XDP
+// cannot run on the slave, it returns an error that says why (another XDP
+// program on the slave, no AF_XDP in the kernel, a slave that is not
+// Ethernet), and leaves ru as it was.
+func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Addr, peers []netip.Addr, pathMTU func(netip.Addr) (int, error), log *slog.Logger) (*XDPUnderlay, error) {
+	return listenXDP(name, slave, ru, proto, local, peers, pathMTU, false, log)
+}
+
+// listenXDP is ListenXDP; with txOnly the underlay only sends through
+// AF_XDP: its peers' packets are left to the kernel, and it receives them
+// from the raw sockets (LinkConfig.Offload: the tc program on the slave's
+// ingress must see them). Without a member that receives, the port has
+// no program on the slave.
+func listenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Addr, peers []netip.Addr, pathMTU func(netip.Addr) (int, error), txOnly bool, log *slog.Logger) (x *XDPUnderlay, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -172,9 +207,10 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 	if err != nil {
 		return nil, fmt.Errorf("vif: netlink: %w", err)
 	}
-	x = &XDPUnderlay{raw: ru, slave: ru.slave, proto: proto, nl: nl, pathMTU: pathMTU, log: log, local: local,
-		peers: slices.Clone(peers), steered: map[xdpPair][]uint8{}, want: make(chan netip.Addr, 64), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	x = &XDPUnderlay{raw: ru, name: name, txOnly: txOnly, slave: ru.slave, proto: proto, nl: nl, pathMTU: pathMTU, log: log, local: local,
+		peers: slices.Clone(peers), steer: map[xdpPair][]uint8{}, want: make(chan netip.Addr, 64), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	x.hops.Store(&hopTable{})
+	me := x // x is nil when the undoing runs
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -195,84 +231,35 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 	if x.key, err = slaveKey(x.slave); err != nil {
 		return nil, err
 	}
+	if !txOnly {
+		if x.in, err = newInbox(4096); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { me.in.close() })
+	}
+	// The port of the slave, opened if x is its first member; x's peers'
+	// packets that no other vif of the slave needs go to the sockets,
+	// and the other members' steering follows x's.
 	xdpSlaves.Lock()
-	owner := slaveUseLocked(x.key).owner
-	if owner == "" {
-		xdpSlaves.m[x.key].owner = name
-	}
-	xdpSlaves.Unlock()
-	if owner != "" {
-		return nil, &errXDP{fmt.Sprintf("slave %s's AF_XDP sockets are in use by vif %s", a.Name, owner)}
-	}
-	undo = append(undo, x.release)
-	if a.Xdp != nil && a.Xdp.Attached {
-		return nil, &errXDP{fmt.Sprintf("slave %s has another XDP program (id %d); only one can be attached", a.Name, a.Xdp.ProgId)}
-	}
-	x.socks = make([]*xdp.Socket, min(max(a.NumRxQueues, 1), xdp.MaxQueues))
-	x.sock, err = xdp.Open(x.slave, 0, nil)
-	x.socks[0] = x.sock
-	if err != nil {
-		switch {
-		case errors.Is(err, unix.EAFNOSUPPORT):
-			return nil, &errXDP{"this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS)"}
-		case errors.Is(err, xdp.ErrBusy):
-			return nil, &errXDP{fmt.Sprintf("slave %s's receive queue is bound to another AF_XDP socket", a.Name)}
-		}
-		return nil, &errXDP{fmt.Sprintf("AF_XDP socket on %s: %v", a.Name, err)}
-	}
-	undo = append(undo, func() { x.closeSockets() })
-	for q := 1; q < len(x.socks); q++ {
-		// The other queues receive only: what their packets answer
-		// leaves through queue 0's socket.
-		if x.socks[q], err = xdp.Open(x.slave, q, &xdp.Config{RxOnly: true, RingSize: 1024}); err != nil {
-			// Their packets go through the kernel.
-			// (veth has more queues than it uses: EINVAL.)
-			log.Debug("no AF_XDP socket on a receive queue", "slave", a.Name, "queue", q, "err", err)
-			x.socks[q] = nil
-		}
-	}
-	err = nil
-	// The program passes the frames a socket cannot take to the kernel:
-	// the raw sockets receive them.
-	maxRx := x.sock.MaxRxFrame()
-	for _, sk := range x.socks {
-		if sk != nil {
-			maxRx = min(maxRx, sk.MaxRxFrame())
-		}
-	}
-	if a.MTU+ethHeaderLen > min(maxRx, x.sock.MaxFrame()) {
-		// Still useful: larger packets take the raw sockets.
-		log.Info("slave MTU larger than an AF_XDP frame: larger packets go through the kernel", "mtu", a.MTU, "rxframe", maxRx, "txframe", x.sock.MaxFrame())
-	}
-	x.prog, err = xdp.Attach(x.slave, maxRx)
-	if err != nil {
-		if errors.Is(err, xdp.ErrOtherProgram) {
-			return nil, &errXDP{fmt.Sprintf("slave %s has another XDP program; only one can be attached", a.Name)}
-		}
-		return nil, &errXDP{fmt.Sprintf("cannot attach an XDP program to %s: %v", a.Name, err)}
-	}
-	undo = append(undo, func() { x.prog.Close() })
-	for q, sk := range x.socks {
-		if sk == nil {
-			continue
-		}
-		if err := x.prog.SetSocket(q, sk); err != nil {
-			return nil, &errXDP{err.Error()}
-		}
-	}
-	// The peers' packets that no other vif of the slave needs go to
-	// the sockets; from now on the others' changes steer again.
-	xdpSlaves.Lock()
-	x.mu.Lock()
-	err = x.steerLocked()
+	err = x.joinLocked(a)
 	if err == nil {
-		xdpSlaves.m[x.key].x = x
+		x.sock, x.wmu = x.port.sock, &x.port.tx
+		if !txOnly {
+			x.socks = x.port.socks
+		}
+		if serr := resteerLocked(x.key); serr != nil {
+			// Their packets go through the kernel: still delivered.
+			log.Warn("XDP steering of the peers failed", "err", serr)
+		}
 	}
-	x.mu.Unlock()
 	xdpSlaves.Unlock()
 	if err != nil {
-		return nil, &errXDP{err.Error()}
+		return nil, err
 	}
+	undo = append(undo, func() {
+		me.unsteer()
+		me.leave()
+	})
 
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err == nil {
@@ -284,7 +271,7 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 		return nil, fmt.Errorf("vif: underlay: epoll: %w", err)
 	}
 	x.ep = os.NewFile(uintptr(epfd), "xdp-epoll")
-	undo = append(undo, func() { x.ep.Close() })
+	undo = append(undo, func() { me.ep.Close() })
 	if x.eprc, err = x.ep.SyscallConn(); err != nil {
 		return nil, fmt.Errorf("vif: underlay: %w", err)
 	}
@@ -296,6 +283,9 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 		if sk != nil {
 			fds = append(fds, sk.FD())
 		}
+	}
+	if x.in != nil {
+		fds = append(fds, x.in.efd)
 	}
 	rawErr := ru.eprc.Control(func(rawep uintptr) {
 		for _, fd := range append(fds, int(rawep)) {
@@ -309,6 +299,9 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 		return nil, fmt.Errorf("vif: underlay: epoll: %w", err)
 	}
 	x.rfn = x.poll
+	if x.in != nil {
+		x.rfn = x.pollShared
+	}
 
 	// Follow the neighbour table and the slave (its MAC) through
 	// netlink, in this namespace.
@@ -343,20 +336,6 @@ func ListenXDP(name, slave string, ru *RawUnderlay, proto uint8, local netip.Add
 	return x, nil
 }
 
-// release gives the slave back to the registry: the program steers no
-// more, and the next vif brought up on the slave may own it.
-func (x *XDPUnderlay) release() {
-	xdpSlaves.Lock()
-	defer xdpSlaves.Unlock()
-	if u := xdpSlaves.m[x.key]; u != nil {
-		if u.x == x {
-			u.x = nil
-		}
-		u.owner = ""
-		tidyLocked(x.key)
-	}
-}
-
 // SetPeers steers the packets of peers, and no others, to the socket,
 // but for those another vif of the slave receives too. Interface calls it
 // as its peers change (SetPeer, RemovePeer).
@@ -364,12 +343,13 @@ func (x *XDPUnderlay) SetPeers(peers []netip.Addr) {
 	xdpSlaves.Lock()
 	defer xdpSlaves.Unlock()
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	if x.closed {
+		x.mu.Unlock()
 		return
 	}
 	x.peers = slices.Clone(peers)
-	if err := x.steerLocked(); err != nil {
+	x.mu.Unlock()
+	if err := resteerLocked(x.key); err != nil {
 		// Their packets go through the kernel: still delivered.
 		x.log.Warn("XDP steering of the peers failed", "err", err)
 	}
@@ -385,12 +365,13 @@ func (x *XDPUnderlay) SetLocal(local netip.Addr) error {
 	xdpSlaves.Lock()
 	defer xdpSlaves.Unlock()
 	x.mu.Lock()
-	defer x.mu.Unlock()
 	if x.closed {
+		x.mu.Unlock()
 		return os.ErrClosed
 	}
 	x.local = local
-	if err := x.steerLocked(); err != nil {
+	x.mu.Unlock()
+	if err := resteerLocked(x.key); err != nil {
 		x.log.Warn("XDP steering of the peers failed", "err", err)
 	}
 	x.poke()
@@ -445,6 +426,7 @@ func (x *XDPUnderlay) poll(uintptr) bool {
 			continue
 		}
 		if sk := x.socks[at]; sk != nil {
+			x.port.rx.Lock()
 			if n := sk.Receive(x.rbufs, x.rsizes, x.roff, ethHeaderLen); n > 0 {
 				// A frame may be padded past its packet (a short
 				// one on Ethernet): the kernel would trim it. The
@@ -459,9 +441,15 @@ func (x *XDPUnderlay) poll(uintptr) bool {
 						x.rsizes[k] = min(x.rsizes[k], int(ipip.IPv4(b).TotalLen()))
 					}
 				}
+				n = x.demux(n)
+				x.port.rx.Unlock()
+				if n == 0 {
+					continue // all the other vifs'
+				}
 				x.rn, x.rerr = n, nil
 				return true
 			}
+			x.port.rx.Unlock()
 		}
 	}
 	return false
@@ -491,6 +479,8 @@ func (x *XDPUnderlay) Write(bufs [][]byte, offset int) (int, error) {
 	if x.wclosed.Load() {
 		return 0, os.ErrClosed
 	}
+	// What the port's socket sent while this vif holds it is this vif's.
+	defer x.countSent(x.sock.Sent())
 	t := x.hops.Load()
 	queued := false
 	firstQueued := 0 // the first packet queued since the last flush
@@ -744,10 +734,21 @@ func ipOf(ip net.IP, v4 bool) netip.Addr {
 	return netip.AddrFrom16([16]byte(ip))
 }
 
+// countSent counts what the port's socket sent since it had sent before.
+func (x *XDPUnderlay) countSent(before uint64) { x.txXDP.Add(x.sock.Sent() - before) }
+
 // Stats returns the underlay's counters.
 func (x *XDPUnderlay) Stats() XDPStats {
 	s := x.sockStats()
-	return XDPStats{RxXDP: s.Received, TxXDP: s.Sent, TxRaw: x.txRaw.Load(), RxRaw: x.rxRaw.Load(), Dropped: s.Dropped}
+	return XDPStats{RxXDP: x.rxXDP.Load(), TxXDP: x.txXDP.Load(), TxRaw: x.txRaw.Load(), RxRaw: x.rxRaw.Load(),
+		InboxDropped: x.inboxDropped(), Dropped: s.Dropped, Unclaimed: x.port.unclaimed.Load()}
+}
+
+func (x *XDPUnderlay) inboxDropped() uint64 {
+	if x.in == nil {
+		return 0
+	}
+	return x.in.dropped.Load()
 }
 
 func (x *XDPUnderlay) sockStats() xdp.Stats {
@@ -756,78 +757,77 @@ func (x *XDPUnderlay) sockStats() xdp.Stats {
 	return x.statsLocked()
 }
 
-// statsLocked sums the sockets' counters; x.mu is held.
+// statsLocked returns the port's socket counters; x.mu is held (the port
+// stays open while x is a member, and x leaves it once closed).
 func (x *XDPUnderlay) statsLocked() xdp.Stats {
 	if x.closed {
 		return x.final
 	}
-	var st xdp.Stats
-	for _, sk := range x.socks {
-		if sk != nil {
-			s := sk.Stats()
-			st.Received += s.Received
-			st.Sent += s.Sent
-			st.Dropped += s.Dropped
-			st.TxInvalid += s.TxInvalid
-		}
-	}
-	return st
+	return x.port.stats()
 }
 
-// closeSockets closes the AF_XDP sockets.
-func (x *XDPUnderlay) closeSockets() error {
-	var errs []error
-	for _, sk := range x.socks {
-		if sk != nil {
-			errs = append(errs, sk.Close())
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// Drops returns the packets the kernel dropped before the loop read
-// them: the raw sockets' queue overflows and the AF_XDP socket's.
+// Drops returns the packets dropped before the loop read them: the raw
+// sockets' queue overflows, the vif's inbox's, and the AF_XDP sockets'
+// (the port's, which every vif of the slave reports).
 func (x *XDPUnderlay) Drops() uint64 {
-	return x.raw.Drops() + x.sockStats().Dropped
+	return x.raw.Drops() + x.inboxDropped() + x.sockStats().Dropped
 }
 
-// Close implements Underlay: it detaches the XDP program and closes the
-// sockets. Pending and later Read and Write calls return an error
-// wrapping os.ErrClosed.
+// Close implements Underlay: the vif's peers are no longer steered to
+// the port, and it leaves it; the last vif to leave the slave's port
+// detaches the XDP program and closes the sockets. Pending and later Read
+// and Write calls return an error wrapping os.ErrClosed.
 func (x *XDPUnderlay) Close() error {
 	if !x.wclosed.CompareAndSwap(false, true) {
 		return nil
 	}
 	close(x.done)
-	// The program first: the kernel passes the peers' packets to the
-	// stack again.
-	x.mu.Lock()
-	perr := x.prog.Close()
-	x.unsteered = true
-	x.mu.Unlock()
+	// The steering first: the kernel passes the peers' packets to the
+	// stack again, or to another vif that shares them.
+	x.unsteer()
 	eerr := x.ep.Close()  // wakes Read
 	rerr := x.raw.Close() // wakes a Write blocked in it
-	// Lock order: rmu, wmu, mu. Read and Write take no other.
+	// Lock order: rmu, wmu, mu. Read takes the port's rx lock and the
+	// inboxes' locks inside rmu; Write takes no other.
 	x.rmu.Lock()
 	x.wmu.Lock()
 	x.mu.Lock()
 	x.final = x.statsLocked()
 	x.closed = true
-	serr := x.closeSockets()
 	x.mu.Unlock()
 	x.wmu.Unlock()
 	x.rmu.Unlock()
+	var ierr error
+	if x.in != nil {
+		ierr = x.in.close()
+	}
 	x.wg.Wait()
 	x.nl.Close()
-	x.release()
-	return errors.Join(perr, eerr, rerr, serr)
+	perr := x.leave()
+	return errors.Join(perr, eerr, rerr, ierr)
+}
+
+// unsteer stops steering x's peers to the port; the others' steering
+// follows (what x shared with them is theirs alone now).
+func (x *XDPUnderlay) unsteer() {
+	xdpSlaves.Lock()
+	defer xdpSlaves.Unlock()
+	x.mu.Lock()
+	x.unsteered = true
+	x.mu.Unlock()
+	if err := resteerLocked(x.key); err != nil {
+		x.log.Warn("XDP steering failed", "err", err)
+	}
 }
 
 // pickUnderlay returns the underlay c.Underlay asks for over ru, the
 // tunnel's raw underlay: ru itself for UnderlayRaw, or when UnderlayAuto
 // finds that AF_XDP cannot run (UnderlayInfo.Fallback says why), an
 // XDPUnderlay over it otherwise. UnderlayXDP that cannot run is an error
-// wrapping ErrBadUnderlay.
+// wrapping ErrBadUnderlay. With c.Offload the XDPUnderlay only sends (the
+// loop's packets, which the tc programs passed: TCP's GSO packets with
+// protocol 94, say) and receives from the raw sockets, behind the tc
+// program on the slave's ingress.
 func pickUnderlay(c *LinkConfig, ru *RawUnderlay, log *slog.Logger) (Underlay, UnderlayInfo, error) {
 	var peers []netip.Addr
 	for _, p := range c.peers() {
@@ -841,9 +841,9 @@ func pickUnderlay(c *LinkConfig, ru *RawUnderlay, log *slog.Logger) (Underlay, U
 		}
 		return m, UnderlayInfo{Kind: UnderlayRaw}, nil
 	}
-	x, err := ListenXDP(c.Name, c.Slave, ru, c.Protocol, c.Local, peers, c.PathMTU, log)
+	x, err := listenXDP(c.Name, c.Slave, ru, c.Protocol, c.Local, peers, c.PathMTU, c.Offload, log)
 	if err == nil {
-		return x, UnderlayInfo{Kind: UnderlayXDP}, nil
+		return x, UnderlayInfo{Kind: UnderlayXDP, TransmitOnly: c.Offload}, nil
 	}
 	if c.Underlay == UnderlayXDP {
 		return nil, UnderlayInfo{}, fmt.Errorf("%w: xdp: %w", ErrBadUnderlay, err)

@@ -374,22 +374,6 @@ func TestXDPFallback(t *testing.T) {
 		}
 	})
 
-	t.Run("sockets in use by another vif", func(t *testing.T) {
-		n := nstest.New(t)
-		ha, hb := n.Host("a"), n.Host("b")
-		aIf, _ := n.Link(ha, hb, "198.18.0.1/24", "198.18.0.2/24")
-		first := upIn(t, ha, vif.LinkConfig{Name: "vif0", Slave: aIf.Name(),
-			Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32")}, Peer: xdpB}})
-		second := upIn(t, ha, vif.LinkConfig{Name: "vif1", Slave: aIf.Name(),
-			Config: vif.Config{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.2/32")}, Protocol: 4, Peer: netip.MustParseAddr("198.18.0.3")}})
-		if u := first.Underlay(); u.Kind != vif.UnderlayXDP {
-			t.Errorf("first vif: %+v, want xdp", u)
-		}
-		if u := second.Underlay(); u.Kind != vif.UnderlayRaw || !strings.Contains(u.Fallback, "in use by vif vif0") {
-			t.Errorf("second vif: %+v, want raw, in use by vif vif0", u)
-		}
-	})
-
 	t.Run("peer not resolvable", func(t *testing.T) {
 		n := nstest.New(t)
 		ha, hb := n.Host("a"), n.Host("b")
@@ -830,11 +814,10 @@ func TestXDPJumbo(t *testing.T) {
 }
 
 // TestXDPSharedPeer brings up two vifs on each end of a link, with the
-// same peer, local address and protocol: the first owns the slave's
-// AF_XDP sockets, the second runs on raw sockets. The owner's program
-// must leave the shared peer's packets to the kernel, where both vifs'
-// raw sockets get them, or the second vif receives nothing; and it must
-// follow the other vif's peers, its coming and going, and the owner's.
+// same peer, local address and protocol, both on the slave's AF_XDP port.
+// The program must leave the shared peer's packets to the kernel, where
+// both vifs' raw sockets get them, or one vif receives nothing; and it
+// must follow either vif's peers, and their coming and going.
 func TestXDPSharedPeer(t *testing.T) {
 	n := nstest.New(t)
 	ha, hb := n.Host("a"), n.Host("b")
@@ -850,10 +833,10 @@ func TestXDPSharedPeer(t *testing.T) {
 	up(hb, "vv", bIf.Name(), "192.0.2.60", xdpA, "192.0.2.50")
 	up(hb, "vw", bIf.Name(), "192.0.2.61", xdpA, "192.0.2.51")
 	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "198.18.0.2") || !strings.Contains(u.Shared, "vw") {
-		t.Errorf("owner's underlay %+v: want xdp, 198.18.0.2 shared with vw", u)
+		t.Errorf("first vif's underlay %+v: want xdp, 198.18.0.2 shared with vw", u)
 	}
-	if u := vw.Underlay(); u.Kind != vif.UnderlayRaw || !strings.Contains(u.Fallback, "in use by vif vv") {
-		t.Errorf("second vif's underlay %+v: want raw, in use by vif vv", u)
+	if u := vw.Underlay(); u.Kind != vif.UnderlayXDP || u.Fallback != "" || !strings.Contains(u.Shared, "vv") {
+		t.Errorf("second vif's underlay %+v: want xdp, 198.18.0.2 shared with vv", u)
 	}
 	ping := func(what, addr string) {
 		t.Helper()
@@ -864,7 +847,7 @@ func TestXDPSharedPeer(t *testing.T) {
 	ping("shared peer", "192.0.2.61")
 	ping("shared peer", "192.0.2.60")
 
-	// The second vif drops the peer: the owner steers its packets to
+	// The second vif drops the peer: the first steers its packets to
 	// AF_XDP again.
 	if err := vw.RemovePeer(xdpB); err != nil {
 		t.Fatal(err)
@@ -876,7 +859,7 @@ func TestXDPSharedPeer(t *testing.T) {
 	ping("peer not shared", "192.0.2.60")
 	after, _ := vif.XDPStatsOf(vv)
 	if after.RxXDP-before.RxXDP < 3 {
-		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+		t.Errorf("the first vif received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
 	}
 	// Set again, shared again.
 	if err := vw.SetPeer(vif.Peer{Addr: xdpB, Prefixes: []netip.Prefix{pfx("192.0.2.61/32")}}); err != nil {
@@ -887,19 +870,30 @@ func TestXDPSharedPeer(t *testing.T) {
 	}
 	ping("peer shared again", "192.0.2.61")
 
-	// The owner goes: the other stays on raw sockets and still
-	// receives; a new vif owns the slave, and leaves the shared peer to
+	// The first goes: the other has the peer alone, steered to it
+	// through AF_XDP; a new vif shares it again, and both leave it to
 	// the kernel.
 	vv.Close()
-	ping("after the owner closed", "192.0.2.61")
+	if u := vw.Underlay(); u.Kind != vif.UnderlayXDP || u.Shared != "" {
+		t.Errorf("after the first vif closed: %+v, want xdp, nothing shared", u)
+	}
+	before, _ = vif.XDPStatsOf(vw)
+	ping("after the first closed", "192.0.2.61")
+	after, _ = vif.XDPStatsOf(vw)
+	if after.RxXDP-before.RxXDP < 3 {
+		t.Errorf("the other vif received %d packets through AF_XDP after the first closed, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+	}
 	vx := up(ha, "vx", aIf.Name(), "192.0.2.50", xdpB, "192.0.2.60")
 	if u := vx.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "vw") {
-		t.Errorf("new owner's underlay %+v: want xdp, shared with vw", u)
+		t.Errorf("new vif's underlay %+v: want xdp, shared with vw", u)
 	}
-	ping("with a new owner", "192.0.2.61")
-	ping("with a new owner", "192.0.2.60")
+	if u := vw.Underlay(); !strings.Contains(u.Shared, "vx") {
+		t.Errorf("other vif's underlay %+v: want shared with vx", u)
+	}
+	ping("with a new vif", "192.0.2.61")
+	ping("with a new vif", "192.0.2.60")
 
-	// The other vif goes: the owner steers the peer's packets again.
+	// The other vif goes: the new one steers the peer's packets.
 	vw.Close()
 	if u := vx.Underlay(); u.Shared != "" {
 		t.Errorf("after the other vif closed: shared %q, want none", u.Shared)
@@ -908,13 +902,13 @@ func TestXDPSharedPeer(t *testing.T) {
 	ping("alone", "192.0.2.60")
 	after, _ = vif.XDPStatsOf(vx)
 	if after.RxXDP-before.RxXDP < 3 {
-		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+		t.Errorf("the remaining vif received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
 	}
 }
 
 // TestXDPSharedPeerRaw is TestXDPSharedPeer with the second vif on raw
-// sockets by choice (UnderlayRaw), brought up before the owner: the
-// owner's program leaves their shared peer to the kernel all the same.
+// sockets by choice (UnderlayRaw), brought up before the one on AF_XDP: the
+// program leaves their shared peer to the kernel all the same.
 func TestXDPSharedPeerRaw(t *testing.T) {
 	n := nstest.New(t)
 	ha, hb := n.Host("a"), n.Host("b")
@@ -930,7 +924,7 @@ func TestXDPSharedPeerRaw(t *testing.T) {
 	up(hb, "vv", bIf.Name(), vif.UnderlayXDP, "192.0.2.60", xdpA, "192.0.2.50")
 	up(hb, "vr", bIf.Name(), vif.UnderlayRaw, "192.0.2.61", xdpA, "192.0.2.51")
 	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, "vr") {
-		t.Errorf("owner's underlay %+v: want xdp, shared with vr", u)
+		t.Errorf("the AF_XDP vif's underlay %+v: want xdp, shared with vr", u)
 	}
 	for _, addr := range []string{"192.0.2.61", "192.0.2.60"} {
 		if err := ha.Ping(addr, 3); err != nil {
@@ -950,6 +944,6 @@ func TestXDPSharedPeerRaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	if u := vv.Underlay(); !strings.Contains(u.Shared, "vr") {
-		t.Errorf("after the owner moved to %s too: shared %q, want with vr", other, u.Shared)
+		t.Errorf("after the AF_XDP vif moved to %s too: shared %q, want with vr", other, u.Shared)
 	}
 }

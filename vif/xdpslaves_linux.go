@@ -14,17 +14,19 @@ import (
 )
 
 // xdpSlaves is what the vifs of this process do with each slave, by
-// network namespace and interface index: the vif that owns its AF_XDP
-// sockets and XDP program, and the tunnels of the others, on raw sockets.
-// Its lock comes before an XDPUnderlay's mu.
+// network namespace and interface index: its AF_XDP port (sockets and XDP
+// program, xdpPort) and the vifs using it, and the tunnels of the vifs on
+// raw sockets. Its lock comes before an XDPUnderlay's mu.
 //
-// The owner's program must not take a packet another vif needs: the
-// packets of a (peer, local, protocol) that another vif of the slave also
-// receives are left to the kernel (XDP_PASS), where every raw socket of
-// that protocol bound to local gets a copy, the owner's own included
-// (its underlay reads both), and each vif's loop keeps what is its own.
-// When the owner goes away, no other vif takes AF_XDP over: they stay on
-// raw sockets, and the next vif brought up on the slave owns it.
+// The program steers the union of the (peer, local, protocol) of the vifs
+// that receive through AF_XDP, but it must not take a packet another vif
+// needs: the packets of a (peer, local, protocol) that two vifs of the
+// slave receive are left to the kernel (XDP_PASS), where every raw socket
+// of that protocol bound to local gets a copy, the AF_XDP vifs' own
+// included (their underlays read both), and each vif's loop keeps what is
+// its own. So are those of a vif on raw sockets and of one that only
+// sends through AF_XDP (LinkConfig.Offload: the tc program on the slave's
+// ingress takes them). The port lives while a vif uses it.
 var xdpSlaves = struct {
 	sync.Mutex
 	m map[xdpSlave]*slaveUse
@@ -37,9 +39,9 @@ type xdpSlave struct {
 
 // slaveUse is the vifs on one slave.
 type slaveUse struct {
-	owner string       // the vif owning the AF_XDP sockets, or ""
-	x     *XDPUnderlay // its underlay while it steers, or nil
-	raw   map[*rawMember]struct{}
+	port *xdpPort // nil while no vif uses AF_XDP on the slave
+	xdp  map[*XDPUnderlay]struct{}
+	raw  map[*rawMember]struct{}
 }
 
 // slaveKey returns the registry's key of the slave with index ifindex in
@@ -57,7 +59,7 @@ func slaveKey(ifindex int) (xdpSlave, error) {
 func slaveUseLocked(key xdpSlave) *slaveUse {
 	u := xdpSlaves.m[key]
 	if u == nil {
-		u = &slaveUse{raw: map[*rawMember]struct{}{}}
+		u = &slaveUse{xdp: map[*XDPUnderlay]struct{}{}, raw: map[*rawMember]struct{}{}}
 		xdpSlaves.m[key] = u
 	}
 	return u
@@ -66,33 +68,43 @@ func slaveUseLocked(key xdpSlave) *slaveUse {
 // tidyLocked forgets key's entry when nothing uses the slave; xdpSlaves is
 // locked.
 func tidyLocked(key xdpSlave) {
-	if u := xdpSlaves.m[key]; u != nil && u.owner == "" && u.x == nil && len(u.raw) == 0 {
+	if u := xdpSlaves.m[key]; u != nil && u.port == nil && len(u.xdp) == 0 && len(u.raw) == 0 {
 		delete(xdpSlaves.m, key)
 	}
 }
 
-// resteerLocked recomputes the owner's steering after another vif's
-// tunnel changed; xdpSlaves is locked.
-func resteerLocked(key xdpSlave) {
+// resteerLocked recomputes the steering of the slave's port after a
+// vif's tunnel changed, or a vif came or went; xdpSlaves is locked.
+func resteerLocked(key xdpSlave) error {
 	u := xdpSlaves.m[key]
-	if u == nil || u.x == nil {
-		return
+	if u == nil || u.port == nil {
+		return nil
 	}
-	x := u.x
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if err := x.steerLocked(); err != nil {
-		x.log.Warn("XDP steering failed", "err", err)
+	var errs []error
+	for x := range u.xdp {
+		x.mu.Lock()
+		errs = append(errs, x.steerLocked())
+		x.mu.Unlock()
 	}
+	errs = append(errs, u.port.applyLocked(u))
+	return errors.Join(errs...)
 }
 
-// sharersLocked returns the vifs other than the owner that receive the
-// packets from peer to local of protocol proto; xdpSlaves is locked.
-func (u *slaveUse) sharersLocked(peer, local netip.Addr, proto uint8) []string {
+// sharersLocked returns the vifs other than x that receive the packets
+// from peer to local of protocol proto; xdpSlaves is locked.
+func (u *slaveUse) sharersLocked(x *XDPUnderlay, peer, local netip.Addr, proto uint8) []string {
 	var out []string
+	add := func(name string, mlocal netip.Addr, mproto uint8, peers []netip.Addr) {
+		if mlocal == local && (mproto == proto || proto == ipip.ProtoIPv6) && slices.Contains(peers, peer) && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
 	for m := range u.raw {
-		if m.local == local && (m.proto == proto || proto == ipip.ProtoIPv6) && slices.Contains(m.peers, peer) && !slices.Contains(out, m.name) {
-			out = append(out, m.name)
+		add(m.name, m.local, m.proto, m.peers)
+	}
+	for m := range u.xdp {
+		if m != x && !m.unsteered {
+			add(m.name, m.local, m.proto, m.peers)
 		}
 	}
 	slices.Sort(out)
@@ -102,13 +114,16 @@ func (u *slaveUse) sharersLocked(peer, local netip.Addr, proto uint8) []string {
 // xdpPair is an (outer source, outer destination) the program steers.
 type xdpPair struct{ peer, local netip.Addr }
 
-// steerLocked puts the program's map in step with the peers, the local
-// address and the other vifs of the slave: the packets of each peer to
-// local of the tunnel's protocol and of IPv6 inside (41: 6in4, or 6in6
-// over IPv6) go to the sockets unless another vif receives them too.
+// steerLocked computes what x has the program steer (x.steer), from the
+// peers, the local address and the other vifs of the slave: the packets of
+// each peer to local of the tunnel's protocol and of IPv6 inside (41:
+// 6in4, or 6in6 over IPv6) go to the sockets unless another vif receives
+// them too; the port's applyLocked puts the program's map in step.
 // xdpSlaves and x.mu are locked.
 func (x *XDPUnderlay) steerLocked() error {
-	if x.unsteered {
+	if !x.receives() {
+		clear(x.steer)
+		x.shared = ""
 		return nil
 	}
 	u := xdpSlaves.m[x.key]
@@ -130,7 +145,7 @@ func (x *XDPUnderlay) steerLocked() error {
 			for _, pr := range protos {
 				var ws []string
 				if u != nil {
-					ws = u.sharersLocked(p, x.local, pr)
+					ws = u.sharersLocked(x, p, x.local, pr)
 				}
 				if len(ws) == 0 {
 					steer = append(steer, pr)
@@ -150,34 +165,12 @@ func (x *XDPUnderlay) steerLocked() error {
 			}
 		}
 	}
-	var errs []error
-	for k := range x.steered {
-		if _, ok := want[k]; ok {
-			continue
-		}
-		if err := x.prog.Accept(k.peer, k.local); err != nil {
-			errs = append(errs, err) // tried again next time
-			continue
-		}
-		delete(x.steered, k)
-	}
-	for k, protos := range want {
-		if slices.Equal(x.steered[k], protos) {
-			continue
-		}
-		if err := x.prog.Accept(k.peer, k.local, protos...); err != nil {
-			// Its packets go through the kernel: still delivered.
-			errs = append(errs, err)
-			delete(x.steered, k)
-			continue
-		}
-		x.steered[k] = protos
-	}
+	x.steer = want
 	x.shared = ""
 	if len(shared) > 0 {
 		x.shared = "peer " + strings.Join(shared, ", ") + " shared with another vif on the slave: its packets go through the kernel, not AF_XDP"
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // sharedNote says which peers' packets the program leaves to the kernel
@@ -188,9 +181,9 @@ func (x *XDPUnderlay) sharedNote() string {
 	return x.shared
 }
 
-// A rawMember is the raw underlay of a vif that does not own its slave's
-// AF_XDP sockets (another vif does, or it runs on raw sockets by choice):
-// it tells the registry its tunnel, so that the owner's program leaves
+// A rawMember is the raw underlay of a vif that does not use its slave's
+// AF_XDP port (it runs on raw sockets by choice, or AF_XDP cannot run):
+// it tells the registry its tunnel, so that the port's program leaves
 // the packets it needs to the kernel.
 type rawMember struct {
 	*RawUnderlay
@@ -207,6 +200,9 @@ type rawMember struct {
 // joinRaw registers ru, the raw underlay of the vif name, and returns it
 // wrapped. It works in the calling thread's network namespace.
 func joinRaw(name string, ru *RawUnderlay, proto uint8, local netip.Addr, peers []netip.Addr, log *slog.Logger) (*rawMember, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	key, err := slaveKey(ru.slave)
 	if err != nil {
 		return nil, err
@@ -215,7 +211,9 @@ func joinRaw(name string, ru *RawUnderlay, proto uint8, local netip.Addr, peers 
 	xdpSlaves.Lock()
 	defer xdpSlaves.Unlock()
 	slaveUseLocked(key).raw[m] = struct{}{}
-	resteerLocked(key)
+	if err := resteerLocked(key); err != nil {
+		log.Warn("XDP steering failed", "err", err)
+	}
 	return m, nil
 }
 
@@ -227,7 +225,7 @@ func (m *rawMember) SetPeers(peers []netip.Addr) {
 		return
 	}
 	m.peers = slices.Clone(peers)
-	resteerLocked(m.key)
+	m.resteerLocked()
 }
 
 // SetLocal binds the raw underlay to local (RawUnderlay.SetLocal) and
@@ -240,7 +238,7 @@ func (m *rawMember) SetLocal(local netip.Addr) error {
 	defer xdpSlaves.Unlock()
 	if !m.gone {
 		m.local = local
-		resteerLocked(m.key)
+		m.resteerLocked()
 	}
 	return nil
 }
@@ -253,10 +251,18 @@ func (m *rawMember) Close() error {
 		m.gone = true
 		if u := xdpSlaves.m[m.key]; u != nil {
 			delete(u.raw, m)
-			resteerLocked(m.key)
+			m.resteerLocked()
 			tidyLocked(m.key)
 		}
 	}
 	xdpSlaves.Unlock()
 	return m.RawUnderlay.Close()
+}
+
+// resteerLocked has the port steer again after m's tunnel changed;
+// xdpSlaves is locked.
+func (m *rawMember) resteerLocked() {
+	if err := resteerLocked(m.key); err != nil {
+		m.log.Warn("XDP steering failed", "err", err)
+	}
 }

@@ -460,3 +460,23 @@ func TestProtocols(t *testing.T) {
 		t.Errorf("with an IPv6 prefix: %q", got)
 	}
 }
+
+// vif show names the underlay: with the offload, AF_XDP that only sends.
+func TestShowUnderlay(t *testing.T) {
+	for _, tt := range []struct {
+		u       vif.UnderlayInfo
+		offload bool
+		want    string
+	}{
+		{vif.UnderlayInfo{Kind: vif.UnderlayXDP}, false, "  underlay: xdp\n"},
+		{vif.UnderlayInfo{Kind: vif.UnderlayXDP, TransmitOnly: true}, true, "  underlay: xdp (transmit), offload in the kernel (tc)\n"},
+		{vif.UnderlayInfo{Kind: vif.UnderlayRaw}, true, "  underlay: raw, offload in the kernel (tc)\n"},
+		{vif.UnderlayInfo{Kind: vif.UnderlayRaw, Fallback: "no AF_XDP"}, false, "  underlay: raw (not xdp: no AF_XDP)\n"},
+	} {
+		var out strings.Builder
+		printVif(&out, daemon.VifStatus{Name: "vif0", Underlay: tt.u, Offload: tt.offload})
+		if !strings.Contains(out.String(), tt.want) {
+			t.Errorf("%+v, offload %v: want %q in\n%s", tt.u, tt.offload, tt.want, out.String())
+		}
+	}
+}

@@ -34,7 +34,7 @@ The --json form is stable (fields are only ever added):
 
     {"vifs": [{"name", "addrs", "ranges", "exclude", "slave", "local", "peer", "protocol", "mtu",
                "routes", "arp_proxy", "local_missing", "addrs_missing",
-               "routes_missing", "forward", "underlay": {"kind", "fallback"}, "offload",
+               "routes_missing", "forward", "underlay": {"kind", "fallback", "transmit_only", "shared"}, "offload",
                "peers": [{"addr", "prefixes", "encapsulated_packets",
                           "encapsulated_bytes", "decapsulated_packets",
                           "decapsulated_bytes", "path_mtu"}],
@@ -180,8 +180,11 @@ func printVif(w io.Writer, st daemon.VifStatus) {
 	}
 	if u := st.Underlay; u.Kind != "" {
 		offload := ""
+		if u.TransmitOnly {
+			offload = " (transmit)"
+		}
 		if st.Offload {
-			offload = ", offload in the kernel (tc)"
+			offload += ", offload in the kernel (tc)"
 		}
 		if u.Fallback != "" {
 			fmt.Fprintf(w, "  underlay: %s%s (not xdp: %s)\n", u.Kind, offload, u.Fallback)

@@ -103,7 +103,7 @@ keeps its vifs; they resume when it comes back up.`,
 	fs.StringArrayVar(&f.routes, "route", nil, "route `PREFIX` into the vif, towards the peer (repeatable)")
 	fs.StringVar(&f.proto, "proto", "", "outer IP protocol of IPv4, `94|4`: 94 (IPIP, the default) or 4 (RFC 2003); over an IPv6 underlay only 4 (RFC 2473), the default there")
 	fs.StringVar(&f.underlay, "underlay", "", "carry the tunnel over `xdp|raw`: xdp (AF_XDP sockets, past the kernel's IP stack; tcpdump and netfilter on the slave do not see the tunnel) or raw (raw IP sockets through the IP stack); default: xdp where it works, else raw")
-	fs.BoolVar(&f.offload, "offload", false, "move the common case into the kernel: tc programs encapsulate to the peers and decapsulate from them, and hand everything else to vif (needs CAP_BPF and Linux 6.6; the tunnel runs over raw sockets)")
+	fs.BoolVar(&f.offload, "offload", false, "move the common case into the kernel: tc programs encapsulate to the peers and decapsulate from them, and hand everything else to vif (needs CAP_BPF and Linux 6.6; what vif sends leaves through AF_XDP, or raw sockets with --underlay raw; it receives through the kernel)")
 	fs.StringVar(&f.mtu, "mtu", "", "the MTU `N` of the vif (default: the slave's MTU minus 20, or minus 40 over an IPv6 underlay)")
 	fs.BoolVar(&f.noARP, "no-arp-proxy", false, "do not answer ARP for the addresses on the slave")
 	fs.BoolVar(&f.defaultRoute, "default-route", false, "allow routing 0.0.0.0/0 into the vif (--route 0.0.0.0/0 or ADDR/0): all of the host's traffic without a better route goes into the tunnel")

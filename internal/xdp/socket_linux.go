@@ -378,6 +378,11 @@ type Stats struct {
 	TxInvalid uint64
 }
 
+// Sent returns the frames Flush handed to the kernel, Stats' Sent. It is
+// safe to call concurrently with Receive and Send, and cheap: no system
+// call.
+func (s *Socket) Sent() uint64 { return s.txCount.Load() }
+
 // Stats returns the socket's counters. It is safe to call concurrently
 // with Receive and Send.
 func (s *Socket) Stats() Stats {

@@ -51,9 +51,10 @@
 //
 // -underlays xdp,raw,offload,offload/4 measures the -vif binary on each
 // path — an underlay (vif up --underlay) or the kernel offload (vif up
-// --offload), /4 or /94 overriding -proto — each in its own namespace
-// pair, in the same rotation: the columns vif-xdp, vif-raw, vif-offload
-// and vif-offload-4.
+// --offload, whose loop sends through AF_XDP; offload-raw is --offload
+// --underlay raw), /4 or /94 overriding -proto — each in its own
+// namespace pair, in the same rotation: the columns vif-xdp, vif-raw,
+// vif-offload and vif-offload-4.
 //
 // -hold sets the testbed up and waits for SIGINT, for perf, tcpdump or a
 // manual iperf3. -cpuprofile DIR has the vifs write CPU profiles
@@ -105,7 +106,7 @@ func main() {
 	var tests, compare, underlays string
 	flag.StringVar(&o.vifBin, "vif", "", "path of the vif binary (default: go build ./cmd/vif into a temporary directory)")
 	flag.StringVar(&compare, "compare", "", "comma-separated paths of other vif binaries to measure too (e.g. a build of the previous commit), each in its own namespace pair, alternating with the others")
-	flag.StringVar(&underlays, "underlays", "", "comma-separated paths to measure the -vif binary on, each in its own namespace pair: xdp, raw (vif up --underlay), offload (vif up --offload), each with /4 or /94 to override -proto, such as offload/4 (default: the binary's own choice)")
+	flag.StringVar(&underlays, "underlays", "", "comma-separated paths to measure the -vif binary on, each in its own namespace pair: xdp, raw (vif up --underlay), offload (vif up --offload: the loop sends through AF_XDP), offload-raw (vif up --offload --underlay raw), each with /4 or /94 to override -proto, such as offload/4 (default: the binary's own choice)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of each measurement on each path")
 	flag.DurationVar(&o.dur, "time", 5*time.Second, "duration of each iperf3 measurement")
 	flag.IntVar(&o.streams, "streams", 4, "parallel streams of the multi-stream TCP test")
@@ -135,8 +136,8 @@ func main() {
 	}
 	for _, u := range o.underlays {
 		name, proto, _ := strings.Cut(u, "/")
-		if name != "xdp" && name != "raw" && name != "offload" || proto != "" && proto != "94" && proto != "4" {
-			fmt.Fprintf(os.Stderr, "vifbench: unknown path %q: use xdp, raw or offload, with /4 or /94 for the protocol\n", u)
+		if name != "xdp" && name != "raw" && name != "offload" && name != "offload-raw" || proto != "" && proto != "94" && proto != "4" {
+			fmt.Fprintf(os.Stderr, "vifbench: unknown path %q: use xdp, raw, offload or offload-raw, with /4 or /94 for the protocol\n", u)
 			os.Exit(2)
 		}
 	}
@@ -184,8 +185,11 @@ func variants(o *options) []variant {
 	for _, u := range o.underlays {
 		name, proto, _ := strings.Cut(u, "/")
 		v := variant{bin: o.vifBin, args: []string{"--underlay", name}, label: "vif-" + name, proto: proto}
-		if name == "offload" {
+		switch name {
+		case "offload":
 			v.args = []string{"--offload"}
+		case "offload-raw":
+			v.args = []string{"--offload", "--underlay", "raw"}
 		}
 		if proto != "" {
 			v.label += "-" + proto
