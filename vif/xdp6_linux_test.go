@@ -502,8 +502,8 @@ func TestXDPPathMTUIPv6(t *testing.T) {
 }
 
 // TestXDPSharedPeerIPv6 is TestXDPSharedPeer over IPv6: two vifs on each
-// end with the same IPv6 peer and local address; the owner of the
-// slave's AF_XDP sockets leaves the shared peer's packets to the kernel,
+// end with the same IPv6 peer and local address, both on the slave's
+// AF_XDP port, which leaves the shared peer's packets to the kernel,
 // where both vifs' raw sockets get them, and steers them again once the
 // other vif is gone.
 func TestXDPSharedPeerIPv6(t *testing.T) {
@@ -521,10 +521,10 @@ func TestXDPSharedPeerIPv6(t *testing.T) {
 	up(hb, "vv", bIf.Name(), "192.0.2.60", xdp6A, "192.0.2.50")
 	up(hb, "vw", bIf.Name(), "192.0.2.61", xdp6A, "192.0.2.51")
 	if u := vv.Underlay(); u.Kind != vif.UnderlayXDP || !strings.Contains(u.Shared, xdp6B.String()) || !strings.Contains(u.Shared, "vw") {
-		t.Errorf("owner's underlay %+v: want xdp, %s shared with vw", u, xdp6B)
+		t.Errorf("first vif's underlay %+v: want xdp, %s shared with vw", u, xdp6B)
 	}
-	if u := vw.Underlay(); u.Kind != vif.UnderlayRaw || !strings.Contains(u.Fallback, "in use by vif vv") {
-		t.Errorf("second vif's underlay %+v: want raw, in use by vif vv", u)
+	if u := vw.Underlay(); u.Kind != vif.UnderlayXDP || u.Fallback != "" || !strings.Contains(u.Shared, "vv") {
+		t.Errorf("second vif's underlay %+v: want xdp, %s shared with vv", u, xdp6B)
 	}
 	ping6Until(t, ha, xdp6B.String())
 	for _, addr := range []string{"192.0.2.61", "192.0.2.60"} {
@@ -542,6 +542,6 @@ func TestXDPSharedPeerIPv6(t *testing.T) {
 	}
 	after, _ := vif.XDPStatsOf(vv)
 	if after.RxXDP-before.RxXDP < 3 {
-		t.Errorf("owner received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
+		t.Errorf("the first vif received %d packets through AF_XDP, want 3 (%+v)", after.RxXDP-before.RxXDP, after)
 	}
 }

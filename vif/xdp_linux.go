@@ -422,6 +422,7 @@ const rawSkipMax = 8
 // sockets in turn, so that none starves the others; false: nothing.
 func (x *XDPUnderlay) poll(uintptr) bool {
 	srcs := len(x.socks) + 1 // the raw sockets are the last
+	skipped := false
 	for k := 0; k < srcs; k++ {
 		at := x.rnext
 		x.rnext = (x.rnext + 1) % srcs
@@ -429,16 +430,14 @@ func (x *XDPUnderlay) poll(uintptr) bool {
 			// While the rings fill every batch, an empty recvmmsg
 			// on the raw sockets every other read cost the
 			// receiver 15% of its CPU (perf, vifbench tcp1): they
-			// are read every rawSkipMax turns then.
+			// are read every rawSkipMax turns then, and before
+			// poll gives up.
 			if x.rbusy && x.rskipped < rawSkipMax {
 				x.rskipped++
+				skipped = true
 				continue
 			}
-			x.rskipped = 0
-			n, ok, err := x.raw.readNow(x.rbufs, x.rsizes, x.roff)
-			if ok {
-				x.rxRaw.Add(uint64(n))
-				x.rn, x.rerr = n, err
+			if x.readRaw() {
 				return true
 			}
 			continue
@@ -472,7 +471,21 @@ func (x *XDPUnderlay) poll(uintptr) bool {
 			x.port.rx.Unlock()
 		}
 	}
-	return false
+	// Waiting needs every source read empty: the epoll set wakes
+	// the wait when a source becomes readable, not while one is.
+	return skipped && x.readRaw()
+}
+
+// readRaw reads the raw sockets without waiting; false: nothing.
+func (x *XDPUnderlay) readRaw() bool {
+	x.rskipped = 0
+	n, ok, err := x.raw.readNow(x.rbufs, x.rsizes, x.roff)
+	if !ok {
+		return false
+	}
+	x.rxRaw.Add(uint64(n))
+	x.rn, x.rerr = n, err
+	return true
 }
 
 // readNow is one recvmmsg on the raw receiving sockets without waiting:
