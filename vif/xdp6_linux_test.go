@@ -88,16 +88,8 @@ func underlayBatch6(tb testing.TB, n, size int) (pkts, rbufs [][]byte, sizes []i
 
 // xdpRoundTrip6 writes pkts from a and reads them all at b.
 func xdpRoundTrip6(tb testing.TB, a, b vif.Underlay, pkts, rbufs [][]byte, sizes []int) {
-	if k, err := a.Write(pkts, vif.Headroom-ipip.IPv6HeaderLen); err != nil || k != len(pkts) {
-		tb.Fatalf("Write = %d, %v; want %d", k, err, len(pkts))
-	}
-	for got := 0; got < len(pkts); {
-		k, err := b.Read(rbufs[got:], sizes[got:], vif.Headroom)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		got += k
-	}
+	tb.Helper()
+	roundTripAt(tb, a, b, pkts, rbufs, sizes, vif.Headroom-ipip.IPv6HeaderLen)
 }
 
 // TestXDPUnderlayIPv6 sends 4in6 and 6in6 packets through AF_XDP and

@@ -69,9 +69,18 @@ func xdpPairMTU(tb testing.TB, pathMTU func(netip.Addr) (int, error)) (a, b *vif
 	return open(ha, aIf.Name(), xdpA, xdpB, pathMTU), open(hb, bIf.Name(), xdpB, xdpA, nil)
 }
 
-// xdpRoundTrip writes pkts from a and reads them all at b.
+// xdpRoundTrip writes pkts (IPv4 outer packets) from a and reads them
+// all at b.
 func xdpRoundTrip(tb testing.TB, a, b vif.Underlay, pkts, rbufs [][]byte, sizes []int) {
-	if k, err := a.Write(pkts, vif.Headroom-ipip.IPv4MinLen); err != nil || k != len(pkts) {
+	tb.Helper()
+	roundTripAt(tb, a, b, pkts, rbufs, sizes, vif.Headroom-ipip.IPv4MinLen)
+}
+
+// roundTripAt writes pkts, their outer packets at offset, from a and
+// reads them all at b.
+func roundTripAt(tb testing.TB, a, b vif.Underlay, pkts, rbufs [][]byte, sizes []int, offset int) {
+	tb.Helper()
+	if k, err := a.Write(pkts, offset); err != nil || k != len(pkts) {
 		tb.Fatalf("Write = %d, %v; want %d", k, err, len(pkts))
 	}
 	for got := 0; got < len(pkts); {
