@@ -397,7 +397,10 @@ func TestControlNoHang(t *testing.T) {
 	}
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		p := h.Start(vifBin, "down", "vif0", "--timeout", "60s")
-		time.Sleep(300 * time.Millisecond) // connected, waiting for the greeting
+		// Once it has a socket, connected and waiting for the greeting
+		// (a sleep of 300 ms was not always enough for a race build on
+		// a loaded machine: the signal killed it before main ran).
+		waitSocket(t, p.Pid())
 		p.Signal(sig)
 		if err := p.Wait(10 * time.Second); err == nil {
 			t.Errorf("vif down interrupted by %v exited 0", sig)
@@ -599,4 +602,31 @@ func netnsInUse(ino uint64) bool {
 		}
 	}
 	return false
+}
+
+// waitSocket waits until the process pid, once vif, has a socket open,
+// which vif opens only to call the daemon, after its signal handlers are
+// in place, for up to 20 s.
+func waitSocket(t *testing.T, pid int) {
+	t.Helper()
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		fds, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatalf("process %d: %v", pid, err)
+		}
+		// ip netns exec has netlink sockets before it execs vif.
+		if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) != "vif" {
+			fds = nil
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink(dir + "/" + fd.Name()); err == nil && strings.HasPrefix(l, "socket:") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d has no socket after 20 s", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

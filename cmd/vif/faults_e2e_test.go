@@ -249,7 +249,9 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	flood := fp.a.Start("ping", "-f", "-w", "20", vifB.String())
 	defer flood.Stop()
 	before := vifStatus(t, fp.a, "vif0")
-	st := waitStatus(t, fp.a, "vif0", 5*time.Second, func(s daemon.VifStatus) bool {
+	// ping -f waits for each reply up to 10 ms: on a loaded machine
+	// 1000 take longer than 5 s (a CI run saw 412).
+	st := waitStatus(t, fp.a, "vif0", 15*time.Second, func(s daemon.VifStatus) bool {
 		return s.Counters.DecapsulatedPackets-before.Counters.DecapsulatedPackets > 1000
 	})
 	if d := st.Counters.DecapsulatedPackets - before.Counters.DecapsulatedPackets; d <= 1000 {
