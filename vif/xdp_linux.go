@@ -593,6 +593,7 @@ func (x *XDPUnderlay) flush(queued bool) error {
 	if err != nil {
 		x.txErrs.Add(1)
 	}
+	x.port.flushed(err)
 	return err
 }
 

@@ -40,8 +40,13 @@ type xdpPort struct {
 	slave string        // its name when opened, for logs
 	log   *slog.Logger
 
-	rx        sync.Mutex // the rx and fill rings, and demultiplexing
-	tx        sync.Mutex // queue 0's tx and completion rings
+	rx       sync.Mutex // the rx and fill rings, and demultiplexing
+	tx       sync.Mutex // queue 0's tx and completion rings, txClosed
+	txClosed bool
+	// retry flushes what a Flush left in the tx ring: without it, the
+	// last frames of a burst waited for the next Write, which a TCP
+	// sender waiting for their acknowledgements never makes.
+	retry     *time.Timer
 	routes    atomic.Pointer[xdpRoutes]
 	unclaimed atomic.Uint64 // steered frames no member claimed
 
@@ -99,6 +104,8 @@ func openPort(a *netlink.LinkAttrs, log *slog.Logger) (p *xdpPort, err error) {
 		return nil, &errXDP{fmt.Sprintf("AF_XDP socket on %s: %v", a.Name, err)}
 	}
 	p.socks[0] = p.sock
+	p.retry = time.AfterFunc(time.Hour, p.retryFlush)
+	p.retry.Stop()
 	for q := 1; q < len(p.socks); q++ {
 		// The other queues receive only: what their packets answer
 		// leaves through queue 0's socket.
@@ -235,6 +242,10 @@ func (p *xdpPort) applyLocked(u *slaveUse) error {
 // close closes the sockets; the program is detached already (the last
 // receiving member left). Nobody uses the port anymore.
 func (p *xdpPort) close() error {
+	p.tx.Lock()
+	p.txClosed = true
+	p.retry.Stop()
+	p.tx.Unlock()
 	errs := []error{p.detachLocked()}
 	for _, sk := range p.socks {
 		if sk != nil {
@@ -242,6 +253,36 @@ func (p *xdpPort) close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// flushRetry and flushRetryDown are how soon the port hands the kernel
+// again what a Flush left in the tx ring: the device's queue was full, or
+// (down) the kernel refused them, the slave down.
+const (
+	flushRetry     = time.Millisecond
+	flushRetryDown = 100 * time.Millisecond
+)
+
+// flushed arms the retry when the Flush that returned err left frames in
+// the tx ring; the port's tx lock is held.
+func (p *xdpPort) flushed(err error) {
+	switch {
+	case !p.sock.Pending():
+	case err != nil:
+		p.retry.Reset(flushRetryDown)
+	default:
+		p.retry.Reset(flushRetry)
+	}
+}
+
+// retryFlush is the retry timer's: it flushes the tx ring again.
+func (p *xdpPort) retryFlush() {
+	p.tx.Lock()
+	defer p.tx.Unlock()
+	if p.txClosed {
+		return
+	}
+	p.flushed(p.sock.Flush())
 }
 
 // stats sums the sockets' counters.

@@ -365,6 +365,11 @@ func (s *Socket) Flush() error {
 	return nil
 }
 
+// Pending reports whether frames Flush handed over are still in the tx
+// ring, not taken by the kernel (its queue was full, or the interface
+// down): a later Flush sends them.
+func (s *Socket) Pending() bool { return s.txQ != nil && s.tx.pending() }
+
 // Stats are a Socket's counters.
 type Stats struct {
 	// Received and Sent count the frames Receive took and Flush handed
