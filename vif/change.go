@@ -168,7 +168,8 @@ func checkRoute(p netip.Prefix, peers []Peer, ranges []netip.Prefix) error {
 
 // SetMTU changes the MTU of the running vif's device; the loop follows it
 // (as when an operator changes it). It returns an error wrapping
-// ErrBadMTU for an MTU outside MinMTU..MaxMTU, and ErrNoHost for an
+// ErrBadMTU for an MTU outside MinMTU..MaxMTU or below 1280 for a vif
+// that carries IPv6 (RFC 8200 section 5), and ErrNoHost for an
 // Interface made by New.
 func (i *Interface) SetMTU(mtu int) error {
 	if mtu < MinMTU || mtu > MaxMTU {
@@ -179,6 +180,9 @@ func (i *Interface) SetMTU(mtu int) error {
 	}
 	i.changeMu.Lock()
 	defer i.changeMu.Unlock()
+	if err := i.linkCheckMTU6(mtu); err != nil {
+		return err
+	}
 	// The kernel sends packets of the new MTU as soon as it has it: the
 	// loop must be able to read them first.
 	i.growTxBuffers(mtu)
@@ -236,4 +240,10 @@ func (i *Interface) growTxBuffers(mtu int) {
 	case <-t.C:
 		i.log.Warn("the packet loop did not take buffers for the new MTU in time: a first packet of the new size may be dropped", "mtu", mtu)
 	}
+}
+
+// linkCheckMTU6 is LinkConfig.checkMTU6 for the vif as it is now.
+func (i *Interface) linkCheckMTU6(mtu int) error {
+	l := i.Link()
+	return l.checkMTU6(mtu)
 }

@@ -456,12 +456,29 @@ func (c *LinkConfig) DefaultMTU(slaveMTU int) int {
 	if m >= ipip.IPv6MinMTU || !c.HasTunnel() {
 		return m
 	}
-	six := func(p netip.Prefix) bool { return p.Addr().Is6() }
-	if slices.ContainsFunc(c.Addrs, six) || slices.ContainsFunc(c.Routes, six) ||
-		slices.ContainsFunc(c.peers(), func(p Peer) bool { return slices.ContainsFunc(p.Prefixes, six) }) {
+	if c.carries6() {
 		return ipip.IPv6MinMTU
 	}
 	return m
+}
+
+// carries6 reports whether c's vif carries IPv6: an IPv6 address, route
+// or peer prefix.
+func (c *LinkConfig) carries6() bool {
+	six := func(p netip.Prefix) bool { return p.Addr().Is6() }
+	return slices.ContainsFunc(c.Addrs, six) || slices.ContainsFunc(c.Routes, six) ||
+		slices.ContainsFunc(c.peers(), func(p Peer) bool { return slices.ContainsFunc(p.Prefixes, six) })
+}
+
+// checkMTU6 returns an error wrapping ErrBadMTU when mtu is below IPv6's
+// minimum link MTU, 1280 (RFC 8200 section 5), and c's vif carries IPv6:
+// the kernel turns IPv6 off on such a device, its IPv6 addresses and
+// routes gone.
+func (c *LinkConfig) checkMTU6(mtu int) error {
+	if mtu < ipip.IPv6MinMTU && c.carries6() {
+		return fmt.Errorf("%w: %d: the vif carries IPv6, whose links need an MTU of %d at least (RFC 8200 section 5); the kernel would turn IPv6 off on it", ErrBadMTU, mtu, ipip.IPv6MinMTU)
+	}
+	return nil
 }
 
 // clone returns a copy of c that shares no slice with it.

@@ -55,7 +55,9 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 		if err != nil && !c.HasTunnel() {
 			// Publishing only: an IPv6-only host has its slave where
 			// its IPv6 default route goes.
-			s, err = defaultSlave(nl, true)
+			if s, err = defaultSlave(nl, true); err != nil {
+				err = fmt.Errorf("%w: there is no default route, IPv4 or IPv6, to take the slave from (pass --slave IFACE)", ErrNoSlave)
+			}
 		}
 		if err != nil {
 			return c, err
@@ -75,6 +77,9 @@ func resolve(nl *netlink.Handle, c LinkConfig) (LinkConfig, error) {
 	}
 	if c.MTU < MinMTU || c.MTU > MaxMTU {
 		return c, fmt.Errorf("%w: %d (use %d to %d)", ErrBadMTU, c.MTU, MinMTU, MaxMTU)
+	}
+	if err := c.checkMTU6(c.MTU); err != nil {
+		return c, err
 	}
 	if err := checkHostAddrs(nl, c.Addrs, c.Ranges, c.Local, 0); err != nil {
 		return c, err

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -141,7 +142,7 @@ func (x *XDPUnderlay) steerLocked() error {
 				continue
 			}
 			var steer []uint8
-			var with []string
+			var with, sharedProtos []string
 			for _, pr := range protos {
 				var ws []string
 				if u != nil {
@@ -149,6 +150,8 @@ func (x *XDPUnderlay) steerLocked() error {
 				}
 				if len(ws) == 0 {
 					steer = append(steer, pr)
+				} else {
+					sharedProtos = append(sharedProtos, strconv.Itoa(int(pr)))
 				}
 				for _, w := range ws {
 					if !slices.Contains(with, w) {
@@ -161,14 +164,14 @@ func (x *XDPUnderlay) steerLocked() error {
 			}
 			if len(with) > 0 {
 				slices.Sort(with)
-				shared = append(shared, fmt.Sprintf("%s (with vif %s)", p, strings.Join(with, ", ")))
+				shared = append(shared, fmt.Sprintf("%s protocol %s (with vif %s)", p, strings.Join(sharedProtos, " and "), strings.Join(with, ", ")))
 			}
 		}
 	}
 	x.steer = want
 	x.shared = ""
 	if len(shared) > 0 {
-		x.shared = "peer " + strings.Join(shared, ", ") + " shared with another vif on the slave: its packets go through the kernel, not AF_XDP"
+		x.shared = "peer " + strings.Join(shared, ", ") + " shared with another vif on the slave: those packets go through the kernel, not AF_XDP"
 	}
 	return nil
 }

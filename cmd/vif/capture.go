@@ -137,6 +137,11 @@ func runCapture(ctx context.Context, args []string, o captureOptions, stdout, st
 // read it, or have planted it).
 func createPcap(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	// In a sticky directory (/tmp) another user's link is refused
+	// before O_NOFOLLOW is looked at (fs.protected_symlinks): EACCES.
+	if fi, lerr := os.Lstat(path); err != nil && lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+		err = syscall.ELOOP
+	}
 	if errors.Is(err, syscall.ELOOP) {
 		return nil, usagef("%s is a symbolic link: give the file itself (-w)", path)
 	}

@@ -44,7 +44,7 @@ func (e *ownedError) Is(target error) bool { return target == ErrOwned }
 func Refused(err error) bool {
 	for _, e := range []error{ErrBadRequest, ErrUnknown, ErrTaken, ErrOwned, ErrMTU, arpproxy.ErrInUse, arpproxy.ErrInterface, ndpproxy.ErrInUse, ndpproxy.ErrInterface,
 		vif.ErrNoAddress, vif.ErrBadAddress, vif.ErrBadProtocol, vif.ErrProtocolFamily, vif.ErrFamily, vif.ErrNoLocal, vif.ErrBadName, vif.ErrExists,
-		vif.ErrNoSlave, vif.ErrBadMTU, vif.ErrBadRange, vif.ErrBadPeer, vif.ErrNoTunnel, vif.ErrNoPeer} {
+		vif.ErrNoSlave, vif.ErrBadMTU, vif.ErrBadRange, vif.ErrBadPeer, vif.ErrNoTunnel, vif.ErrNoPeer, vif.ErrBadUnderlay} {
 		if errors.Is(err, e) {
 			return true
 		}
