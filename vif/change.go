@@ -125,6 +125,32 @@ func (i *Interface) AddRoute(p netip.Prefix) error {
 	return nil
 }
 
+// RestoreRoutes puts back the routes the vif installed, LinkConfig.Routes
+// and its peers' prefixes, where they are missing: the kernel flushes the
+// routes of a device set down ("ip link set vif0 down") and does not put
+// them back when it is set up again. Routes present are left as they are.
+// It returns ErrNoHost for an Interface made by New.
+func (i *Interface) RestoreRoutes() error {
+	if i.host == nil {
+		return ErrNoHost
+	}
+	var errs []error
+	i.changeMu.Lock()
+	for _, p := range *i.routes.Load() {
+		if err := i.host.addRoute(p); err != nil && !errors.As(err, new(routeExistsError)) {
+			errs = append(errs, err)
+		}
+	}
+	i.changeMu.Unlock()
+	if i.peerRoutes != nil {
+		i.peersMu.Lock()
+		add, _ := routeChanges(nil, i.peers.Load().peers())
+		errs = append(errs, i.peerRoutes(add, nil))
+		i.peersMu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
 // RemoveRoute removes the route of p into the vif (see AddRoute).
 func (i *Interface) RemoveRoute(p netip.Prefix) error {
 	if i.host == nil {

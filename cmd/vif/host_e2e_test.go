@@ -608,3 +608,53 @@ func TestRoutesFlushedWithAddress(t *testing.T) {
 		t.Errorf("the route is back but vif show lists it missing: %+v", st.RoutesMissing)
 	}
 }
+
+// TestVifDownUpRestoresRoutes: the kernel flushes a device's routes when
+// it is set down; when the vif is set up again, the daemon puts back the
+// routes it installed (--route and the peers' prefixes, IPv4 and IPv6),
+// and vif show no longer lists them missing.
+func TestVifDownUpRestoresRoutes(t *testing.T) {
+	n := nstest.New(t)
+	a, b := n.Host("a"), n.Host("b")
+	aIf, _ := n.Link(a, b, "198.18.0.2/24", "198.18.0.1/24")
+	vifCmd(t, a, "up", "rt", "192.0.2.100", "--slave", aIf.Name(), "--peer", "198.18.0.1=198.51.100.0/26,2001:db8:b::/64",
+		"--route", "198.51.100.64/26", "--force", "--no-arp-proxy")
+	t.Cleanup(func() { stopDaemon(a) })
+	want := []string{"198.51.100.0/26", "198.51.100.64/26", "2001:db8:b::/64"}
+	routed := func() []string {
+		var missing []string
+		for _, p := range want {
+			fam := "-4"
+			if strings.Contains(p, ":") {
+				fam = "-6"
+			}
+			if !strings.Contains(a.IP(fam, "route", "show", p), "dev rt") {
+				missing = append(missing, p)
+			}
+		}
+		return missing
+	}
+	if m := routed(); len(m) > 0 {
+		t.Fatalf("routes %v missing after vif up", m)
+	}
+	a.IP("link", "set", "rt", "down")
+	deadline := time.Now().Add(3 * time.Second)
+	for len(vifStatus(t, a, "rt").RoutesMissing) < len(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("vif show does not list the flushed routes as missing: %+v", vifStatus(t, a, "rt").RoutesMissing)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.IP("link", "set", "rt", "up")
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		m, st := routed(), vifStatus(t, a, "rt")
+		if len(m) == 0 && len(st.RoutesMissing) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the vif came up again: routes %v missing from the kernel, vif show lists %v missing", m, st.RoutesMissing)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -119,6 +119,7 @@ type link interface {
 	RemoveAddr(netip.Prefix) error
 	AddRoute(netip.Prefix) error
 	RemoveRoute(netip.Prefix) error
+	RestoreRoutes() error
 	SetMTU(int) error
 	Done() <-chan struct{}
 	Err() error
@@ -173,6 +174,9 @@ type entry struct {
 	outerFragments bool      // guarded by Daemon.mu
 	arp            *arpEntry // nil without an ARP proxy
 	gone           chan struct{}
+	// down: the vif's device was last seen set down (slaves.go);
+	// guarded by Daemon.mu.
+	down bool
 }
 
 // arpEntry is what publishes the addresses of the vifs of one slave: its

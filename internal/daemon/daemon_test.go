@@ -125,6 +125,8 @@ func (l *fakeLink) RemoveAddr(p netip.Prefix) error {
 	l.cfg.Addrs = slices.DeleteFunc(l.cfg.Addrs, func(q netip.Prefix) bool { return q == p })
 	return nil
 }
+func (l *fakeLink) RestoreRoutes() error { return nil }
+
 func (l *fakeLink) AddRoute(p netip.Prefix) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -86,6 +86,7 @@ func (d *Daemon) subscribeLinks() error {
 				d.removeOrphans(int(u.Index))
 			case unix.RTM_NEWLINK:
 				d.vifLinkChanged(int(u.Index), u.Attrs().Name)
+				d.vifUpChanged(int(u.Index), u.Flags&unix.IFF_UP != 0)
 				d.linkState(int(u.Index), u.Flags&unix.IFF_RUNNING != 0, u.Attrs().HardwareAddr)
 			}
 		}
@@ -177,6 +178,27 @@ func (d *Daemon) vifLinkChanged(idx int, name string) {
 	if e != nil {
 		d.checkRoutes(e, d.linkRoutes())
 	}
+}
+
+// vifUpChanged follows the vif device with index idx, if it is one, being
+// set down and up: the kernel flushed its routes when it went down, and
+// they are put back when it comes up (vif.Interface.RestoreRoutes).
+func (d *Daemon) vifUpChanged(idx int, up bool) {
+	d.mu.Lock()
+	e := d.entryAtLocked(idx)
+	back := e != nil && e.down && up
+	if e != nil {
+		e.down = !up
+	}
+	d.mu.Unlock()
+	if !back {
+		return
+	}
+	if err := e.ifc.RestoreRoutes(); err != nil {
+		d.log.Warn("the vif is up again, but its routes could not all be put back", "vif", e.name, "err", err)
+		return
+	}
+	d.log.Info("the vif is up again: its routes are back", "vif", e.name)
 }
 
 // removeOrphans removes the vifs whose slave had index idx (any index
