@@ -197,7 +197,10 @@ func TestHostRenamedVifMTU(t *testing.T) {
 	a.IP("link", "set", "vif0", "down")
 	a.IP("link", "set", "vif0", "name", "vifr")
 	a.IP("link", "set", "vifr", "up")
-	a.AddRoute("198.51.100.0/24", "dev", "vifr") // the kernel removed it with the link down
+	// The kernel removed the route with the link down; vif puts it back.
+	if _, ok := waitFor(5*time.Second, func() bool { return a.HasRoute("198.51.100.0/24") }); !ok {
+		t.Fatal("the route through the renamed vif did not come back when it was set up")
+	}
 	a.IP("link", "set", "vifr", "mtu", "1000")
 	a.IP("link", "set", "vifr", "mtu", "8980")
 	b.IP("link", "set", "vif0", "mtu", "8980")
@@ -515,7 +518,8 @@ func TestHostKernelDropsCounted(t *testing.T) {
 }
 
 // The kernel flushes the routes through a link that goes down, and tells
-// nobody: vif notices, reports them missing and logs it.
+// nobody: vif notices, reports them missing and logs it; when the link
+// comes up again, vif puts them back.
 func TestHostRoutesFlushedByKernel(t *testing.T) {
 	n := nstest.New(t)
 	a, b := n.Host("a"), n.Host("b")
@@ -525,15 +529,21 @@ func TestHostRoutesFlushedByKernel(t *testing.T) {
 	t.Cleanup(func() { stopDaemon(a) })
 	_, log := daemonPID(t, a)
 	a.IP("link", "set", "vif0", "down")
-	a.IP("link", "set", "vif0", "up")
 	var st daemon.VifStatus
 	if _, ok := waitFor(5*time.Second, func() bool {
 		st = vifStatus(t, a, "vif0")
 		return len(st.RoutesMissing) == 1
 	}); !ok || len(st.Routes) != 0 {
-		t.Errorf("after the link flap: routes %v, missing %v; want 198.51.100.0/24 missing", st.Routes, st.RoutesMissing)
+		t.Errorf("with the link down: routes %v, missing %v; want 198.51.100.0/24 missing", st.Routes, st.RoutesMissing)
 	}
-	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "route removed from the vif from outside") {
+	a.IP("link", "set", "vif0", "up")
+	if _, ok := waitFor(5*time.Second, func() bool {
+		st = vifStatus(t, a, "vif0")
+		return len(st.RoutesMissing) == 0 && len(st.Routes) == 1
+	}); !ok {
+		t.Errorf("with the link up again: routes %v, missing %v; want 198.51.100.0/24 back", st.Routes, st.RoutesMissing)
+	}
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "route removed from the vif from outside") || !strings.Contains(string(b), "its routes are back") {
 		t.Errorf("daemon log:\n%s", b)
 	}
 }

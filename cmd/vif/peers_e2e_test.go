@@ -277,19 +277,34 @@ func TestRangeOnSegment(t *testing.T) {
 }
 
 // The routes of the peers' prefixes are followed like --route's: a link
-// flap that flushes them is reported, "vif set" routes them anew, and a
+// flap flushes them, which is reported, and they come back with the link;
+// routes removed by hand are reported, "vif set" routes them anew, and a
 // prefix whose route exists already (the operator's) is refused, the
 // operator's route left alone.
 func TestPeerRoutesFollowed(t *testing.T) {
 	hub, _ := hubLab(t)
+	peerRoutes := []string{"198.51.100.1/32", "198.51.100.2/32", "198.51.100.3/32"}
+	missing := func(n int) (daemon.VifStatus, bool) {
+		var st daemon.VifStatus
+		_, ok := waitFor(5*time.Second, func() bool {
+			st = vifStatus(t, hub, "vif0")
+			return len(st.RoutesMissing) == n
+		})
+		return st, ok
+	}
 	hub.IP("link", "set", "vif0", "down")
+	if st, ok := missing(3); !ok {
+		t.Fatalf("with the link down: routes %v, missing %v; want the 3 peer routes missing", st.Routes, st.RoutesMissing)
+	}
 	hub.IP("link", "set", "vif0", "up")
-	var st daemon.VifStatus
-	if _, ok := waitFor(5*time.Second, func() bool {
-		st = vifStatus(t, hub, "vif0")
-		return len(st.RoutesMissing) == 3
-	}); !ok {
-		t.Fatalf("after a link flap: routes %v, missing %v; want the 3 peer routes missing", st.Routes, st.RoutesMissing)
+	if st, ok := missing(0); !ok || len(st.Routes) != 3 {
+		t.Fatalf("with the link up again: routes %v, missing %v; want the 3 peer routes back", st.Routes, st.RoutesMissing)
+	}
+	for _, p := range peerRoutes {
+		hub.IP("route", "del", p, "dev", "vif0")
+	}
+	if st, ok := missing(3); !ok {
+		t.Fatalf("after removing them by hand: routes %v, missing %v; want the 3 peer routes missing", st.Routes, st.RoutesMissing)
 	}
 	vifCmd(t, hub, "set", "vif0", "peer", "198.18.0.11", "allowed-ips", "198.51.100.1/32")
 	if _, ok := waitFor(5*time.Second, func() bool { return len(vifStatus(t, hub, "vif0").RoutesMissing) == 2 }); !ok || !hub.HasRoute("198.51.100.1/32") {
