@@ -33,25 +33,7 @@ func xdpPair6(tb testing.TB, pathMTU func(netip.Addr) (int, error)) (a, b *vif.X
 	ha, hb := n.Host("a", nstest.WithIPv6()), n.Host("b", nstest.WithIPv6())
 	aIf, bIf = n.Link(ha, hb, xdp6A.String()+"/64", xdp6B.String()+"/64")
 	ping6Until(tb, ha, xdp6B.String())
-	open := func(h *nstest.Host, slave string, local, peer netip.Addr, pathMTU func(netip.Addr) (int, error)) *vif.XDPUnderlay {
-		var x *vif.XDPUnderlay
-		if err := h.Do(func() error {
-			ru, err := vif.ListenUnderlay(slave, ipip.ProtoIPinIP, local)
-			if err != nil {
-				return err
-			}
-			x, err = vif.ListenXDP("test", slave, ru, ipip.ProtoIPinIP, local, []netip.Addr{peer}, pathMTU, nil)
-			if err != nil {
-				ru.Close()
-			}
-			return err
-		}); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { x.Close() })
-		return x
-	}
-	return open(ha, aIf.Name(), xdp6A, xdp6B, pathMTU), open(hb, bIf.Name(), xdp6B, xdp6A, nil), aIf, bIf
+	return openXDP(tb, ha, "test", aIf.Name(), ipip.ProtoIPinIP, xdp6A, pathMTU, xdp6B), openXDP(tb, hb, "test", bIf.Name(), ipip.ProtoIPinIP, xdp6B, nil, xdp6A), aIf, bIf
 }
 
 // underlayBatch6 returns n packets from xdp6A to xdp6B, 4in6 and 6in6 in

@@ -39,6 +39,28 @@ func xdpPair(tb testing.TB) (a, b *vif.XDPUnderlay) {
 	return xdpPairMTU(tb, nil)
 }
 
+// openXDP opens the XDP underlay of the vif name on slave of h, for the
+// protocol proto from local to peers; the test's cleanup closes it.
+func openXDP(tb testing.TB, h *nstest.Host, name, slave string, proto uint8, local netip.Addr, pathMTU func(netip.Addr) (int, error), peers ...netip.Addr) *vif.XDPUnderlay {
+	tb.Helper()
+	var x *vif.XDPUnderlay
+	if err := h.Do(func() error {
+		ru, err := vif.ListenUnderlay(slave, proto, local)
+		if err != nil {
+			return err
+		}
+		x, err = vif.ListenXDP(name, slave, ru, proto, local, peers, pathMTU, nil)
+		if err != nil {
+			ru.Close()
+		}
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { x.Close() })
+	return x
+}
+
 // xdpPairMTU is xdpPair with the path MTU a's underlay is told.
 func xdpPairMTU(tb testing.TB, pathMTU func(netip.Addr) (int, error)) (a, b *vif.XDPUnderlay) {
 	tb.Helper()
@@ -48,25 +70,7 @@ func xdpPairMTU(tb testing.TB, pathMTU func(netip.Addr) (int, error)) (a, b *vif
 	if err := ha.Ping("198.18.0.2", 1); err != nil {
 		tb.Fatal(err)
 	}
-	open := func(h *nstest.Host, slave string, local, peer netip.Addr, pathMTU func(netip.Addr) (int, error)) *vif.XDPUnderlay {
-		var x *vif.XDPUnderlay
-		if err := h.Do(func() error {
-			ru, err := vif.ListenUnderlay(slave, ipip.ProtoIPIP, local)
-			if err != nil {
-				return err
-			}
-			x, err = vif.ListenXDP("test", slave, ru, ipip.ProtoIPIP, local, []netip.Addr{peer}, pathMTU, nil)
-			if err != nil {
-				ru.Close()
-			}
-			return err
-		}); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { x.Close() })
-		return x
-	}
-	return open(ha, aIf.Name(), xdpA, xdpB, pathMTU), open(hb, bIf.Name(), xdpB, xdpA, nil)
+	return openXDP(tb, ha, "test", aIf.Name(), ipip.ProtoIPIP, xdpA, pathMTU, xdpB), openXDP(tb, hb, "test", bIf.Name(), ipip.ProtoIPIP, xdpB, nil, xdpA)
 }
 
 // xdpRoundTrip writes pkts (IPv4 outer packets) from a and reads them

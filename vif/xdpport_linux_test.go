@@ -276,29 +276,11 @@ func sharedUnderlaysN(t testing.TB, second bool) (x1, x2, xb *vif.XDPUnderlay, h
 			t.Fatal(err)
 		}
 	}
-	open := func(h *nstest.Host, name, slave string, local netip.Addr, peers ...netip.Addr) *vif.XDPUnderlay {
-		var x *vif.XDPUnderlay
-		if err := h.Do(func() error {
-			ru, err := vif.ListenUnderlay(slave, ipip.ProtoIPIP, local)
-			if err != nil {
-				return err
-			}
-			x, err = vif.ListenXDP(name, slave, ru, ipip.ProtoIPIP, local, peers, nil, nil)
-			if err != nil {
-				ru.Close()
-			}
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { x.Close() })
-		return x
-	}
-	x1 = open(ha, "v1", aIf.Name(), xdpA, xdpB)
+	x1 = openXDP(t, ha, "v1", aIf.Name(), ipip.ProtoIPIP, xdpA, nil, xdpB)
 	if second {
-		x2 = open(ha, "v2", aIf.Name(), xdpA11, xdpB)
+		x2 = openXDP(t, ha, "v2", aIf.Name(), ipip.ProtoIPIP, xdpA11, nil, xdpB)
 	}
-	xb = open(hb, "vb", bIf.Name(), xdpB, xdpA, xdpA11)
+	xb = openXDP(t, hb, "vb", bIf.Name(), ipip.ProtoIPIP, xdpB, nil, xdpA, xdpA11)
 	return x1, x2, xb, ha
 }
 
