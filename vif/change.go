@@ -206,7 +206,8 @@ func (i *Interface) SetMTU(mtu int) error {
 	}
 	i.changeMu.Lock()
 	defer i.changeMu.Unlock()
-	if err := i.linkCheckMTU6(mtu); err != nil {
+	l := i.Link()
+	if err := l.checkMTU6(mtu); err != nil {
 		return err
 	}
 	// The kernel sends packets of the new MTU as soon as it has it: the
@@ -266,10 +267,4 @@ func (i *Interface) growTxBuffers(mtu int) {
 	case <-t.C:
 		i.log.Warn("the packet loop did not take buffers for the new MTU in time: a first packet of the new size may be dropped", "mtu", mtu)
 	}
-}
-
-// linkCheckMTU6 is LinkConfig.checkMTU6 for the vif as it is now.
-func (i *Interface) linkCheckMTU6(mtu int) error {
-	l := i.Link()
-	return l.checkMTU6(mtu)
 }
